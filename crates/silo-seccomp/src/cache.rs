@@ -49,7 +49,7 @@ fn encode(prog: &Program) -> Vec<u8> {
 }
 
 fn decode(data: &[u8]) -> Option<Program> {
-    if data.len() < HEADER || data.len() % INSN_SIZE != 0 || &data[..8] != MAGIC {
+    if data.len() < HEADER || !data.len().is_multiple_of(INSN_SIZE) || &data[..8] != MAGIC {
         return None;
     }
     let flags = u32::from_le_bytes(data[8..12].try_into().ok()?);

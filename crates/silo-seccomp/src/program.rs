@@ -25,7 +25,7 @@ impl Program {
     /// Builds a program from native-endian `struct sock_filter` bytes as libseccomp exports
     /// them. Returns `None` when the length is not a whole number of instructions.
     pub fn from_bytes(bytes: &[u8], flags: u32) -> Option<Program> {
-        if bytes.len() % INSN_SIZE != 0 {
+        if !bytes.len().is_multiple_of(INSN_SIZE) {
             return None;
         }
         let insns = bytes
