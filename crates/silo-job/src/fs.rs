@@ -90,11 +90,7 @@ impl CgroupFs {
             }
             let mount_point = PathBuf::from(unescape_mountinfo(pre[4]));
             match post[0] {
-                "cgroup2" => {
-                    if unified.is_none() {
-                        unified = Some(mount_point);
-                    }
-                }
+                "cgroup2" if unified.is_none() => unified = Some(mount_point),
                 "cgroup" => {
                     for opt in post[2].split(',') {
                         let is_name = opt.starts_with("name=");
