@@ -23,6 +23,13 @@ pub enum BpfError {
         #[source]
         source: std::io::Error,
     },
+    #[error("detaching the old device program {id} from {path}: {source}")]
+    Detach {
+        path: PathBuf,
+        id: u32,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("BPF_PROG_ATTACH of the device program to {path}: {source}")]
     Attach {
         path: PathBuf,
@@ -126,6 +133,9 @@ pub fn device_program(rules: &[Rule]) -> Vec<Insn> {
 
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_ATTACH: libc::c_long = 8;
+const BPF_PROG_DETACH: libc::c_long = 9;
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+const BPF_PROG_QUERY: libc::c_long = 16;
 const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
 const BPF_CGROUP_DEVICE: u32 = 6;
 const BPF_F_ALLOW_MULTI: u32 = 2;
@@ -159,6 +169,81 @@ struct ProgAttachAttr {
     pad: [u8; 108],
 }
 
+/// The BPF_PROG_QUERY part of union bpf_attr.
+#[repr(C)]
+struct ProgQueryAttr {
+    target_fd: u32,
+    attach_type: u32,
+    query_flags: u32,
+    attach_flags: u32,
+    prog_ids: u64,
+    prog_cnt: u32,
+    pad: [u8; 100],
+}
+
+/// The BPF_PROG_GET_FD_BY_ID part of union bpf_attr.
+#[repr(C)]
+struct GetFdAttr {
+    prog_id: u32,
+    next_id: u32,
+    open_flags: u32,
+    pad: [u8; 116],
+}
+
+/// Ids of device programs attached directly to the cgroup (not inherited ones).
+fn attached_ids(cg: &std::fs::File) -> Vec<u32> {
+    let mut ids = [0u32; 64];
+    let mut q = ProgQueryAttr {
+        target_fd: cg.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        query_flags: 0,
+        attach_flags: 0,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: ids.len() as u32,
+        pad: [0; 100],
+    };
+    match bpf(BPF_PROG_QUERY, &mut q) {
+        Ok(_) => ids[..(q.prog_cnt as usize).min(ids.len())].to_vec(),
+        // Nothing to replace if the kernel cannot tell us.
+        Err(_) => Vec::new(),
+    }
+}
+
+fn detach(cg: &std::fs::File, dir: &Path, id: u32) -> Result<(), BpfError> {
+    let err = |source| BpfError::Detach {
+        path: dir.to_path_buf(),
+        id,
+        source,
+    };
+    let mut get = GetFdAttr {
+        prog_id: id,
+        next_id: 0,
+        open_flags: 0,
+        pad: [0; 116],
+    };
+    let fd = match bpf(BPF_PROG_GET_FD_BY_ID, &mut get) {
+        Ok(fd) => fd,
+        // Already gone.
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(err(e)),
+    };
+    // SAFETY: a successful BPF_PROG_GET_FD_BY_ID returns a new fd that nothing else owns.
+    let prog_fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let mut d = ProgAttachAttr {
+        target_fd: cg.as_raw_fd() as u32,
+        attach_bpf_fd: prog_fd.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: 0,
+        replace_bpf_fd: 0,
+        pad: [0; 108],
+    };
+    match bpf(BPF_PROG_DETACH, &mut d) {
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        Err(e) => Err(err(e)),
+    }
+}
+
 fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
     // SAFETY: attr is a live, properly sized #[repr(C)] bpf_attr image for this command; the
     // kernel reads at most size_of::<T>() bytes from it and writes only into buffers it names.
@@ -177,13 +262,15 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
     }
 }
 
-/// Loads `prog` and attaches it (BPF_F_ALLOW_MULTI) to the cgroup dir. The attachment keeps the
-/// program alive after our fd closes; removing the cgroup detaches it.
+/// Loads `prog` and attaches it (BPF_F_ALLOW_MULTI) to the cgroup dir, then detaches the device
+/// programs that were attached there before, so a re-apply replaces rather than stacks. The
+/// attachment keeps the program alive after our fd closes; removing the cgroup detaches it.
 pub fn attach_device_program(dir: &Path, prog: &[Insn]) -> Result<(), BpfError> {
     let cg = std::fs::File::open(dir).map_err(|source| BpfError::Open {
         path: dir.to_path_buf(),
         source,
     })?;
+    let old = attached_ids(&cg);
     let license = b"Apache-2.0\0";
     let mut log = vec![0u8; 64 * 1024];
     let mut name = [0u8; 16];
@@ -225,6 +312,9 @@ pub fn attach_device_program(dir: &Path, prog: &[Insn]) -> Result<(), BpfError> 
         path: dir.to_path_buf(),
         source,
     })?;
+    for id in old {
+        detach(&cg, dir, id)?;
+    }
     Ok(())
 }
 

@@ -105,21 +105,24 @@ fn memory(
     warnings: &mut Vec<String>,
 ) -> Result<(), ApplyError> {
     const F: &str = "linux.resources.memory";
-    let any = m.limit.is_some()
+    // 0 means "not set" for the limits, as in runc.
+    let limit = m.limit.filter(|v| *v != 0);
+    let swap = m.swap.filter(|v| *v != 0);
+    let any = limit.is_some()
         || m.reservation.is_some()
-        || m.swap.is_some()
+        || swap.is_some()
         || m.swappiness.is_some()
         || m.disable_oom_killer == Some(true);
     if !any {
         return Ok(());
     }
     let dir = need(dirs, "memory", F)?;
-    if let Some(l) = m.limit {
+    if let Some(l) = limit {
         check_limit("linux.resources.memory.limit", l)?;
     }
-    if let Some(s) = m.swap {
+    if let Some(s) = swap {
         check_limit("linux.resources.memory.swap", s)?;
-        if let Some(l) = m.limit {
+        if let Some(l) = limit {
             if s != -1 && (l == -1 || s < l) {
                 return Err(ApplyError::Invalid {
                     field: "linux.resources.memory.swap".into(),
@@ -135,7 +138,7 @@ fn memory(
     }
     let limit_file = dir.join("memory.limit_in_bytes");
     let memsw_file = dir.join("memory.memsw.limit_in_bytes");
-    match (m.limit, m.swap) {
+    match (limit, swap) {
         (limit, Some(swap)) => {
             // The kernel insists memsw >= limit at every moment, so raise memsw first when
             // growing and lower the limit first when shrinking.

@@ -115,7 +115,8 @@ fn memory(dir: &Path, m: &Memory, warnings: &mut Vec<String>) -> Result<(), Appl
     if let Some(r) = m.reservation {
         check_limit("linux.resources.memory.reservation", r)?;
     }
-    if let Some(s) = m.swap {
+    // 0 means "not set", as in runc.
+    if let Some(s) = m.swap.filter(|v| *v != 0) {
         check_limit("linux.resources.memory.swap", s)?;
         let v = swap_value(m.limit, s)?;
         // Swap first: memory.max and memory.swap.max are independent on v2.

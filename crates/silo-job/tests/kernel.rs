@@ -360,6 +360,21 @@ fn pure_v2_on_the_unified_mount() {
         "echo hi > /dev/null || exit 3; if head -c1 /dev/zero >/dev/null; then exit 4; fi; exit 0",
     );
     assert_eq!(sh.wait().unwrap().code(), Some(0));
+    // Re-applying replaces the program: /dev/zero (1:5) becomes readable.
+    let mut more = rules.to_vec();
+    more.push(DeviceCgroup {
+        allow: true,
+        typ: Some("c".into()),
+        major: Some(1),
+        minor: Some(5),
+        access: Some("r".into()),
+    });
+    job.apply_devices(&more).unwrap();
+    let mut sh = spawn_in(
+        &job,
+        "head -c1 /dev/zero >/dev/null || exit 5; if head -c1 /dev/zero > /dev/zero; then exit 6; fi; exit 0",
+    );
+    assert_eq!(sh.wait().unwrap().code(), Some(0));
 
     let dir = job.unified_dir().unwrap().to_path_buf();
     job.destroy().unwrap();
