@@ -541,16 +541,12 @@ impl Job {
         read_procs(&dir.join("cgroup.procs"))
     }
 
-    /// Members in any hierarchy (used when killing, since a pid may have joined only some).
+    /// Members in any hierarchy, child groups included (used when killing, since a pid may
+    /// have joined only some hierarchies, or a sub-group).
     fn all_pids(&self) -> Result<Vec<i32>, ReadError> {
         let mut out = Vec::new();
-        for f in self.procs_files() {
-            match read_procs(&f) {
-                Ok(p) => out.extend(p),
-                Err(ReadError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                }
-                Err(e) => return Err(e),
-            }
+        for d in self.dirs() {
+            tree_pids(&d, &mut out)?;
         }
         out.sort_unstable();
         out.dedup();
@@ -643,7 +639,7 @@ impl Job {
         }
     }
 
-    /// Sends `sig` to every member. Processes that are already gone are skipped.
+    /// Sends `sig` to every member, child groups included. Processes already gone are skipped.
     pub fn signal_all(&self, sig: i32) -> Result<(), KillError> {
         for pid in self.all_pids()? {
             send_signal(pid, sig)?;
@@ -756,6 +752,25 @@ fn send_signal(pid: i32, sig: i32) -> Result<(), KillError> {
                 sig,
                 source: err,
             });
+        }
+    }
+    Ok(())
+}
+
+/// Appends the members of `dir` and of every group below it; a vanished dir adds nothing.
+fn tree_pids(dir: &Path, out: &mut Vec<i32>) -> Result<(), ReadError> {
+    match read_procs(&dir.join("cgroup.procs")) {
+        Ok(p) => out.extend(p),
+        Err(ReadError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            return Ok(())
+        }
+        Err(e) => return Err(e),
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                tree_pids(&e.path(), out)?;
+            }
         }
     }
     Ok(())

@@ -399,3 +399,23 @@ impl Drop for RestoreSubtree {
         }
     }
 }
+
+#[test]
+fn destroy_reaches_into_child_groups() {
+    let fs = host();
+    let path = unique("nested");
+    let job = Job::create(&fs, &path).unwrap();
+    let _g = Guard(job.clone());
+    let sub = Job::create(&fs, &format!("{path}/sub")).unwrap();
+    let mut child = Command::new("sleep").arg("100").spawn().unwrap();
+    sub.add_pid(child.id() as i32).unwrap();
+    // Direct members only: the sleeper lives in the sub-group.
+    assert!(job.pids().unwrap().is_empty());
+    assert_eq!(sub.pids().unwrap(), vec![child.id() as i32]);
+    let dirs = job.dirs();
+    job.destroy().unwrap();
+    assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+    for d in dirs {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+}
