@@ -578,13 +578,13 @@ pub fn cgroup_hierarchies() -> Vec<PathBuf> {
 }
 
 /// Asserts no cgroup directory for `cgroups_path` (nor for the bare id, runc's
-/// default) exists in any hierarchy, and no state directory for `id` under the
+/// default, nor `silo/<id>`, silo's default) exists in any hierarchy, and no state directory for `id` under the
 /// runtime's --root.
 #[track_caller]
 pub fn cleanup_check(rt: &Runtime, id: &str, cgroups_path: &str) {
     let rel = cgroups_path.trim_start_matches('/');
     for h in cgroup_hierarchies() {
-        for cand in [h.join(rel), h.join(id)] {
+        for cand in [h.join(rel), h.join(id), h.join("silo").join(id)] {
             assert!(!cand.exists(), "cgroup {} was left behind", cand.display());
         }
     }
