@@ -140,15 +140,16 @@ fn docker_cli_through_dockerd_with_runtime_silo() {
     let template = rootfs_template();
     let mut import = d.docker_cmd();
     import.args(["import", "-", "busybox:latest"]);
-    let tar = Command::new("tar")
+    let mut tar = Command::new("tar")
         .arg("-C")
         .arg(template)
         .args(["-c", "."])
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn tar");
-    import.stdin(tar.stdout.expect("tar stdout"));
+    import.stdin(tar.stdout.take().expect("tar stdout"));
     let o = output_timeout(import, Duration::from_secs(120));
+    assert!(tar.wait().expect("wait tar").success(), "tar of the rootfs failed");
     assert_ok(&o);
 
     let base = ["run", "--rm", "--runtime", "silo", "--network", "none"];
