@@ -149,7 +149,10 @@ fn docker_cli_through_dockerd_with_runtime_silo() {
         .expect("spawn tar");
     import.stdin(tar.stdout.take().expect("tar stdout"));
     let o = output_timeout(import, Duration::from_secs(120));
-    assert!(tar.wait().expect("wait tar").success(), "tar of the rootfs failed");
+    assert!(
+        tar.wait().expect("wait tar").success(),
+        "tar of the rootfs failed"
+    );
     assert_ok(&o);
 
     let base = ["run", "--rm", "--runtime", "silo", "--network", "none"];

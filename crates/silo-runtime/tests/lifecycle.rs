@@ -50,14 +50,23 @@ fn run_reports_128_plus_signal_when_init_is_killed() {
     let c = rt.container(&mut b);
     let mut cmd = rt.cmd();
     cmd.arg("run").arg("--bundle").arg(b.path()).arg(&c.id);
-    let mut child = cmd
+    let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn run");
+    // Kill the foreground `run` if an assertion below fails.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Reap(child);
     c.wait_status("running", WAIT);
     assert_ok(&c.kill("KILL"));
-    let st = wait_timeout(&mut child, WAIT).expect("run did not return after SIGKILL");
+    let st = wait_timeout(&mut child.0, WAIT).expect("run did not return after SIGKILL");
     assert_eq!(st.code(), Some(137));
     let _ = c.delete();
     c.assert_gone();
