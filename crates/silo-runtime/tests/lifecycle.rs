@@ -213,9 +213,20 @@ fn pause_and_resume_freeze_the_container() {
     assert_ok(&rt.exec_args(["pause", &c.id]));
     assert_eq!(c.status(), "paused");
     let freezer = freezer_state(&c);
-    if let Some(f) = &freezer {
+    if std::path::Path::new("/sys/fs/cgroup/freezer").is_dir() {
+        // A v1 freezer hierarchy exists, so the container's cgroup must be in it.
+        assert_eq!(
+            freezer.as_deref(),
+            Some("FROZEN"),
+            "freezer.state of {}",
+            c.cgroups_path()
+        );
+    } else if let Some(f) = &freezer {
         assert_eq!(f, "FROZEN");
     }
+    // Every process of the container is stopped by the freezer.
+    let st = proc_status_field(c.pid(), "State").expect("State of the init");
+    assert!(!st.starts_with('R'), "paused init is running: {st}");
     assert_ok(&rt.exec_args(["resume", &c.id]));
     assert_eq!(c.status(), "running");
     if freezer.is_some() {
