@@ -9,11 +9,16 @@ pub mod caps;
 pub mod console;
 pub mod fds;
 pub mod hooks;
+mod init;
 pub mod mounts;
 pub mod ns;
 pub mod oom;
 pub mod paths;
 pub mod personality;
 pub mod rlimits;
+pub mod spawn;
+mod sync;
 pub mod sysctl;
 pub mod user;
+
+pub use spawn::{exec_into, spawn_init, ExecPlan, InitPlan, ParentSide, SpawnError};

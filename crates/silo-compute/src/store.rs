@@ -1,0 +1,151 @@
+//! Persistent per-container state: one directory per compute system under
+//! the runtime root, holding a JSON record that is replaced atomically.
+
+use serde::{Deserialize, Serialize};
+use silo_oci::{Spec, Status};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// What a compute system remembers between runtime invocations.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub pid: i32,
+    /// Start time of `pid` (field 22 of /proc/<pid>/stat), so a recycled
+    /// pid is never mistaken for our init.
+    pub pid_start: u64,
+    pub created: String,
+    pub owner: String,
+    /// The last status an operation recorded; the live status is derived
+    /// from this, the init's liveness and the freezer.
+    pub status: Status,
+    pub cgroup_path: String,
+    pub spec: Spec,
+}
+
+/// Why a record could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: corrupt state record: {message}")]
+    Corrupt { path: PathBuf, message: String },
+}
+
+pub const RECORD_FILE: &str = "state.json";
+
+/// Writes `bytes` to `path` atomically: a temp file renamed over the old
+/// one, so a reader sees the old record or the new one, never a torn one.
+///
+/// Runtime state describes live kernel objects that do not survive a
+/// reboot (the root is normally under /run), so we skip fsync: it would
+/// cost milliseconds on every lifecycle step for durability nobody needs.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let err = |source| StoreError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        std::process::id()
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(err)?;
+    f.write_all(bytes).map_err(err)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e)
+    })?;
+    Ok(())
+}
+
+impl Record {
+    pub fn save(&self, dir: &Path) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(self).map_err(|e| StoreError::Corrupt {
+            path: dir.join(RECORD_FILE),
+            message: e.to_string(),
+        })?;
+        write_atomic(&dir.join(RECORD_FILE), &bytes)
+    }
+
+    pub fn load(dir: &Path) -> Result<Record, StoreError> {
+        let path = dir.join(RECORD_FILE);
+        let bytes = std::fs::read(&path).map_err(|source| StoreError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            path,
+            message: e.to_string(),
+        })
+    }
+}
+
+/// RFC 3339 UTC timestamp with nanoseconds, like runc's `created`.
+pub fn rfc3339_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(now.as_secs() as i64, now.subsec_nanos())
+}
+
+pub fn rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    // Civil-from-days (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_known_dates() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.000000005Z");
+        assert_eq!(rfc3339(1_795_000_000, 0), "2026-11-18T11:06:40.000000000Z");
+    }
+
+    #[test]
+    fn atomic_write_replaces_content() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        let leftovers: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp files left behind");
+    }
+}

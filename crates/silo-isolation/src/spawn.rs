@@ -1,0 +1,328 @@
+//! The parent's side of starting a container's init or exec'ing into one:
+//! one `clone` with the namespace flags (no re-exec), then a short
+//! conversation over a socketpair while the child sets itself up.
+
+use crate::init::{self, ChildPlan, ExecTarget};
+use crate::rlimits::Limit;
+use crate::sync::{self, Channel};
+use silo_oci::{NamespaceType, Process, Spec};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// Everything the init process needs, prepared (parsed, validated,
+/// compiled) by the caller before the clone.
+pub struct InitPlan<'a> {
+    pub spec: &'a Spec,
+    pub process: &'a Process,
+    /// Absolute host path of the rootfs.
+    pub rootfs: &'a Path,
+    pub no_pivot: bool,
+    pub seccomp: Option<&'a silo_seccomp::Program>,
+    /// A connected socket over which the pty master is sent (process.terminal).
+    pub console: Option<OwnedFd>,
+    pub preserve_fds: i32,
+    /// `create`: the init blocks on this fifo (opened read-write) until `start`.
+    pub exec_fifo: Option<OwnedFd>,
+    /// (controller, host dir) of the container's group, for `cgroup` mounts.
+    pub cgroup_paths: &'a [(String, PathBuf)],
+    pub rlimits: &'a [Limit],
+    /// Host `/proc`, injected for tests.
+    pub proc_root: &'a Path,
+}
+
+/// Steps the caller performs while the child waits.
+pub trait ParentSide {
+    /// The child exists (host `pid`) and is paused: join it to its cgroup,
+    /// set its OOM score. Return the state document hooks should see.
+    fn cloned(&mut self, pid: i32) -> Result<Vec<u8>, String>;
+    /// The namespaces and mounts exist: run prestart and createRuntime hooks.
+    fn runtime_hooks(&mut self, pid: i32) -> Result<(), String>;
+    /// Whether `runtime_hooks` has anything to do (saves a round trip).
+    fn has_runtime_hooks(&self) -> bool;
+}
+
+/// Why a container process could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("cannot create the setup channel: {0}")]
+    Channel(io::Error),
+    #[error("clone of the container process failed: {0}")]
+    Clone(io::Error),
+    #[error("joining {kind} namespace {path}: {source}")]
+    JoinNamespace {
+        kind: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("creating a time namespace: {0}")]
+    TimeNamespace(io::Error),
+    #[error("{0}")]
+    Parent(String),
+    #[error("{0}")]
+    Child(String),
+}
+
+fn ns_path(spec: &Spec, t: NamespaceType) -> Option<(bool, Option<&str>)> {
+    let linux = spec.linux.as_ref()?;
+    linux
+        .namespaces
+        .iter()
+        .find(|n| n.typ == t)
+        .map(|n| (true, n.path.as_deref()))
+}
+
+fn setns_path(t: NamespaceType, path: &Path) -> Result<(), SpawnError> {
+    let err = |source| SpawnError::JoinNamespace {
+        kind: t.name(),
+        path: path.to_path_buf(),
+        source,
+    };
+    let f = File::open(path).map_err(err)?;
+    // SAFETY: setns on an fd we own, with the namespace's clone flag.
+    let rc = unsafe { libc::setns(f.as_raw_fd(), crate::ns::clone_flag(t)) };
+    if rc != 0 {
+        return Err(err(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Raw clone with fork semantics (no new stack) and the given flags.
+fn clone_process(flags: i32) -> io::Result<i32> {
+    // SAFETY: clone with a NULL stack behaves like fork: the child gets a
+    // copy of our address space. The caller is single-threaded, so the
+    // child's copy of every lock is consistent.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(pid as i32)
+    }
+}
+
+fn kill_and_reap(pid: i32) {
+    // SAFETY: plain syscalls on a child pid we created and have not reaped.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+}
+
+/// Writes the time namespace offsets for our future children.
+fn setup_time_ns(spec: &Spec, proc_root: &Path) -> Result<(), SpawnError> {
+    // SAFETY: unshare only changes this process's namespace for children.
+    if unsafe { libc::unshare(0x80) } != 0 {
+        return Err(SpawnError::TimeNamespace(io::Error::last_os_error()));
+    }
+    if let Some(offsets) = spec.linux.as_ref().and_then(|l| l.time_offsets.as_ref()) {
+        let mut text = String::new();
+        for (clock, off) in offsets {
+            text.push_str(&format!("{clock} {} {}\n", off.secs, off.nanosecs));
+        }
+        std::fs::write(proc_root.join("self/timens_offsets"), text)
+            .map_err(SpawnError::TimeNamespace)?;
+    }
+    Ok(())
+}
+
+/// Starts a container's init. Returns its host pid once it has finished
+/// setting up (and, for `create`, is blocked on the exec fifo). On failure
+/// the child has been killed and reaped; the caller removes its cgroup.
+pub fn spawn_init(plan: InitPlan, side: &mut dyn ParentSide) -> Result<i32, SpawnError> {
+    let spec = plan.spec;
+    // Namespaces that affect only our children are entered here, before the clone.
+    let mut flags = 0;
+    for t in NamespaceType::ALL {
+        match ns_path(spec, t) {
+            Some((true, Some(path))) => {
+                if matches!(t, NamespaceType::Pid | NamespaceType::Time) {
+                    setns_path(t, Path::new(path))?;
+                }
+            }
+            Some((true, None)) => {
+                if t == NamespaceType::Time {
+                    setup_time_ns(spec, plan.proc_root)?;
+                } else {
+                    flags |= crate::ns::clone_flag(t);
+                }
+            }
+            _ => {}
+        }
+    }
+    let user_joined = matches!(ns_path(spec, NamespaceType::User), Some((true, Some(_))));
+    // A joined user namespace must be entered before the others are made,
+    // so the child unshares those itself.
+    let (clone_flags, unshare_flags) = if user_joined {
+        (flags & libc::CLONE_NEWPID, flags & !libc::CLONE_NEWPID)
+    } else {
+        (flags, 0)
+    };
+    let new_user = flags & libc::CLONE_NEWUSER != 0;
+
+    let (parent, child) = Channel::pair().map_err(SpawnError::Channel)?;
+    let child_plan = ChildPlan {
+        spec,
+        process: plan.process,
+        rootfs: plan.rootfs,
+        no_pivot: plan.no_pivot,
+        seccomp: plan.seccomp,
+        console: plan.console.as_ref(),
+        preserve_fds: plan.preserve_fds,
+        exec_fifo: plan.exec_fifo.as_ref(),
+        cgroup_paths: plan.cgroup_paths,
+        rlimits: plan.rlimits,
+        unshare_flags,
+        new_user,
+        cgroupns: flags & libc::CLONE_NEWCGROUP != 0,
+        runtime_hooks: side.has_runtime_hooks(),
+        target: None,
+    };
+    let pid = clone_process(clone_flags).map_err(SpawnError::Clone)?;
+    if pid == 0 {
+        drop(parent);
+        init::child_main(&child_plan, &child);
+    }
+    drop(child);
+    let fail = |pid: i32, e: SpawnError| {
+        kill_and_reap(pid);
+        Err(e)
+    };
+    if new_user {
+        let linux = spec.linux.as_ref().expect("a user namespace implies linux");
+        if let Err(e) = crate::ns::write_id_maps(
+            plan.proc_root,
+            pid,
+            &linux.uid_mappings,
+            &linux.gid_mappings,
+            false,
+        ) {
+            return fail(pid, SpawnError::Parent(e.to_string()));
+        }
+    }
+    let state = match side.cloned(pid) {
+        Ok(s) => s,
+        Err(e) => return fail(pid, SpawnError::Parent(e)),
+    };
+    if let Err(e) = parent.send(sync::GO, &state) {
+        return fail(pid, SpawnError::Parent(format!("signalling the container: {e}")));
+    }
+    if side.has_runtime_hooks() {
+        if let Err(e) = parent.expect(sync::HOOKS) {
+            return fail(pid, SpawnError::Child(e));
+        }
+        if let Err(e) = side.runtime_hooks(pid) {
+            return fail(pid, SpawnError::Parent(e));
+        }
+        if let Err(e) = parent.send(sync::CONTINUE, b"") {
+            return fail(pid, SpawnError::Parent(format!("signalling the container: {e}")));
+        }
+    }
+    if let Err(e) = parent.expect(sync::READY) {
+        return fail(pid, SpawnError::Child(e));
+    }
+    Ok(pid)
+}
+
+/// What `exec_into` needs.
+pub struct ExecPlan<'a> {
+    /// Host pid of the container's init.
+    pub target_pid: i32,
+    pub process: &'a Process,
+    pub seccomp: Option<&'a silo_seccomp::Program>,
+    pub console: Option<OwnedFd>,
+    pub preserve_fds: i32,
+    pub rlimits: &'a [Limit],
+    pub proc_root: &'a Path,
+    /// The container's spec (for environment defaults and user namespace facts).
+    pub spec: &'a Spec,
+}
+
+fn same_ns(proc_root: &Path, pid: i32, name: &str) -> bool {
+    let theirs = std::fs::read_link(proc_root.join(format!("{pid}/ns/{name}")));
+    let ours = std::fs::read_link(proc_root.join(format!("self/ns/{name}")));
+    matches!((theirs, ours), (Ok(a), Ok(b)) if a == b)
+}
+
+/// Starts a process inside a running container's namespaces. The caller
+/// has already moved this process into the container's cgroup. Returns the
+/// new process's host pid once it is about to `execve`.
+pub fn exec_into(plan: ExecPlan) -> Result<i32, SpawnError> {
+    // Namespaces to join, opened before anything changes.
+    let mut targets = Vec::new();
+    for t in NamespaceType::ALL {
+        let name = t.proc_name();
+        if same_ns(plan.proc_root, plan.target_pid, name) {
+            continue;
+        }
+        let path = plan
+            .proc_root
+            .join(format!("{}/ns/{name}", plan.target_pid));
+        match File::open(&path) {
+            Ok(f) => targets.push((t, OwnedFd::from(f))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && t == NamespaceType::Time => {}
+            Err(source) => {
+                return Err(SpawnError::JoinNamespace {
+                    kind: t.name(),
+                    path,
+                    source,
+                })
+            }
+        }
+    }
+    // The pid and time namespaces apply to children, so join them here.
+    for (t, fd) in &targets {
+        if matches!(t, NamespaceType::Pid | NamespaceType::Time) {
+            // SAFETY: setns on an fd we own.
+            if unsafe { libc::setns(fd.as_raw_fd(), crate::ns::clone_flag(*t)) } != 0 {
+                return Err(SpawnError::JoinNamespace {
+                    kind: t.name(),
+                    path: PathBuf::from(format!("/proc/{}/ns/{}", plan.target_pid, t.proc_name())),
+                    source: io::Error::last_os_error(),
+                });
+            }
+        }
+    }
+    let in_userns = targets.iter().any(|(t, _)| *t == NamespaceType::User);
+    let (parent, child) = Channel::pair().map_err(SpawnError::Channel)?;
+    let exec_target = ExecTarget {
+        namespaces: &targets,
+    };
+    let child_plan = ChildPlan {
+        spec: plan.spec,
+        process: plan.process,
+        rootfs: Path::new("/"),
+        no_pivot: false,
+        seccomp: plan.seccomp,
+        console: plan.console.as_ref(),
+        preserve_fds: plan.preserve_fds,
+        exec_fifo: None,
+        cgroup_paths: &[],
+        rlimits: plan.rlimits,
+        unshare_flags: 0,
+        new_user: in_userns,
+        cgroupns: false,
+        runtime_hooks: false,
+        target: Some(exec_target),
+    };
+    let pid = clone_process(0).map_err(SpawnError::Clone)?;
+    if pid == 0 {
+        drop(parent);
+        init::child_main(&child_plan, &child);
+    }
+    drop(child);
+    if let Err(e) = parent.expect(sync::READY) {
+        kill_and_reap(pid);
+        return Err(SpawnError::Child(e));
+    }
+    Ok(pid)
+}
