@@ -1162,6 +1162,40 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn userns_mode_binds_host_devices() {
+        in_mount_ns("mounts::tests::userns_mode_binds_host_devices", |dir| {
+            let rootfs = dir.join("rootfs");
+            std::fs::create_dir_all(rootfs.join("dev")).unwrap();
+            let mounts = vec![mount("/dev", Some("tmpfs"), Some("tmpfs"), &["mode=755"])];
+            let devices = vec![silo_oci::Device {
+                typ: "c".into(),
+                path: "/dev/kmsg".into(),
+                major: 1,
+                minor: 11,
+                ..Default::default()
+            }];
+            let cfg = RootfsConfig {
+                rootfs: &rootfs,
+                mounts: &mounts,
+                propagation: None,
+                devices: &devices,
+                in_userns: true,
+                cgroupns: false,
+                cgroup_paths: &[],
+            };
+            prepare_rootfs(&cfg).unwrap();
+            for (name, maj, min) in [("null", 1, 3), ("urandom", 1, 9), ("kmsg", 1, 11)] {
+                let p = rootfs.join("dev").join(name);
+                let m = std::fs::metadata(&p).unwrap();
+                assert!(m.file_type().is_char_device(), "{name}");
+                assert_eq!(m.rdev(), rustix::fs::makedev(maj, min), "{name}");
+                assert!(fstype_at(&p).is_some(), "{name} is not a bind mount");
+            }
+            std::fs::write(rootfs.join("dev/null"), "discarded").unwrap();
+        });
+    }
+
+    #[test]
     fn move_root_chroots() {
         in_mount_ns("mounts::tests::move_root_chroots", |dir| {
             let rootfs = dir.join("rootfs");

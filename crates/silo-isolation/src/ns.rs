@@ -320,6 +320,62 @@ mod tests {
     }
 
     #[test]
+    fn id_maps_written_for_real_user_namespace() {
+        use std::io::{BufRead, Write};
+        use std::os::unix::process::CommandExt;
+        // The child unshares a user namespace, then waits on stdin until the
+        // maps are written, then reports what it sees.
+        let mut cmd = std::process::Command::new("/bin/busybox");
+        cmd.args(["sh", "-c", "echo ready; read x; cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; id -u"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        // SAFETY: only unshare() in the closure.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::unshare(libc::CLONE_NEWUSER) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "ready\n");
+        // Host uid 0 (us) maps to 0; a second range shows multi-line maps work.
+        let m = [
+            IdMapping {
+                container_id: 0,
+                host_id: 0,
+                size: 1,
+            },
+            IdMapping {
+                container_id: 1,
+                host_id: 100000,
+                size: 1000,
+            },
+        ];
+        let res = write_id_maps(Path::new("/proc"), child.id() as i32, &m, &m, true);
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(b"go\n");
+        drop(stdin);
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        let _ = child.wait();
+        res.unwrap();
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        assert_eq!(
+            words,
+            [
+                "0", "0", "1", "1", "100000", "1000", "0", "0", "1", "1", "100000", "1000", "deny",
+                "0"
+            ],
+            "{rest}"
+        );
+    }
+
+    #[test]
     fn join_uts_in_child() {
         use std::os::unix::process::CommandExt;
         // A child unshares uts, sets a hostname, and we check a second child
