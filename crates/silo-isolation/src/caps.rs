@@ -172,8 +172,12 @@ pub fn apply(c: &silo_oci::Capabilities) -> Result<(), CapsError> {
     if rc != 0 {
         return Err(sys_err("clearing the ambient set"));
     }
+    // The kernel only lets a capability be ambient if it is also permitted
+    // and inheritable. runc's default spec lists ambient caps without an
+    // inheritable set and runc silently skips them; we skip them the same way.
+    let raisable = ambient & permitted & inheritable;
     for cap in 0..64u32 {
-        if ambient & (1u64 << cap) == 0 {
+        if raisable & (1u64 << cap) == 0 {
             continue;
         }
         // SAFETY: prctl with integer arguments.

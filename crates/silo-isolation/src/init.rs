@@ -97,6 +97,12 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<Never, String> {
                 }
             }
         }
+        if plan.cgroupns {
+            // SAFETY: unshare with a namespace flag only.
+            if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
+                return Err(os("unshare of the cgroup namespace"));
+            }
+        }
         let has_ns = |t| {
             linux.is_some_and(|l| l.namespaces.iter().any(|n| n.typ == t && n.path.is_none()))
         };

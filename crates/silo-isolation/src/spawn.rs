@@ -162,6 +162,10 @@ pub fn spawn_init(plan: InitPlan, side: &mut dyn ParentSide) -> Result<i32, Spaw
     let user_joined = matches!(ns_path(spec, NamespaceType::User), Some((true, Some(_))));
     // A joined user namespace must be entered before the others are made,
     // so the child unshares those itself.
+    // The cgroup namespace is unshared by the child once it has been moved
+    // into its cgroup, so that group (not ours) becomes its root.
+    let cgroupns = flags & libc::CLONE_NEWCGROUP != 0;
+    let flags = flags & !libc::CLONE_NEWCGROUP;
     let (clone_flags, unshare_flags) = if user_joined {
         (flags & libc::CLONE_NEWPID, flags & !libc::CLONE_NEWPID)
     } else {
@@ -183,7 +187,7 @@ pub fn spawn_init(plan: InitPlan, side: &mut dyn ParentSide) -> Result<i32, Spaw
         rlimits: plan.rlimits,
         unshare_flags,
         new_user,
-        cgroupns: flags & libc::CLONE_NEWCGROUP != 0,
+        cgroupns,
         runtime_hooks: side.has_runtime_hooks(),
         target: None,
     };

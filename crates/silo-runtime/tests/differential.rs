@@ -10,7 +10,16 @@ use std::collections::BTreeMap;
 
 /// Fields allowed to differ between two runtimes (none of silo-check's fields carry
 /// namespace inode numbers; pids differ only for exec'd processes).
-const IGNORED: &[&str] = &["pid"];
+///
+/// Deliberate differences, documented in docs/ARCHITECTURE.md: silo honours the
+/// `ro` option of a `cgroup` mount on the tmpfs that holds the hierarchies (runc
+/// leaves that tmpfs writable), and on a hybrid host it also shows the cgroup2
+/// hierarchy at /sys/fs/cgroup/unified, as the host does.
+const IGNORED: &[&str] = &[
+    "pid",
+    "mount./sys/fs/cgroup",
+    "mount./sys/fs/cgroup/unified",
+];
 
 fn report(rt: &Runtime, mutate: &dyn Fn(&mut Value)) -> BTreeMap<String, String> {
     let mut b = Bundle::new(&["silo-check"]);
