@@ -293,7 +293,7 @@ fn cpu(dirs: &BTreeMap<String, PathBuf>, c: &Cpu) -> Result<(), ApplyError> {
 fn blkio(dirs: &BTreeMap<String, PathBuf>, b: &BlockIo) -> Result<(), ApplyError> {
     const F: &str = "linux.resources.blockIO";
     let dir = || need(dirs, "blkio", F);
-    if let Some(w) = b.weight {
+    if let Some(w) = b.weight.filter(|w| *w != 0) {
         let field = "linux.resources.blockIO.weight";
         check_weight(field, w)?;
         let d = dir()?;
@@ -307,7 +307,7 @@ fn blkio(dirs: &BTreeMap<String, PathBuf>, b: &BlockIo) -> Result<(), ApplyError
             })?;
         write_field(field, &file, &w.to_string())?;
     }
-    if let Some(w) = b.leaf_weight {
+    if let Some(w) = b.leaf_weight.filter(|w| *w != 0) {
         let field = "linux.resources.blockIO.leafWeight";
         check_weight(field, w)?;
         write_field(field, &dir()?.join("blkio.leaf_weight"), &w.to_string())?;

@@ -230,7 +230,7 @@ fn cpu(dir: &Path, c: &Cpu) -> Result<(), ApplyError> {
 
 fn io(dir: &Path, b: &BlockIo) -> Result<(), ApplyError> {
     const F: &str = "linux.resources.blockIO";
-    if let Some(w) = b.weight {
+    if let Some(w) = b.weight.filter(|w| *w != 0) {
         let field = "linux.resources.blockIO.weight";
         check_weight(field, w)?;
         let io_weight = dir.join("io.weight");
