@@ -28,7 +28,9 @@ pub enum BundleError {
     NoRoot { path: PathBuf },
     #[error("{path}: field `linux.namespaces`: a mount namespace is required")]
     NoMountNs { path: PathBuf },
-    #[error("{path}: field `hooks.{kind}[{index}].timeout`: must be greater than zero, got {value}")]
+    #[error(
+        "{path}: field `hooks.{kind}[{index}].timeout`: must be greater than zero, got {value}"
+    )]
     HookTimeout {
         path: PathBuf,
         kind: &'static str,
@@ -80,16 +82,25 @@ pub(crate) fn check_process(
     if let Some(caps) = &process.capabilities {
         silo_isolation::caps::validate(caps).map_err(|e| BundleError::Invalid(e.to_string()))?;
     }
-    if process.apparmor_profile.as_deref().is_some_and(|p| !p.is_empty()) {
+    if process
+        .apparmor_profile
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+    {
         warnings.push(
             "process.apparmorProfile is set but this kernel has no AppArmor; ignoring it".into(),
         );
     }
-    if process.selinux_label.as_deref().is_some_and(|p| !p.is_empty()) {
+    if process
+        .selinux_label
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+    {
         warnings
             .push("process.selinuxLabel is set but this kernel has no SELinux; ignoring it".into());
     }
-    silo_isolation::rlimits::parse(&process.rlimits).map_err(|e| BundleError::Invalid(e.to_string()))
+    silo_isolation::rlimits::parse(&process.rlimits)
+        .map_err(|e| BundleError::Invalid(e.to_string()))
 }
 
 /// Compiles (or fetches from the cache) the spec's seccomp filter.
@@ -115,11 +126,15 @@ pub fn prepare(host: &Host, bundle: &Path) -> Result<Prepared, BundleError> {
     let path = bundle.join("config.json");
     let spec = silo_oci::load_spec(&path)?;
     let mut warnings = Vec::new();
-    let process = spec.process.as_ref().ok_or(BundleError::NoProcess {
-        path: path.clone(),
-    })?;
+    let process = spec
+        .process
+        .as_ref()
+        .ok_or(BundleError::NoProcess { path: path.clone() })?;
     let rlimits = check_process(process, &path, &mut warnings)?;
-    let root = spec.root.as_ref().ok_or(BundleError::NoRoot { path: path.clone() })?;
+    let root = spec
+        .root
+        .as_ref()
+        .ok_or(BundleError::NoRoot { path: path.clone() })?;
     let rootfs = bundle.join(&root.path);
     if !rootfs.is_dir() {
         return Err(BundleError::Rootfs { path, rootfs });

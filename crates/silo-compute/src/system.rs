@@ -307,7 +307,9 @@ pub fn create(host: &Host, id: &str, opts: CreateOptions) -> Result<ComputeSyste
         unsafe { libc::kill(pid, libc::SIGKILL) };
         e
     };
-    record.save(&dir).map_err(|e| kill_child(CreateError::Store(e)))?;
+    record
+        .save(&dir)
+        .map_err(|e| kill_child(CreateError::Store(e)))?;
     if let Some(path) = &opts.pid_file {
         write_pid_file(path, pid).map_err(|source| {
             kill_child(CreateError::PidFile {
@@ -663,7 +665,10 @@ impl ComputeSystem {
         if status == Status::Stopped {
             return Err(self.invalid("update", status, "created, running or paused"));
         }
-        let warnings = self.job()?.apply(res).map_err(|e| self.failed("update", e))?;
+        let warnings = self
+            .job()?
+            .apply(res)
+            .map_err(|e| self.failed("update", e))?;
         let linux = self.record.spec.linux.get_or_insert_with(Default::default);
         let cur = linux.resources.get_or_insert_with(Default::default);
         merge_resources(cur, res);
@@ -720,15 +725,14 @@ fn merge_resources(cur: &mut Resources, new: &Resources) {
 /// The device cgroup rules: the spec's list, then (like runc and Docker)
 /// the devices every container gets, then each `linux.devices` entry.
 fn device_rules(linux: &silo_oci::Linux) -> Vec<silo_oci::DeviceCgroup> {
-    let rule = |typ: &str, major: Option<i64>, minor: Option<i64>, access: &str| {
-        silo_oci::DeviceCgroup {
+    let rule =
+        |typ: &str, major: Option<i64>, minor: Option<i64>, access: &str| silo_oci::DeviceCgroup {
             allow: true,
             typ: Some(typ.into()),
             major,
             minor,
             access: Some(access.into()),
-        }
-    };
+        };
     let mut rules = linux
         .resources
         .as_ref()
@@ -758,13 +762,28 @@ fn device_rules(linux: &silo_oci::Linux) -> Vec<silo_oci::DeviceCgroup> {
 /// cgroup2 hierarchy is named "".
 fn hierarchy_dirs(job: &Job) -> Vec<(String, PathBuf)> {
     const CONTROLLERS: [&str; 14] = [
-        "blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "hugetlb", "memory",
-        "misc", "net_cls", "net_prio", "perf_event", "pids", "rdma",
+        "blkio",
+        "cpu",
+        "cpuacct",
+        "cpuset",
+        "devices",
+        "freezer",
+        "hugetlb",
+        "memory",
+        "misc",
+        "net_cls",
+        "net_prio",
+        "perf_event",
+        "pids",
+        "rdma",
     ];
     let mut out: Vec<(String, PathBuf)> = CONTROLLERS
         .iter()
         .chain(std::iter::once(&"name=systemd"))
-        .filter_map(|c| job.controller_dir(c).map(|d| (c.to_string(), d.to_path_buf())))
+        .filter_map(|c| {
+            job.controller_dir(c)
+                .map(|d| (c.to_string(), d.to_path_buf()))
+        })
         .collect();
     if let Some(u) = job.unified_dir() {
         out.push((String::new(), u.to_path_buf()));

@@ -97,8 +97,18 @@ pub fn default_spec() -> Spec {
                 "shm",
                 &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
             ),
-            mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
-            mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+            mount(
+                "/dev/mqueue",
+                "mqueue",
+                "mqueue",
+                &["nosuid", "noexec", "nodev"],
+            ),
+            mount(
+                "/sys",
+                "sysfs",
+                "sysfs",
+                &["nosuid", "noexec", "nodev", "ro"],
+            ),
             mount(
                 "/sys/fs/cgroup",
                 "cgroup",

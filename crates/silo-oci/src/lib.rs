@@ -37,7 +37,9 @@ pub enum LoadError {
         field: String,
         message: String,
     },
-    #[error("{path}: field `ociVersion`: unsupported version {version:?} (this runtime accepts 1.x)")]
+    #[error(
+        "{path}: field `ociVersion`: unsupported version {version:?} (this runtime accepts 1.x)"
+    )]
     Version { path: PathBuf, version: String },
 }
 

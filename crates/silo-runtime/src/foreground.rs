@@ -67,7 +67,9 @@ pub fn recv_fd(sock: RawFd) -> io::Result<OwnedFd> {
             return Ok(OwnedFd::from_raw_fd(fd));
         }
     }
-    Err(io::Error::other("no file descriptor received on the console socket"))
+    Err(io::Error::other(
+        "no file descriptor received on the console socket",
+    ))
 }
 
 fn signal_set(extra: &[i32]) -> libc::sigset_t {

@@ -6,7 +6,7 @@ use crate::foreground;
 use crate::log::Logger;
 use anyhow::{anyhow, bail, Context, Result};
 use silo_compute::{ComputeSystem, CreateOptions, ExecOptions, Host};
-use silo_oci::{Process, Resources, Status};
+use silo_oci::{Process, Resources};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
@@ -125,7 +125,11 @@ fn create_opts(args: &CreateArgs, wait_for_start: bool) -> Result<CreateOptions>
 }
 
 fn create(host: &Host, args: &CreateArgs, wait: bool) -> Result<ComputeSystem> {
-    Ok(silo_compute::create(host, &args.id, create_opts(args, wait)?)?)
+    Ok(silo_compute::create(
+        host,
+        &args.id,
+        create_opts(args, wait)?,
+    )?)
 }
 
 fn wants_terminal(bundle: &Path) -> bool {
@@ -162,8 +166,7 @@ fn run(host: &Host, args: &CreateArgs, detach: bool, keep: bool) -> Result<i32> 
 
 fn exec_process(sys: &ComputeSystem, args: &ExecArgs) -> Result<Process> {
     if let Some(path) = &args.process {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("--process {}", path.display()))?;
+        let bytes = std::fs::read(path).with_context(|| format!("--process {}", path.display()))?;
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         let p: Process = serde_path_to_error::deserialize(de)
             .map_err(|e| anyhow!("{}: field `{}`: {}", path.display(), e.path(), e.inner()))?;
@@ -201,11 +204,7 @@ fn exec_process(sys: &ComputeSystem, args: &ExecArgs) -> Result<Process> {
     }
     if !args.cap.is_empty() {
         let caps = p.capabilities.get_or_insert_with(Default::default);
-        for set in [
-            &mut caps.bounding,
-            &mut caps.effective,
-            &mut caps.permitted,
-        ] {
+        for set in [&mut caps.bounding, &mut caps.effective, &mut caps.permitted] {
             let v = set.get_or_insert_with(Vec::new);
             for c in &args.cap {
                 if !v.contains(c) {
@@ -278,7 +277,11 @@ fn ps(host: &Host, id: &str, format: Format, ps_args: &[String]) -> Result<()> {
         .output()
         .context("running ps")?;
     if !out.status.success() {
-        bail!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
@@ -289,7 +292,10 @@ fn ps(host: &Host, id: &str, format: Format, ps_args: &[String]) -> Result<()> {
         .ok_or_else(|| anyhow!("ps output has no PID column"))?;
     println!("{header}");
     for line in lines {
-        let pid: Option<i32> = line.split_whitespace().nth(col).and_then(|p| p.parse().ok());
+        let pid: Option<i32> = line
+            .split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse().ok());
         if pid.is_some_and(|p| pids.contains(&p)) {
             println!("{line}");
         }
@@ -533,7 +539,10 @@ fn spec(bundle: &Path) -> Result<()> {
         bail!("{}: file exists; remove it first", path.display());
     }
     let mut spec = silo_oci::default_spec();
-    let caps: Vec<String> = silo_oci::DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
+    let caps: Vec<String> = silo_oci::DEFAULT_CAPS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     if let Some(linux) = spec.linux.as_mut() {
         linux.seccomp = Some(silo_seccomp::docker_default(&caps));
     }
@@ -618,9 +627,4 @@ mod tests {
         assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
         assert!(parse_duration("soon").is_err());
     }
-}
-
-#[allow(dead_code)]
-fn status_name(s: Status) -> &'static str {
-    s.as_str()
 }
