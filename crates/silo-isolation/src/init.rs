@@ -103,9 +103,8 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<Never, String> {
                 return Err(os("unshare of the cgroup namespace"));
             }
         }
-        let has_ns = |t| {
-            linux.is_some_and(|l| l.namespaces.iter().any(|n| n.typ == t && n.path.is_none()))
-        };
+        let has_ns =
+            |t| linux.is_some_and(|l| l.namespaces.iter().any(|n| n.typ == t && n.path.is_none()));
         if has_ns(NamespaceType::Uts) {
             if let Some(h) = &spec.hostname {
                 rustix::system::sethostname(h.as_bytes())
@@ -160,11 +159,8 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<Never, String> {
 
     if let Some(sock) = plan.console {
         let pty = crate::console::open_pty(process.console_size).map_err(|e| e.to_string())?;
-        crate::console::send_master_fd(
-            std::os::fd::AsFd::as_fd(sock),
-            &pty.master,
-        )
-        .map_err(|e| e.to_string())?;
+        crate::console::send_master_fd(std::os::fd::AsFd::as_fd(sock), &pty.master)
+            .map_err(|e| e.to_string())?;
         drop(pty.master);
         crate::console::make_controlling(&pty.slave).map_err(|e| e.to_string())?;
     }
@@ -174,7 +170,11 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<Never, String> {
     let argv = cstrings(&process.args, "process.args")?;
     let envp = cstrings(env, "process.env")?;
 
-    let cwd = if process.cwd.is_empty() { "/" } else { process.cwd.as_str() };
+    let cwd = if process.cwd.is_empty() {
+        "/"
+    } else {
+        process.cwd.as_str()
+    };
     std::env::set_current_dir(cwd)
         .map_err(|e| format!("process.cwd: cannot change to {cwd:?}: {e}"))?;
     crate::rlimits::apply(plan.rlimits).map_err(|e| e.to_string())?;
@@ -276,7 +276,10 @@ fn join_exec_namespaces(target: &ExecTarget) -> Result<(), String> {
     for (t, fd) in order {
         // SAFETY: setns on an fd we own with the matching flag.
         if unsafe { libc::setns(fd.as_raw_fd(), crate::ns::clone_flag(*t)) } != 0 {
-            return Err(os(&format!("joining the container's {} namespace", t.name())));
+            return Err(os(&format!(
+                "joining the container's {} namespace",
+                t.name()
+            )));
         }
     }
     Ok(())

@@ -218,7 +218,10 @@ pub fn spawn_init(plan: InitPlan, side: &mut dyn ParentSide) -> Result<i32, Spaw
         Err(e) => return fail(pid, SpawnError::Parent(e)),
     };
     if let Err(e) = parent.send(sync::GO, &state) {
-        return fail(pid, SpawnError::Parent(format!("signalling the container: {e}")));
+        return fail(
+            pid,
+            SpawnError::Parent(format!("signalling the container: {e}")),
+        );
     }
     if side.has_runtime_hooks() {
         if let Err(e) = parent.expect(sync::HOOKS) {
@@ -228,7 +231,10 @@ pub fn spawn_init(plan: InitPlan, side: &mut dyn ParentSide) -> Result<i32, Spaw
             return fail(pid, SpawnError::Parent(e));
         }
         if let Err(e) = parent.send(sync::CONTINUE, b"") {
-            return fail(pid, SpawnError::Parent(format!("signalling the container: {e}")));
+            return fail(
+                pid,
+                SpawnError::Parent(format!("signalling the container: {e}")),
+            );
         }
     }
     if let Err(e) = parent.expect(sync::READY) {
