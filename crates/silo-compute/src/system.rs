@@ -140,6 +140,7 @@ struct Parent<'a> {
     bundle: &'a Path,
     rootfs: &'a Path,
     state: Vec<u8>,
+    entered: Option<silo_job::Entered>,
 }
 
 impl Parent<'_> {
@@ -160,10 +161,44 @@ impl Parent<'_> {
 }
 
 impl ParentSide for Parent<'_> {
-    fn cloned(&mut self, pid: i32) -> Result<Vec<u8>, String> {
-        self.job
-            .add_pid(pid)
-            .map_err(|e| format!("joining cgroup {}: {e}", self.job.path()))?;
+    fn before_clone(&mut self) -> Result<Option<OwnedFd>, String> {
+        // With a pids limit below 2 our own thread would use up the job.
+        let tiny_pids = self
+            .spec
+            .linux
+            .as_ref()
+            .and_then(|l| l.resources.as_ref())
+            .and_then(|r| r.pids.as_ref())
+            .is_some_and(|p| p.limit > 0 && p.limit < 2);
+        if !tiny_pids {
+            self.entered = self
+                .job
+                .enter_current(&self.host.cgroups, &self.host.proc_root.join("self"))
+                .map_err(|e| format!("joining cgroup {}: {e}", self.job.path()))?;
+        }
+        Ok(open_cgroup2(self.job))
+    }
+
+    fn abandon(&mut self) {
+        if let Some(e) = self.entered.take() {
+            let _ = e.leave();
+        }
+    }
+
+    fn cloned(&mut self, pid: i32, in_cgroup2: bool) -> Result<Vec<u8>, String> {
+        let err = |e: &dyn std::fmt::Display| format!("joining cgroup {}: {e}", self.job.path());
+        match self.entered.take() {
+            Some(entered) => {
+                entered.leave().map_err(|e| err(&e))?;
+                if !in_cgroup2 {
+                    if let Some(dir) = self.job.unified_dir() {
+                        std::fs::write(dir.join("cgroup.procs"), pid.to_string())
+                            .map_err(|e| err(&e))?;
+                    }
+                }
+            }
+            None => self.job.add_pid(pid).map_err(|e| err(&e))?,
+        }
         if let Some(adj) = self.spec.process.as_ref().and_then(|p| p.oom_score_adj) {
             silo_isolation::oom::set_score_adj(&self.host.proc_root, pid, adj)
                 .map_err(|e| e.to_string())?;
@@ -271,6 +306,7 @@ pub fn create(host: &Host, id: &str, opts: CreateOptions) -> Result<ComputeSyste
         bundle: &prepared.bundle,
         rootfs: &prepared.rootfs,
         state: Vec::new(),
+        entered: None,
     };
     let plan = InitPlan {
         spec,
@@ -620,11 +656,18 @@ impl ComputeSystem {
             ));
         }
         let seccomp = bundle::seccomp_program(&self.host, &self.record.spec)?;
-        // Join the job first, so the new process is born inside it.
+        // The new process is born inside the job: we step into its v1
+        // hierarchies for the clone (or, failing that, join for good) and
+        // place it in the cgroup2 one with CLONE_INTO_CGROUP.
         let job = self.job()?;
-        for f in job.procs_files() {
-            std::fs::write(&f, "0")
-                .map_err(|e| self.failed("exec", format!("joining {}: {e}", f.display())))?;
+        let join_err = |e: &dyn std::fmt::Display| self.failed("exec", format!("joining cgroup: {e}"));
+        let entered = job
+            .enter_current(&self.host.cgroups, &self.host.proc_root.join("self"))
+            .map_err(|e| join_err(&e))?;
+        if entered.is_none() {
+            for f in job.procs_files() {
+                std::fs::write(&f, "0").map_err(|e| join_err(&e))?;
+            }
         }
         let pid = silo_isolation::exec_into(ExecPlan {
             target_pid: self.record.pid,
@@ -635,8 +678,12 @@ impl ComputeSystem {
             rlimits: &rlimits,
             proc_root: &self.host.proc_root,
             spec: &self.record.spec,
-        })
-        .map_err(|source| OpError::Spawn {
+            cgroup2: open_cgroup2(&job),
+        });
+        if let Some(e) = entered {
+            let _ = e.leave();
+        }
+        let pid = pid.map_err(|source| OpError::Spawn {
             id: self.record.id.clone(),
             source,
         })?;
@@ -720,6 +767,17 @@ fn merge_resources(cur: &mut Resources, new: &Resources) {
     for (k, v) in &new.unified {
         cur.unified.insert(k.clone(), v.clone());
     }
+}
+
+/// The job's cgroup2 directory, opened for CLONE_INTO_CGROUP.
+fn open_cgroup2(job: &Job) -> Option<OwnedFd> {
+    let dir = job.unified_dir()?;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+        .ok()
+        .map(OwnedFd::from)
 }
 
 /// The device cgroup rules: the spec's list, then (like runc and Docker)

@@ -8,7 +8,7 @@ use crate::sync::{self, Channel};
 use silo_oci::{NamespaceType, Process, Spec};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 /// Everything the init process needs, prepared (parsed, validated,
@@ -32,11 +32,18 @@ pub struct InitPlan<'a> {
     pub proc_root: &'a Path,
 }
 
-/// Steps the caller performs while the child waits.
+/// Steps the caller performs around the clone while the child waits.
 pub trait ParentSide {
-    /// The child exists (host `pid`) and is paused: join it to its cgroup,
+    /// Right before the clone: join what can be joined cheaply (the caller
+    /// may move itself into the job's v1 hierarchies) and return the job's
+    /// cgroup2 directory, if any, for CLONE_INTO_CGROUP.
+    fn before_clone(&mut self) -> Result<Option<OwnedFd>, String>;
+    /// The child exists (host `pid`) and is paused: finish joining it to
+    /// its cgroup (`in_cgroup2` says whether CLONE_INTO_CGROUP placed it),
     /// set its OOM score. Return the state document hooks should see.
-    fn cloned(&mut self, pid: i32) -> Result<Vec<u8>, String>;
+    fn cloned(&mut self, pid: i32, in_cgroup2: bool) -> Result<Vec<u8>, String>;
+    /// The clone failed: undo what `before_clone` did.
+    fn abandon(&mut self);
     /// The namespaces and mounts exist: run prestart and createRuntime hooks.
     fn runtime_hooks(&mut self, pid: i32) -> Result<(), String>;
     /// Whether `runtime_hooks` has anything to do (saves a round trip).
@@ -88,26 +95,74 @@ fn setns_path(t: NamespaceType, path: &Path) -> Result<(), SpawnError> {
     Ok(())
 }
 
-/// Raw clone with fork semantics (no new stack) and the given flags.
-fn clone_process(flags: i32) -> io::Result<i32> {
-    // SAFETY: clone with a NULL stack behaves like fork: the child gets a
-    // copy of our address space. The caller is single-threaded, so the
-    // child's copy of every lock is consistent.
+/// `struct clone_args` of clone3(2), as far as we use it.
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Clone with fork semantics (no new stack). With `cgroup`, the child is
+/// born in that cgroup2 directory (CLONE_INTO_CGROUP). Returns the pid and
+/// whether the cgroup placement happened.
+fn clone_process(flags: i32, cgroup: Option<RawFd>) -> io::Result<(i32, bool)> {
+    let mut args = CloneArgs {
+        flags: flags as u32 as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd as u64;
+    }
+    // SAFETY: clone3 without CLONE_VM and with a zero stack behaves like
+    // fork: the child gets a copy of our address space. The caller is
+    // single-threaded, so the child's copy of every lock is consistent.
     let pid = unsafe {
         libc::syscall(
-            libc::SYS_clone,
-            (flags | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
         )
     };
-    if pid < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(pid as i32)
+    if pid >= 0 {
+        return Ok((pid as i32, cgroup.is_some()));
     }
+    let err = io::Error::last_os_error();
+    if cgroup.is_some() && err.raw_os_error() != Some(libc::EAGAIN) {
+        // An older kernel or an unusable cgroup: place it afterwards.
+        return clone_process(flags, None).map(|(pid, _)| (pid, false));
+    }
+    if cgroup.is_none() && err.raw_os_error() == Some(libc::ENOSYS) {
+        // SAFETY: clone with a NULL stack behaves like fork (see above).
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (flags | libc::SIGCHLD) as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+        if pid >= 0 {
+            return Ok((pid as i32, false));
+        }
+        return Err(io::Error::last_os_error());
+    }
+    Err(err)
 }
 
 fn kill_and_reap(pid: i32) {
@@ -191,7 +246,15 @@ pub fn spawn_init(plan: InitPlan, side: &mut dyn ParentSide) -> Result<i32, Spaw
         runtime_hooks: side.has_runtime_hooks(),
         target: None,
     };
-    let pid = clone_process(clone_flags).map_err(SpawnError::Clone)?;
+    let cgroup_dir = side.before_clone().map_err(SpawnError::Parent)?;
+    let cloned = clone_process(clone_flags, cgroup_dir.as_ref().map(|f| f.as_raw_fd()));
+    let (pid, in_cgroup2) = match cloned {
+        Ok(v) => v,
+        Err(e) => {
+            side.abandon();
+            return Err(SpawnError::Clone(e));
+        }
+    };
     if pid == 0 {
         drop(parent);
         init::child_main(&child_plan, &child);
@@ -213,7 +276,7 @@ pub fn spawn_init(plan: InitPlan, side: &mut dyn ParentSide) -> Result<i32, Spaw
             return fail(pid, SpawnError::Parent(e.to_string()));
         }
     }
-    let state = match side.cloned(pid) {
+    let state = match side.cloned(pid, in_cgroup2) {
         Ok(s) => s,
         Err(e) => return fail(pid, SpawnError::Parent(e)),
     };
@@ -255,6 +318,8 @@ pub struct ExecPlan<'a> {
     pub proc_root: &'a Path,
     /// The container's spec (for environment defaults and user namespace facts).
     pub spec: &'a Spec,
+    /// The job's cgroup2 directory, for CLONE_INTO_CGROUP.
+    pub cgroup2: Option<OwnedFd>,
 }
 
 fn same_ns(proc_root: &Path, pid: i32, name: &str) -> bool {
@@ -324,7 +389,8 @@ pub fn exec_into(plan: ExecPlan) -> Result<i32, SpawnError> {
         runtime_hooks: false,
         target: Some(exec_target),
     };
-    let pid = clone_process(0).map_err(SpawnError::Clone)?;
+    let (pid, _) = clone_process(0, plan.cgroup2.as_ref().map(|f| f.as_raw_fd()))
+        .map_err(SpawnError::Clone)?;
     if pid == 0 {
         drop(parent);
         init::child_main(&child_plan, &child);

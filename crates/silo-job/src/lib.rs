@@ -3,10 +3,13 @@
 
 mod bpf;
 mod devices;
+mod enter;
 mod fs;
 mod stats;
 mod v1;
 mod v2;
+
+pub use enter::Entered;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -654,7 +657,31 @@ impl Job {
         if dirs.is_empty() {
             return Ok(());
         }
+        // One walk first: an empty job (the common case after the init
+        // exited) needs no signals, no thaw and no waiting.
+        let occupied = !matches!(self.all_pids(), Ok(p) if p.is_empty());
+        if occupied {
+            self.kill_members(&dirs, &mut errors);
+        }
         for d in &dirs {
+            if let Err(e) = remove_cgroup_dir(d) {
+                errors.push(format!("removing {}: {e}", d.display()));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(DestroyError {
+                path: self.path.clone(),
+                errors,
+            })
+        }
+    }
+
+    /// SIGKILL every member (thawing a frozen job so they can die) and wait,
+    /// bounded, until none is left.
+    fn kill_members(&self, dirs: &[PathBuf], errors: &mut Vec<String>) {
+        for d in dirs {
             let kill = d.join("cgroup.kill");
             if kill.exists() {
                 if let Err(e) = write_file(&kill, "1") {
@@ -691,19 +718,6 @@ impl Job {
                 }
             }
         }
-        for d in &dirs {
-            if let Err(e) = remove_cgroup_dir(d) {
-                errors.push(format!("removing {}: {e}", d.display()));
-            }
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(DestroyError {
-                path: self.path.clone(),
-                errors,
-            })
-        }
     }
 
     /// Accounting: CPU time, memory and its peak, pids, block IO.
@@ -718,6 +732,12 @@ impl Job {
 /// rmdir of a cgroup dir (and any child groups below it); a missing dir is fine.
 /// Retries briefly on EBUSY, which the kernel returns while the last tasks are exiting.
 fn remove_cgroup_dir(dir: &Path) -> io::Result<()> {
+    // The common case: a leaf with no children goes in one rmdir.
+    match std::fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {

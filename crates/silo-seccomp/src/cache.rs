@@ -24,7 +24,8 @@ fn hex(bytes: &[u8]) -> String {
 /// architecture and the libseccomp version, so a library upgrade never reuses stale BPF.
 pub fn cache_key(profile: &Seccomp) -> String {
     let mut h = Sha256::new();
-    h.update(b"silo-seccomp cache v1\0");
+    // Bump when the compiler changes what it emits (v2: binary-tree filters).
+    h.update(b"silo-seccomp cache v2\0");
     // Serializing these plain structs cannot fail; an empty body would only cost a miss.
     h.update(serde_json::to_vec(profile).unwrap_or_default());
     h.update(b"\0");

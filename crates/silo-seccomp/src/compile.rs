@@ -4,7 +4,7 @@
 use crate::fields::{self, FieldError};
 use crate::program::Program;
 use libseccomp::error::SeccompError;
-use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpFilterContext, ScmpSyscall};
+use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpFilterAttr, ScmpFilterContext, ScmpSyscall};
 use silo_oci::Seccomp;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -141,6 +141,12 @@ pub fn compile(profile: &Seccomp) -> Result<Program, CompileError> {
         "creating a filter with default action {} ({ROOT}.defaultAction)",
         profile.default_action
     )))?;
+    // A binary tree of syscall numbers instead of a linear chain: the
+    // kernel emulates the filter for every syscall number when it loads it
+    // (to build its allow cache), so a shorter path per syscall makes both
+    // loading and every later syscall cheaper.
+    ctx.set_filter_attr(ScmpFilterAttr::CtlOptimize, 2)
+        .map_err(lib("enabling binary-tree optimization".to_string()))?;
     for (i, arch) in c.arches.iter().enumerate() {
         ctx.add_arch(*arch).map_err(lib(format!(
             "adding architecture {} ({ROOT}.architectures[{i}])",
