@@ -17,6 +17,8 @@ use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
+mod io;
+
 /// Errors with the HTTP status Docker uses for them.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -109,12 +111,31 @@ pub struct AttachStream {
     pub socket: UnixStream,
 }
 
+/// What the I/O operations need to know about one container.
+#[allow(dead_code)] // until io.rs uses it
+#[derive(Debug, Clone)]
+pub(crate) struct ContainerRef {
+    pub id: String,
+    pub name: String,
+    /// The monitor's state dir: container-json.log, attach.sock, control.sock, exit.json.
+    pub state_dir: PathBuf,
+    /// The container's merged root filesystem (mounted while it exists).
+    pub rootfs: PathBuf,
+    pub running: bool,
+    pub paused: bool,
+    /// Host pid of the init (0 when not running).
+    pub pid: i32,
+    pub tty: bool,
+    /// The OCI spec the container runs with (process defaults for exec).
+    pub spec: silo_oci::Spec,
+}
+
 /// The engine.
 pub struct Engine {
     config: Config,
 }
 
-fn todo<T>(what: &str) -> Result<T> {
+pub(crate) fn todo<T>(what: &str) -> Result<T> {
     Err(EngineError::NotImplemented(format!(
         "{what} is not implemented yet"
     )))
@@ -128,6 +149,31 @@ impl Engine {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Looks a container up by full id, unique id prefix, or name (with or
+    /// without the leading '/'). Used by every per-container operation.
+    #[allow(dead_code)]
+    pub(crate) fn resolve(&self, name_or_id: &str) -> Result<ContainerRef> {
+        todo(&format!("resolve {name_or_id}"))
+    }
+
+    /// Publishes an event (`typ` "container", "image", "volume"; `action`
+    /// like "start", "die", "exec_start: sh") to subscribers.
+    #[allow(dead_code)]
+    pub(crate) fn emit(
+        &self,
+        _typ: &str,
+        _action: &str,
+        _id: &str,
+        _attributes: HashMap<String, String>,
+    ) {
+    }
+
+    /// The compute service's host (runtime state root under exec_root).
+    #[allow(dead_code)]
+    pub(crate) fn compute_host(&self) -> Result<silo_compute::Host> {
+        todo("compute host")
     }
 
     // ---- system ----
@@ -202,70 +248,8 @@ impl Engine {
     pub fn inspect(&self, _id: &str, _size: bool) -> Result<ContainerInspectResponse> {
         todo("container inspect")
     }
-    /// Log chunks; with `follow` the iterator blocks for new output until the container stops.
-    pub fn logs(
-        &self,
-        _id: &str,
-        _opts: LogOptions,
-    ) -> Result<Box<dyn Iterator<Item = LogChunk> + Send>> {
-        todo("container logs")
-    }
-    pub fn attach(
-        &self,
-        _id: &str,
-        _stdin: bool,
-        _stdout: bool,
-        _stderr: bool,
-        _logs: bool,
-    ) -> Result<AttachStream> {
-        todo("container attach")
-    }
-    pub fn resize(&self, _id: &str, _height: u16, _width: u16) -> Result<()> {
-        todo("container resize")
-    }
-    pub fn top(&self, _id: &str, _ps_args: Option<&str>) -> Result<ContainerTopResponse> {
-        todo("container top")
-    }
-    /// One statistics sample (the API layer repeats it for streaming).
-    pub fn stats(&self, _id: &str) -> Result<ContainerStatsResponse> {
-        todo("container stats")
-    }
-    /// `HEAD/GET /containers/{id}/archive`: the stat header (base64 JSON in
-    /// `X-Docker-Container-Path-Stat`) and, for GET, a tar written to `out`.
-    pub fn archive_stat(&self, _id: &str, _path: &str) -> Result<serde_json::Value> {
-        todo("container archive stat")
-    }
-    pub fn archive_get(&self, _id: &str, _path: &str, _out: &mut dyn Write) -> Result<()> {
-        todo("container archive get")
-    }
-    pub fn archive_put(&self, _id: &str, _path: &str, _tar: &mut dyn Read) -> Result<()> {
-        todo("container archive put")
-    }
-    pub fn export(&self, _id: &str, _out: &mut dyn Write) -> Result<()> {
-        todo("container export")
-    }
     pub fn prune_containers(&self, _filters: &Filters) -> Result<ContainerPruneResponse> {
         todo("container prune")
-    }
-
-    // ---- exec ----
-    pub fn exec_create(&self, _id: &str, _config: ExecConfig) -> Result<IdResponse> {
-        todo("exec create")
-    }
-    /// Detached: starts and returns None. Otherwise the stream to relay.
-    pub fn exec_start(
-        &self,
-        _exec_id: &str,
-        _detach: bool,
-        _tty: bool,
-    ) -> Result<Option<AttachStream>> {
-        todo("exec start")
-    }
-    pub fn exec_inspect(&self, _exec_id: &str) -> Result<ExecInspectResponse> {
-        todo("exec inspect")
-    }
-    pub fn exec_resize(&self, _exec_id: &str, _height: u16, _width: u16) -> Result<()> {
-        todo("exec resize")
     }
 
     // ---- images ----
@@ -316,15 +300,5 @@ impl Engine {
     }
     pub fn prune_volumes(&self, _filters: &Filters) -> Result<VolumePruneResponse> {
         todo("volume prune")
-    }
-
-    // ---- HCS views (silo hcs list / inspect) ----
-    /// Compute systems with state, owner, runtime id and job-object accounting.
-    pub fn hcs_list(&self) -> Result<Vec<serde_json::Value>> {
-        todo("hcs list")
-    }
-    /// The compute-system document (the OCI spec) with its properties and statistics.
-    pub fn hcs_inspect(&self, _id: &str) -> Result<serde_json::Value> {
-        todo("hcs inspect")
     }
 }
