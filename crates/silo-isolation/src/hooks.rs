@@ -113,6 +113,8 @@ pub fn run(
         cmd.arg0(argv0).args(&hook.args[1..]);
     }
     cmd.env_clear();
+    // Its own process group, so a timeout kills whatever the hook started too.
+    cmd.process_group(0);
     for entry in &hook.env {
         let Some((k, v)) = entry.split_once('=') else {
             return Err(HookError::BadEnv {
@@ -149,14 +151,14 @@ pub fn run(
     let (status, output) = match result {
         Ok(v) => v,
         Err(e) => {
-            let _ = child.kill();
+            kill_group(child.id());
             let _ = child.wait();
             return Err(io_err("talking to the hook")(e));
         }
     };
     let output = String::from_utf8_lossy(&output).trim_end().to_string();
     let Some(status) = status else {
-        let _ = child.kill();
+        kill_group(child.id());
         let _ = child.wait();
         return Err(HookError::Timeout {
             kind: kind.into(),
@@ -280,6 +282,12 @@ pub fn run_all(kind: &str, hooks: &[silo_oci::Hook], state_json: &[u8]) -> Resul
         run(kind, i, h, state_json)?;
     }
     Ok(())
+}
+
+/// SIGKILL to the hook's whole process group (the hook leads it).
+fn kill_group(pid: u32) {
+    // SAFETY: kill(2) with a negative pid signals that process group.
+    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
 }
 
 #[cfg(test)]
