@@ -1,0 +1,127 @@
+//! The files silod reads to re-adopt a container (monitor.json, exit.json,
+//! log-errors.json): written atomically and durably, plus a small space
+//! reserve so a full disk cannot cost us the exit code.
+
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Writes `bytes` to `path` through a temp file: write, fsync, rename, fsync
+/// the directory. Readers see the old content or the new one, never a mix.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Like [`write_atomic`] for a serializable value; on ENOSPC releases
+/// `reserve` (if still held) and tries once more.
+pub fn write_json<T: Serialize>(
+    path: &Path,
+    value: &T,
+    reserve: Option<&mut Option<Reserve>>,
+) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    match write_atomic(path, &bytes) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => match reserve.and_then(Option::take) {
+            Some(r) => {
+                r.release();
+                write_atomic(path, &bytes)
+            }
+            None => Err(e),
+        },
+        other => other,
+    }
+}
+
+/// A file of real (not sparse) blocks held on the state directory's
+/// filesystem, given back when the disk fills up so the state files still fit.
+#[derive(Debug)]
+pub struct Reserve {
+    path: PathBuf,
+}
+
+impl Reserve {
+    /// Creates `path` with `size` bytes written out. Best effort: returns
+    /// None when there is no room even for that.
+    pub fn create(path: &Path, size: usize) -> Option<Reserve> {
+        let zeros = [0u8; 4096];
+        let mut f = std::fs::File::create(path).ok()?;
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(zeros.len());
+            if f.write_all(&zeros[..n]).is_err() {
+                drop(f);
+                let _ = std::fs::remove_file(path);
+                return None;
+            }
+            left -= n;
+        }
+        Some(Reserve {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Frees the space.
+    pub fn release(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("exit.json");
+        write_atomic(&p, b"1").unwrap();
+        write_json(&p, &serde_json::json!({"exit_code": 3}), None).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), r#"{"exit_code":3}"#);
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn atomic_write_error_names_nothing_left_behind() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("missing/exit.json");
+        assert!(write_atomic(&p, b"x").is_err());
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn reserve_holds_real_blocks_until_released() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(".reserve");
+        let r = Reserve::create(&p, 10_000).unwrap();
+        let m = std::fs::metadata(&p).unwrap();
+        assert_eq!(m.len(), 10_000);
+        use std::os::unix::fs::MetadataExt;
+        assert!(m.blocks() * 512 >= 10_000, "not sparse");
+        r.release();
+        assert!(!p.exists());
+    }
+}

@@ -1,0 +1,108 @@
+//! The monitor as a process: `--detach` (fork, new session, report the
+//! init pid or the error over a pipe) and the top-level run that puts the
+//! monitor's own stderr into `<state-dir>/monitor.log`.
+
+use crate::args::Args;
+use crate::fdio;
+use crate::monitor::Monitor;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+
+/// Forks. The parent waits for the child's report, prints the init pid
+/// (exit 0) or the error (exit 1), and never returns. The child starts a
+/// new session and gets the pipe to report on.
+pub fn detach() -> io::Result<OwnedFd> {
+    let (r, w) = fdio::pipe()?;
+    // SAFETY: the monitor is single-threaded here, so the child may go on
+    // running ordinary Rust code after fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        drop(r);
+        // A fresh session: no controlling terminal, not in silod's group.
+        let _ = rustix::process::setsid();
+        return Ok(w);
+    }
+    drop(w);
+    let mut report = String::new();
+    let read = File::from(r).read_to_string(&mut report);
+    if let (Ok(_), Some(pid)) = (&read, report.strip_prefix("ok ")) {
+        println!("{}", pid.trim());
+        std::process::exit(0);
+    }
+    match report.strip_prefix("error ") {
+        Some(msg) => eprintln!("silo-monitor: {}", msg.trim_end()),
+        None => eprintln!(
+            "silo-monitor: the monitor (pid {pid}) exited before reporting; see monitor.log in the state directory"
+        ),
+    }
+    std::process::exit(1);
+}
+
+fn report(ready: &mut Option<OwnedFd>, msg: &str) {
+    if let Some(fd) = ready.take() {
+        let _ = File::from(fd).write_all(msg.as_bytes());
+    }
+}
+
+fn absolute(p: &std::path::Path) -> std::path::PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Runs the monitor to the end; `ready` (from [`detach`]) gets `ok <pid>`
+/// once the container runs, or `error <message>`. Returns the process exit
+/// status: 0 once the container's exit has been recorded, 1 on failure.
+pub fn run(args: &Args, mut ready: Option<OwnedFd>) -> i32 {
+    let mut args = args.clone();
+    args.state_dir = absolute(&args.state_dir);
+    args.bundle = absolute(&args.bundle);
+    args.runtime_root = absolute(&args.runtime_root);
+    let fail = |ready: &mut Option<OwnedFd>, msg: String| {
+        eprintln!("silo-monitor: {msg}");
+        report(ready, &format!("error {msg}\n"));
+        1
+    };
+    if let Err(e) = std::fs::create_dir_all(&args.state_dir) {
+        return fail(
+            &mut ready,
+            format!("creating state directory {}: {e}", args.state_dir.display()),
+        );
+    }
+    let log_path = args.state_dir.join("monitor.log");
+    let log: OwnedFd = match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+    {
+        Ok(f) => f.into(),
+        Err(e) => return fail(&mut ready, format!("opening {}: {e}", log_path.display())),
+    };
+    if let Err(e) = fdio::dup_onto(&log, 2) {
+        return fail(
+            &mut ready,
+            format!("redirecting stderr to {}: {e}", log_path.display()),
+        );
+    }
+    let mut monitor = match Monitor::start(&args, log.as_fd()) {
+        Ok(m) => m,
+        Err(e) => return fail(&mut ready, e.to_string()),
+    };
+    drop(log);
+    if let Err(e) = monitor.write_info() {
+        let msg = e.to_string();
+        monitor.abort();
+        return fail(&mut ready, msg);
+    }
+    report(&mut ready, &format!("ok {}\n", monitor.init_pid()));
+    // Do not keep the caller's working directory (or its mount) busy.
+    let _ = std::env::set_current_dir("/");
+    let code = monitor.run();
+    eprintln!(
+        "silo-monitor: container {} exited with code {code}",
+        args.id
+    );
+    0
+}
