@@ -6,8 +6,15 @@
 //! calls them from blocking tasks. Wire types are Docker's own, from
 //! `bollard-stubs`, so the real `docker` CLI understands every answer.
 //!
-//! This file fixes the interface; the bodies marked `NotImplemented` are
-//! being filled in.
+//! Layout: `<data_root>/silo.db` (SQLite, WAL, synchronous=FULL: one row
+//! per container, every state change one transaction), and
+//! `<data_root>/containers/<id>/` per container (bundle config.json, the
+//! monitor's state dir with container-json.log and exit.json, generated
+//! hostname/hosts/resolv.conf). The runtime state root is
+//! `<exec_root>/runtime`.
+
+// Temporary: parts of the engine are used only once the lifecycle lands.
+#![allow(dead_code)]
 
 use bollard_stubs::models::*;
 use std::collections::HashMap;
@@ -15,9 +22,13 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 
+mod events;
 mod io;
+mod model;
+mod recover;
+mod store;
 
 /// Errors with the HTTP status Docker uses for them.
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +123,6 @@ pub struct AttachStream {
 }
 
 /// What the I/O operations need to know about one container.
-#[allow(dead_code)] // until io.rs uses it
 #[derive(Debug, Clone)]
 pub(crate) struct ContainerRef {
     pub id: String,
@@ -133,6 +143,17 @@ pub(crate) struct ContainerRef {
 /// The engine.
 pub struct Engine {
     config: Config,
+    /// Weak self-reference so watcher threads can hold the engine.
+    me: Weak<Engine>,
+    db: store::Db,
+    /// Every container on record, by id (the store's rows, in memory).
+    containers: Mutex<HashMap<String, model::Container>>,
+    /// Signalled on every container state change (wait, stop).
+    changed: Condvar,
+    /// One lock per container for lifecycle operations (start/stop/rm...).
+    op_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    events: events::Bus,
+    host: OnceLock<silo_compute::Host>,
 }
 
 pub(crate) fn todo<T>(what: &str) -> Result<T> {
@@ -144,36 +165,117 @@ pub(crate) fn todo<T>(what: &str) -> Result<T> {
 impl Engine {
     /// Opens (or creates) the store and re-adopts running containers.
     pub fn open(config: Config) -> Result<Arc<Engine>> {
-        Ok(Arc::new(Engine { config }))
+        for dir in [&config.data_root, &config.exec_root] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| EngineError::Internal(format!("creating {}: {e}", dir.display())))?;
+        }
+        std::fs::create_dir_all(config.data_root.join("containers")).map_err(|e| {
+            EngineError::Internal(format!(
+                "creating {}: {e}",
+                config.data_root.join("containers").display()
+            ))
+        })?;
+        let db = store::Db::open(&config.data_root.join("silo.db"))?;
+        let rows = db.load_all()?;
+        let containers = rows.into_iter().map(|c| (c.id.clone(), c)).collect();
+        let engine = Arc::new_cyclic(|me| Engine {
+            config,
+            me: me.clone(),
+            db,
+            containers: Mutex::new(containers),
+            changed: Condvar::new(),
+            op_locks: Mutex::new(HashMap::new()),
+            events: events::Bus::new(),
+            host: OnceLock::new(),
+        });
+        engine.recover();
+        Ok(engine)
     }
 
     pub fn config(&self) -> &Config {
         &self.config
     }
 
+    /// The per-container directory under the data root: bundle
+    /// (config.json), the monitor's state dir (log, exit.json, sockets) and
+    /// the generated /etc files. It lives under the data root so logs and
+    /// exit records survive a daemon restart.
+    pub(crate) fn container_dir(&self, id: &str) -> PathBuf {
+        self.config.data_root.join("containers").join(id)
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<String, model::Container>> {
+        self.containers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Finds the id for a name or id (exact id, exact name, unique id prefix).
+    pub(crate) fn resolve_id(&self, name_or_id: &str) -> Result<String> {
+        let map = self.lock();
+        model::find(&map, name_or_id).map(|c| c.id.clone())
+    }
+
     /// Looks a container up by full id, unique id prefix, or name (with or
     /// without the leading '/'). Used by every per-container operation.
-    #[allow(dead_code)]
     pub(crate) fn resolve(&self, name_or_id: &str) -> Result<ContainerRef> {
-        todo(&format!("resolve {name_or_id}"))
+        let map = self.lock();
+        let c = model::find(&map, name_or_id)?;
+        Ok(ContainerRef {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            state_dir: self.container_dir(&c.id),
+            rootfs: PathBuf::from(
+                c.spec
+                    .root
+                    .as_ref()
+                    .map(|r| r.path.clone())
+                    .unwrap_or_default(),
+            ),
+            running: c.state.running,
+            paused: c.state.paused,
+            pid: if c.state.running { c.state.pid } else { 0 },
+            tty: c.body.tty.unwrap_or(false),
+            spec: c.spec.clone(),
+        })
     }
 
     /// Publishes an event (`typ` "container", "image", "volume"; `action`
-    /// like "start", "die", "exec_start: sh") to subscribers.
-    #[allow(dead_code)]
+    /// like "start", "die", "exec_start: sh") to subscribers. Container
+    /// events get the container's `name` and `image` attributes added.
     pub(crate) fn emit(
         &self,
-        _typ: &str,
-        _action: &str,
-        _id: &str,
-        _attributes: HashMap<String, String>,
+        typ: &str,
+        action: &str,
+        id: &str,
+        mut attributes: HashMap<String, String>,
     ) {
+        if typ == "container" {
+            let map = self.lock();
+            if let Some(c) = map.get(id) {
+                attributes
+                    .entry("name".into())
+                    .or_insert_with(|| c.name.clone());
+                attributes
+                    .entry("image".into())
+                    .or_insert_with(|| c.image.clone());
+                for (k, v) in c.body.labels.iter().flatten() {
+                    attributes.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+        self.events.publish(typ, action, id, attributes);
     }
 
     /// The compute service's host (runtime state root under exec_root).
-    #[allow(dead_code)]
     pub(crate) fn compute_host(&self) -> Result<silo_compute::Host> {
-        todo("compute host")
+        if let Some(h) = self.host.get() {
+            return Ok(h.clone());
+        }
+        let root = self.config.exec_root.join("runtime");
+        let host = silo_compute::Host::detect(&root, false)
+            .map_err(|e| EngineError::Internal(format!("compute host {}: {e}", root.display())))?;
+        Ok(self.host.get_or_init(|| host).clone())
     }
 
     // ---- system ----
@@ -186,11 +288,11 @@ impl Engine {
     /// Subscribe to events; past events since `since` (unix seconds) are replayed first.
     pub fn events(
         &self,
-        _since: Option<i64>,
-        _until: Option<i64>,
-        _filters: &Filters,
+        since: Option<i64>,
+        until: Option<i64>,
+        filters: &Filters,
     ) -> Result<Receiver<EventMessage>> {
-        todo("events")
+        Ok(self.events.subscribe(since, until, filters))
     }
     pub fn system_df(&self) -> Result<SystemDataUsageResponse> {
         todo("system df")
