@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use silo_oci::DeviceCgroup;
 
 use crate::bpf;
-use crate::write_file;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DevicesError {
@@ -103,19 +102,35 @@ pub(crate) fn check(rules: &[DeviceCgroup]) -> Result<Vec<Rule>, DevicesError> {
 /// v1: each rule is a line in devices.allow or devices.deny, in order; a leading deny-all
 /// writes "a" to devices.deny, which drops the inherited allow-everything.
 pub(crate) fn apply_v1(dir: &Path, rules: &[DeviceCgroup]) -> Result<(), DevicesError> {
+    use std::io::Write;
     let rules = check(rules)?;
+    // One open file per target, one write(2) per rule (the kernel takes one
+    // rule per write), instead of an open/close for every rule.
+    let mut open: [Option<std::fs::File>; 2] = [None, None];
     for r in &rules {
-        let file = dir.join(if r.allow {
-            "devices.allow"
+        let (slot, name) = if r.allow {
+            (0, "devices.allow")
         } else {
-            "devices.deny"
-        });
+            (1, "devices.deny")
+        };
+        let file = dir.join(name);
         let value = r.v1_line();
-        write_file(&file, &value).map_err(|source| DevicesError::Write {
+        let err = |source| DevicesError::Write {
             path: file.clone(),
-            value,
+            value: value.clone(),
             source,
-        })?;
+        };
+        if open[slot].is_none() {
+            open[slot] = Some(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&file)
+                    .map_err(err)?,
+            );
+        }
+        if let Some(f) = open[slot].as_mut() {
+            f.write_all(value.as_bytes()).map_err(err)?;
+        }
     }
     Ok(())
 }
