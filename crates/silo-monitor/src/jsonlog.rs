@@ -172,6 +172,11 @@ impl LogWriter {
         }
     }
 
+    /// The space reserve, for the monitor's own state files.
+    pub fn reserve(&mut self) -> &mut Option<files::Reserve> {
+        &mut self.reserve
+    }
+
     /// Bytes of container output that could not be written.
     pub fn dropped_bytes(&self) -> u64 {
         self.dropped
@@ -239,10 +244,8 @@ impl LogWriter {
             dropped_bytes: self.dropped,
             last_error: &self.last_error,
         };
-        if let Ok(bytes) = serde_json::to_vec(&doc) {
-            // Best effort: the disk may be the very thing that is full.
-            let _ = files::write_atomic(&self.errors_path, &bytes);
-        }
+        // Best effort: the disk may be the very thing that is full.
+        let _ = files::write_json(&self.errors_path, &doc, Some(&mut self.reserve));
     }
 
     fn has_headroom(&self, len: u64) -> bool {

@@ -5,6 +5,7 @@
 use crate::args::Args;
 use crate::fdio::{self, Read};
 use crate::files::{self, Reserve};
+
 use crate::jsonlog::{LogWriter, Splitter, Stream};
 use serde::{Deserialize, Serialize};
 use silo_compute::{ComputeSystem, CreateOptions, Host};
@@ -179,7 +180,6 @@ pub struct Monitor {
     log: LogWriter,
     split: [Splitter; 2],
     status: Option<i32>,
-    reserve: Option<Reserve>,
 }
 
 fn bind(dir: &Path, name: &str) -> Result<UnixListener, StartError> {
@@ -259,7 +259,7 @@ impl Monitor {
             }
         };
         let reserve = Reserve::create(&dir.join(".monitor-reserve"), RESERVE_BYTES);
-        let log = LogWriter::new(&dir, args.log_max_bytes, None);
+        let log = LogWriter::new(&dir, args.log_max_bytes, reserve);
         // Give back what create needed (spec parsing, seccomp) before idling.
         // SAFETY: malloc_trim only returns free heap memory to the kernel.
         unsafe { libc::malloc_trim(0) };
@@ -283,7 +283,6 @@ impl Monitor {
             log,
             split: [Splitter::default(), Splitter::default()],
             status: None,
-            reserve,
         })
     }
 
@@ -389,7 +388,7 @@ impl Monitor {
     /// Writes `<state-dir>/monitor.json`.
     pub fn write_info(&mut self) -> Result<(), StartError> {
         let path = self.state_dir.join("monitor.json");
-        files::write_json(&path, &self.info(), Some(&mut self.reserve))
+        files::write_json(&path, &self.info(), Some(self.log.reserve()))
             .map_err(|source| StartError::WriteState { path, source })
     }
 
@@ -811,7 +810,7 @@ impl Monitor {
         self.reap();
         let _ = std::fs::remove_file(self.state_dir.join("attach.sock"));
         let _ = std::fs::remove_file(self.state_dir.join("control.sock"));
-        if let Some(r) = self.reserve.take() {
+        if let Some(r) = self.log.reserve().take() {
             r.release();
         }
     }
@@ -845,7 +844,7 @@ impl Monitor {
             finished_at: now(),
         };
         let path = self.state_dir.join("exit.json");
-        if let Err(e) = files::write_json(&path, &exit, Some(&mut self.reserve)) {
+        if let Err(e) = files::write_json(&path, &exit, Some(self.log.reserve())) {
             eprintln!("silo-monitor: writing {}: {e}", path.display());
         }
         if let Some(mut s) = sys.take() {
@@ -871,7 +870,7 @@ impl Monitor {
         self.clients.clear();
         let _ = std::fs::remove_file(self.state_dir.join("attach.sock"));
         let _ = std::fs::remove_file(self.state_dir.join("control.sock"));
-        if let Some(r) = self.reserve.take() {
+        if let Some(r) = self.log.reserve().take() {
             r.release();
         }
         code
