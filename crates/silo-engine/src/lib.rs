@@ -28,6 +28,7 @@ mod events;
 mod io;
 mod model;
 mod recover;
+mod spec;
 mod store;
 
 /// Errors with the HTTP status Docker uses for them.
