@@ -140,20 +140,21 @@ pub fn apply(c: &silo_oci::Capabilities) -> Result<(), CapsError> {
     let (_, cur_perm, cur_inh) = capget()?;
     capset(cur_perm, cur_perm, cur_inh)?;
 
+    // Drop what is not wanted without asking first: dropping a capability
+    // that is already gone succeeds, and EINVAL marks the kernel's last one.
     for cap in 0..64u32 {
-        // SAFETY: prctl with integer arguments.
-        let present = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) };
-        if present < 0 {
-            break; // EINVAL: past the last capability of this kernel
+        if bounding & (1u64 << cap) != 0 {
+            continue;
         }
-        if present == 1 && bounding & (1u64 << cap) == 0 {
-            // SAFETY: prctl with integer arguments.
-            let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
-            if rc != 0 {
-                return Err(sys_err(format!(
-                    "dropping capability {cap} from the bounding set"
-                )));
+        // SAFETY: prctl with integer arguments.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if rc != 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+                break;
             }
+            return Err(sys_err(format!(
+                "dropping capability {cap} from the bounding set"
+            )));
         }
     }
 

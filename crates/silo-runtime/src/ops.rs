@@ -132,10 +132,22 @@ fn create(host: &Host, args: &CreateArgs, wait: bool) -> Result<ComputeSystem> {
     )?)
 }
 
+/// Whether the bundle asks for a terminal; a cheap look at the raw JSON,
+/// since the full, checked parse happens once, in create.
 fn wants_terminal(bundle: &Path) -> bool {
-    silo_oci::load_spec(&bundle.join("config.json"))
+    #[derive(serde::Deserialize)]
+    struct Proc {
+        #[serde(default)]
+        terminal: bool,
+    }
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        process: Option<Proc>,
+    }
+    std::fs::read(bundle.join("config.json"))
         .ok()
-        .and_then(|s| s.process)
+        .and_then(|b| serde_json::from_slice::<Doc>(&b).ok())
+        .and_then(|d| d.process)
         .is_some_and(|p| p.terminal)
 }
 
