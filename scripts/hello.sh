@@ -24,7 +24,7 @@ fi
 runtime=${SILO_RUNTIME:-}
 if [ -z "$runtime" ]; then
     if ! command -v cargo >/dev/null; then
-        echo "hello.sh: cargo not found; install Rust >= 1.80 with rustup" >&2
+        echo "hello.sh: cargo not found; install Rust >= 1.87 with rustup" >&2
         exit 1
     fi
     cargo build --release -p silo-runtime
