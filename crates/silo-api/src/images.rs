@@ -1,0 +1,115 @@
+//! Image endpoints: import (`POST /images/create?fromSrc=-`), list,
+//! inspect, tag, remove, prune. Pulling is refused until the registry issue.
+
+use crate::error::{ApiError, ApiResult};
+use crate::params::{split_repo_tag, Params};
+use crate::stream::{blocking, feed_reader};
+use crate::Shared;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+pub async fn create(
+    State(engine): State<Shared>,
+    params: Params,
+    req: Request,
+) -> ApiResult<Response> {
+    if params.non_empty("fromImage").is_some() {
+        return Err(ApiError::NotImplemented(
+            "pulling from a registry is not supported yet".to_string(),
+        ));
+    }
+    match params.non_empty("fromSrc") {
+        Some("-") => {}
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "fromSrc {other:?}: importing from a URL is not supported, send the tarball in the body (fromSrc=-)"
+            )))
+        }
+        None => {
+            return Err(ApiError::BadRequest(
+                "either fromSrc or fromImage is required".to_string(),
+            ))
+        }
+    }
+    // The CLI sends `repo=name:tag` with an empty `tag`.
+    let (repo, tag) = match params.non_empty("repo") {
+        None => (None, params.non_empty("tag").map(str::to_string)),
+        Some(r) => {
+            let (name, inline_tag) = split_repo_tag(r);
+            let tag = params.non_empty("tag").or(inline_tag).map(str::to_string);
+            (Some(name.to_string()), tag)
+        }
+    };
+    let changes = params.all("changes");
+    let message = params.non_empty("message").map(str::to_string);
+    let mut reader = feed_reader(req.into_body());
+    let id = blocking(move || {
+        engine.import_image(
+            &mut reader,
+            repo.as_deref(),
+            tag.as_deref(),
+            &changes,
+            message.as_deref(),
+        )
+    })
+    .await?;
+    let mut line = serde_json::to_vec(&serde_json::json!({ "status": id }))
+        .map_err(|e| ApiError::Internal(format!("encoding the import status: {e}")))?;
+    line.push(b'\n');
+    let mut resp = Response::new(axum::body::Body::from(line));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
+}
+
+pub async fn list(State(engine): State<Shared>, params: Params) -> ApiResult<Response> {
+    let all = params.flag("all", false)?;
+    let filters = params.filters()?;
+    let list = blocking(move || engine.images(all, &filters)).await?;
+    Ok(Json(list).into_response())
+}
+
+pub async fn prune(State(engine): State<Shared>, params: Params) -> ApiResult<Response> {
+    let filters = params.filters()?;
+    let report = blocking(move || engine.prune_images(&filters)).await?;
+    Ok(Json(report).into_response())
+}
+
+/// `/images/{name}/json`, `/images/{name}/tag` and `DELETE /images/{name}`:
+/// image names may contain '/', so the tail is matched here.
+pub async fn by_name(
+    State(engine): State<Shared>,
+    Path(rest): Path<String>,
+    method: Method,
+    params: Params,
+) -> ApiResult<Response> {
+    if method == Method::DELETE {
+        let force = params.flag("force", false)?;
+        let noprune = params.flag("noprune", false)?;
+        let deleted = blocking(move || engine.remove_image(&rest, force, noprune)).await?;
+        return Ok(Json(deleted).into_response());
+    }
+    if method == Method::GET {
+        if let Some(name) = rest.strip_suffix("/json") {
+            let name = name.to_string();
+            let doc = blocking(move || engine.image_inspect(&name)).await?;
+            return Ok(Json(doc).into_response());
+        }
+    }
+    if method == Method::POST {
+        if let Some(name) = rest.strip_suffix("/tag") {
+            let name = name.to_string();
+            let repo = params.required("repo")?;
+            let (repo, inline_tag) = split_repo_tag(repo);
+            let repo = repo.to_string();
+            let tag = params.non_empty("tag").or(inline_tag).map(str::to_string);
+            blocking(move || engine.tag_image(&name, &repo, tag.as_deref())).await?;
+            return Ok(StatusCode::CREATED.into_response());
+        }
+    }
+    Err(crate::system::not_found().await)
+}

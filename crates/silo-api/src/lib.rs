@@ -1,0 +1,225 @@
+//! The Docker Engine API (the subset the docker CLI uses) over HTTP/1.1 on
+//! a unix socket, answered by the blocking `silo_engine::Engine` from the
+//! blocking pool. Paths work with or without a `/v1.xx` prefix; every
+//! response carries `Api-Version`.
+
+mod containers;
+mod error;
+mod exec;
+mod hijack;
+mod images;
+mod params;
+mod stream;
+mod system;
+mod volumes;
+
+pub use error::{ApiError, ApiResult};
+pub use params::{parse_bool, parse_filters};
+
+use axum::body::Body;
+use axum::http::{HeaderValue, Request, Uri};
+use axum::routing::{get, head, post};
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use silo_engine::Engine;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::UnixListener;
+use tower::ServiceExt;
+
+/// The API version this daemon speaks (the CLI negotiates down to it).
+pub const API_VERSION: &str = "1.45";
+/// The oldest API version accepted.
+pub const MIN_API_VERSION: &str = "1.24";
+
+/// The engine shared by every handler.
+pub(crate) type Shared = Arc<Engine>;
+
+/// Every route of the API (paths without the version prefix).
+pub fn router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        // system
+        .route("/_ping", get(system::ping).head(system::ping))
+        .route("/version", get(system::version))
+        .route("/info", get(system::info))
+        .route("/events", get(system::events))
+        .route("/system/df", get(system::system_df))
+        // containers
+        .route("/containers/create", post(containers::create))
+        .route("/containers/json", get(containers::list))
+        .route("/containers/prune", post(containers::prune))
+        .route(
+            "/containers/{id}",
+            axum::routing::delete(containers::remove),
+        )
+        .route("/containers/{id}/json", get(containers::inspect))
+        .route("/containers/{id}/start", post(containers::start))
+        .route("/containers/{id}/stop", post(containers::stop))
+        .route("/containers/{id}/restart", post(containers::restart))
+        .route("/containers/{id}/kill", post(containers::kill))
+        .route("/containers/{id}/pause", post(containers::pause))
+        .route("/containers/{id}/unpause", post(containers::unpause))
+        .route("/containers/{id}/wait", post(containers::wait))
+        .route("/containers/{id}/rename", post(containers::rename))
+        .route("/containers/{id}/update", post(containers::update))
+        .route("/containers/{id}/logs", get(containers::logs))
+        .route("/containers/{id}/attach", post(containers::attach))
+        .route("/containers/{id}/resize", post(containers::resize))
+        .route("/containers/{id}/top", get(containers::top))
+        .route("/containers/{id}/stats", get(containers::stats))
+        .route(
+            "/containers/{id}/archive",
+            get(containers::archive_get)
+                .merge(head(containers::archive_head))
+                .put(containers::archive_put),
+        )
+        .route("/containers/{id}/export", get(containers::export))
+        .route("/containers/{id}/exec", post(exec::create))
+        // exec
+        .route("/exec/{id}/start", post(exec::start))
+        .route("/exec/{id}/json", get(exec::inspect))
+        .route("/exec/{id}/resize", post(exec::resize))
+        // images
+        .route("/images/create", post(images::create))
+        .route("/images/json", get(images::list))
+        .route("/images/prune", post(images::prune))
+        .route(
+            "/images/{*rest}",
+            get(images::by_name)
+                .post(images::by_name)
+                .delete(images::by_name),
+        )
+        // volumes
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(volumes::inspect).delete(volumes::remove),
+        )
+        // silo extensions
+        .route("/silo/hcs", get(system::hcs_list))
+        .route("/silo/hcs/{id}", get(system::hcs_inspect))
+        .fallback(system::not_found)
+        .method_not_allowed_fallback(system::not_found)
+        .with_state(engine)
+}
+
+/// Strips a leading `/v<major>.<minor>` segment from a path.
+pub fn strip_version(path: &str) -> &str {
+    let Some(rest) = path.strip_prefix("/v") else {
+        return path;
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    let version = &rest[..end];
+    let is_version = !version.is_empty()
+        && version.contains('.')
+        && version.chars().all(|c| c.is_ascii_digit() || c == '.');
+    if !is_version {
+        return path;
+    }
+    if end == rest.len() {
+        "/"
+    } else {
+        &rest[end..]
+    }
+}
+
+fn rewrite_uri(uri: &Uri) -> Option<Uri> {
+    let stripped = strip_version(uri.path());
+    if stripped.len() == uri.path().len() {
+        return None;
+    }
+    let pq = match uri.query() {
+        Some(q) => format!("{stripped}?{q}"),
+        None => stripped.to_string(),
+    };
+    pq.parse().ok()
+}
+
+/// Routes one request: version prefix removed, Docker's headers added.
+pub async fn handle(router: Router, req: Request<Body>) -> axum::response::Response {
+    let (mut parts, body) = req.into_parts();
+    if let Some(uri) = rewrite_uri(&parts.uri) {
+        parts.uri = uri;
+    }
+    let method = parts.method.clone();
+    let path = parts.uri.path().to_string();
+    let req = Request::from_parts(parts, body);
+    let mut resp = match router.oneshot(req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
+    let h = resp.headers_mut();
+    h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
+    h.insert("Docker-Experimental", HeaderValue::from_static("false"));
+    h.insert("Ostype", HeaderValue::from_static("linux"));
+    h.insert(
+        "Server",
+        HeaderValue::from_static(concat!("silod/", env!("CARGO_PKG_VERSION"), " (linux)")),
+    );
+    resp
+}
+
+/// Serves the API on `listener` until `shutdown` completes; then stops
+/// accepting and returns (connections still open are left to end with the
+/// process; containers keep running).
+pub async fn serve<F>(
+    listener: UnixListener,
+    engine: Arc<Engine>,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    F: Future<Output = ()>,
+{
+    let app = router(engine);
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(handle(app, req.map(Body::new)).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_prefix_is_stripped() {
+        assert_eq!(strip_version("/v1.45/containers/json"), "/containers/json");
+        assert_eq!(strip_version("/v1.24/_ping"), "/_ping");
+        assert_eq!(strip_version("/containers/json"), "/containers/json");
+        assert_eq!(strip_version("/volumes/v1.2"), "/volumes/v1.2");
+        assert_eq!(strip_version("/vx/foo"), "/vx/foo");
+        assert_eq!(strip_version("/v1.45"), "/");
+        let uri: Uri = "/v1.50/images/json?all=1".parse().unwrap();
+        assert_eq!(rewrite_uri(&uri).unwrap().to_string(), "/images/json?all=1");
+        assert!(rewrite_uri(&"/info".parse().unwrap()).is_none());
+    }
+}

@@ -1,0 +1,164 @@
+//! Bridges between the blocking engine and async HTTP bodies: running an
+//! engine call on the blocking pool, a response body fed by a channel, and
+//! `Read`/`Write` adapters over channels of byte chunks.
+
+use crate::error::{ApiError, ApiResult};
+use axum::body::{Body, Bytes};
+use futures_util::StreamExt;
+use std::io::{self, Read, Write};
+use tokio::sync::mpsc;
+
+/// A chunk sent into a streaming response body.
+pub type Chunk = Result<Bytes, io::Error>;
+
+/// Runs a blocking engine call on the blocking pool.
+pub async fn blocking<T, F>(f: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> silo_engine::Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("engine task failed: {e}")))?
+        .map_err(ApiError::Engine)
+}
+
+/// A response body whose chunks come from the returned sender. The body
+/// ends when every sender is dropped; an `Err` chunk aborts it.
+pub fn channel_body(capacity: usize) -> (mpsc::Sender<Chunk>, Body) {
+    let (tx, rx) = mpsc::channel::<Chunk>(capacity);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    (tx, Body::from_stream(stream))
+}
+
+/// Writes into a channel body from a blocking thread.
+pub struct ChannelWriter {
+    tx: mpsc::Sender<Chunk>,
+}
+
+impl ChannelWriter {
+    pub fn new(tx: mpsc::Sender<Chunk>) -> Self {
+        ChannelWriter { tx }
+    }
+
+    /// Aborts the response (the client sees a truncated transfer).
+    pub fn fail(&self, message: String) {
+        let _ = self.tx.blocking_send(Err(io::Error::other(message)));
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.tx
+            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads a request body from a blocking thread; fed by [`feed_reader`].
+pub struct ChannelReader {
+    rx: mpsc::Receiver<Chunk>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(bytes)) => self.current = bytes,
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        let _ = self.current.split_to(n);
+        Ok(n)
+    }
+}
+
+/// Starts copying a request body into a [`ChannelReader`].
+pub fn feed_reader(body: Body) -> ChannelReader {
+    let (tx, rx) = mpsc::channel::<Chunk>(16);
+    tokio::spawn(async move {
+        let mut data = body.into_data_stream();
+        while let Some(item) = data.next().await {
+            let chunk =
+                item.map_err(|e| io::Error::other(format!("reading the request body: {e}")));
+            let failed = chunk.is_err();
+            if tx.send(chunk).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    ChannelReader {
+        rx,
+        current: Bytes::new(),
+    }
+}
+
+/// Docker's stream framing: an 8-byte header (stream, 0, 0, 0, big-endian
+/// length) before each chunk of a non-TTY stream.
+pub fn frame(stream: u8, bytes: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(8 + bytes.len());
+    out.push(stream);
+    out.extend_from_slice(&[0, 0, 0]);
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_header_layout() {
+        let f = frame(2, b"hello");
+        assert_eq!(&f[..8], &[2, 0, 0, 0, 0, 0, 0, 5]);
+        assert_eq!(&f[8..], b"hello");
+    }
+
+    #[tokio::test]
+    async fn reader_and_writer_round_trip() {
+        let (tx, body) = channel_body(4);
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut w = ChannelWriter::new(tx);
+            w.write_all(b"abc").unwrap();
+            w.write_all(b"defg").unwrap();
+        });
+        let mut reader = feed_reader(body);
+        let text = tokio::task::spawn_blocking(move || {
+            let mut s = String::new();
+            reader.read_to_string(&mut s).unwrap();
+            s
+        })
+        .await
+        .unwrap();
+        writer.await.unwrap();
+        assert_eq!(text, "abcdefg");
+    }
+
+    #[tokio::test]
+    async fn blocking_maps_engine_errors() {
+        let err = blocking(|| -> silo_engine::Result<()> {
+            Err(silo_engine::EngineError::NotFound(
+                "No such container: x".into(),
+            ))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err.status().as_u16(), 404);
+        assert_eq!(err.to_string(), "No such container: x");
+    }
+}

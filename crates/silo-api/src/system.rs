@@ -1,0 +1,124 @@
+//! System endpoints: ping, version, info, events, disk usage, and silo's
+//! HCS views.
+
+use crate::error::{ApiError, ApiResult};
+use crate::params::Params;
+use crate::stream::{blocking, channel_body};
+use crate::{Shared, API_VERSION, MIN_API_VERSION};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Duration;
+
+pub async fn ping() -> Response {
+    let mut resp = Response::new(Body::from("OK"));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    h.insert("Builder-Version", HeaderValue::from_static(""));
+    resp
+}
+
+pub async fn version(State(engine): State<Shared>) -> ApiResult<Response> {
+    let mut v = blocking(move || Ok(engine.version())).await?;
+    v.api_version = Some(API_VERSION.to_string());
+    v.min_api_version = Some(MIN_API_VERSION.to_string());
+    v.os.get_or_insert_with(|| "linux".to_string());
+    v.arch.get_or_insert_with(|| go_arch().to_string());
+    v.version
+        .get_or_insert_with(|| env!("CARGO_PKG_VERSION").to_string());
+    v.experimental.get_or_insert(false);
+    if v.kernel_version.is_none() {
+        v.kernel_version = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .ok()
+            .map(|s| s.trim().to_string());
+    }
+    Ok(Json(v).into_response())
+}
+
+/// Docker's (Go's) architecture names.
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+pub async fn info(State(engine): State<Shared>) -> ApiResult<Response> {
+    let info = blocking(move || engine.info()).await?;
+    Ok(Json(info).into_response())
+}
+
+pub async fn system_df(State(engine): State<Shared>) -> ApiResult<Response> {
+    let df = blocking(move || engine.system_df()).await?;
+    Ok(Json(df).into_response())
+}
+
+/// Streams events as JSON lines; the connection stays open until `until`
+/// passes or the client leaves.
+pub async fn events(State(engine): State<Shared>, params: Params) -> ApiResult<Response> {
+    let filters = params.filters()?;
+    let since = params.timestamp("since")?.map(|t| t as i64);
+    let until = params.timestamp("until")?.map(|t| t as i64);
+    let rx = blocking(move || engine.events(since, until, &filters)).await?;
+    let (tx, body) = channel_body(64);
+    tokio::task::spawn_blocking(move || loop {
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(event) => {
+                let mut line = match serde_json::to_vec(&event) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event not serializable");
+                        continue;
+                    }
+                };
+                line.push(b'\n');
+                if tx.blocking_send(Ok(Bytes::from(line))).is_err() {
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if tx.is_closed() {
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    });
+    let mut resp = Response::new(body);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
+}
+
+pub async fn hcs_list(State(engine): State<Shared>) -> ApiResult<Response> {
+    let list = blocking(move || engine.hcs_list()).await?;
+    Ok(Json(list).into_response())
+}
+
+pub async fn hcs_inspect(
+    State(engine): State<Shared>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let doc = blocking(move || engine.hcs_inspect(&id)).await?;
+    Ok(Json(doc).into_response())
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::Engine(silo_engine::EngineError::NotFound(
+        "page not found".to_string(),
+    ))
+}

@@ -1,0 +1,181 @@
+//! Daemon settings: command-line flags, the optional JSON config file, and
+//! the defaults, merged with flags taking precedence over the file.
+
+use std::path::{Path, PathBuf};
+
+/// Why the settings could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("host {host:?}: only unix:// sockets are supported")]
+    Host { host: String },
+    #[error("finding the silod binary's directory: {0}")]
+    CurrentExe(std::io::Error),
+}
+
+/// The config file (`--config`), dockerd-style key names.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(rename = "data-root")]
+    pub data_root: Option<PathBuf>,
+    #[serde(rename = "exec-root")]
+    pub exec_root: Option<PathBuf>,
+    pub monitor: Option<PathBuf>,
+    pub runtime: Option<PathBuf>,
+    #[serde(rename = "log-level")]
+    pub log_level: Option<String>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+/// Command-line flags.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "silod",
+    version,
+    about = "The silo daemon: the Docker Engine API on a unix socket"
+)]
+pub struct Flags {
+    /// Socket to listen on (unix:///path).
+    #[arg(short = 'H', long = "host")]
+    pub hosts: Vec<String>,
+    /// Persistent state (store, images, volumes).
+    #[arg(long)]
+    pub data_root: Option<PathBuf>,
+    /// Runtime state (monitor sockets, pidfile).
+    #[arg(long)]
+    pub exec_root: Option<PathBuf>,
+    /// JSON config file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The silo-monitor binary (default: next to silod).
+    #[arg(long)]
+    pub monitor: Option<PathBuf>,
+    /// The silo-runtime binary (default: next to silod).
+    #[arg(long)]
+    pub runtime: Option<PathBuf>,
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(short = 'l', long)]
+    pub log_level: Option<String>,
+}
+
+/// The merged settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub socket: PathBuf,
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    pub monitor: PathBuf,
+    pub runtime: PathBuf,
+    pub log_level: String,
+}
+
+pub const DEFAULT_HOST: &str = "unix:///run/silo/silod.sock";
+
+/// The socket path of a `unix://` host.
+pub fn socket_path(host: &str) -> Result<PathBuf, ConfigError> {
+    host.strip_prefix("unix://")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| ConfigError::Host {
+            host: host.to_string(),
+        })
+}
+
+/// Flags over file over defaults; helper binaries default to `bin_dir`.
+pub fn merge(flags: Flags, file: FileConfig, bin_dir: &Path) -> Result<Settings, ConfigError> {
+    let host = flags
+        .hosts
+        .last()
+        .or(file.hosts.last())
+        .cloned()
+        .unwrap_or_else(|| DEFAULT_HOST.to_string());
+    Ok(Settings {
+        socket: socket_path(&host)?,
+        data_root: flags
+            .data_root
+            .or(file.data_root)
+            .unwrap_or_else(|| PathBuf::from("/var/lib/silo")),
+        exec_root: flags
+            .exec_root
+            .or(file.exec_root)
+            .unwrap_or_else(|| PathBuf::from("/run/silo")),
+        monitor: flags
+            .monitor
+            .or(file.monitor)
+            .unwrap_or_else(|| bin_dir.join("silo-monitor")),
+        runtime: flags
+            .runtime
+            .or(file.runtime)
+            .unwrap_or_else(|| bin_dir.join("silo-runtime")),
+        log_level: flags
+            .log_level
+            .or(file.log_level)
+            .unwrap_or_else(|| "info".to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn flags_override_file_and_defaults_apply() {
+        let flags = Flags::parse_from(["silod", "-H", "unix:///tmp/x.sock", "--data-root", "/d"]);
+        let file: FileConfig = serde_json::from_str(
+            r#"{"hosts":["unix:///ignored.sock"],"data-root":"/file","exec-root":"/fx","runtime":"/bin/rt"}"#,
+        )
+        .unwrap();
+        let s = merge(flags, file, Path::new("/opt/silo")).unwrap();
+        assert_eq!(s.socket, PathBuf::from("/tmp/x.sock"));
+        assert_eq!(s.data_root, PathBuf::from("/d"));
+        assert_eq!(s.exec_root, PathBuf::from("/fx"));
+        assert_eq!(s.runtime, PathBuf::from("/bin/rt"));
+        assert_eq!(s.monitor, PathBuf::from("/opt/silo/silo-monitor"));
+        assert_eq!(s.log_level, "info");
+    }
+
+    #[test]
+    fn defaults_without_flags_or_file() {
+        let flags = Flags::parse_from(["silod"]);
+        let s = merge(flags, FileConfig::default(), Path::new("/b")).unwrap();
+        assert_eq!(s.socket, PathBuf::from("/run/silo/silod.sock"));
+        assert_eq!(s.data_root, PathBuf::from("/var/lib/silo"));
+        assert_eq!(s.exec_root, PathBuf::from("/run/silo"));
+    }
+
+    #[test]
+    fn bad_hosts_and_files_are_named() {
+        let err = socket_path("tcp://0.0.0.0:2375").unwrap_err().to_string();
+        assert!(err.contains("tcp://0.0.0.0:2375"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.json");
+        std::fs::write(&p, r#"{"hostz":[]}"#).unwrap();
+        let err = FileConfig::load(&p).unwrap_err().to_string();
+        assert!(err.contains("c.json") && err.contains("hostz"), "{err}");
+    }
+}
