@@ -1,0 +1,460 @@
+//! Reading the monitor's json-file log: selecting lines by stream, time and
+//! tail, and following the file while the container runs.
+
+use crate::{LogChunk, LogOptions};
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The log file the monitor appends to, inside its state dir.
+pub(crate) const LOG_FILE: &str = "container-json.log";
+/// How often a follower looks for new output.
+const POLL: Duration = Duration::from_millis(50);
+
+/// One decoded json-file line.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Entry {
+    pub stream: u8,
+    pub log: String,
+    pub time: String,
+    /// `time` as unix seconds (0 when unparsable).
+    pub at: f64,
+}
+
+#[derive(serde::Deserialize)]
+struct Raw {
+    #[serde(default)]
+    log: String,
+    #[serde(default)]
+    stream: String,
+    #[serde(default)]
+    time: String,
+}
+
+/// Parses an RFC 3339 time ("2026-11-29T12:00:00.123456789Z" or with a
+/// numeric offset) into unix seconds.
+pub(crate) fn parse_time(s: &str) -> Option<f64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut i = 19;
+    let mut frac = 0.0;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        frac = format!("0.{}", &s[start..i]).parse().ok()?;
+    }
+    let offset = match b.get(i)? {
+        b'Z' | b'z' => 0,
+        sign @ (b'+' | b'-') => {
+            let oh = num(i + 1..i + 3)?;
+            let om = num(i + 4..i + 6)?;
+            let o = oh * 3600 + om * 60;
+            if *sign == b'+' {
+                o
+            } else {
+                -o
+            }
+        }
+        _ => return None,
+    };
+    // Days from civil (proleptic Gregorian).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86400 + h * 3600 + mi * 60 + se - offset;
+    Some(secs as f64 + frac)
+}
+
+/// Decodes one json-file line; None for garbage (a torn write).
+pub(crate) fn decode(line: &[u8]) -> Option<Entry> {
+    let raw: Raw = serde_json::from_slice(line).ok()?;
+    let stream = if raw.stream == "stderr" { 2 } else { 1 };
+    Some(Entry {
+        stream,
+        at: parse_time(&raw.time).unwrap_or(0.0),
+        log: raw.log,
+        time: raw.time,
+    })
+}
+
+/// Whether an entry passes the stream and time filters.
+fn wanted(e: &Entry, opts: &LogOptions) -> bool {
+    let stream_ok = (e.stream == 1 && opts.stdout) || (e.stream == 2 && opts.stderr);
+    stream_ok
+        && (opts.since <= 0.0 || e.at >= opts.since)
+        && (opts.until <= 0.0 || e.at <= opts.until)
+}
+
+/// Turns an entry into the chunk sent to the client.
+fn chunk(e: Entry, opts: &LogOptions) -> LogChunk {
+    let mut bytes = Vec::with_capacity(e.log.len() + 32);
+    if opts.timestamps {
+        bytes.extend_from_slice(e.time.as_bytes());
+        bytes.push(b' ');
+    }
+    bytes.extend_from_slice(e.log.as_bytes());
+    LogChunk {
+        stream: e.stream,
+        bytes,
+    }
+}
+
+/// Selects from complete lines: filters, then keeps the last `tail`.
+pub(crate) fn select(data: &[u8], opts: &LogOptions) -> Vec<LogChunk> {
+    let mut picked: VecDeque<Entry> = VecDeque::new();
+    for line in data.split(|&c| c == b'\n') {
+        if line.is_empty() {
+            continue;
+        }
+        let Some(e) = decode(line) else { continue };
+        if !wanted(&e, opts) {
+            continue;
+        }
+        picked.push_back(e);
+        if let Some(n) = opts.tail {
+            while picked.len() > n {
+                picked.pop_front();
+            }
+        }
+    }
+    picked.into_iter().map(|e| chunk(e, opts)).collect()
+}
+
+/// Reads the rotated file then the current one; returns the bytes of the
+/// complete lines, the open current file, and the offset reached in it.
+fn read_existing(dir: &Path) -> std::io::Result<(Vec<u8>, Option<File>, u64)> {
+    let mut data = Vec::new();
+    let rotated = dir.join(format!("{LOG_FILE}.1"));
+    match std::fs::read(&rotated) {
+        Ok(b) => data.extend_from_slice(&b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    if !data.is_empty() && !data.ends_with(b"\n") {
+        data.push(b'\n');
+    }
+    let mut file = match File::open(dir.join(LOG_FILE)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((data, None, 0)),
+        Err(e) => return Err(e),
+    };
+    let mut cur = Vec::new();
+    file.read_to_end(&mut cur)?;
+    // Only whole lines; a partial last line is read again by the follower.
+    let whole = cur.iter().rposition(|&c| c == b'\n').map_or(0, |p| p + 1);
+    data.extend_from_slice(&cur[..whole]);
+    Ok((data, Some(file), whole as u64))
+}
+
+/// Returns the log chunks; with `follow`, `alive` is polled and the
+/// iterator keeps reading until it returns false and the file is drained.
+pub(crate) fn open(
+    dir: &Path,
+    opts: LogOptions,
+    alive: Box<dyn Fn() -> bool + Send>,
+) -> std::io::Result<Box<dyn Iterator<Item = LogChunk> + Send>> {
+    let (data, file, offset) = read_existing(dir)?;
+    let first = select(&data, &opts);
+    if !opts.follow {
+        return Ok(Box::new(first.into_iter()));
+    }
+    Ok(Box::new(Follower {
+        path: dir.join(LOG_FILE),
+        pending: first.into(),
+        file,
+        offset,
+        partial: Vec::new(),
+        opts,
+        alive,
+        done: false,
+    }))
+}
+
+/// Follows only what is appended from now on (live attach output).
+pub(crate) fn follow_new(
+    dir: &Path,
+    opts: LogOptions,
+    alive: Box<dyn Fn() -> bool + Send>,
+) -> Box<dyn Iterator<Item = LogChunk> + Send> {
+    let path = dir.join(LOG_FILE);
+    let (file, offset) = match File::open(&path) {
+        Ok(f) => {
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            (Some(f), len)
+        }
+        Err(_) => (None, 0),
+    };
+    Box::new(Follower {
+        path,
+        pending: VecDeque::new(),
+        file,
+        offset,
+        partial: Vec::new(),
+        opts,
+        alive,
+        done: false,
+    })
+}
+
+/// Streams new lines as the monitor appends them.
+struct Follower {
+    path: PathBuf,
+    pending: VecDeque<LogChunk>,
+    file: Option<File>,
+    offset: u64,
+    partial: Vec<u8>,
+    opts: LogOptions,
+    alive: Box<dyn Fn() -> bool + Send>,
+    done: bool,
+}
+
+impl Follower {
+    /// Reads whatever was appended; true when something new was read.
+    fn pump(&mut self) -> bool {
+        // Rotation: the path now names another (or a shorter) file.
+        if let (Some(f), Ok(now)) = (&self.file, std::fs::metadata(&self.path)) {
+            let same = f.metadata().map(|m| m.ino() == now.ino()).unwrap_or(false);
+            if !same || now.len() < self.offset {
+                self.file = None;
+            }
+        }
+        if self.file.is_none() {
+            match File::open(&self.path) {
+                Ok(f) => {
+                    self.file = Some(f);
+                    self.offset = 0;
+                    self.partial.clear();
+                }
+                Err(_) => return false,
+            }
+        }
+        let Some(f) = self.file.as_mut() else {
+            return false;
+        };
+        if f.seek(SeekFrom::Start(self.offset)).is_err() {
+            return false;
+        }
+        let mut buf = Vec::new();
+        let n = match f.read_to_end(&mut buf) {
+            Ok(n) => n,
+            Err(_) => return false,
+        };
+        if n == 0 {
+            return false;
+        }
+        self.offset += n as u64;
+        self.partial.extend_from_slice(&buf);
+        let whole = match self.partial.iter().rposition(|&c| c == b'\n') {
+            Some(p) => p + 1,
+            None => return true,
+        };
+        let lines: Vec<u8> = self.partial.drain(..whole).collect();
+        let mut opts = self.opts.clone();
+        opts.tail = None;
+        for line in lines.split(|&c| c == b'\n') {
+            if line.is_empty() {
+                continue;
+            }
+            let Some(e) = decode(line) else { continue };
+            if opts.until > 0.0 && e.at > opts.until {
+                self.done = true;
+                break;
+            }
+            if wanted(&e, &opts) {
+                self.pending.push_back(chunk(e, &opts));
+            }
+        }
+        true
+    }
+}
+
+impl Iterator for Follower {
+    type Item = LogChunk;
+
+    fn next(&mut self) -> Option<LogChunk> {
+        loop {
+            if let Some(c) = self.pending.pop_front() {
+                return Some(c);
+            }
+            if self.done {
+                return None;
+            }
+            // Check liveness before reading so output written just before
+            // the exit is still drained.
+            let alive = (self.alive)();
+            if self.pump() {
+                continue;
+            }
+            if !alive {
+                self.done = true;
+                continue;
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(stream: &str, log: &str, time: &str) -> String {
+        serde_json::json!({"log": log, "stream": stream, "time": time}).to_string() + "\n"
+    }
+
+    fn fixture() -> String {
+        [
+            line("stdout", "one\n", "2026-11-29T12:00:00.000000001Z"),
+            line("stderr", "two\n", "2026-11-29T12:00:01.5Z"),
+            line("stdout", "three\n", "2026-11-29T12:00:02Z"),
+            line("stdout", "four\n", "2026-11-29T12:00:03.25Z"),
+        ]
+        .concat()
+    }
+
+    fn all() -> LogOptions {
+        LogOptions {
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        }
+    }
+
+    fn text(c: &[LogChunk]) -> Vec<(u8, String)> {
+        c.iter()
+            .map(|c| (c.stream, String::from_utf8_lossy(&c.bytes).into_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_rfc3339() {
+        assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0.0));
+        assert_eq!(parse_time("2026-11-29T12:00:00Z"), Some(1_795_953_600.0));
+        assert_eq!(
+            parse_time("2026-11-29T13:00:00+01:00"),
+            Some(1_795_953_600.0)
+        );
+        let t = parse_time("2026-11-29T12:00:01.5Z").unwrap();
+        assert!((t - 1_795_953_601.5).abs() < 1e-6);
+        assert_eq!(parse_time("garbage"), None);
+    }
+
+    #[test]
+    fn filters_streams() {
+        let data = fixture();
+        let mut o = all();
+        o.stderr = false;
+        let got = text(&select(data.as_bytes(), &o));
+        assert_eq!(
+            got,
+            vec![
+                (1, "one\n".into()),
+                (1, "three\n".into()),
+                (1, "four\n".into())
+            ]
+        );
+        let mut o = all();
+        o.stdout = false;
+        assert_eq!(
+            text(&select(data.as_bytes(), &o)),
+            vec![(2, "two\n".into())]
+        );
+    }
+
+    #[test]
+    fn tail_and_timestamps() {
+        let data = fixture();
+        let mut o = all();
+        o.tail = Some(2);
+        o.timestamps = true;
+        assert_eq!(
+            text(&select(data.as_bytes(), &o)),
+            vec![
+                (1, "2026-11-29T12:00:02Z three\n".into()),
+                (1, "2026-11-29T12:00:03.25Z four\n".into())
+            ]
+        );
+        o.tail = Some(0);
+        assert!(select(data.as_bytes(), &o).is_empty());
+    }
+
+    #[test]
+    fn since_and_until() {
+        let data = fixture();
+        let mut o = all();
+        o.since = 1_795_953_601.0;
+        o.until = 1_795_953_602.0;
+        assert_eq!(
+            text(&select(data.as_bytes(), &o)),
+            vec![(2, "two\n".into()), (1, "three\n".into())]
+        );
+    }
+
+    #[test]
+    fn reads_rotated_first_and_skips_torn_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(format!("{LOG_FILE}.1")),
+            line("stdout", "old\n", "2026-11-29T11:00:00Z"),
+        )
+        .unwrap();
+        let cur = fixture() + "{\"log\":\"torn";
+        std::fs::write(dir.path().join(LOG_FILE), cur).unwrap();
+        let got: Vec<_> = open(dir.path(), all(), Box::new(|| false))
+            .unwrap()
+            .collect();
+        let got = text(&got);
+        assert_eq!(got.len(), 5);
+        assert_eq!(got[0], (1, "old\n".into()));
+        assert_eq!(got[4], (1, "four\n".into()));
+    }
+
+    #[test]
+    fn follow_reads_appends_until_not_alive() {
+        use std::io::Write;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOG_FILE);
+        std::fs::write(&path, line("stdout", "first\n", "2026-11-29T12:00:00Z")).unwrap();
+        let alive = Arc::new(AtomicBool::new(true));
+        let a2 = alive.clone();
+        let mut o = all();
+        o.follow = true;
+        let mut it = open(dir.path(), o, Box::new(move || a2.load(Ordering::SeqCst))).unwrap();
+        assert_eq!(it.next().unwrap().bytes, b"first\n");
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(120));
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            let l = line("stderr", "second\n", "2026-11-29T12:00:01Z");
+            // A line written in two pieces is delivered once, whole.
+            f.write_all(&l.as_bytes()[..10]).unwrap();
+            f.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(120));
+            f.write_all(&l.as_bytes()[10..]).unwrap();
+            alive.store(false, Ordering::SeqCst);
+        });
+        let c = it.next().unwrap();
+        assert_eq!((c.stream, c.bytes.as_slice()), (2, b"second\n".as_slice()));
+        assert!(it.next().is_none());
+        writer.join().unwrap();
+    }
+}
