@@ -1,0 +1,463 @@
+//! Safe unpacking of a (possibly hostile) layer tar into a directory.
+//!
+//! Every entry is created relative to an fd of the layer directory. Parent
+//! directories are opened with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`,
+//! so a symlink unpacked earlier (absolute like `evil -> /` or relative like
+//! `up -> ../../..`) is resolved *as the container would see it*: inside the
+//! layer. The last component is always created with a `*at` call that does
+//! not follow symlinks. Policy for hostile input:
+//!
+//! * entry paths: a leading `/` and `./` are stripped; a `..` component fails
+//!   the whole import ([`ExtractError::Traversal`] names the entry), as Docker does;
+//! * paths longer than [`MAX_PATH`] bytes fail the import;
+//! * symlinks are stored verbatim (their targets only matter inside the container);
+//!   writes through them stay in the layer because of `RESOLVE_IN_ROOT`;
+//! * hard links: the target is resolved inside the layer and must already exist,
+//!   otherwise the import fails (so `x -> /etc/shadow` can never link a host file);
+//! * device nodes are skipped (images get no devices); fifos are created;
+//! * whiteouts (`.wh.*`) are skipped: a single-layer import has nothing below it;
+//! * a data stream shorter than the header says, or an archive without its
+//!   end-of-archive block, fails the import (truncated upload).
+//!
+//! The caller unpacks into a fresh temporary directory and deletes it on error,
+//! so a failed import leaves nothing behind.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps, Uid};
+use rustix::io::Errno;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+/// Longest accepted entry path (or hard-link target), in bytes.
+pub const MAX_PATH: usize = 4096;
+
+/// Why unpacking a layer failed.
+#[derive(Debug, Error)]
+pub enum ExtractError {
+    #[error("reading the archive: {source}")]
+    Read { source: io::Error },
+    #[error("archive is empty or truncated (no end-of-archive block)")]
+    NoEnd,
+    #[error("entry {entry:?}: path escapes the layer ('..' component)")]
+    Traversal { entry: String },
+    #[error("entry {entry:?}: path longer than {MAX_PATH} bytes")]
+    PathTooLong { entry: String },
+    #[error("entry {entry:?}: hard link target {target:?}: {reason}")]
+    BadLink {
+        entry: String,
+        target: String,
+        reason: String,
+    },
+    #[error("entry {entry:?}: {field} {value} does not fit 32 bits")]
+    BadId {
+        entry: String,
+        field: &'static str,
+        value: u64,
+    },
+    #[error("entry {entry:?}: data truncated (header says {expected} bytes, got {got})")]
+    Truncated {
+        entry: String,
+        expected: u64,
+        got: u64,
+    },
+    #[error("entry {entry:?}: {op}: {source}")]
+    Io {
+        entry: String,
+        op: &'static str,
+        source: io::Error,
+    },
+}
+
+/// Result of unpacking one layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unpacked {
+    /// sha256 (hex) of the uncompressed tar stream: the layer's diff_id.
+    pub diff_id_hex: String,
+    /// Bytes of regular-file data written.
+    pub size: u64,
+}
+
+/// Hashes and counts every byte the tar parser consumes, and remembers how
+/// many zero bytes ended the stream so far (to see the end-of-archive block).
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+    trailing_zeros: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let chunk = &buf[..n];
+        self.hasher.update(chunk);
+        match chunk.iter().rposition(|b| *b != 0) {
+            Some(i) => self.trailing_zeros = (n - i - 1) as u64,
+            None => self.trailing_zeros += n as u64,
+        }
+        Ok(n)
+    }
+}
+
+/// Wraps `input` in a gzip decoder when it starts with the gzip magic.
+pub(crate) fn decompressed<'a>(input: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+    let mut br = BufReader::with_capacity(64 * 1024, input);
+    let head = br.fill_buf()?;
+    if head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b {
+        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(br)))
+    } else {
+        Ok(Box::new(br))
+    }
+}
+
+/// Unpacks the tar stream `input` (plain or gzip) into the existing, empty
+/// directory `dest`.
+pub fn unpack(input: impl Read, dest: &Path) -> Result<Unpacked, ExtractError> {
+    let read = |source| ExtractError::Read { source };
+    let root: OwnedFd = File::open(dest).map_err(read)?.into();
+    let reader = Hashing {
+        inner: decompressed(input).map_err(read)?,
+        hasher: Sha256::new(),
+        trailing_zeros: 0,
+    };
+    let mut archive = tar::Archive::new(reader);
+    let mut size = 0u64;
+    let mut dir_times: Vec<(Vec<Vec<u8>>, u64)> = Vec::new();
+    for entry in archive.entries().map_err(read)? {
+        let mut entry = entry.map_err(read)?;
+        if let Some(n) = unpack_entry(&root, &mut entry, &mut dir_times)? {
+            size += n;
+        }
+    }
+    let mut reader = archive.into_inner();
+    if reader.trailing_zeros < 512 {
+        return Err(ExtractError::NoEnd);
+    }
+    // The rest of the stream (the second zero block and record padding) is
+    // part of the diff_id too.
+    io::copy(&mut reader, &mut io::sink()).map_err(read)?;
+    // Directory mtimes last: creating children changed them. Best effort.
+    for (comps, mtime) in dir_times.iter().rev() {
+        if let Some((name, parent)) = comps.split_last() {
+            if let Ok(pfd) = open_dir(&root, parent) {
+                let _ = rustix::fs::utimensat(
+                    &pfd,
+                    OsStr::from_bytes(name),
+                    &times(*mtime),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                );
+            }
+        }
+    }
+    Ok(Unpacked {
+        diff_id_hex: crate::fsutil::hex(&reader.hasher.finalize()),
+        size,
+    })
+}
+
+/// Splits a tar path into components: drops empty and `.` parts, refuses `..`.
+fn components(raw: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for c in raw.split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return None,
+            c => out.push(c.to_vec()),
+        }
+    }
+    Some(out)
+}
+
+fn times(mtime: u64) -> Timestamps {
+    let t = Timespec {
+        tv_sec: mtime.min(i64::MAX as u64) as i64,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+fn join(comps: &[Vec<u8>]) -> Vec<u8> {
+    if comps.is_empty() {
+        return b".".to_vec();
+    }
+    comps.join(&b'/')
+}
+
+/// Opens an existing directory of the layer, resolving symlinks inside it.
+fn open_dir(root: &OwnedFd, comps: &[Vec<u8>]) -> io::Result<OwnedFd> {
+    let p = join(comps);
+    loop {
+        match rustix::fs::openat2(
+            root,
+            OsStr::from_bytes(&p),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Err(Errno::AGAIN) => continue,
+            r => return r.map_err(io::Error::from),
+        }
+    }
+}
+
+/// Opens a directory of the layer, creating missing ones (mode 0755) on the way.
+fn ensure_dir(root: &OwnedFd, comps: &[Vec<u8>]) -> io::Result<OwnedFd> {
+    match open_dir(root, comps) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) && !comps.is_empty() => {
+            let (last, parent) = comps.split_last().unwrap_or((&comps[0], &[]));
+            let pfd = ensure_dir(root, parent)?;
+            match rustix::fs::mkdirat(&pfd, OsStr::from_bytes(last), Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+            open_dir(root, comps)
+        }
+        r => r,
+    }
+}
+
+/// Removes whatever non-directory sits at `name` so a new entry can take its place.
+fn clear(parent: &OwnedFd, name: &OsStr) -> io::Result<()> {
+    let st = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "a directory already exists at this path",
+        ));
+    }
+    rustix::fs::unlinkat(parent, name, AtFlags::empty())?;
+    Ok(())
+}
+
+/// Runs `create`; if the name is taken by a non-directory, removes it and retries once.
+fn create_replacing(
+    parent: &OwnedFd,
+    name: &OsStr,
+    mut create: impl FnMut() -> rustix::io::Result<()>,
+) -> io::Result<()> {
+    match create() {
+        Err(Errno::EXIST) => {
+            clear(parent, name)?;
+            create().map_err(io::Error::from)
+        }
+        r => r.map_err(io::Error::from),
+    }
+}
+
+fn set_owner_mode(
+    parent: &OwnedFd,
+    name: &OsStr,
+    uid: u32,
+    gid: u32,
+    mode: Option<u32>,
+) -> io::Result<()> {
+    let (u, g) = (Uid::from_raw(uid), Gid::from_raw(gid));
+    rustix::fs::chownat(parent, name, Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)?;
+    if let Some(m) = mode {
+        // chown cleared set-id bits; the mode goes on after it.
+        rustix::fs::chmodat(parent, name, Mode::from_raw_mode(m), AtFlags::empty())?;
+    }
+    Ok(())
+}
+
+/// Unpacks one entry; returns the regular-file bytes written, if any.
+fn unpack_entry<R: Read>(
+    root: &OwnedFd,
+    entry: &mut tar::Entry<'_, R>,
+    dir_times: &mut Vec<(Vec<Vec<u8>>, u64)>,
+) -> Result<Option<u64>, ExtractError> {
+    let raw = entry.path_bytes().into_owned();
+    let name_str = String::from_utf8_lossy(&raw).into_owned();
+    let io_err = |op: &'static str| {
+        let entry = name_str.clone();
+        move |source: io::Error| ExtractError::Io { entry, op, source }
+    };
+    if raw.len() > MAX_PATH {
+        return Err(ExtractError::PathTooLong { entry: name_str });
+    }
+    let comps = components(&raw).ok_or_else(|| ExtractError::Traversal {
+        entry: name_str.clone(),
+    })?;
+    let kind = entry.header().entry_type();
+    let header = entry.header();
+    let mode = header.mode().map_err(io_err("reading mode"))? & 0o7777;
+    // Empty numeric fields read as 0, as Go's archive/tar (Docker) does.
+    let uid = header.uid().unwrap_or(0);
+    let gid = header.gid().unwrap_or(0);
+    let mtime = header.mtime().unwrap_or(0);
+    let uid = u32::try_from(uid).map_err(|_| ExtractError::BadId {
+        entry: name_str.clone(),
+        field: "uid",
+        value: uid,
+    })?;
+    let gid = u32::try_from(gid).map_err(|_| ExtractError::BadId {
+        entry: name_str.clone(),
+        field: "gid",
+        value: gid,
+    })?;
+
+    let Some((last, parent_comps)) = comps.split_last() else {
+        // The layer root itself ("./"): only its owner and mode apply.
+        if kind.is_dir() {
+            let (u, g) = (Uid::from_raw(uid), Gid::from_raw(gid));
+            rustix::fs::fchown(root, Some(u), Some(g)).map_err(|e| io_err("chown")(e.into()))?;
+            rustix::fs::fchmod(root, Mode::from_raw_mode(mode))
+                .map_err(|e| io_err("chmod")(e.into()))?;
+        }
+        return Ok(None);
+    };
+    if last.starts_with(b".wh.") {
+        return Ok(None);
+    }
+    let name = OsStr::from_bytes(last);
+
+    if kind.is_file() || kind == tar::EntryType::Continuous || kind == tar::EntryType::GNUSparse {
+        let parent = ensure_dir(root, parent_comps).map_err(io_err("creating parent"))?;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mut fd = None;
+        create_replacing(&parent, name, || {
+            fd = Some(rustix::fs::openat(
+                &parent,
+                name,
+                flags,
+                Mode::from_raw_mode(0o600),
+            )?);
+            Ok(())
+        })
+        .map_err(io_err("creating file"))?;
+        let Some(fd) = fd else {
+            return Err(io_err("creating file")(io::Error::other("no descriptor")));
+        };
+        let mut file = File::from(fd);
+        let expected = entry.size();
+        let got = io::copy(entry, &mut file).map_err(io_err("writing data"))?;
+        if got != expected {
+            return Err(ExtractError::Truncated {
+                entry: name_str,
+                expected,
+                got,
+            });
+        }
+        let (u, g) = (Uid::from_raw(uid), Gid::from_raw(gid));
+        rustix::fs::fchown(file.as_fd(), Some(u), Some(g))
+            .map_err(|e| io_err("chown")(e.into()))?;
+        rustix::fs::fchmod(file.as_fd(), Mode::from_raw_mode(mode))
+            .map_err(|e| io_err("chmod")(e.into()))?;
+        rustix::fs::futimens(file.as_fd(), &times(mtime))
+            .map_err(|e| io_err("set mtime")(e.into()))?;
+        return Ok(Some(got));
+    }
+
+    if kind.is_dir() {
+        let parent = ensure_dir(root, parent_comps).map_err(io_err("creating parent"))?;
+        match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o700)) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                let st = rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| io_err("inspecting existing path")(e.into()))?;
+                if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                    clear(&parent, name).map_err(io_err("replacing with a directory"))?;
+                    rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o700))
+                        .map_err(|e| io_err("creating directory")(e.into()))?;
+                }
+            }
+            Err(e) => return Err(io_err("creating directory")(e.into())),
+        }
+        set_owner_mode(&parent, name, uid, gid, Some(mode))
+            .map_err(io_err("setting owner/mode"))?;
+        dir_times.push((comps.clone(), mtime));
+        return Ok(None);
+    }
+
+    if kind.is_symlink() {
+        let target = entry
+            .link_name_bytes()
+            .ok_or_else(|| io_err("symlink")(io::Error::other("no link target")))?
+            .into_owned();
+        let parent = ensure_dir(root, parent_comps).map_err(io_err("creating parent"))?;
+        create_replacing(&parent, name, || {
+            rustix::fs::symlinkat(OsStr::from_bytes(&target), &parent, name)
+        })
+        .map_err(io_err("creating symlink"))?;
+        set_owner_mode(&parent, name, uid, gid, None).map_err(io_err("setting owner"))?;
+        rustix::fs::utimensat(&parent, name, &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| io_err("set mtime")(e.into()))?;
+        return Ok(None);
+    }
+
+    if kind.is_hard_link() {
+        let target_raw = entry
+            .link_name_bytes()
+            .ok_or_else(|| io_err("hard link")(io::Error::other("no link target")))?
+            .into_owned();
+        let target = String::from_utf8_lossy(&target_raw).into_owned();
+        let bad = |reason: &str| ExtractError::BadLink {
+            entry: name_str.clone(),
+            target: target.clone(),
+            reason: reason.to_string(),
+        };
+        if target_raw.len() > MAX_PATH {
+            return Err(bad("longer than the path limit"));
+        }
+        let tcomps =
+            components(&target_raw).ok_or_else(|| bad("escapes the layer ('..' component)"))?;
+        let Some((tlast, tparent)) = tcomps.split_last() else {
+            return Err(bad("names the layer root"));
+        };
+        let tparent_fd =
+            open_dir(root, tparent).map_err(|e| bad(&format!("not in the layer: {e}")))?;
+        let parent = ensure_dir(root, parent_comps).map_err(io_err("creating parent"))?;
+        let tname = OsStr::from_bytes(tlast);
+        match create_replacing(&parent, name, || {
+            rustix::fs::linkat(&tparent_fd, tname, &parent, name, AtFlags::empty())
+        }) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                return Err(bad("does not exist in the layer"))
+            }
+            Err(e) => return Err(io_err("creating hard link")(e)),
+        }
+        return Ok(None);
+    }
+
+    if kind == tar::EntryType::Fifo {
+        let parent = ensure_dir(root, parent_comps).map_err(io_err("creating parent"))?;
+        create_replacing(&parent, name, || {
+            rustix::fs::mknodat(&parent, name, FileType::Fifo, Mode::from_raw_mode(0o600), 0)
+        })
+        .map_err(io_err("creating fifo"))?;
+        set_owner_mode(&parent, name, uid, gid, Some(mode))
+            .map_err(io_err("setting owner/mode"))?;
+        rustix::fs::utimensat(&parent, name, &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| io_err("set mtime")(e.into()))?;
+        return Ok(None);
+    }
+
+    // Device nodes, sockets-in-tar, global pax headers and unknown types: skipped.
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_normalize_and_refuse_dotdot() {
+        assert_eq!(
+            components(b"/./a//b/./c/").unwrap(),
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+        );
+        assert_eq!(components(b"./").unwrap(), Vec::<Vec<u8>>::new());
+        assert!(components(b"a/../b").is_none());
+        assert!(components(b"../../escape").is_none());
+    }
+}

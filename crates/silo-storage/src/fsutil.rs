@@ -1,0 +1,204 @@
+//! Small filesystem helpers shared by the store: atomic metadata writes, sizes,
+//! timestamps, random names and mount-table lookups.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Prefix of every temporary name the store creates; `Store::open` sweeps them.
+pub(crate) const TMP_PREFIX: &str = ".tmp-";
+
+/// A unique temporary name in the same directory as `target` (so rename is atomic).
+pub(crate) fn tmp_sibling(target: &Path) -> PathBuf {
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let base = target
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = format!("{TMP_PREFIX}{base}-{}-{n}", std::process::id());
+    match target.parent() {
+        Some(p) => p.join(name),
+        None => PathBuf::from(name),
+    }
+}
+
+/// Writes `data` to `path` so a reader sees either the old or the new content:
+/// temp file in the same directory, fsync, rename, fsync the directory.
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = tmp_sibling(path);
+    let res = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        sync_dir(path.parent().unwrap_or(Path::new(".")))
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
+}
+
+/// fsyncs a directory so a rename inside it is durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Apparent size in bytes of everything under `path` (regular files and
+/// symlinks; hard-linked inodes counted once). Missing paths count as 0.
+pub(crate) fn tree_size(path: &Path) -> u64 {
+    let mut seen = HashSet::new();
+    let mut total = 0u64;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(md) = fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if md.is_dir() {
+            if let Ok(rd) = fs::read_dir(&p) {
+                stack.extend(rd.flatten().map(|e| e.path()));
+            }
+        } else if md.is_file() || md.file_type().is_symlink() {
+            if md.nlink() > 1 && !seen.insert((md.dev(), md.ino())) {
+                continue;
+            }
+            total += md.len();
+        }
+    }
+    total
+}
+
+/// `n` random bytes as lowercase hex (from the kernel's urandom).
+pub(crate) fn random_hex(n: usize) -> io::Result<String> {
+    let mut buf = vec![0u8; n];
+    File::open("/dev/urandom")?.read_exact(&mut buf)?;
+    Ok(hex(&buf))
+}
+
+/// Lowercase hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// True when `s` is non-empty lowercase hex.
+pub(crate) fn is_hex(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The current time as RFC 3339 UTC with nanoseconds, fixed width so that
+/// string order is time order.
+pub(crate) fn now_rfc3339() -> String {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(d.as_secs() as i64, d.subsec_nanos())
+}
+
+/// Formats seconds since the epoch (UTC) as RFC 3339.
+pub(crate) fn rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (proleptic Gregorian), after H. Hinnant's published algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Whether `target` is a mount point according to a mountinfo file
+/// (normally /proc/self/mountinfo).
+pub(crate) fn is_mounted(mountinfo: &Path, target: &Path) -> io::Result<bool> {
+    let text = fs::read_to_string(mountinfo)?;
+    let want = target.as_os_str().as_encoded_bytes();
+    Ok(text.lines().any(|line| {
+        line.split(' ')
+            .nth(4)
+            .is_some_and(|mp| unescape_mountinfo(mp) == want)
+    }))
+}
+
+/// Undoes the octal escapes (`\040` etc.) the kernel uses in mountinfo fields.
+fn unescape_mountinfo(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() {
+            let oct = &b[i + 1..i + 4];
+            if oct.iter().all(|c| (b'0'..=b'7').contains(c)) {
+                let v = (oct[0] - b'0') * 64 + (oct[1] - b'0') * 8 + (oct[2] - b'0');
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_dates() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.000000005Z");
+        assert_eq!(rfc3339(1_798_761_599, 0), "2026-12-31T23:59:59.000000000Z");
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo(r"/a\040b"), b"/a b");
+        assert_eq!(unescape_mountinfo(r"/x\"), b"/x\\");
+    }
+
+    #[test]
+    fn mountinfo_lookup_uses_field_five() {
+        let dir = tempfile::tempdir().unwrap();
+        let mi = dir.path().join("mountinfo");
+        fs::write(
+            &mi,
+            "22 1 0:21 / /proc rw - proc proc rw\n30 22 0:40 / /a\\040b rw - tmpfs t rw\n",
+        )
+        .unwrap();
+        assert!(is_mounted(&mi, Path::new("/a b")).unwrap());
+        assert!(is_mounted(&mi, Path::new("/proc")).unwrap());
+        assert!(!is_mounted(&mi, Path::new("/a")).unwrap());
+    }
+
+    #[test]
+    fn tree_size_counts_hardlinks_once() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("f"), [0u8; 100]).unwrap();
+        fs::hard_link(dir.path().join("f"), dir.path().join("g")).unwrap();
+        fs::create_dir(dir.path().join("d")).unwrap();
+        fs::write(dir.path().join("d/h"), [0u8; 7]).unwrap();
+        assert_eq!(tree_size(dir.path()), 107);
+    }
+}

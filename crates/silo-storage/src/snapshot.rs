@@ -1,0 +1,457 @@
+//! Container filesystems: an overlayfs per container whose lower dirs are the
+//! image's layers (topmost first) and whose upper/work dirs are private to it —
+//! the Linux stand-in for a Windows container's sandbox disk.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use rustix::mount::{
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
+};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::fsutil::{self, is_mounted, tree_size, write_atomic};
+use crate::{NotFound, Store};
+
+/// What a snapshot is made of (snapshots/<cid>/meta.json).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SnapshotMeta {
+    pub image_id: String,
+    /// Bottom layer first, as in the image config.
+    pub diff_ids: Vec<String>,
+}
+
+/// A snapshot operation failed.
+#[derive(Debug, Error)]
+pub enum SnapshotError {
+    #[error(
+        "invalid container id {id:?}: want [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 128 characters"
+    )]
+    BadId { id: String },
+    #[error("snapshot for container {id}: {source}")]
+    Image { id: String, source: NotFound },
+    #[error("snapshot for container {id} already exists from image {image_id}")]
+    Exists { id: String, image_id: String },
+    #[error("no snapshot for container {id}")]
+    NoSuchSnapshot { id: String },
+    #[error("snapshot for container {id}: mounting overlay at {path}: {source}")]
+    Mount {
+        id: String,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("snapshot for container {id}: unmounting {path}: {source}")]
+    Unmount {
+        id: String,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("snapshot for container {id}: {path} is still mounted; refusing to delete")]
+    StillMounted { id: String, path: PathBuf },
+    #[error("snapshot for container {id}: {op} {path}: {source}")]
+    Io {
+        id: String,
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("exporting container {id}: {source}")]
+    Export { id: String, source: io::Error },
+}
+
+fn valid_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// Mount points at or below `dir`, deepest first.
+fn mounts_under(mountinfo: &Path, dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let text = fs::read_to_string(mountinfo)?;
+    let mut v: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|mp| PathBuf::from(mp.replace("\\040", " ")))
+        .filter(|mp| mp.starts_with(dir))
+        .collect();
+    v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    v.dedup();
+    Ok(v)
+}
+
+fn unmount_path(p: &Path) -> io::Result<()> {
+    match rustix::mount::unmount(p, UnmountFlags::empty()) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::BUSY) => {
+            rustix::mount::unmount(p, UnmountFlags::DETACH).map_err(io::Error::from)
+        }
+        // Not a mount point (any more).
+        Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Mounts overlayfs at `merged`. Uses the new mount API with one
+/// `lowerdir+` per layer (no page-size limit on the option string), falling
+/// back to mount(2) with a `lowerdir=a:b` string on kernels without it.
+fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path) -> io::Result<()> {
+    let new_api = (|| -> rustix::io::Result<()> {
+        let fs_fd = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+        for l in lowers {
+            rustix::mount::fsconfig_set_string(&fs_fd, "lowerdir+", l.as_path())?;
+        }
+        rustix::mount::fsconfig_set_string(&fs_fd, "upperdir", upper)?;
+        rustix::mount::fsconfig_set_string(&fs_fd, "workdir", work)?;
+        rustix::mount::fsconfig_create(&fs_fd)?;
+        let mnt = rustix::mount::fsmount(
+            &fs_fd,
+            FsMountFlags::FSMOUNT_CLOEXEC,
+            MountAttrFlags::empty(),
+        )?;
+        rustix::mount::move_mount(
+            &mnt,
+            "",
+            rustix::fs::CWD,
+            merged,
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })();
+    match new_api {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::NOSYS) | Err(rustix::io::Errno::INVAL) => {
+            let esc = |p: &Path| p.to_string_lossy().replace(':', "\\:");
+            let lower: Vec<String> = lowers.iter().map(|p| esc(p)).collect();
+            let data = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lower.join(":"),
+                upper.display(),
+                work.display()
+            );
+            let data = std::ffi::CString::new(data).map_err(io::Error::other)?;
+            rustix::mount::mount(
+                "overlay",
+                merged,
+                "overlay",
+                MountFlags::empty(),
+                data.as_c_str(),
+            )
+            .map_err(io::Error::from)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Store {
+    fn snapshot_dir(&self, id: &str) -> PathBuf {
+        self.root.join("snapshots").join(id)
+    }
+
+    fn check_id(id: &str) -> Result<(), SnapshotError> {
+        if valid_id(id) {
+            Ok(())
+        } else {
+            Err(SnapshotError::BadId { id: id.to_string() })
+        }
+    }
+
+    /// Mounts the overlay of an existing snapshot unless already mounted.
+    fn mount_meta(&self, id: &str, meta: &SnapshotMeta) -> Result<PathBuf, SnapshotError> {
+        let dir = self.snapshot_dir(id);
+        let merged = dir.join("merged");
+        let mount_err = |source| SnapshotError::Mount {
+            id: id.to_string(),
+            path: merged.clone(),
+            source,
+        };
+        if is_mounted(&self.mountinfo, &merged).map_err(mount_err)? {
+            return Ok(merged);
+        }
+        let lowers: Vec<PathBuf> = meta
+            .diff_ids
+            .iter()
+            .rev()
+            .map(|d| self.layer_path(d))
+            .collect();
+        for l in &lowers {
+            if !l.is_dir() {
+                return Err(mount_err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("layer directory {} is missing", l.display()),
+                )));
+            }
+        }
+        mount_overlay(&lowers, &dir.join("upper"), &dir.join("work"), &merged)
+            .map_err(mount_err)?;
+        Ok(merged)
+    }
+
+    /// Creates the snapshot for `container_id` from image `image_id` (any form
+    /// [`Store::image`] accepts) and mounts it; returns the merged dir. Calling
+    /// it again for the same image just makes sure it is mounted.
+    pub fn create_snapshot(
+        &self,
+        container_id: &str,
+        image_id: &str,
+    ) -> Result<PathBuf, SnapshotError> {
+        Self::check_id(container_id)?;
+        let id = container_id.to_string();
+        let mut st = self.lock();
+        let (h, _) = Self::resolve(&st, image_id).map_err(|source| SnapshotError::Image {
+            id: id.clone(),
+            source,
+        })?;
+        let full = format!("sha256:{h}");
+        if let Some(m) = st.snapshots.get(container_id) {
+            if m.image_id != full {
+                return Err(SnapshotError::Exists {
+                    id,
+                    image_id: m.image_id.clone(),
+                });
+            }
+            let m = m.clone();
+            return self.mount_meta(container_id, &m);
+        }
+        let diff_ids = st
+            .images
+            .get(&h)
+            .map(|c| c.rootfs.diff_ids.clone())
+            .unwrap_or_default();
+        let meta = SnapshotMeta {
+            image_id: full,
+            diff_ids,
+        };
+        let dir = self.snapshot_dir(container_id);
+        let tmp = fsutil::tmp_sibling(&dir);
+        let io_err = |op: &'static str, path: &Path| {
+            let (id, path) = (id.clone(), path.to_path_buf());
+            move |source| SnapshotError::Io {
+                id,
+                op,
+                path,
+                source,
+            }
+        };
+        let build = (|| {
+            for sub in ["", "upper", "work", "merged"] {
+                let p = tmp.join(sub);
+                fs::create_dir(&p).map_err(io_err("creating", &p))?;
+            }
+            let bytes = serde_json::to_vec(&meta)
+                .map_err(|e| io_err("encoding", &tmp)(io::Error::other(e)))?;
+            let mp = tmp.join("meta.json");
+            write_atomic(&mp, &bytes).map_err(io_err("writing", &mp))?;
+            fs::rename(&tmp, &dir).map_err(io_err("renaming into place", &dir))
+        })();
+        if let Err(e) = build {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        match self.mount_meta(container_id, &meta) {
+            Ok(merged) => {
+                st.snapshots.insert(id, meta);
+                Ok(merged)
+            }
+            Err(e) => {
+                let _ = fs::remove_dir_all(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// Mounts an existing snapshot (no-op when mounted); returns the merged dir.
+    pub fn mount_snapshot(&self, container_id: &str) -> Result<PathBuf, SnapshotError> {
+        Self::check_id(container_id)?;
+        let st = self.lock();
+        let meta = st
+            .snapshots
+            .get(container_id)
+            .ok_or_else(|| SnapshotError::NoSuchSnapshot {
+                id: container_id.to_string(),
+            })?;
+        self.mount_meta(container_id, meta)
+    }
+
+    fn unmount_locked(&self, container_id: &str) -> Result<(), SnapshotError> {
+        let dir = self.snapshot_dir(container_id);
+        let err = |path: &Path| {
+            let (id, path) = (container_id.to_string(), path.to_path_buf());
+            move |source| SnapshotError::Unmount { id, path, source }
+        };
+        for mp in mounts_under(&self.mountinfo, &dir).map_err(err(&dir))? {
+            unmount_path(&mp).map_err(err(&mp))?;
+        }
+        Ok(())
+    }
+
+    /// Unmounts the snapshot's overlay (and anything mounted below it).
+    /// Not mounted is fine.
+    pub fn unmount_snapshot(&self, container_id: &str) -> Result<(), SnapshotError> {
+        Self::check_id(container_id)?;
+        let st = self.lock();
+        if !st.snapshots.contains_key(container_id) {
+            return Err(SnapshotError::NoSuchSnapshot {
+                id: container_id.to_string(),
+            });
+        }
+        self.unmount_locked(container_id)
+    }
+
+    /// Unmounts and deletes the snapshot. A snapshot that does not exist is fine.
+    pub fn remove_snapshot(&self, container_id: &str) -> Result<(), SnapshotError> {
+        Self::check_id(container_id)?;
+        let mut st = self.lock();
+        let dir = self.snapshot_dir(container_id);
+        self.unmount_locked(container_id)?;
+        let left =
+            mounts_under(&self.mountinfo, &dir).map_err(|source| SnapshotError::Unmount {
+                id: container_id.to_string(),
+                path: dir.clone(),
+                source,
+            })?;
+        if let Some(p) = left.into_iter().next() {
+            return Err(SnapshotError::StillMounted {
+                id: container_id.to_string(),
+                path: p,
+            });
+        }
+        crate::remove_tree(&dir).map_err(|source| SnapshotError::Io {
+            id: container_id.to_string(),
+            op: "deleting",
+            path: dir.clone(),
+            source,
+        })?;
+        // Layers of an image deleted while this container still used them.
+        if let Some(meta) = st.snapshots.remove(container_id) {
+            for d in &meta.diff_ids {
+                self.drop_layer_if_unused(&mut st, d)
+                    .map_err(|(op, path, source)| SnapshotError::Io {
+                        id: container_id.to_string(),
+                        op,
+                        path,
+                        source,
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes written by the container (its upper dir).
+    pub fn snapshot_size(&self, container_id: &str) -> u64 {
+        if !valid_id(container_id) {
+            return 0;
+        }
+        tree_size(&self.snapshot_dir(container_id).join("upper"))
+    }
+
+    /// `docker export`: writes a tar of the container's merged filesystem to
+    /// `out`, mounting the snapshot for the duration if it was not mounted.
+    pub fn export_snapshot(
+        &self,
+        container_id: &str,
+        out: impl Write,
+    ) -> Result<(), SnapshotError> {
+        Self::check_id(container_id)?;
+        let (merged, mounted_here) = {
+            let st = self.lock();
+            let meta =
+                st.snapshots
+                    .get(container_id)
+                    .ok_or_else(|| SnapshotError::NoSuchSnapshot {
+                        id: container_id.to_string(),
+                    })?;
+            let merged = self.snapshot_dir(container_id).join("merged");
+            let was = is_mounted(&self.mountinfo, &merged).unwrap_or(false);
+            self.mount_meta(container_id, meta)?;
+            (merged, !was)
+        };
+        let res = write_tree_tar(&merged, out).map_err(|source| SnapshotError::Export {
+            id: container_id.to_string(),
+            source,
+        });
+        if mounted_here {
+            let _st = self.lock();
+            let r = self.unmount_locked(container_id);
+            res?;
+            return r;
+        }
+        res
+    }
+}
+
+/// Writes every file under `dir` (sorted, not following symlinks, sockets
+/// skipped) to a tar stream on `out`, with paths relative to `dir`.
+fn write_tree_tar(dir: &Path, out: impl Write) -> io::Result<()> {
+    let mut b = tar::Builder::new(out);
+    b.follow_symlinks(false);
+    b.mode(tar::HeaderMode::Complete);
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let full = dir.join(&rel);
+        let mut names: Vec<_> = fs::read_dir(&full)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()?;
+        names.sort();
+        // Push in reverse so the walk comes out in order.
+        let mut subdirs = Vec::new();
+        for n in names {
+            let r = rel.join(&n);
+            let p = dir.join(&r);
+            let md = fs::symlink_metadata(&p)?;
+            let ft = md.file_type();
+            let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", p.display()));
+            if ft.is_socket() {
+                continue;
+            }
+            if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+                // Built by hand: the tar crate's own path for special files
+                // mishandles relative names.
+                let mut h = tar::Header::new_gnu();
+                h.set_metadata_in_mode(&md, tar::HeaderMode::Complete);
+                h.set_size(0);
+                b.append_data(&mut h, &r, io::empty()).map_err(named)?;
+            } else {
+                b.append_path_with_name(&p, &r).map_err(named)?;
+            }
+            if ft.is_dir() {
+                subdirs.push(r);
+            }
+        }
+        stack.extend(subdirs.into_iter().rev());
+    }
+    b.into_inner()?.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_ids() {
+        assert!(valid_id("abc123"));
+        assert!(valid_id("my_ctr.1-x"));
+        assert!(!valid_id(""));
+        assert!(!valid_id("../x"));
+        assert!(!valid_id(".hidden"));
+        assert!(!valid_id("a/b"));
+        assert!(!valid_id(&"a".repeat(129)));
+    }
+
+    #[test]
+    fn mounts_under_sorts_deepest_first() {
+        let d = tempfile::tempdir().unwrap();
+        let mi = d.path().join("mi");
+        fs::write(
+            &mi,
+            "1 0 0:1 / /s/c rw - x x rw\n2 1 0:2 / /s/c/m/proc rw - x x rw\n3 0 0:3 / /s/cd rw - x x rw\n",
+        )
+        .unwrap();
+        let v = mounts_under(&mi, Path::new("/s/c")).unwrap();
+        assert_eq!(v, [PathBuf::from("/s/c/m/proc"), PathBuf::from("/s/c")]);
+    }
+}
