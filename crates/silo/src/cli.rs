@@ -1,0 +1,446 @@
+//! The command-line grammar (clap derive) and the dispatch to each verb.
+
+use crate::api::App;
+use crate::{containers, create, images, system};
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+pub const DEFAULT_HOST: &str = "unix:///run/silo/silod.sock";
+
+/// `-H`, then `$SILO_HOST`, then the default socket. A bare path is accepted too.
+pub fn resolve_host(flag: Option<&str>) -> String {
+    let h = flag
+        .map(str::to_string)
+        .or_else(|| std::env::var("SILO_HOST").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| DEFAULT_HOST.to_string());
+    if h.starts_with('/') {
+        format!("unix://{h}")
+    } else {
+        h
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "silo",
+    version,
+    about = "A docker-like CLI for the silo container daemon (silod)"
+)]
+pub struct Cli {
+    /// Daemon socket to connect to (unix:///path); default $SILO_HOST or unix:///run/silo/silod.sock
+    #[arg(short = 'H', long = "host", global = true)]
+    pub host: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create and run a new container from an image
+    Run(Box<create::RunArgs>),
+    /// Create a new container
+    Create(Box<create::RunArgs>),
+    /// Start one or more stopped containers
+    Start(StartArgs),
+    /// Stop one or more running containers
+    Stop(StopArgs),
+    /// Kill one or more running containers
+    Kill(KillArgs),
+    /// Restart one or more containers
+    Restart(StopArgs),
+    /// Pause all processes within one or more containers
+    Pause(Ids),
+    /// Unpause all processes within one or more containers
+    Unpause(Ids),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(Ids),
+    /// Remove one or more containers
+    Rm(RmArgs),
+    /// Rename a container
+    Rename { container: String, new_name: String },
+    /// Update configuration of one or more containers
+    Update(UpdateArgs),
+    /// List containers
+    Ps(PsArgs),
+    /// Return low-level information on containers or images
+    Inspect(InspectArgs),
+    /// Fetch the logs of a container
+    Logs(LogsArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(AttachArgs),
+    /// Execute a command in a running container
+    Exec(ExecArgs),
+    /// Display the running processes of a container
+    Top {
+        container: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Display a live stream of container resource usage statistics
+    Stats(StatsArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(CpArgs),
+    /// Export a container's filesystem as a tar archive
+    Export {
+        container: String,
+        /// Write to a file, instead of STDOUT
+        #[arg(short, long)]
+        output: Option<String>,
+    },
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCmd),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(images::ImportArgs),
+    /// List images
+    Images(images::ImagesArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(images::ImageCmd),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag { source: String, target: String },
+    /// Remove one or more images
+    Rmi(images::RmiArgs),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(images::VolumeCmd),
+    /// Manage silod
+    #[command(subcommand)]
+    System(SystemCmd),
+    /// Display system-wide information
+    Info(FormatArg),
+    /// Show the silo version information
+    Version(FormatArg),
+    /// Get real time events from the server
+    Events(system::EventsArgs),
+    /// Compute-system (HCS) views of the containers
+    #[command(subcommand)]
+    Hcs(HcsCmd),
+    /// Print shell completions
+    Completion {
+        #[arg(value_parser = ["bash", "zsh", "fish"])]
+        shell: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContainerCmd {
+    /// Remove all stopped containers
+    Prune(PruneArgs),
+    /// List containers
+    #[command(alias = "list")]
+    Ls(PsArgs),
+    /// Return low-level information on one or more containers
+    Inspect(InspectArgs),
+    /// Create and run a new container
+    Run(Box<create::RunArgs>),
+    /// Remove one or more containers
+    Rm(RmArgs),
+    /// Fetch the logs of a container
+    Logs(LogsArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCmd {
+    /// Show silod disk usage
+    Df(FormatArg),
+    /// Display system-wide information
+    Info(FormatArg),
+    /// Get real time events from the server
+    Events(system::EventsArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HcsCmd {
+    /// List compute systems with their job-object accounting
+    #[command(alias = "ls")]
+    List,
+    /// Show a compute system's document, properties and statistics
+    Inspect { id: String },
+}
+
+#[derive(Args, Debug)]
+pub struct Ids {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct FormatArg {
+    /// Format output using a Go template subset
+    #[arg(short, long)]
+    pub format: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// Attach STDOUT/STDERR and forward signals
+    #[arg(short, long)]
+    pub attach: bool,
+    /// Attach container's STDIN
+    #[arg(short, long)]
+    pub interactive: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    /// Seconds to wait before killing the container
+    #[arg(short = 't', long = "time", visible_alias = "timeout")]
+    pub time: Option<i64>,
+    /// Signal to send to the container
+    #[arg(short, long)]
+    pub signal: Option<String>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct KillArgs {
+    /// Signal to send to the container
+    #[arg(short, long)]
+    pub signal: Option<String>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// Force the removal of a running container (uses SIGKILL)
+    #[arg(short, long)]
+    pub force: bool,
+    /// Remove anonymous volumes associated with the container
+    #[arg(short, long)]
+    pub volumes: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// Memory limit
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares")]
+    pub cpu_shares: Option<i64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    pub restart: Option<String>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only display container IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Filter output based on conditions provided
+    #[arg(short = 'f', long = "filter")]
+    pub filter: Vec<String>,
+    /// Format output using a Go template subset
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Don't truncate output
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// Show n last created containers (includes all states)
+    #[arg(short = 'n', long = "last")]
+    pub last: Option<i64>,
+    /// Show the latest created container (includes all states)
+    #[arg(short = 'l', long = "latest")]
+    pub latest: bool,
+    /// Display total file sizes
+    #[arg(short, long)]
+    pub size: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Format output using a Go template subset
+    #[arg(short, long)]
+    pub format: Option<String>,
+    /// Only inspect objects of the given type (container, image, volume)
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+    /// Display total file sizes if the type is container
+    #[arg(short, long)]
+    pub size: bool,
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Follow log output
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Number of lines to show from the end of the logs
+    #[arg(short = 'n', long)]
+    pub tail: Option<String>,
+    /// Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Show logs before a timestamp or relative time
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Show timestamps
+    #[arg(short, long)]
+    pub timestamps: bool,
+    pub container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// Do not attach STDIN
+    #[arg(long = "no-stdin")]
+    pub no_stdin: bool,
+    pub container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// Detached mode: run command in the background
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep STDIN open even if not attached
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Username or UID (format: "<name|uid>[:<group|gid>]")
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Set environment variables
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// Give extended privileges to the command
+    #[arg(long)]
+    pub privileged: bool,
+    pub container: String,
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Disable streaming stats and only pull the first result
+    #[arg(long = "no-stream")]
+    pub no_stream: bool,
+    /// Do not truncate output
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// Format output using a Go template subset
+    #[arg(long)]
+    pub format: Option<String>,
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CpArgs {
+    /// Archive mode (copy all uid/gid information)
+    #[arg(short, long)]
+    pub archive: bool,
+    /// Always follow symbol link in SRC_PATH
+    #[arg(short = 'L', long = "follow-link")]
+    pub follow_link: bool,
+    /// CONTAINER:SRC_PATH or local path or - for a tar stream
+    pub src: String,
+    /// CONTAINER:DEST_PATH or local path or - for a tar stream
+    pub dest: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+    /// Provide filter values (e.g. "until=<timestamp>")
+    #[arg(long = "filter")]
+    pub filter: Vec<String>,
+}
+
+/// Runs one parsed command against the daemon.
+pub fn dispatch(app: &App, cmd: Command) -> Result<()> {
+    use Command as C;
+    match cmd {
+        C::Run(a) => create::run(app, *a),
+        C::Create(a) => create::create(app, *a),
+        C::Start(a) => containers::start(app, a),
+        C::Stop(a) => containers::stop(app, a, false),
+        C::Restart(a) => containers::stop(app, a, true),
+        C::Kill(a) => containers::kill(app, a),
+        C::Pause(a) => containers::simple(app, &a.containers, "pause"),
+        C::Unpause(a) => containers::simple(app, &a.containers, "unpause"),
+        C::Wait(a) => containers::wait(app, &a.containers),
+        C::Rm(a) => containers::rm(app, a),
+        C::Rename {
+            container,
+            new_name,
+        } => containers::rename(app, &container, &new_name),
+        C::Update(a) => containers::update(app, a),
+        C::Ps(a) => containers::ps(app, a),
+        C::Inspect(a) => containers::inspect(app, a),
+        C::Logs(a) => containers::logs(app, a),
+        C::Attach(a) => containers::attach(app, a),
+        C::Exec(a) => containers::exec(app, a),
+        C::Top { container, ps_args } => containers::top(app, &container, &ps_args),
+        C::Stats(a) => containers::stats(app, a),
+        C::Cp(a) => containers::cp(app, a),
+        C::Export { container, output } => containers::export(app, &container, output.as_deref()),
+        C::Container(sub) => match sub {
+            ContainerCmd::Prune(a) => containers::prune(app, a),
+            ContainerCmd::Ls(a) => containers::ps(app, a),
+            ContainerCmd::Inspect(mut a) => {
+                a.kind = Some("container".into());
+                containers::inspect(app, a)
+            }
+            ContainerCmd::Run(a) => create::run(app, *a),
+            ContainerCmd::Rm(a) => containers::rm(app, a),
+            ContainerCmd::Logs(a) => containers::logs(app, a),
+        },
+        C::Import(a) => images::import(app, a),
+        C::Images(a) => images::images(app, a),
+        C::Image(sub) => images::image_cmd(app, sub),
+        C::Tag { source, target } => images::tag(app, &source, &target),
+        C::Rmi(a) => images::rmi(app, a),
+        C::Volume(sub) => images::volume_cmd(app, sub),
+        C::System(sub) => match sub {
+            SystemCmd::Df(f) => system::df(app, f.format.as_deref()),
+            SystemCmd::Info(f) => system::info(app, f.format.as_deref()),
+            SystemCmd::Events(a) => system::events(app, a),
+        },
+        C::Info(f) => system::info(app, f.format.as_deref()),
+        C::Version(f) => system::version(app, f.format.as_deref()),
+        C::Events(a) => system::events(app, a),
+        C::Hcs(HcsCmd::List) => system::hcs_list(app),
+        C::Hcs(HcsCmd::Inspect { id }) => system::hcs_inspect(app, &id),
+        C::Completion { shell } => system::completion(&shell),
+    }
+}
+
+/// Used by `completion`: the clap command tree.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}

@@ -1,0 +1,576 @@
+//! `silo create` and `silo run`: turning docker's flags into a
+//! ContainerCreateBody, then (for run) attach, start and wait.
+
+use crate::api::App;
+use crate::http::enc;
+use crate::stream;
+use crate::units::{parse_cpus, parse_size, UnitError};
+use crate::Exit;
+use anyhow::{Context, Result};
+use bollard_stubs::models::{
+    ContainerCreateBody, ContainerCreateResponse, HealthConfig, HostConfig, PortBinding,
+    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+};
+use clap::{ArgAction, Args};
+use std::collections::HashMap;
+
+#[derive(Args, Debug, Clone, Default)]
+#[command(disable_help_flag = true)]
+pub struct RunArgs {
+    /// Print help
+    #[arg(long, action = ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Run container in background and print container ID
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep STDIN open even if not attached
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Automatically remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Assign a name to the container
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set environment variables
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// Bind mount a volume (name:/path, /host:/path[:ro], or /path)
+    #[arg(short, long)]
+    pub volume: Vec<String>,
+    /// Mount a tmpfs directory (/path[:options])
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Container host name
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// Memory limit (e.g. 64m, 1g)
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares")]
+    pub cpu_shares: Option<i64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+    /// Add Linux capabilities
+    #[arg(long = "cap-add")]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long = "cap-drop")]
+    pub cap_drop: Vec<String>,
+    /// Give extended privileges to this container
+    #[arg(long)]
+    pub privileged: bool,
+    /// Mount the container's root filesystem as read only
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Security options (seccomp=unconfined|<profile.json>, no-new-privileges)
+    #[arg(long = "security-opt")]
+    pub security_opt: Vec<String>,
+    /// Restart policy (no, always, on-failure[:max-retries], unless-stopped)
+    #[arg(long)]
+    pub restart: Option<String>,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    pub init: bool,
+    /// Connect a container to a network (none, host, default)
+    #[arg(long = "network", visible_alias = "net")]
+    pub network: Option<String>,
+    /// Publish a container's port(s) to the host (hostPort:containerPort[/proto])
+    #[arg(short, long)]
+    pub publish: Vec<String>,
+    /// Ulimit options (name=soft[:hard])
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+    /// Sysctl options (name=value)
+    #[arg(long)]
+    pub sysctl: Vec<String>,
+    /// Set meta data on a container (key=value)
+    #[arg(short, long)]
+    pub label: Vec<String>,
+    /// Signal to stop the container
+    #[arg(long = "stop-signal")]
+    pub stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container
+    #[arg(long = "stop-timeout")]
+    pub stop_timeout: Option<i64>,
+    /// Command to run to check health
+    #[arg(long = "health-cmd")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (e.g. 30s)
+    #[arg(long = "health-interval")]
+    pub health_interval: Option<String>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long = "health-retries")]
+    pub health_retries: Option<i64>,
+    /// Image to run
+    pub image: String,
+    /// Command and arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+fn key_value(flag: &'static str, s: &str) -> Result<(String, String), UnitError> {
+    s.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| UnitError::Flag {
+            flag,
+            value: s.to_string(),
+            detail: "expected key=value".into(),
+        })
+}
+
+fn parse_restart(s: &str) -> Result<RestartPolicy, UnitError> {
+    let bad = |detail: &str| UnitError::Flag {
+        flag: "--restart",
+        value: s.to_string(),
+        detail: detail.to_string(),
+    };
+    let (name, count) = match s.split_once(':') {
+        Some((n, c)) => (
+            n,
+            Some(
+                c.parse::<i64>()
+                    .map_err(|_| bad("max-retries must be a number"))?,
+            ),
+        ),
+        None => (s, None),
+    };
+    let name = match name {
+        "no" | "" => RestartPolicyNameEnum::NO,
+        "always" => RestartPolicyNameEnum::ALWAYS,
+        "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+        "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+        _ => return Err(bad("expected no, always, on-failure[:N] or unless-stopped")),
+    };
+    if count.is_some() && name != RestartPolicyNameEnum::ON_FAILURE {
+        return Err(bad("a maximum restart count is only valid with on-failure"));
+    }
+    Ok(RestartPolicy {
+        name: Some(name),
+        maximum_retry_count: count,
+    })
+}
+
+fn parse_ulimit(s: &str) -> Result<ResourcesUlimits, UnitError> {
+    let bad = |detail: &str| UnitError::Flag {
+        flag: "--ulimit",
+        value: s.to_string(),
+        detail: detail.to_string(),
+    };
+    let (name, vals) = s
+        .split_once('=')
+        .ok_or_else(|| bad("expected name=soft[:hard]"))?;
+    let (soft, hard) = match vals.split_once(':') {
+        Some((a, b)) => (a, b),
+        None => (vals, vals),
+    };
+    let soft: i64 = soft
+        .parse()
+        .map_err(|_| bad("soft limit is not a number"))?;
+    let hard: i64 = hard
+        .parse()
+        .map_err(|_| bad("hard limit is not a number"))?;
+    if soft > hard {
+        return Err(bad("soft limit is above the hard limit"));
+    }
+    Ok(ResourcesUlimits {
+        name: Some(name.to_string()),
+        soft: Some(soft),
+        hard: Some(hard),
+    })
+}
+
+/// `[ip:][hostPort:]containerPort[/proto]` → (container "port/proto", binding).
+fn parse_publish(s: &str) -> Result<(String, PortBinding), UnitError> {
+    let bad = |detail: &str| UnitError::Flag {
+        flag: "--publish",
+        value: s.to_string(),
+        detail: detail.to_string(),
+    };
+    let (spec, proto) = match s.rsplit_once('/') {
+        Some((a, p)) => (a, p),
+        None => (s, "tcp"),
+    };
+    if !matches!(proto, "tcp" | "udp" | "sctp") {
+        return Err(bad("protocol must be tcp, udp or sctp"));
+    }
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (ip, host, ctr) = match parts.as_slice() {
+        [c] => ("", "", *c),
+        [h, c] => ("", *h, *c),
+        [i, h, c] => (*i, *h, *c),
+        _ => return Err(bad("expected [ip:][hostPort:]containerPort[/proto]")),
+    };
+    let port_ok = |p: &str| p.parse::<u16>().is_ok_and(|n| n > 0);
+    if !port_ok(ctr) {
+        return Err(bad(&format!("invalid containerPort: {ctr}")));
+    }
+    if !host.is_empty() && !port_ok(host) {
+        return Err(bad(&format!("invalid hostPort: {host}")));
+    }
+    Ok((
+        format!("{ctr}/{proto}"),
+        PortBinding {
+            host_ip: Some(ip.to_string()),
+            host_port: Some(host.to_string()),
+        },
+    ))
+}
+
+/// Builds the create request from the flags; every bad value is reported
+/// before anything is sent to the daemon.
+pub fn build_body(a: &RunArgs) -> Result<ContainerCreateBody> {
+    let mut hc = HostConfig::default();
+    if let Some(m) = &a.memory {
+        hc.memory = Some(parse_size(m).map_err(|e| {
+            anyhow::anyhow!("invalid argument {m:?} for \"-m, --memory\" flag: {e}")
+        })?);
+    }
+    if let Some(c) = &a.cpus {
+        hc.nano_cpus = Some(parse_cpus(c)?);
+    }
+    hc.cpu_shares = a.cpu_shares;
+    hc.cpuset_cpus = a.cpuset_cpus.clone();
+    hc.pids_limit = a.pids_limit;
+    let mut binds = Vec::new();
+    let mut anon = Vec::new();
+    for v in &a.volume {
+        if v.contains(':') {
+            binds.push(v.clone());
+        } else if v.starts_with('/') {
+            anon.push(v.clone());
+        } else {
+            anyhow::bail!("invalid volume spec {v:?}: expected name:/path, /host:/path or /path");
+        }
+    }
+    if !binds.is_empty() {
+        hc.binds = Some(binds);
+    }
+    if !a.tmpfs.is_empty() {
+        let mut m = HashMap::new();
+        for t in &a.tmpfs {
+            let (p, o) = t.split_once(':').unwrap_or((t.as_str(), ""));
+            if !p.starts_with('/') {
+                anyhow::bail!("invalid --tmpfs {t:?}: the path must be absolute");
+            }
+            m.insert(p.to_string(), o.to_string());
+        }
+        hc.tmpfs = Some(m);
+    }
+    if !a.cap_add.is_empty() {
+        hc.cap_add = Some(a.cap_add.clone());
+    }
+    if !a.cap_drop.is_empty() {
+        hc.cap_drop = Some(a.cap_drop.clone());
+    }
+    hc.privileged = a.privileged.then_some(true);
+    hc.readonly_rootfs = a.read_only.then_some(true);
+    if !a.security_opt.is_empty() {
+        let mut out = Vec::new();
+        for o in &a.security_opt {
+            // Like the docker CLI, send the profile's contents, not its path.
+            match o.split_once(['=', ':']) {
+                Some(("seccomp", p)) if p != "unconfined" => {
+                    let body = std::fs::read_to_string(p).with_context(|| {
+                        format!("opening seccomp profile {p:?} (--security-opt)")
+                    })?;
+                    out.push(format!("seccomp={body}"));
+                }
+                _ => out.push(o.clone()),
+            }
+        }
+        hc.security_opt = Some(out);
+    }
+    if let Some(r) = &a.restart {
+        hc.restart_policy = Some(parse_restart(r)?);
+    }
+    if a.rm {
+        if hc
+            .restart_policy
+            .as_ref()
+            .is_some_and(|p| !matches!(p.name, Some(RestartPolicyNameEnum::NO) | None))
+        {
+            anyhow::bail!("conflicting options: cannot specify both --restart and --rm");
+        }
+        hc.auto_remove = Some(true);
+    }
+    hc.init = a.init.then_some(true);
+    hc.network_mode = a.network.clone();
+    let mut exposed = Vec::new();
+    if !a.publish.is_empty() {
+        let mut pm: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        for p in &a.publish {
+            let (port, b) = parse_publish(p)?;
+            exposed.push(port.clone());
+            pm.entry(port)
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(b);
+        }
+        hc.port_bindings = Some(pm);
+    }
+    if !a.ulimit.is_empty() {
+        hc.ulimits = Some(
+            a.ulimit
+                .iter()
+                .map(|u| parse_ulimit(u))
+                .collect::<Result<_, _>>()?,
+        );
+    }
+    if !a.sysctl.is_empty() {
+        hc.sysctls = Some(
+            a.sysctl
+                .iter()
+                .map(|s| key_value("--sysctl", s))
+                .collect::<Result<_, _>>()?,
+        );
+    }
+    let env: Vec<String> = a
+        .env
+        .iter()
+        .filter_map(|e| {
+            if e.contains('=') {
+                Some(e.clone())
+            } else {
+                // `-e NAME` passes the local value through, or nothing when unset.
+                std::env::var(e).ok().map(|v| format!("{e}={v}"))
+            }
+        })
+        .collect();
+    let labels: HashMap<String, String> = a
+        .label
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (l.clone(), String::new()),
+        })
+        .collect();
+    let healthcheck = match &a.health_cmd {
+        Some(cmd) => Some(HealthConfig {
+            test: Some(vec!["CMD-SHELL".into(), cmd.clone()]),
+            interval: match &a.health_interval {
+                Some(i) => Some(
+                    (crate::units::parse_go_duration(i).ok_or_else(|| UnitError::Flag {
+                        flag: "--health-interval",
+                        value: i.clone(),
+                        detail: "expected a duration like 30s".into(),
+                    })? * 1e9) as i64,
+                ),
+                None => None,
+            },
+            retries: a.health_retries,
+            ..Default::default()
+        }),
+        None => None,
+    };
+    let attach = !a.detach;
+    Ok(ContainerCreateBody {
+        image: Some(a.image.clone()),
+        cmd: (!a.command.is_empty()).then(|| a.command.clone()),
+        entrypoint: a.entrypoint.as_ref().map(|e| {
+            if e.is_empty() {
+                vec![String::new()]
+            } else {
+                vec![e.clone()]
+            }
+        }),
+        env: (!env.is_empty()).then_some(env),
+        working_dir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a.hostname.clone(),
+        tty: Some(a.tty),
+        open_stdin: Some(a.interactive),
+        stdin_once: Some(a.interactive && attach),
+        attach_stdin: Some(a.interactive && attach),
+        attach_stdout: Some(attach),
+        attach_stderr: Some(attach),
+        labels: (!labels.is_empty()).then_some(labels),
+        stop_signal: a.stop_signal.clone(),
+        stop_timeout: a.stop_timeout,
+        healthcheck,
+        volumes: (!anon.is_empty()).then_some(anon),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        host_config: Some(hc),
+        ..Default::default()
+    })
+}
+
+fn do_create(app: &App, a: &RunArgs) -> Result<String> {
+    let body = build_body(a)?;
+    let path = match &a.name {
+        Some(n) => format!("/containers/create?name={}", enc(n)),
+        None => "/containers/create".to_string(),
+    };
+    let resp: ContainerCreateResponse = app.post(&path, Some(&body))?;
+    for w in &resp.warnings {
+        eprintln!("WARNING: {w}");
+    }
+    Ok(resp.id)
+}
+
+pub fn create(app: &App, a: RunArgs) -> Result<()> {
+    let id = do_create(app, &a)?;
+    println!("{id}");
+    Ok(())
+}
+
+pub fn run(app: &App, a: RunArgs) -> Result<()> {
+    if a.detach && a.rm {
+        // Allowed by docker too: the daemon removes the container when it exits.
+    }
+    let id = do_create(app, &a)?;
+    if a.detach {
+        app.post_empty(&format!("/containers/{id}/start"))?;
+        println!("{id}");
+        return Ok(());
+    }
+    let code = stream::attach_start_wait(
+        app,
+        &id,
+        stream::Attach {
+            stdin: a.interactive,
+            tty: a.tty,
+            start: true,
+            wait_condition: Some(if a.rm { "removed" } else { "next-exit" }),
+        },
+    )?;
+    if code != 0 {
+        return Err(Exit(code).into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        a: RunArgs,
+    }
+
+    fn args(v: &[&str]) -> RunArgs {
+        let mut all = vec!["silo"];
+        all.extend_from_slice(v);
+        T::try_parse_from(all).expect("parse").a
+    }
+
+    #[test]
+    fn flags_map_to_the_create_body() {
+        let a = args(&[
+            "--rm",
+            "-e",
+            "A=1",
+            "-m",
+            "64m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "20",
+            "--cap-drop",
+            "ALL",
+            "--read-only",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=10:20",
+            "--sysctl",
+            "net.ipv4.ip_forward=1",
+            "-l",
+            "k=v",
+            "-v",
+            "data:/data",
+            "-v",
+            "/anon",
+            "--tmpfs",
+            "/run:size=1m",
+            "-h",
+            "box",
+            "-w",
+            "/tmp",
+            "-u",
+            "1000",
+            "--restart",
+            "no",
+            "busybox",
+            "echo",
+            "-n",
+            "hi",
+        ]);
+        let b = serde_json::to_value(build_body(&a).expect("body")).expect("json");
+        assert_eq!(b["Image"], "busybox");
+        assert_eq!(b["Cmd"], serde_json::json!(["echo", "-n", "hi"]));
+        assert_eq!(b["Env"], serde_json::json!(["A=1"]));
+        assert_eq!(b["Hostname"], "box");
+        assert_eq!(b["WorkingDir"], "/tmp");
+        assert_eq!(b["User"], "1000");
+        assert_eq!(b["Labels"]["k"], "v");
+        let hc = &b["HostConfig"];
+        assert_eq!(hc["Memory"], 64 << 20);
+        assert_eq!(hc["NanoCpus"], 500_000_000);
+        assert_eq!(hc["PidsLimit"], 20);
+        assert_eq!(hc["AutoRemove"], true);
+        assert_eq!(hc["CapDrop"], serde_json::json!(["ALL"]));
+        assert_eq!(hc["ReadonlyRootfs"], true);
+        assert_eq!(hc["NetworkMode"], "none");
+        assert_eq!(hc["Ulimits"][0]["Soft"], 10);
+        assert_eq!(hc["Ulimits"][0]["Hard"], 20);
+        assert_eq!(hc["Sysctls"]["net.ipv4.ip_forward"], "1");
+        assert_eq!(hc["Binds"], serde_json::json!(["data:/data"]));
+        assert_eq!(hc["Tmpfs"]["/run"], "size=1m");
+        assert_eq!(hc["RestartPolicy"]["Name"], "no");
+        assert!(b["Volumes"].get("/anon").is_some(), "{}", b["Volumes"]);
+    }
+
+    #[test]
+    fn bad_values_are_rejected_before_sending() {
+        let err = build_body(&args(&["-m", "lots", "busybox"])).expect_err("bad memory");
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("\"lots\"") && msg.contains("--memory"),
+            "{msg}"
+        );
+        assert!(build_body(&args(&["-p", "80:http", "busybox"])).is_err());
+        assert!(build_body(&args(&["-p", "abc", "busybox"])).is_err());
+        assert!(build_body(&args(&["--restart", "sometimes", "busybox"])).is_err());
+        assert!(build_body(&args(&["--rm", "--restart", "always", "busybox"])).is_err());
+        assert!(build_body(&args(&["--ulimit", "nofile=20:10", "busybox"])).is_err());
+        assert!(build_body(&args(&["--sysctl", "novalue", "busybox"])).is_err());
+        assert!(build_body(&args(&["--cpus", "x", "busybox"])).is_err());
+    }
+
+    #[test]
+    fn publish_and_entrypoint() {
+        let b = build_body(&args(&["-p", "8080:80", "--entrypoint", "", "busybox"])).expect("body");
+        let v = serde_json::to_value(&b).expect("json");
+        assert_eq!(
+            v["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"],
+            "8080"
+        );
+        assert_eq!(v["Entrypoint"], serde_json::json!([""]));
+        assert!(v["ExposedPorts"].get("80/tcp").is_some());
+    }
+}

@@ -1,0 +1,570 @@
+//! Image and volume verbs: import (with progress), images, image
+//! inspect/tag/rm/prune, and volume create/ls/inspect/rm/prune.
+
+use crate::api::App;
+use crate::containers::{confirm, print_formatted, print_inspect};
+use crate::http::{enc, Body};
+use crate::units::{build_filters, human_duration, human_size, now_unix};
+use crate::Exit;
+use anyhow::{bail, Context, Result};
+use bollard_stubs::models::{ImageSummary, VolumeListResponse};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// Apply Dockerfile instruction to the created image
+    #[arg(short, long)]
+    pub change: Vec<String>,
+    /// Set commit message for imported image
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// A tarball file, or - for stdin
+    pub file: String,
+    /// REPOSITORY[:TAG]
+    pub reference: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ImagesArgs {
+    /// Show all images
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only show image IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Filter output based on conditions provided
+    #[arg(short = 'f', long = "filter")]
+    pub filter: Vec<String>,
+    /// Format output using a Go template subset
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Don't truncate output
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// Show only images of this repository[:tag]
+    pub reference: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RmiArgs {
+    /// Force removal of the image
+    #[arg(short, long)]
+    pub force: bool,
+    /// Do not delete untagged parents
+    #[arg(long = "no-prune")]
+    pub no_prune: bool,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCmd {
+    /// List images
+    #[command(alias = "list")]
+    Ls(ImagesArgs),
+    /// Display detailed information on one or more images
+    Inspect {
+        #[arg(short, long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag { source: String, target: String },
+    /// Remove one or more images
+    #[command(alias = "remove")]
+    Rm(RmiArgs),
+    /// Remove unused images
+    Prune {
+        /// Remove all unused images, not just dangling ones
+        #[arg(short, long)]
+        all: bool,
+        #[arg(short, long)]
+        force: bool,
+        #[arg(long = "filter")]
+        filter: Vec<String>,
+    },
+    /// Import the contents from a tarball to create a filesystem image
+    Import(ImportArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VolumeCmd {
+    /// Create a volume
+    Create {
+        /// Volume driver name
+        #[arg(short, long, default_value = "local")]
+        driver: String,
+        /// Set metadata for a volume
+        #[arg(long)]
+        label: Vec<String>,
+        /// Set driver specific options
+        #[arg(short, long)]
+        opt: Vec<String>,
+        name: Option<String>,
+    },
+    /// List volumes
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(short = 'f', long = "filter")]
+        filter: Vec<String>,
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Display detailed information on one or more volumes
+    Inspect {
+        #[arg(short, long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    /// Remove one or more volumes
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    /// Remove unused local volumes
+    Prune {
+        /// Remove all unused volumes, not just anonymous ones
+        #[arg(short, long)]
+        all: bool,
+        #[arg(short, long)]
+        force: bool,
+        #[arg(long = "filter")]
+        filter: Vec<String>,
+    },
+}
+
+/// Counts the bytes read and draws a spinner line on stderr when it is a terminal.
+struct Progress<R> {
+    inner: R,
+    total: Option<u64>,
+    done: u64,
+    tty: bool,
+    last: Instant,
+    tick: usize,
+}
+
+impl<R: Read> Read for Progress<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        if self.tty && (n == 0 || self.last.elapsed().as_millis() >= 100) {
+            self.last = Instant::now();
+            self.tick += 1;
+            let spin = ['|', '/', '-', '\\'][self.tick % 4];
+            let line = match self.total {
+                Some(t) if t > 0 => format!(
+                    "\r{spin} Importing {} / {} ({:.0}%)",
+                    human_size(self.done as f64),
+                    human_size(t as f64),
+                    self.done as f64 * 100.0 / t as f64
+                ),
+                _ => format!("\r{spin} Importing {}", human_size(self.done as f64)),
+            };
+            let mut e = io::stderr().lock();
+            let _ = e.write_all(line.as_bytes());
+            let _ = e.flush();
+        }
+        Ok(n)
+    }
+}
+
+fn split_ref(r: &str) -> (String, String) {
+    // A ':' after the last '/' separates the tag (a registry port has a '/' after it).
+    match r.rfind(':') {
+        Some(i) if !r[i..].contains('/') => (r[..i].to_string(), r[i + 1..].to_string()),
+        _ => (r.to_string(), "latest".to_string()),
+    }
+}
+
+pub fn import(app: &App, a: ImportArgs) -> Result<()> {
+    let mut q = vec!["fromSrc=-".to_string()];
+    if let Some(r) = &a.reference {
+        let (repo, tag) = split_ref(r);
+        q.push(format!("repo={}", enc(&repo)));
+        q.push(format!("tag={}", enc(&tag)));
+    }
+    for c in &a.change {
+        q.push(format!("changes={}", enc(c)));
+    }
+    if let Some(m) = &a.message {
+        q.push(format!("message={}", enc(m)));
+    }
+    let path = format!("/images/create?{}", q.join("&"));
+    let tty = rustix::termios::isatty(io::stderr());
+    let (reader, total): (Box<dyn Read>, Option<u64>) = if a.file == "-" {
+        (Box::new(io::stdin()), None)
+    } else {
+        let f = std::fs::File::open(&a.file)
+            .with_context(|| format!("opening the tarball {:?}", a.file))?;
+        let len = f.metadata().ok().map(|m| m.len());
+        (Box::new(f), len)
+    };
+    let mut progress = Progress {
+        inner: reader,
+        total,
+        done: 0,
+        tty,
+        last: Instant::now(),
+        tick: 0,
+    };
+    let result = app.client.call(
+        "POST",
+        &path,
+        Body::Stream(&mut progress, "application/x-tar"),
+    );
+    if tty {
+        eprint!("\r\x1b[K");
+    }
+    let body = result?;
+    // The answer is a stream of JSON progress messages; the last status is the image id.
+    let mut id = None;
+    for v in serde_json::Deserializer::from_slice(&body).into_iter::<Value>() {
+        let v = v.context("decoding the import progress")?;
+        if let Some(e) = v["errorDetail"]["message"].as_str().or(v["error"].as_str()) {
+            bail!(crate::http::HttpError::Api {
+                status: 500,
+                message: e.to_string()
+            });
+        }
+        if let Some(s) = v["status"].as_str() {
+            id = Some(s.to_string());
+        }
+    }
+    println!("{}", id.unwrap_or_default());
+    Ok(())
+}
+
+const IMAGE_HEADERS: &[(&str, &str)] = &[
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("ID", "IMAGE ID"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("Size", "SIZE"),
+    ("Digest", "DIGEST"),
+];
+
+fn image_rows(list: &[ImageSummary], no_trunc: bool, now: i64) -> Vec<Value> {
+    let mut rows = Vec::new();
+    for i in list {
+        let id = i.id.strip_prefix("sha256:").unwrap_or(&i.id);
+        let id = if no_trunc {
+            i.id.clone()
+        } else {
+            id.chars().take(12).collect()
+        };
+        let tags = if i.repo_tags.is_empty() {
+            vec!["<none>:<none>".to_string()]
+        } else {
+            i.repo_tags.clone()
+        };
+        for t in tags {
+            let (repo, tag) = split_ref(&t);
+            rows.push(json!({
+                "Repository": repo,
+                "Tag": tag,
+                "ID": id,
+                "Digest": "<none>",
+                "CreatedSince": format!("{} ago", human_duration(now - i.created)),
+                "CreatedAt": crate::units::format_unix(i.created),
+                "Size": human_size(i.size as f64),
+                "Containers": i.containers.to_string(),
+            }));
+        }
+    }
+    rows
+}
+
+pub fn images(app: &App, a: ImagesArgs) -> Result<()> {
+    let mut filters = a.filter.clone();
+    if let Some(r) = &a.reference {
+        filters.push(format!("reference={r}"));
+    }
+    let mut q = vec![format!("all={}", a.all)];
+    if let Some(f) = build_filters(&filters)? {
+        q.push(format!("filters={}", enc(&f)));
+    }
+    let list: Vec<ImageSummary> = app.get(&format!("/images/json?{}", q.join("&")))?;
+    let rows = image_rows(&list, a.no_trunc, now_unix());
+    if a.quiet {
+        let mut seen = std::collections::HashSet::new();
+        for r in &rows {
+            let id = r["ID"].as_str().unwrap_or_default().to_string();
+            if seen.insert(id.clone()) {
+                println!("{id}");
+            }
+        }
+        return Ok(());
+    }
+    print_formatted(
+        &rows,
+        a.format.as_deref(),
+        "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}",
+        IMAGE_HEADERS,
+    )
+}
+
+pub fn tag(app: &App, source: &str, target: &str) -> Result<()> {
+    let (repo, tag) = split_ref(target);
+    app.post_empty(&format!(
+        "/images/{}/tag?repo={}&tag={}",
+        enc(source),
+        enc(&repo),
+        enc(&tag)
+    ))
+}
+
+pub fn rmi(app: &App, a: RmiArgs) -> Result<()> {
+    let mut failed = false;
+    for n in &a.images {
+        match app.delete(&format!(
+            "/images/{}?force={}&noprune={}",
+            enc(n),
+            a.force,
+            a.no_prune
+        )) {
+            Ok(body) => {
+                let items: Vec<Value> = serde_json::from_slice(&body).unwrap_or_default();
+                for i in items {
+                    if let Some(u) = i["Untagged"].as_str() {
+                        println!("Untagged: {u}");
+                    }
+                    if let Some(d) = i["Deleted"].as_str() {
+                        println!("Deleted: {d}");
+                    }
+                }
+            }
+            Err(e) => match e.downcast_ref::<crate::http::HttpError>() {
+                Some(crate::http::HttpError::Api { message, .. }) => {
+                    failed = true;
+                    eprintln!("Error response from daemon: {message}");
+                }
+                _ => return Err(e),
+            },
+        }
+    }
+    if failed {
+        return Err(Exit(1).into());
+    }
+    Ok(())
+}
+
+pub fn image_cmd(app: &App, cmd: ImageCmd) -> Result<()> {
+    match cmd {
+        ImageCmd::Ls(a) => images(app, a),
+        ImageCmd::Inspect { format, images } => {
+            let mut items = Vec::new();
+            for i in &images {
+                items.push(app.get::<Value>(&format!("/images/{}/json", enc(i)))?);
+            }
+            print_inspect(&items, format.as_deref())
+        }
+        ImageCmd::Tag { source, target } => tag(app, &source, &target),
+        ImageCmd::Rm(a) => rmi(app, a),
+        ImageCmd::Import(a) => import(app, a),
+        ImageCmd::Prune { all, force, filter } => {
+            let warn = if all {
+                "WARNING! This will remove all images without at least one container associated to them."
+            } else {
+                "WARNING! This will remove all dangling images."
+            };
+            if !confirm(warn, force) {
+                return Ok(());
+            }
+            let mut filter = filter;
+            filter.push(format!("dangling={}", !all));
+            let f = build_filters(&filter)?.unwrap_or_default();
+            let v: Value =
+                app.post::<(), Value>(&format!("/images/prune?filters={}", enc(&f)), None)?;
+            if let Some(list) = v["ImagesDeleted"].as_array().filter(|l| !l.is_empty()) {
+                println!("Deleted Images:");
+                for i in list {
+                    if let Some(u) = i["Untagged"].as_str() {
+                        println!("untagged: {u}");
+                    }
+                    if let Some(d) = i["Deleted"].as_str() {
+                        println!("deleted: {d}");
+                    }
+                }
+                println!();
+            }
+            println!(
+                "Total reclaimed space: {}",
+                human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
+            );
+            Ok(())
+        }
+    }
+}
+
+fn kv_map(items: &[String], flag: &str) -> Result<serde_json::Map<String, Value>> {
+    let mut m = serde_json::Map::new();
+    for i in items {
+        let (k, v) = i.split_once('=').unwrap_or((i.as_str(), ""));
+        if k.is_empty() {
+            bail!("invalid {flag} value {i:?}: expected key=value");
+        }
+        m.insert(k.to_string(), Value::String(v.to_string()));
+    }
+    Ok(m)
+}
+
+pub fn volume_cmd(app: &App, cmd: VolumeCmd) -> Result<()> {
+    match cmd {
+        VolumeCmd::Create {
+            driver,
+            label,
+            opt,
+            name,
+        } => {
+            let body = json!({
+                "Name": name.unwrap_or_default(),
+                "Driver": driver,
+                "Labels": kv_map(&label, "--label")?,
+                "DriverOpts": kv_map(&opt, "--opt")?,
+            });
+            let v: Value = app.post("/volumes/create", Some(&body))?;
+            println!("{}", v["Name"].as_str().unwrap_or_default());
+            Ok(())
+        }
+        VolumeCmd::Ls {
+            quiet,
+            filter,
+            format,
+        } => {
+            let q = build_filters(&filter)?
+                .map(|f| format!("?filters={}", enc(&f)))
+                .unwrap_or_default();
+            let list: VolumeListResponse = app.get(&format!("/volumes{q}"))?;
+            for w in list.warnings.unwrap_or_default() {
+                eprintln!("WARNING: {w}");
+            }
+            let vols = list.volumes.unwrap_or_default();
+            if quiet {
+                for v in &vols {
+                    println!("{}", v.name);
+                }
+                return Ok(());
+            }
+            let rows: Vec<Value> = vols
+                .iter()
+                .map(|v| {
+                    let mut labels: Vec<String> =
+                        v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    labels.sort();
+                    json!({
+                        "Name": v.name, "Driver": v.driver, "Mountpoint": v.mountpoint,
+                        "Scope": v.scope.map(|s| s.to_string()).unwrap_or_else(|| "local".into()),
+                        "Labels": labels.join(","),
+                    })
+                })
+                .collect();
+            print_formatted(
+                &rows,
+                format.as_deref(),
+                "table {{.Driver}}\t{{.Name}}",
+                &[
+                    ("Name", "VOLUME NAME"),
+                    ("Driver", "DRIVER"),
+                    ("Mountpoint", "MOUNTPOINT"),
+                    ("Scope", "SCOPE"),
+                    ("Labels", "LABELS"),
+                ],
+            )
+        }
+        VolumeCmd::Inspect { format, volumes } => {
+            let mut items = Vec::new();
+            for v in &volumes {
+                items.push(app.get::<Value>(&format!("/volumes/{}", enc(v)))?);
+            }
+            print_inspect(&items, format.as_deref())
+        }
+        VolumeCmd::Rm { force, volumes } => {
+            let mut failed = false;
+            for v in &volumes {
+                match app.delete(&format!("/volumes/{}?force={force}", enc(v))) {
+                    Ok(_) => println!("{v}"),
+                    Err(e) => {
+                        failed = true;
+                        match e.downcast_ref::<crate::http::HttpError>() {
+                            Some(crate::http::HttpError::Api { message, .. }) => {
+                                eprintln!("Error response from daemon: {message}")
+                            }
+                            _ => return Err(e),
+                        }
+                    }
+                }
+            }
+            if failed {
+                return Err(Exit(1).into());
+            }
+            Ok(())
+        }
+        VolumeCmd::Prune { all, force, filter } => {
+            if !confirm("WARNING! This will remove anonymous local volumes not used by at least one container.", force) {
+                return Ok(());
+            }
+            let mut filter = filter;
+            if all {
+                filter.push("all=true".into());
+            }
+            let q = build_filters(&filter)?
+                .map(|f| format!("?filters={}", enc(&f)))
+                .unwrap_or_default();
+            let v: Value = app.post::<(), Value>(&format!("/volumes/prune{q}"), None)?;
+            if let Some(list) = v["VolumesDeleted"].as_array().filter(|l| !l.is_empty()) {
+                println!("Deleted Volumes:");
+                for i in list {
+                    println!("{}", i.as_str().unwrap_or_default());
+                }
+                println!();
+            }
+            println!(
+                "Total reclaimed space: {}",
+                human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
+            );
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references() {
+        assert_eq!(split_ref("busybox"), ("busybox".into(), "latest".into()));
+        assert_eq!(split_ref("busybox:1.36"), ("busybox".into(), "1.36".into()));
+        assert_eq!(
+            split_ref("reg:5000/app"),
+            ("reg:5000/app".into(), "latest".into())
+        );
+    }
+
+    #[test]
+    fn progress_counts_bytes() {
+        let data = vec![0u8; 5000];
+        let mut p = Progress {
+            inner: &data[..],
+            total: Some(5000),
+            done: 0,
+            tty: false,
+            last: Instant::now(),
+            tick: 0,
+        };
+        let mut sink = Vec::new();
+        io::copy(&mut p, &mut sink).expect("copy");
+        assert_eq!(p.done, 5000);
+    }
+}
