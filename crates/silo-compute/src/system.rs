@@ -187,6 +187,7 @@ impl ParentSide for Parent<'_> {
 
     fn cloned(&mut self, pid: i32, in_cgroup2: bool) -> Result<Vec<u8>, String> {
         let err = |e: &dyn std::fmt::Display| format!("joining cgroup {}: {e}", self.job.path());
+        let limits = |e: &dyn std::fmt::Display| format!("cgroup {}: {e}", self.job.path());
         match self.entered.take() {
             Some(entered) => {
                 entered.leave().map_err(|e| err(&e))?;
@@ -199,6 +200,17 @@ impl ParentSide for Parent<'_> {
             }
             None => self.job.add_pid(pid).map_err(|e| err(&e))?,
         }
+        // Limits go on while the child prepares its rootfs.
+        let linux = self.spec.linux.as_ref();
+        if let Some(res) = linux.and_then(|l| l.resources.as_ref()) {
+            let warnings = self.job.apply(res).map_err(|e| limits(&e))?;
+            for w in warnings {
+                crate::events::warn(&w);
+            }
+        }
+        self.job
+            .apply_devices(&device_rules(linux))
+            .map_err(|e| limits(&e))?;
         if let Some(adj) = self.spec.process.as_ref().and_then(|p| p.oom_score_adj) {
             silo_isolation::oom::set_score_adj(&self.host.proc_root, pid, adj)
                 .map_err(|e| e.to_string())?;
@@ -289,14 +301,6 @@ pub fn create(host: &Host, id: &str, opts: CreateOptions) -> Result<ComputeSyste
     };
     let job = Job::create(&host.cgroups, &cgroup_path).map_err(|e| cg_err(e.to_string()))?;
     rollback.job = Some(job.clone());
-    if let Some(res) = &linux.resources {
-        let warnings = job.apply(res).map_err(|e| cg_err(e.to_string()))?;
-        for w in warnings {
-            crate::events::warn(&w);
-        }
-    }
-    job.apply_devices(&device_rules(&linux))
-        .map_err(|e| cg_err(e.to_string()))?;
     let cgroup_dirs = hierarchy_dirs(&job);
     let mut parent = Parent {
         job: &job,
@@ -660,7 +664,8 @@ impl ComputeSystem {
         // hierarchies for the clone (or, failing that, join for good) and
         // place it in the cgroup2 one with CLONE_INTO_CGROUP.
         let job = self.job()?;
-        let join_err = |e: &dyn std::fmt::Display| self.failed("exec", format!("joining cgroup: {e}"));
+        let join_err =
+            |e: &dyn std::fmt::Display| self.failed("exec", format!("joining cgroup: {e}"));
         let entered = job
             .enter_current(&self.host.cgroups, &self.host.proc_root.join("self"))
             .map_err(|e| join_err(&e))?;
@@ -782,7 +787,7 @@ fn open_cgroup2(job: &Job) -> Option<OwnedFd> {
 
 /// The device cgroup rules: the spec's list, then (like runc and Docker)
 /// the devices every container gets, then each `linux.devices` entry.
-fn device_rules(linux: &silo_oci::Linux) -> Vec<silo_oci::DeviceCgroup> {
+fn device_rules(linux: Option<&silo_oci::Linux>) -> Vec<silo_oci::DeviceCgroup> {
     let rule =
         |typ: &str, major: Option<i64>, minor: Option<i64>, access: &str| silo_oci::DeviceCgroup {
             allow: true,
@@ -792,8 +797,7 @@ fn device_rules(linux: &silo_oci::Linux) -> Vec<silo_oci::DeviceCgroup> {
             access: Some(access.into()),
         };
     let mut rules = linux
-        .resources
-        .as_ref()
+        .and_then(|l| l.resources.as_ref())
         .map(|r| r.devices.clone())
         .unwrap_or_default();
     rules.extend([
@@ -809,7 +813,7 @@ fn device_rules(linux: &silo_oci::Linux) -> Vec<silo_oci::DeviceCgroup> {
         rule("c", Some(5), Some(2), "rwm"),
         rule("c", Some(136), None, "rwm"),
     ]);
-    for d in &linux.devices {
+    for d in linux.map(|l| l.devices.as_slice()).unwrap_or(&[]) {
         let typ = if d.typ == "u" { "c" } else { d.typ.as_str() };
         rules.push(rule(typ, Some(d.major), Some(d.minor), "rwm"));
     }

@@ -29,6 +29,8 @@ pub(crate) struct ChildPlan<'a> {
     pub unshare_flags: i32,
     pub new_user: bool,
     pub cgroupns: bool,
+    /// Wait for the parent's GO before any setup (see `run`).
+    pub early_go: bool,
     pub runtime_hooks: bool,
     pub target: Option<ExecTarget<'a>>,
 }
@@ -73,7 +75,13 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<Never, String> {
     if let Some(target) = &plan.target {
         join_exec_namespaces(target)?;
     } else {
-        state_json = chan.expect(sync::GO)?;
+        // The parent's GO carries the state document and means the job's
+        // limits are in place. A new user namespace needs its id maps, and a
+        // cgroup namespace needs the final cgroup, before anything else; in
+        // the common case the rootfs is prepared while the parent works.
+        if plan.early_go {
+            state_json = chan.expect(sync::GO)?;
+        }
         if plan.new_user {
             become_ns_root()?;
         }
@@ -127,6 +135,9 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<Never, String> {
             cgroup_paths: plan.cgroup_paths,
         };
         crate::mounts::prepare_rootfs(&cfg).map_err(|e| e.to_string())?;
+        if !plan.early_go {
+            state_json = chan.expect(sync::GO)?;
+        }
         if plan.runtime_hooks {
             chan.send(sync::HOOKS, b"")
                 .map_err(|e| format!("setup channel: {e}"))?;

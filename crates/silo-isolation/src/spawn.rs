@@ -38,9 +38,11 @@ pub trait ParentSide {
     /// may move itself into the job's v1 hierarchies) and return the job's
     /// cgroup2 directory, if any, for CLONE_INTO_CGROUP.
     fn before_clone(&mut self) -> Result<Option<OwnedFd>, String>;
-    /// The child exists (host `pid`) and is paused: finish joining it to
-    /// its cgroup (`in_cgroup2` says whether CLONE_INTO_CGROUP placed it),
-    /// set its OOM score. Return the state document hooks should see.
+    /// The child exists (host `pid`) and is preparing its rootfs: finish
+    /// joining it to its cgroup (`in_cgroup2` says whether CLONE_INTO_CGROUP
+    /// placed it), apply the job's limits, set its OOM score. Nothing of the
+    /// workload runs before this returns. Return the state document hooks
+    /// should see.
     fn cloned(&mut self, pid: i32, in_cgroup2: bool) -> Result<Vec<u8>, String>;
     /// The clone failed: undo what `before_clone` did.
     fn abandon(&mut self);
@@ -243,6 +245,7 @@ pub fn spawn_init(plan: InitPlan, side: &mut dyn ParentSide) -> Result<i32, Spaw
         unshare_flags,
         new_user,
         cgroupns,
+        early_go: new_user || cgroupns,
         runtime_hooks: side.has_runtime_hooks(),
         target: None,
     };
@@ -386,6 +389,7 @@ pub fn exec_into(plan: ExecPlan) -> Result<i32, SpawnError> {
         unshare_flags: 0,
         new_user: in_userns,
         cgroupns: false,
+        early_go: false,
         runtime_hooks: false,
         target: Some(exec_target),
     };
