@@ -210,9 +210,8 @@ fn open_dir(root: &OwnedFd, comps: &[Vec<u8>]) -> io::Result<OwnedFd> {
 
 /// Opens a directory of the layer, creating missing ones (mode 0755) on the way.
 fn ensure_dir(root: &OwnedFd, comps: &[Vec<u8>]) -> io::Result<OwnedFd> {
-    match open_dir(root, comps) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) && !comps.is_empty() => {
-            let (last, parent) = comps.split_last().unwrap_or((&comps[0], &[]));
+    match (open_dir(root, comps), comps.split_last()) {
+        (Err(e), Some((last, parent))) if e.raw_os_error() == Some(libc::ENOENT) => {
             let pfd = ensure_dir(root, parent)?;
             match rustix::fs::mkdirat(&pfd, OsStr::from_bytes(last), Mode::from_raw_mode(0o755)) {
                 Ok(()) | Err(Errno::EXIST) => {}
@@ -220,7 +219,7 @@ fn ensure_dir(root: &OwnedFd, comps: &[Vec<u8>]) -> io::Result<OwnedFd> {
             }
             open_dir(root, comps)
         }
-        r => r,
+        (r, _) => r,
     }
 }
 

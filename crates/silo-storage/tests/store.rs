@@ -640,6 +640,21 @@ fn snapshot_mount_write_export_remove() {
         assert_eq!(seen["etc/fifo"].0, tar::EntryType::Fifo);
     };
     check_export(&buf);
+    // The export imports back as an image holding the container's changes.
+    let rt = f
+        .store
+        .import(&buf[..], Some("roundtrip"), &[], None)
+        .unwrap();
+    let rt_layer = f.store.layer_path(&rt.diff_ids[0]);
+    assert_eq!(
+        fs::read(rt_layer.join("tmp/written")).unwrap(),
+        b"from-container\n"
+    );
+    assert!(fs::read_link(rt_layer.join("bin/sh")).is_ok());
+    f.store
+        .remove_image("roundtrip", false, &|_| false)
+        .unwrap();
+    assert!(!rt_layer.exists());
 
     // Unmount; export of an unmounted snapshot mounts for the duration only.
     f.store.unmount_snapshot("c1").unwrap();
@@ -762,4 +777,35 @@ fn open_sweeps_leftovers() {
     assert!(names(&f.root.join("volumes")).is_empty());
     let mut out = std::io::sink();
     out.flush().unwrap();
+}
+
+#[test]
+fn concurrent_imports_share_one_layer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(Store::open(tmp.path()).unwrap());
+    let root = store.root().to_path_buf();
+    let tar = std::sync::Arc::new(busybox_tar(false));
+    let handles: Vec<_> = (0..3)
+        .map(|i| {
+            let (s, t) = (store.clone(), tar.clone());
+            std::thread::spawn(move || {
+                s.import(&t[..], Some(&format!("c:{i}")), &[], None)
+                    .unwrap()
+            })
+        })
+        .collect();
+    let imgs: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(imgs.iter().all(|i| i.diff_ids == imgs[0].diff_ids));
+    assert_eq!(
+        names(&root.join("layers")).len(),
+        2,
+        "one layer dir + its meta"
+    );
+    assert_eq!(store.images().len(), 3);
+    for i in 0..3 {
+        store
+            .remove_image(&format!("c:{i}"), false, &|_| false)
+            .unwrap();
+    }
+    assert!(names(&root.join("layers")).is_empty());
 }
