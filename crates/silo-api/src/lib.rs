@@ -6,10 +6,10 @@
 mod containers;
 mod error;
 mod exec;
-mod hijack;
+pub mod hijack;
 mod images;
 mod params;
-mod stream;
+pub mod stream;
 mod system;
 mod volumes;
 
@@ -175,7 +175,15 @@ pub async fn serve<F>(
 where
     F: Future<Output = ()>,
 {
-    let app = router(engine);
+    serve_app(listener, router(engine), shutdown).await
+}
+
+/// Serves any router the way [`serve`] does (version prefix stripped,
+/// Docker's headers added, upgrades allowed).
+pub async fn serve_app<F>(listener: UnixListener, app: Router, shutdown: F) -> std::io::Result<()>
+where
+    F: Future<Output = ()>,
+{
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
