@@ -13,6 +13,7 @@ pub mod files;
 pub mod jsonlog;
 pub mod monitor;
 pub mod process;
+pub mod trim;
 
 pub use args::{parse, Args, ArgsError, USAGE};
 pub use monitor::{

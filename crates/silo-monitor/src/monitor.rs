@@ -16,13 +16,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Size of the read buffer (and of one attach frame at most).
-const READ_BUF: usize = 16 * 1024;
+const READ_BUF: usize = 8 * 1024;
 /// A client that falls this far behind is disconnected.
 const CLIENT_BACKLOG: usize = 1024 * 1024;
 /// Request lines (attach hello, control command) may not be longer.
 const MAX_REQUEST: usize = 4096;
 /// How long output may keep coming after the init has exited.
 const DRAIN: Duration = Duration::from_secs(2);
+/// An idle monitor gives back code and stack pages after this long.
+const IDLE_TRIM: Duration = Duration::from_secs(5);
 /// Space held back on the state directory's filesystem for exit.json.
 const RESERVE_BYTES: usize = 64 * 1024;
 
@@ -161,7 +163,10 @@ enum Tag {
 /// A started container and everything the loop watches.
 pub struct Monitor {
     state_dir: PathBuf,
-    sys: Option<ComputeSystem>,
+    /// The compute system is re-opened from its state when needed, so the
+    /// parsed spec does not sit in an idle monitor's heap.
+    host: Host,
+    id: String,
     init_pid: i32,
     tty: bool,
     started_at: String,
@@ -258,14 +263,14 @@ impl Monitor {
                 return Err(StartError::Signal(e));
             }
         };
+        let host = sys.host().clone();
+        drop(sys);
         let reserve = Reserve::create(&dir.join(".monitor-reserve"), RESERVE_BYTES);
         let log = LogWriter::new(&dir, args.log_max_bytes, reserve);
-        // Give back what create needed (spec parsing, seccomp) before idling.
-        // SAFETY: malloc_trim only returns free heap memory to the kernel.
-        unsafe { libc::malloc_trim(0) };
         Ok(Monitor {
             state_dir: dir,
-            sys: Some(sys),
+            host,
+            id: args.id.clone(),
             init_pid,
             tty: args.tty,
             started_at,
@@ -370,6 +375,16 @@ impl Monitor {
         Ok((sys, out, err, stdin))
     }
 
+    fn system(&self) -> Option<ComputeSystem> {
+        match silo_compute::open(&self.host, &self.id) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("silo-monitor: opening container {}: {e}", self.id);
+                None
+            }
+        }
+    }
+
     /// The host pid of the container's init.
     pub fn init_pid(&self) -> i32 {
         self.init_pid
@@ -395,10 +410,14 @@ impl Monitor {
     /// Runs until the init has exited and everything is recorded. Returns
     /// the container's exit code.
     pub fn run(mut self) -> i32 {
-        let mut buf = vec![0u8; READ_BUF];
         let mut pfds: Vec<libc::pollfd> = Vec::new();
         let mut tags: Vec<Tag> = Vec::new();
         let mut deadline: Option<Instant> = None;
+        // Trim right before the first poll, then after every idle spell.
+        let mut busy_since_trim = true;
+        let mut last_event = Instant::now()
+            .checked_sub(IDLE_TRIM)
+            .unwrap_or_else(Instant::now);
         loop {
             if self.status.is_none() {
                 self.reap();
@@ -413,6 +432,16 @@ impl Monitor {
             self.build_poll(&mut pfds, &mut tags);
             let timeout = match deadline {
                 Some(d) => d.saturating_duration_since(Instant::now()).as_millis() as i32 + 1,
+                None if busy_since_trim => {
+                    let idle = last_event.elapsed();
+                    if idle >= IDLE_TRIM {
+                        crate::trim::trim(Path::new("/proc/self"));
+                        busy_since_trim = false;
+                        -1
+                    } else {
+                        (IDLE_TRIM - idle).as_millis() as i32 + 1
+                    }
+                }
                 None => -1,
             };
             // SAFETY: pfds is a valid, initialised array of pollfd.
@@ -426,6 +455,12 @@ impl Monitor {
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             }
+            if n > 0 {
+                busy_since_trim = true;
+                last_event = Instant::now();
+            }
+            // Only while there is work: an idle monitor holds no read buffer.
+            let mut buf = vec![0u8; READ_BUF];
             for (p, tag) in pfds.iter().zip(tags.iter()) {
                 if p.revents != 0 {
                     self.handle(*tag, p.revents, &mut buf);
@@ -434,7 +469,7 @@ impl Monitor {
             self.clients.retain(|c| !c.dead);
             self.controls.retain(|c| !c.done);
         }
-        self.finish(&mut buf)
+        self.finish(&mut vec![0u8; READ_BUF])
     }
 
     fn build_poll(&self, pfds: &mut Vec<libc::pollfd>, tags: &mut Vec<Tag>) {
@@ -804,7 +839,7 @@ impl Monitor {
     /// Gives up after a start that could not be completed: kills and
     /// removes the container and the sockets.
     pub fn abort(mut self) {
-        if let Some(sys) = self.sys.take() {
+        if let Some(sys) = self.system() {
             let _ = sys.delete(true);
         }
         self.reap();
@@ -819,7 +854,7 @@ impl Monitor {
     fn finish(mut self, buf: &mut [u8]) -> i32 {
         let status = self.status.unwrap_or(255 << 8);
         let code = exit_code(status);
-        let mut sys = self.sys.take();
+        let mut sys = self.system();
         let oom_killed = sys
             .as_ref()
             .and_then(|s| s.stats().ok())

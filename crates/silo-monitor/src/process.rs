@@ -99,6 +99,11 @@ pub fn run(args: &Args, mut ready: Option<OwnedFd>) -> i32 {
     report(&mut ready, &format!("ok {}\n", monitor.init_pid()));
     // Do not keep the caller's working directory (or its mount) busy.
     let _ = std::env::set_current_dir("/");
+    eprintln!(
+        "silo-monitor: container {} running (init {})",
+        args.id,
+        monitor.init_pid()
+    );
     let code = monitor.run();
     eprintln!(
         "silo-monitor: container {} exited with code {code}",

@@ -44,6 +44,15 @@ fn rootfs() -> &'static Path {
     })
 }
 
+/// The binary under test: `SILO_MONITOR_BIN` (e.g. target/release/silo-monitor)
+/// or the one cargo built for this test run.
+fn monitor_bin() -> PathBuf {
+    match std::env::var_os("SILO_MONITOR_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_silo-monitor")),
+    }
+}
+
 fn spec(args: &[&str], tty: bool) -> Value {
     json!({
         "ociVersion": "1.0.2",
@@ -110,7 +119,7 @@ impl Ctr {
     }
 
     fn command(&self, extra: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_silo-monitor"));
+        let mut c = Command::new(monitor_bin());
         c.arg("--runtime-root")
             .arg(&self.root)
             .args(["--id", &self.id, "--bundle"])
@@ -453,12 +462,22 @@ fn private_kib(pid: i32) -> (u64, u64) {
     (field("Private_Clean:"), field("Private_Dirty:"))
 }
 
-/// The idle monitor's private memory (Private_Clean + Private_Dirty).
-/// Limit: 300 KiB for an optimised build; see the report for debug numbers.
-const IDLE_LIMIT_KIB: u64 = if cfg!(debug_assertions) { 1200 } else { 300 };
+/// The idle monitor's private memory limit (Private_Clean + Private_Dirty):
+/// 300 KiB for the release build (measured: about 250); an unoptimised
+/// debug build has more code and relocations (measured: about 730).
+fn idle_limit_kib(bin: &Path) -> u64 {
+    if bin.components().any(|c| c.as_os_str() == "release") {
+        300
+    } else {
+        900
+    }
+}
 
 #[test]
 fn detached_monitor_outlives_its_parent_and_stays_small() {
+    // A freshly linked binary's page-cache pages are still dirty and would
+    // count as Private_Dirty; write them back first.
+    fs::File::open(monitor_bin()).unwrap().sync_all().unwrap();
     let mut c = Ctr::new(spec(&["sleep", "1000"], false));
     c.start(&[]);
     let mpid = c.monitor_info()["monitor_pid"].as_i64().unwrap() as i32;
@@ -470,9 +489,10 @@ fn detached_monitor_outlives_its_parent_and_stays_small() {
     assert!(alive(mpid) && alive(c.init_pid));
     let (clean, dirty) = private_kib(mpid);
     eprintln!("idle monitor private memory: clean {clean} KiB + dirty {dirty} KiB");
+    let limit = idle_limit_kib(&monitor_bin());
     assert!(
-        clean + dirty < IDLE_LIMIT_KIB,
-        "idle monitor uses {clean} + {dirty} KiB private memory"
+        clean + dirty < limit,
+        "idle monitor uses {clean} + {dirty} KiB private memory (limit {limit})"
     );
     // An attach client that goes away does not disturb it.
     drop(c.attach(json!({"stdout": true})));
@@ -567,7 +587,7 @@ fn bad_bundle_fails_cleanly_with_a_clear_error() {
     assert!(!c.state.join("monitor.json").exists());
     c.assert_cleaned_up();
     // Usage errors exit 2 and name the argument.
-    let out = Command::new(env!("CARGO_BIN_EXE_silo-monitor"))
+    let out = Command::new(monitor_bin())
         .args(["--id", "x"])
         .output()
         .unwrap();
