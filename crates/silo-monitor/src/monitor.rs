@@ -51,7 +51,7 @@ pub enum StartError {
     Create {
         id: String,
         bundle: PathBuf,
-        source: silo_compute::CreateError,
+        source: Box<silo_compute::CreateError>,
     },
     #[error("--tty: receiving the pty master from the container: {0} (does config.json set process.terminal to true?)")]
     Console(io::Error),
@@ -239,6 +239,18 @@ impl Monitor {
         if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
             return Err(StartError::Subreaper(io::Error::last_os_error()));
         }
+        // Files of an earlier run in the same directory would mislead silod.
+        for stale in ["exit.json", "monitor.json", "log-errors.json"] {
+            match std::fs::remove_file(dir.join(stale)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(StartError::StateDir {
+                        path: dir.join(stale),
+                        source: e,
+                    })
+                }
+                _ => {}
+            }
+        }
         let attach = bind(&dir, "attach.sock")?;
         let control = bind(&dir, "control.sock")?;
         let remove_sockets = || {
@@ -343,7 +355,7 @@ impl Monitor {
         let sys = created.map_err(|source| StartError::Create {
             id: args.id.clone(),
             bundle: args.bundle.clone(),
-            source,
+            source: Box::new(source),
         })?;
         let fail = |sys: ComputeSystem, e: StartError| {
             let _ = sys.delete(true);
@@ -354,7 +366,9 @@ impl Monitor {
         }
         let (out, err, stdin) = if let Some(sock) = console {
             match fdio::recv_fd_now(sock.as_fd()) {
-                Ok(master) => (Some(master), None, StdinTarget::Pty),
+                // Without --stdin nothing is typed into the terminal.
+                Ok(master) if args.stdin => (Some(master), None, StdinTarget::Pty),
+                Ok(master) => (Some(master), None, StdinTarget::None),
                 Err(e) => return Err(fail(sys, StartError::Console(e))),
             }
         } else {

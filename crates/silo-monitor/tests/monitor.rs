@@ -334,18 +334,39 @@ fn exit_code_log_streams_and_clean_up() {
 }
 
 #[test]
-fn partial_last_line_and_signal_exit_code() {
+fn partial_last_line_is_logged_at_exit() {
     let mut c = Ctr::new(spec(
-        &["sh", "-c", "printf 'a\\nno newline'; kill -9 $$"],
+        &["sh", "-c", "printf 'a\\nno newline'; exit 1"],
         false,
     ));
     c.start(&[]);
-    let exit = c.wait_exit(Duration::from_secs(20));
-    // The shell is the pid namespace's init, so SIGKILL from inside does not
-    // apply; it exits normally or by the signal: either way the log is complete.
+    assert_eq!(c.wait_exit(Duration::from_secs(20))["exit_code"], 1);
     let lines = c.log_lines();
     let logs: Vec<&str> = lines.iter().map(|l| l["log"].as_str().unwrap()).collect();
-    assert_eq!(logs, ["a\n", "no newline"], "{exit}");
+    assert_eq!(logs, ["a\n", "no newline"]);
+}
+
+#[test]
+fn restart_in_the_same_state_dir_appends_the_log_and_clears_the_old_exit() {
+    let mut c = Ctr::new(spec(&["sh", "-c", "echo run; exit 2"], false));
+    c.start(&[]);
+    assert_eq!(c.wait_exit(Duration::from_secs(20))["exit_code"], 2);
+    let mut cfg = spec(&["sleep", "1000"], false);
+    cfg["process"]["args"] = json!(["sh", "-c", "echo again; exec sleep 1000"]);
+    fs::write(c.bundle.join("config.json"), cfg.to_string()).unwrap();
+    c.start(&[]);
+    // The old exit.json is gone while the new run is alive.
+    assert!(!c.state.join("exit.json").exists());
+    std::thread::sleep(Duration::from_millis(200));
+    let logs: Vec<String> = c
+        .log_lines()
+        .iter()
+        .map(|l| l["log"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(logs, ["run\n", "again\n"]);
+    assert_eq!(c.control(r#"{"signal":9}"#), json!({"ok": true}));
+    assert_eq!(c.wait_exit(Duration::from_secs(20))["exit_code"], 137);
+    c.assert_cleaned_up();
 }
 
 #[test]
