@@ -230,6 +230,7 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<Never, String> {
     }
 
     crate::fds::cloexec_from(3 + plan.preserve_fds).map_err(|e| e.to_string())?;
+    reset_signals();
     if let (Some(prog), true) = (plan.seccomp, process.no_new_privileges) {
         silo_seccomp::load(prog).map_err(|e| e.to_string())?;
     }
@@ -243,6 +244,44 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<Never, String> {
         process.args.first().map(String::as_str).unwrap_or(""),
         std::io::Error::last_os_error()
     ))
+}
+
+/// The workload starts with default signal dispositions and nothing
+/// blocked, whatever the runtime had (Rust ignores SIGPIPE; callers may
+/// block or ignore signals): ignored dispositions and the mask survive
+/// `execve`. The raw syscall also reaches the signals glibc reserves.
+fn reset_signals() {
+    /// The kernel's `struct sigaction`; all zeros is SIG_DFL, no flags, empty mask.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KernelSigaction {
+        handler: 0,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: rt_sigaction with a valid kernel sigaction and an 8-byte
+    // mask size; SIGKILL and SIGSTOP fail with EINVAL, which is fine.
+    // sigprocmask with a valid empty set.
+    unsafe {
+        for sig in 1..=64 {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
 }
 
 fn with_status(state: &[u8], status: &str) -> Vec<u8> {

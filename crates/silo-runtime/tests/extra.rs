@@ -700,3 +700,17 @@ fn oci_versions_1_x_run_and_2_is_refused() {
     assert!(!stdout(&o).contains("version-ok"), "it ran: {}", stdout(&o));
     assert_nothing_left(&c, &b);
 }
+
+/// Rust ignores SIGPIPE and callers may block signals; none of that may
+/// leak into the workload (ignored dispositions and the mask survive execve).
+#[test]
+fn workload_starts_with_default_signals() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["cat", "/proc/self/status"]);
+    let c = rt.container(&mut b);
+    let o = c.run();
+    assert_ok(&o);
+    let text = stdout(&o);
+    assert!(text.contains("SigBlk:\t0000000000000000"), "{text}");
+    assert!(text.contains("SigIgn:\t0000000000000000"), "{text}");
+}
