@@ -13,9 +13,6 @@
 //! hostname/hosts/resolv.conf). The runtime state root is
 //! `<exec_root>/runtime`.
 
-// Temporary: parts of the engine are used only once the lifecycle lands.
-#![allow(dead_code)]
-
 use bollard_stubs::models::*;
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -24,12 +21,17 @@ use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 
+mod containers;
 mod events;
+mod images;
 mod io;
 mod model;
+mod query;
 mod recover;
 mod spec;
 mod store;
+mod system;
+mod volumes;
 
 /// Errors with the HTTP status Docker uses for them.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +137,7 @@ pub(crate) struct ContainerRef {
     pub running: bool,
     pub paused: bool,
     /// Host pid of the init (0 when not running).
+    #[allow(dead_code)]
     pub pid: i32,
     pub tty: bool,
     /// The OCI spec the container runs with (process defaults for exec).
@@ -155,8 +158,15 @@ pub struct Engine {
     op_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     events: events::Bus,
     host: OnceLock<silo_compute::Host>,
+    /// Images, layers, snapshots and volumes (`<data_root>/storage`).
+    storage: silo_storage::Store,
+    /// Pure cgroup v2 host: containers get a cgroup namespace.
+    cgroupns: bool,
+    /// Exit codes of removed containers (for `wait --condition removed`).
+    removed_exits: Mutex<HashMap<String, i64>>,
 }
 
+#[allow(dead_code)] // kept for operations still being filled in
 pub(crate) fn todo<T>(what: &str) -> Result<T> {
     Err(EngineError::NotImplemented(format!(
         "{what} is not implemented yet"
@@ -176,6 +186,11 @@ impl Engine {
                 config.data_root.join("containers").display()
             ))
         })?;
+        let storage_root = config.data_root.join("storage");
+        let storage = silo_storage::Store::open(&storage_root).map_err(|e| {
+            EngineError::Internal(format!("opening storage {}: {e}", storage_root.display()))
+        })?;
+        let cgroupns = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
         let db = store::Db::open(&config.data_root.join("silo.db"))?;
         let rows = db.load_all()?;
         let containers = rows.into_iter().map(|c| (c.id.clone(), c)).collect();
@@ -188,6 +203,9 @@ impl Engine {
             op_locks: Mutex::new(HashMap::new()),
             events: events::Bus::new(),
             host: OnceLock::new(),
+            storage,
+            cgroupns,
+            removed_exits: Mutex::new(HashMap::new()),
         });
         engine.recover();
         Ok(engine)
@@ -280,12 +298,6 @@ impl Engine {
     }
 
     // ---- system ----
-    pub fn version(&self) -> SystemVersion {
-        SystemVersion::default()
-    }
-    pub fn info(&self) -> Result<SystemInfo> {
-        todo("info")
-    }
     /// Subscribe to events; past events since `since` (unix seconds) are replayed first.
     pub fn events(
         &self,
@@ -294,114 +306,5 @@ impl Engine {
         filters: &Filters,
     ) -> Result<Receiver<EventMessage>> {
         Ok(self.events.subscribe(since, until, filters))
-    }
-    pub fn system_df(&self) -> Result<SystemDataUsageResponse> {
-        todo("system df")
-    }
-
-    // ---- containers ----
-    /// Returns the id and warnings (Docker's `Warnings`).
-    pub fn create_container(
-        &self,
-        _name: Option<&str>,
-        _body: ContainerCreateBody,
-    ) -> Result<ContainerCreateResponse> {
-        todo("container create")
-    }
-    pub fn start(&self, _id: &str) -> Result<()> {
-        todo("container start")
-    }
-    pub fn stop(&self, _id: &str, _signal: Option<&str>, _timeout: Option<i64>) -> Result<()> {
-        todo("container stop")
-    }
-    pub fn restart(&self, _id: &str, _signal: Option<&str>, _timeout: Option<i64>) -> Result<()> {
-        todo("container restart")
-    }
-    pub fn kill(&self, _id: &str, _signal: Option<&str>) -> Result<()> {
-        todo("container kill")
-    }
-    pub fn pause(&self, _id: &str) -> Result<()> {
-        todo("container pause")
-    }
-    pub fn unpause(&self, _id: &str) -> Result<()> {
-        todo("container unpause")
-    }
-    /// Blocks until the condition holds.
-    pub fn wait(&self, _id: &str, _condition: WaitCondition) -> Result<ContainerWaitResponse> {
-        todo("container wait")
-    }
-    pub fn remove(&self, _id: &str, _force: bool, _volumes: bool) -> Result<()> {
-        todo("container remove")
-    }
-    pub fn rename(&self, _id: &str, _new_name: &str) -> Result<()> {
-        todo("container rename")
-    }
-    pub fn update(&self, _id: &str, _body: ContainerUpdateBody) -> Result<ContainerUpdateResponse> {
-        todo("container update")
-    }
-    pub fn list(
-        &self,
-        _all: bool,
-        _limit: Option<usize>,
-        _size: bool,
-        _filters: &Filters,
-    ) -> Result<Vec<ContainerSummary>> {
-        todo("container list")
-    }
-    pub fn inspect(&self, _id: &str, _size: bool) -> Result<ContainerInspectResponse> {
-        todo("container inspect")
-    }
-    pub fn prune_containers(&self, _filters: &Filters) -> Result<ContainerPruneResponse> {
-        todo("container prune")
-    }
-
-    // ---- images ----
-    /// `POST /images/create?fromSrc=-` (docker import): returns the image id.
-    pub fn import_image(
-        &self,
-        _tar: &mut dyn Read,
-        _repo: Option<&str>,
-        _tag: Option<&str>,
-        _changes: &[String],
-        _message: Option<&str>,
-    ) -> Result<String> {
-        todo("image import")
-    }
-    pub fn images(&self, _all: bool, _filters: &Filters) -> Result<Vec<ImageSummary>> {
-        todo("image list")
-    }
-    pub fn image_inspect(&self, _name: &str) -> Result<ImageInspect> {
-        todo("image inspect")
-    }
-    pub fn tag_image(&self, _name: &str, _repo: &str, _tag: Option<&str>) -> Result<()> {
-        todo("image tag")
-    }
-    pub fn remove_image(
-        &self,
-        _name: &str,
-        _force: bool,
-        _noprune: bool,
-    ) -> Result<Vec<ImageDeleteResponseItem>> {
-        todo("image remove")
-    }
-    pub fn prune_images(&self, _filters: &Filters) -> Result<ImagePruneResponse> {
-        todo("image prune")
-    }
-
-    // ---- volumes ----
-    pub fn volume_create(&self, _req: VolumeCreateRequest) -> Result<Volume> {
-        todo("volume create")
-    }
-    pub fn volumes(&self, _filters: &Filters) -> Result<VolumeListResponse> {
-        todo("volume list")
-    }
-    pub fn volume_inspect(&self, _name: &str) -> Result<Volume> {
-        todo("volume inspect")
-    }
-    pub fn volume_remove(&self, _name: &str, _force: bool) -> Result<()> {
-        todo("volume remove")
-    }
-    pub fn prune_volumes(&self, _filters: &Filters) -> Result<VolumePruneResponse> {
-        todo("volume prune")
     }
 }

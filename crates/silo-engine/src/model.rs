@@ -52,9 +52,16 @@ pub(crate) struct Container {
     /// Volumes created for this container only (removed by `rm -v`).
     #[serde(default)]
     pub anonymous_volumes: Vec<String>,
-    /// Set by an explicit stop/kill so restart policies do not fire.
+    /// Set by an explicit stop so restart policies do not fire.
     #[serde(default)]
     pub manual_stop: bool,
+    /// The image's `User` (resolved in the rootfs at each start unless
+    /// Config.User overrides it).
+    #[serde(default)]
+    pub image_user: String,
+    /// Counts exits seen by this daemon (wait next-exit).
+    #[serde(skip)]
+    pub exit_seq: u64,
 }
 
 impl Container {
@@ -211,6 +218,8 @@ mod tests {
             mounts: vec![],
             anonymous_volumes: vec![],
             manual_stop: false,
+            image_user: String::new(),
+            exit_seq: 0,
         }
     }
 

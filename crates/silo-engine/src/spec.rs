@@ -18,7 +18,6 @@ pub(crate) struct ImageDefaults {
     pub cmd: Vec<String>,
     pub entrypoint: Vec<String>,
     pub working_dir: String,
-    pub user: String,
 }
 
 /// A volume the spec needs: `None` asks for a new anonymous volume.
@@ -31,8 +30,6 @@ pub(crate) struct Built {
     pub spec: Spec,
     pub mounts: Vec<MountPoint>,
     pub anonymous_volumes: Vec<String>,
-    pub path: String,
-    pub args: Vec<String>,
 }
 
 /// Every capability this kernel knows (for "ALL" and privileged).
@@ -918,8 +915,6 @@ pub(crate) fn build(
         spec,
         mounts: points,
         anonymous_volumes: anonymous,
-        path: argv[0].clone(),
-        args: argv[1..].to_vec(),
     })
 }
 
@@ -1206,7 +1201,6 @@ mod tests {
         let s = &b.spec;
         let p = s.process.as_ref().unwrap();
         assert_eq!(p.args, vec!["echo", "hi"]);
-        assert_eq!(b.path, "echo");
         assert_eq!(s.hostname.as_deref(), Some("aaaaaaaaaaaa"));
         assert!(p.env.iter().any(|e| e.starts_with("PATH=")));
         assert!(p.env.contains(&"HOSTNAME=aaaaaaaaaaaa".to_string()));
@@ -1270,7 +1264,6 @@ mod tests {
             cmd: vec!["sh".into()],
             entrypoint: vec!["/init".into()],
             working_dir: "/srv".into(),
-            user: String::new(),
         };
         let mut vol = |_: Option<&str>| -> Result<(String, PathBuf)> { unreachable!() };
         let b = ContainerCreateBody {

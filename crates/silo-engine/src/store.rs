@@ -110,11 +110,6 @@ impl Db {
             .map_err(|e| db_err(&self.path, &format!("commit container {}", c.id), e))
     }
 
-    /// Replaces only the state column (and the record's copy), one transaction.
-    pub fn put_state(&self, c: &Container) -> Result<()> {
-        self.put(c)
-    }
-
     /// Deletes the row.
     pub fn delete(&self, id: &str) -> Result<()> {
         let conn = self.conn();
@@ -150,6 +145,8 @@ mod tests {
             mounts: vec![],
             anonymous_volumes: vec![],
             manual_stop: false,
+            image_user: String::new(),
+            exit_seq: 0,
         }
     }
 
@@ -164,7 +161,7 @@ mod tests {
             db.put(&b).unwrap();
             b.state.status = "exited".into();
             b.state.exit_code = 7;
-            db.put_state(&b).unwrap();
+            db.put(&b).unwrap();
             let e = db.put(&c("c3", "web")).unwrap_err();
             assert_eq!(e.status(), 409, "{e}");
             assert!(e.to_string().contains("\"/web\""), "{e}");
