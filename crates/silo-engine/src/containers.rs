@@ -423,6 +423,7 @@ impl Engine {
             }
         }
 
+        let state_dir = self.ensure_state_link(id)?;
         let mut cmd = Command::new(&self.config.monitor_binary);
         cmd.arg("--detach")
             .arg("--runtime-root")
@@ -432,7 +433,7 @@ impl Engine {
             .arg("--bundle")
             .arg(&dir)
             .arg("--state-dir")
-            .arg(&dir);
+            .arg(&state_dir);
         if c.body.tty == Some(true) {
             cmd.arg("--tty");
         }

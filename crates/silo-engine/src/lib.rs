@@ -22,6 +22,8 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 
 mod containers;
+#[cfg(test)]
+mod e2e_tests;
 mod events;
 mod images;
 mod io;
@@ -223,6 +225,34 @@ impl Engine {
         self.config.data_root.join("containers").join(id)
     }
 
+    /// The monitor's state dir as handed to it and to the I/O code: a
+    /// short symlink `<exec_root>/s/<id>` to [`Engine::container_dir`], so
+    /// attach.sock and control.sock stay under the 108-byte limit of unix
+    /// socket paths whatever the data root is.
+    pub(crate) fn state_dir(&self, id: &str) -> PathBuf {
+        self.config.exec_root.join("s").join(id)
+    }
+
+    /// Creates the state-dir symlink if it is missing (exec_root is
+    /// usually a tmpfs, so it is recreated after a reboot).
+    pub(crate) fn ensure_state_link(&self, id: &str) -> Result<PathBuf> {
+        let link = self.state_dir(id);
+        if std::fs::symlink_metadata(&link).is_ok() {
+            return Ok(link);
+        }
+        let parent = self.config.exec_root.join("s");
+        std::fs::create_dir_all(&parent)
+            .map_err(|e| EngineError::Internal(format!("creating {}: {e}", parent.display())))?;
+        match std::os::unix::fs::symlink(self.container_dir(id), &link) {
+            Ok(()) => Ok(link),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(link),
+            Err(e) => Err(EngineError::Internal(format!(
+                "linking {}: {e}",
+                link.display()
+            ))),
+        }
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<String, model::Container>> {
         self.containers
             .lock()
@@ -243,7 +273,7 @@ impl Engine {
         Ok(ContainerRef {
             id: c.id.clone(),
             name: c.name.clone(),
-            state_dir: self.container_dir(&c.id),
+            state_dir: self.state_dir(&c.id),
             rootfs: PathBuf::from(
                 c.spec
                     .root

@@ -151,6 +151,17 @@ impl Engine {
                 let _ = std::fs::remove_dir_all(self.container_dir(&id));
             }
         }
+        if let Ok(rd) = std::fs::read_dir(self.config.exec_root.join("s")) {
+            for e in rd.flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                if !known.contains_key(&id) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        for id in known.keys() {
+            let _ = self.ensure_state_link(id);
+        }
         for id in dir_names(&self.config.exec_root.join("runtime")) {
             if !known.contains_key(&id) && !id.starts_with('.') {
                 self.monitor_lost(&id);
