@@ -8,7 +8,7 @@ use std::path::PathBuf;
 /// One-line usage text printed with argument errors.
 pub const USAGE: &str =
     "usage: silo-monitor --runtime-root DIR --id ID --bundle DIR --state-dir DIR \
-[--tty] [--stdin] [--log-max-bytes N] [--detach]";
+[--tty] [--stdin] [--log-max-bytes N] [--wait-attach N] [--detach]";
 
 /// What the monitor was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +27,9 @@ pub struct Args {
     pub stdin: bool,
     /// Rotate container-json.log once it would grow beyond this many bytes.
     pub log_max_bytes: Option<u64>,
+    /// Accept this many attach clients before starting the container, so
+    /// `docker run` sees the output of even the shortest process.
+    pub wait_attach: u32,
     /// Fork, let the child carry on in a new session, print its init pid.
     pub detach: bool,
 }
@@ -58,6 +61,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Args, ArgsErro
     let mut bundle = None;
     let mut state_dir = None;
     let mut log_max_bytes = None;
+    let mut wait_attach = 0u32;
     let (mut tty, mut stdin, mut detach) = (false, false, false);
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -80,7 +84,8 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Args, ArgsErro
             "--tty" | "-t" => switch(&mut tty)?,
             "--stdin" | "-i" => switch(&mut stdin)?,
             "--detach" | "-d" => switch(&mut detach)?,
-            "--runtime-root" | "--id" | "--bundle" | "--state-dir" | "--log-max-bytes" => {
+            "--runtime-root" | "--id" | "--bundle" | "--state-dir" | "--log-max-bytes"
+            | "--wait-attach" => {
                 let value: OsString = match inline {
                     Some(_) => {
                         // Keep non-UTF-8 bytes intact for the inline form too.
@@ -102,6 +107,15 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Args, ArgsErro
                             return Err(ArgsError::BadId(v));
                         }
                         id = Some(v);
+                    }
+                    "--wait-attach" => {
+                        let flag = "--wait-attach";
+                        let v = value
+                            .into_string()
+                            .map_err(|_| ArgsError::NotUtf8 { flag })?;
+                        wait_attach = v
+                            .parse()
+                            .map_err(|_| ArgsError::BadNumber { flag, value: v })?;
                     }
                     _ => {
                         let flag = "--log-max-bytes";
@@ -126,6 +140,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Args, ArgsErro
         tty,
         stdin,
         log_max_bytes,
+        wait_attach,
         detach,
     })
 }

@@ -59,6 +59,8 @@ pub enum StartError {
     Signal(io::Error),
     #[error("writing {path}: {source}")]
     WriteState { path: PathBuf, source: io::Error },
+    #[error("--wait-attach: {0}")]
+    WaitAttach(String),
 }
 
 /// `monitor.json`: how silod finds and re-adopts us.
@@ -122,6 +124,53 @@ pub fn exit_code(status: i32) -> i32 {
 
 fn now() -> String {
     silo_compute::store::rfc3339_now()
+}
+
+/// `--wait-attach N`: accepts N attach clients and reads their request
+/// lines before the container exists, so none of its output is missed.
+fn accept_early(listener: &UnixListener, n: u32) -> Result<Vec<Client>, StartError> {
+    use std::io::BufRead;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut out = Vec::new();
+    while out.len() < n as usize {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(StartError::WaitAttach(format!(
+                "only {} of {n} attach clients connected within 10 s",
+                out.len()
+            )));
+        }
+        let mut pfd = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        let Ok((s, _)) = listener.accept() else {
+            continue;
+        };
+        let err = |e: io::Error| StartError::WaitAttach(format!("reading a request: {e}"));
+        s.set_nonblocking(false).map_err(err)?;
+        s.set_read_timeout(Some(left.max(Duration::from_millis(100))))
+            .map_err(err)?;
+        let mut line = Vec::new();
+        std::io::Read::take(std::io::BufReader::new(&s), 4096)
+            .read_until(b'\n', &mut line)
+            .map_err(err)?;
+        let req: AttachRequest = serde_json::from_slice(&line)
+            .map_err(|e| StartError::WaitAttach(format!("bad request line: {e}")))?;
+        s.set_nonblocking(true).map_err(err)?;
+        out.push(Client {
+            fd: s.into(),
+            hello: None,
+            req,
+            pending: Vec::new(),
+            read_open: true,
+            dead: false,
+        });
+    }
+    Ok(out)
 }
 
 struct Client {
@@ -257,6 +306,13 @@ impl Monitor {
             let _ = std::fs::remove_file(dir.join("attach.sock"));
             let _ = std::fs::remove_file(dir.join("control.sock"));
         };
+        let early = match accept_early(&attach, args.wait_attach) {
+            Ok(c) => c,
+            Err(e) => {
+                remove_sockets();
+                return Err(e);
+            }
+        };
         let result = Self::create(args, log_fd);
         let (sys, out, err, stdin) = match result {
             Ok(v) => v,
@@ -295,7 +351,7 @@ impl Monitor {
             stdin,
             stdin_pending: Vec::new(),
             close_stdin: false,
-            clients: Vec::new(),
+            clients: early,
             controls: Vec::new(),
             log,
             split: [Splitter::default(), Splitter::default()],

@@ -626,3 +626,57 @@ fn terminal_in_config_without_tty_flag_is_refused() {
     assert!(!c.state.join("monitor.json").exists());
     c.assert_cleaned_up();
 }
+
+/// `--wait-attach 1`: the container starts only once an attach client is
+/// connected, so even `echo` is seen whole (how `docker run` attaches).
+#[test]
+fn wait_attach_sees_the_output_of_a_short_process() {
+    let mut c = Ctr::new(spec(&["sh", "-c", "echo early; echo late >&2"], false));
+    let mut child = c
+        .command(&["--detach", "--wait-attach", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sock = c.state.join("attach.sock");
+    let end = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(Instant::now() < end, "attach.sock never appeared");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut s = c.attach(json!({"stdin": false, "stdout": true, "stderr": true}));
+    let frames = read_frames(&mut s, |f| f.len() >= 2);
+    let out: Vec<(u8, String)> = frames
+        .iter()
+        .map(|(k, p)| (*k, String::from_utf8_lossy(p).into_owned()))
+        .collect();
+    assert!(out.contains(&(1, "early\n".into())), "{out:?}");
+    assert!(out.contains(&(2, "late\n".into())), "{out:?}");
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let mut pid = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut pid)
+        .unwrap();
+    c.init_pid = pid.trim().parse().unwrap();
+    assert_eq!(c.wait_exit(Duration::from_secs(10))["exit_code"], 0);
+}
+
+/// Nobody attaches: the monitor gives up with a clear error and leaves nothing.
+#[test]
+fn wait_attach_without_a_client_fails_cleanly() {
+    let c = Ctr::new(spec(&["true"], false));
+    let out = c
+        .command(&["--detach", "--wait-attach", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned()
+        + &String::from_utf8_lossy(&out.stderr)
+        + &fs::read_to_string(c.state.join("monitor.log")).unwrap_or_default();
+    assert!(text.contains("--wait-attach"), "{text}");
+    assert!(!c.state.join("attach.sock").exists());
+    assert!(!c.root.join(&c.id).exists(), "runtime state left");
+}
