@@ -62,7 +62,61 @@ pub async fn info(State(engine): State<Shared>) -> ApiResult<Response> {
 
 pub async fn system_df(State(engine): State<Shared>) -> ApiResult<Response> {
     let df = blocking(move || engine.system_df()).await?;
-    Ok(Json(df).into_response())
+    let value = serde_json::to_value(&df)
+        .map_err(|e| ApiError::Internal(format!("encoding disk usage: {e}")))?;
+    Ok(Json(legacy_df(value)).into_response())
+}
+
+/// API 1.45 clients read `LayersSize`, `Images`, `Containers`, `Volumes`
+/// and `BuildCache`; newer engines send `*Usage` objects with `Items`.
+/// Both shapes are sent.
+pub fn legacy_df(mut value: serde_json::Value) -> serde_json::Value {
+    let Some(obj) = value.as_object_mut() else {
+        return value;
+    };
+    let items = |obj: &serde_json::Map<String, serde_json::Value>, key: &str| {
+        obj.get(key)
+            .and_then(|u| u.get("Items"))
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!([]))
+    };
+    for (legacy, usage) in [
+        ("Images", "ImageUsage"),
+        ("Containers", "ContainerUsage"),
+        ("Volumes", "VolumeUsage"),
+        ("BuildCache", "BuildCacheUsage"),
+    ] {
+        if !obj.contains_key(legacy) {
+            let list = items(obj, usage);
+            obj.insert(legacy.to_string(), list);
+        }
+    }
+    if !obj.contains_key("LayersSize") {
+        let size = obj
+            .get("ImageUsage")
+            .and_then(|u| u.get("TotalSize"))
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!(0));
+        obj.insert("LayersSize".to_string(), size);
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn df_gets_the_legacy_shape() {
+        let v = super::legacy_df(serde_json::json!({
+            "ImageUsage": {"TotalSize": 42, "Items": [{"Id": "sha256:x"}]},
+            "ContainerUsage": {"Items": []},
+        }));
+        assert_eq!(v["LayersSize"], 42);
+        assert_eq!(v["Images"][0]["Id"], "sha256:x");
+        assert_eq!(v["Containers"], serde_json::json!([]));
+        assert_eq!(v["Volumes"], serde_json::json!([]));
+        assert_eq!(v["BuildCache"], serde_json::json!([]));
+        assert_eq!(v["ImageUsage"]["TotalSize"], 42);
+    }
 }
 
 /// Streams events as JSON lines; the connection stays open until `until`
