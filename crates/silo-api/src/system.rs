@@ -102,23 +102,6 @@ pub fn legacy_df(mut value: serde_json::Value) -> serde_json::Value {
     value
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn df_gets_the_legacy_shape() {
-        let v = super::legacy_df(serde_json::json!({
-            "ImageUsage": {"TotalSize": 42, "Items": [{"Id": "sha256:x"}]},
-            "ContainerUsage": {"Items": []},
-        }));
-        assert_eq!(v["LayersSize"], 42);
-        assert_eq!(v["Images"][0]["Id"], "sha256:x");
-        assert_eq!(v["Containers"], serde_json::json!([]));
-        assert_eq!(v["Volumes"], serde_json::json!([]));
-        assert_eq!(v["BuildCache"], serde_json::json!([]));
-        assert_eq!(v["ImageUsage"]["TotalSize"], 42);
-    }
-}
-
 /// Streams events as JSON lines; the connection stays open until `until`
 /// passes or the client leaves.
 pub async fn events(State(engine): State<Shared>, params: Params) -> ApiResult<Response> {
@@ -175,4 +158,21 @@ pub async fn not_found() -> ApiError {
     ApiError::Engine(silo_engine::EngineError::NotFound(
         "page not found".to_string(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn df_gets_the_legacy_shape() {
+        let v = super::legacy_df(serde_json::json!({
+            "ImageUsage": {"TotalSize": 42, "Items": [{"Id": "sha256:x"}]},
+            "ContainerUsage": {"Items": []},
+        }));
+        assert_eq!(v["LayersSize"], 42);
+        assert_eq!(v["Images"][0]["Id"], "sha256:x");
+        assert_eq!(v["Containers"], serde_json::json!([]));
+        assert_eq!(v["Volumes"], serde_json::json!([]));
+        assert_eq!(v["BuildCache"], serde_json::json!([]));
+        assert_eq!(v["ImageUsage"]["TotalSize"], 42);
+    }
 }
