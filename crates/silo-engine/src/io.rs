@@ -9,6 +9,9 @@ use std::time::{Duration, SystemTime};
 
 #[path = "io/archive.rs"]
 mod archive;
+#[cfg(test)]
+#[path = "io/e2e.rs"]
+mod e2e;
 #[path = "io/exec.rs"]
 mod exec;
 #[path = "io/logs.rs"]
