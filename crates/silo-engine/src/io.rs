@@ -94,7 +94,46 @@ fn control(dir: &Path, cmd: &serde_json::Value) -> std::io::Result<serde_json::V
     serde_json::from_str(&line).map_err(std::io::Error::other)
 }
 
+/// Attach clients waiting for a container to start, by container id.
+fn pending_attaches() -> &'static std::sync::Mutex<HashMap<String, u32>> {
+    static PENDING: std::sync::OnceLock<std::sync::Mutex<HashMap<String, u32>>> =
+        std::sync::OnceLock::new();
+    PENDING.get_or_init(Default::default)
+}
+
+/// Counts one waiting attach client while it lives.
+struct PendingAttach(String);
+
+impl PendingAttach {
+    fn new(id: &str) -> PendingAttach {
+        let mut m = pending_attaches().lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(id.to_string()).or_default() += 1;
+        PendingAttach(id.to_string())
+    }
+}
+
+impl Drop for PendingAttach {
+    fn drop(&mut self) {
+        let mut m = pending_attaches().lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.0) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.0);
+            }
+        }
+    }
+}
+
 impl Engine {
+    /// How many attach clients wait for this container to start: pass it to
+    /// the monitor as `--wait-attach N` so they connect before the
+    /// container runs (each connects within ~20 ms of the socket appearing).
+    #[allow(dead_code)] // until the lifecycle's start passes it to the monitor
+    pub(crate) fn waiting_attaches(&self, id: &str) -> u32 {
+        let m = pending_attaches().lock().unwrap_or_else(|p| p.into_inner());
+        m.get(id).copied().unwrap_or(0)
+    }
+
     fn not_running(c: &ContainerRef) -> EngineError {
         EngineError::Conflict(format!("container {} is not running", c.id))
     }
@@ -116,9 +155,16 @@ impl Engine {
     pub fn logs(
         &self,
         id: &str,
-        mut opts: LogOptions,
+        opts: LogOptions,
     ) -> Result<Box<dyn Iterator<Item = LogChunk> + Send>> {
         let c = self.resolve(id)?;
+        Self::logs_ref(&c, opts)
+    }
+
+    fn logs_ref(
+        c: &ContainerRef,
+        mut opts: LogOptions,
+    ) -> Result<Box<dyn Iterator<Item = LogChunk> + Send>> {
         if !c.running {
             opts.follow = false;
         }
@@ -138,6 +184,16 @@ impl Engine {
         logs: bool,
     ) -> Result<AttachStream> {
         let c = self.resolve(id)?;
+        Self::attach_ref(&c, stdin, stdout, stderr, logs)
+    }
+
+    fn attach_ref(
+        c: &ContainerRef,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+        logs: bool,
+    ) -> Result<AttachStream> {
         if c.paused {
             return Err(EngineError::Conflict(format!(
                 "container {} is paused, unpause the container before attach",
@@ -188,26 +244,37 @@ impl Engine {
             history.extend(past);
         }
         if !c.running && !logs && !c.state_dir.exists() {
-            return Err(Self::not_running(&c));
+            return Err(Self::not_running(c));
         }
         let live = logs::follow_new(&dir, opts, alive);
         let tty = c.tty;
-        if stdin {
+        // Input (and, for a container not started yet, the monitor's
+        // `--wait-attach` count) needs a connection to the monitor.
+        if stdin || !c.running {
             let mut from_client = ours.try_clone().map_err(|e| internal("socket", e))?;
             let dir = dir.clone();
+            let pending = (!c.running).then(|| PendingAttach::new(&c.id));
             std::thread::spawn(move || {
-                // Wait for the monitor's socket, then forward input.
-                let mut mon = loop {
-                    if let Ok(s) = monitor_attach(&dir, true, false, false) {
+                let mon = loop {
+                    if let Ok(s) = monitor_attach(&dir, stdin, false, false) {
                         break s;
                     }
-                    if !still_running(&dir, exit_after, monitor_after) {
+                    if hung_up(from_client.as_raw_fd())
+                        || !still_running(&dir, exit_after, monitor_after)
+                    {
                         return;
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 };
-                let _ = std::io::copy(&mut from_client, &mut mon);
-                let _ = mon.shutdown(std::net::Shutdown::Write);
+                drop(pending);
+                let mut mon = mon;
+                if stdin {
+                    let _ = std::io::copy(&mut from_client, &mut mon);
+                    let _ = mon.shutdown(std::net::Shutdown::Write);
+                } else {
+                    // Hold the connection until the monitor closes it.
+                    let _ = std::io::copy(&mut mon, &mut std::io::sink());
+                }
             });
         }
         let mut out = ours;
@@ -256,8 +323,12 @@ impl Engine {
 
     pub fn top(&self, id: &str, ps_args: Option<&str>) -> Result<ContainerTopResponse> {
         let c = self.resolve(id)?;
+        self.top_ref(&c, ps_args)
+    }
+
+    fn top_ref(&self, c: &ContainerRef, ps_args: Option<&str>) -> Result<ContainerTopResponse> {
         if !c.running {
-            return Err(Self::not_running(&c));
+            return Err(Self::not_running(c));
         }
         let host = self.compute_host()?;
         let pids = silo_compute::open(&host, &c.id)
@@ -289,6 +360,10 @@ impl Engine {
     /// One statistics sample (the API layer repeats it for streaming).
     pub fn stats(&self, id: &str) -> Result<ContainerStatsResponse> {
         let c = self.resolve(id)?;
+        self.stats_ref(c)
+    }
+
+    fn stats_ref(&self, c: ContainerRef) -> Result<ContainerStatsResponse> {
         let read = silo_compute::store::rfc3339_now();
         let name = format!("/{}", c.name.trim_start_matches('/'));
         if !c.running {

@@ -19,6 +19,38 @@ fn runtime() -> PathBuf {
     p
 }
 
+/// Writes a busybox bundle under `dir` running `args`.
+fn make_bundle(dir: &Path, args: &[&str]) -> (PathBuf, PathBuf, serde_json::Value) {
+    let bundle = dir.join("bundle");
+    let rootfs = bundle.join("rootfs");
+    let st = Command::new(repo().join("scripts/mkrootfs.sh"))
+        .arg(&rootfs)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "mkrootfs.sh failed");
+    let spec = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false, "user": {"uid": 0, "gid": 0},
+            "args": args,
+            "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "FROM_SPEC=1"],
+            "cwd": "/"
+        },
+        "root": {"path": rootfs, "readonly": false},
+        "hostname": "e2e",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}
+        ],
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]}
+    });
+    std::fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
+    (bundle, rootfs, spec)
+}
+
 /// A running busybox container (`sleep 1000`), removed on drop.
 struct Ctr {
     _tmp: tempfile::TempDir,
@@ -30,32 +62,7 @@ struct Ctr {
 impl Ctr {
     fn start(name: &str) -> Ctr {
         let tmp = tempfile::tempdir().unwrap();
-        let bundle = tmp.path().join("bundle");
-        let rootfs = bundle.join("rootfs");
-        let st = Command::new(repo().join("scripts/mkrootfs.sh"))
-            .arg(&rootfs)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mkrootfs.sh failed");
-        let spec = serde_json::json!({
-            "ociVersion": "1.0.2",
-            "process": {
-                "terminal": false, "user": {"uid": 0, "gid": 0},
-                "args": ["sleep", "1000"],
-                "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "FROM_SPEC=1"],
-                "cwd": "/"
-            },
-            "root": {"path": rootfs, "readonly": false},
-            "hostname": "e2e",
-            "mounts": [
-                {"destination": "/proc", "type": "proc", "source": "proc"},
-                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
-                {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-                 "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}
-            ],
-            "linux": {"namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]}
-        });
-        std::fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
+        let (bundle, rootfs, spec) = make_bundle(tmp.path(), &["sleep", "1000"]);
         let config = Config {
             data_root: tmp.path().join("data"),
             exec_root: tmp.path().join("exec"),
@@ -273,5 +280,126 @@ fn failing_exec_reports_the_runtime_error() {
         }
         Ok(None) => panic!("attached exec returned no stream"),
         Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+/// Splits Docker frames into (stdout, stderr) text.
+fn deframe(mut b: &[u8]) -> (String, String) {
+    let (mut out, mut err) = (String::new(), String::new());
+    while b.len() >= 8 {
+        let n = u32::from_be_bytes([b[4], b[5], b[6], b[7]]) as usize;
+        let text = String::from_utf8_lossy(&b[8..8 + n]);
+        if b[0] == 2 {
+            err.push_str(&text);
+        } else {
+            out.push_str(&text);
+        }
+        b = &b[8 + n..];
+    }
+    assert!(b.is_empty(), "trailing bytes {b:?}");
+    (out, err)
+}
+
+#[test]
+fn top_and_stats_of_a_running_container() {
+    let c = Ctr::start("top");
+    let top = c.engine.top_ref(&c.cref, None).unwrap();
+    let titles = top.titles.unwrap();
+    assert!(titles.contains(&"PID".to_string()), "{titles:?}");
+    let rows = top.processes.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(rows[0].last().unwrap().contains("sleep 1000"), "{rows:?}");
+    let s1 = c.engine.stats_ref(c.cref.clone()).unwrap();
+    assert_eq!(s1.name.as_deref(), Some(c.cref.name.as_str()));
+    assert_eq!(s1.pids_stats.as_ref().unwrap().current, Some(1));
+    assert!(s1.memory_stats.as_ref().unwrap().usage.unwrap() > 0);
+    let cpu1 = s1.cpu_stats.clone().unwrap();
+    assert!(cpu1.system_cpu_usage.unwrap() > 0);
+    assert!(cpu1.online_cpus.unwrap() >= 1);
+    let s2 = c.engine.stats_ref(c.cref.clone()).unwrap();
+    assert_eq!(
+        s2.precpu_stats.unwrap().system_cpu_usage,
+        cpu1.system_cpu_usage
+    );
+    assert_eq!(s2.preread, s1.read);
+}
+
+#[test]
+fn attach_before_start_sees_all_output_then_logs_replay_it() {
+    let monitor = repo().join("target/debug/silo-monitor");
+    assert!(
+        monitor.exists(),
+        "{} missing: cargo build -p silo-monitor",
+        monitor.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let (bundle, rootfs, spec) = make_bundle(tmp.path(), &["sh", "-c", "echo out; echo err >&2"]);
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let id = format!("io-e2e-attach-{}", std::process::id());
+    let mut cref = ContainerRef {
+        id: id.clone(),
+        name: format!("/{id}"),
+        state_dir: state.clone(),
+        rootfs,
+        running: false,
+        paused: false,
+        pid: 0,
+        tty: false,
+        spec: serde_json::from_value(spec).unwrap(),
+    };
+    let mut s = Engine::attach_ref(&cref, false, true, true, false).unwrap();
+    let config = Config {
+        data_root: tmp.path().join("data"),
+        exec_root: tmp.path().join("exec"),
+        monitor_binary: monitor.clone(),
+        runtime_binary: runtime(),
+    };
+    let engine = Engine::open(config).unwrap();
+    assert_eq!(engine.waiting_attaches(&id), 1);
+    let st = Command::new(&monitor)
+        .arg("--runtime-root")
+        .arg(tmp.path().join("runtime"))
+        .args(["--id", &id, "--bundle"])
+        .arg(&bundle)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--wait-attach", "1", "--detach"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "monitor failed: {:?}",
+        std::fs::read_to_string(state.join("monitor.log"))
+    );
+    let (out, err) = deframe(&read_all(&mut s));
+    assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
+    assert_eq!(engine.waiting_attaches(&id), 0);
+    // Wait for the monitor to record the exit, then replay the log.
+    for _ in 0..200 {
+        if state.join(EXIT_FILE).exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    cref.running = false;
+    let opts = LogOptions {
+        stdout: true,
+        stderr: true,
+        timestamps: true,
+        ..Default::default()
+    };
+    let chunks: Vec<LogChunk> = Engine::logs_ref(&cref, opts).unwrap().collect();
+    assert_eq!(chunks.len(), 2);
+    let texts: Vec<(u8, String)> = chunks
+        .iter()
+        .map(|c| (c.stream, String::from_utf8_lossy(&c.bytes).into_owned()))
+        .collect();
+    for (stream, want) in [(1u8, "out\n"), (2, "err\n")] {
+        let (_, t) = texts.iter().find(|(s, _)| *s == stream).unwrap();
+        let (time, rest) = t.split_once(' ').unwrap();
+        assert!(logs::parse_time(time).is_some(), "{t:?}");
+        assert_eq!(rest, want);
     }
 }
