@@ -403,3 +403,65 @@ fn attach_before_start_sees_all_output_then_logs_replay_it() {
         assert_eq!(rest, want);
     }
 }
+
+#[test]
+fn attach_to_a_running_tty_container_and_resize_it() {
+    let monitor = repo().join("target/debug/silo-monitor");
+    assert!(
+        monitor.exists(),
+        "{} missing: cargo build -p silo-monitor",
+        monitor.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let (bundle, rootfs, mut spec) =
+        make_bundle(tmp.path(), &["sh", "-c", "sleep 1; stty size; echo done"]);
+    spec["process"]["terminal"] = serde_json::json!(true);
+    std::fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let id = format!("io-e2e-tty-{}", std::process::id());
+    let st = Command::new(&monitor)
+        .arg("--runtime-root")
+        .arg(tmp.path().join("runtime"))
+        .args(["--id", &id, "--bundle"])
+        .arg(&bundle)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--tty", "--detach"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "monitor failed: {:?}",
+        std::fs::read_to_string(state.join("monitor.log"))
+    );
+    let cref = ContainerRef {
+        id: id.clone(),
+        name: format!("/{id}"),
+        state_dir: state.clone(),
+        rootfs,
+        running: true,
+        paused: false,
+        pid: 0,
+        tty: true,
+        spec: serde_json::from_value(spec).unwrap(),
+    };
+    let mut s = Engine::attach_ref(&cref, false, true, true, false).unwrap();
+    assert!(s.tty);
+    let reply = control(
+        &state,
+        &serde_json::json!({"resize": {"height": 33, "width": 99}}),
+    )
+    .unwrap();
+    assert!(reply.get("error").is_none(), "{reply}");
+    let text = String::from_utf8_lossy(&read_all(&mut s)).into_owned();
+    assert!(text.contains("33 99"), "{text:?}");
+    assert!(text.contains("done"), "{text:?}");
+    for _ in 0..200 {
+        if state.join(EXIT_FILE).exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
