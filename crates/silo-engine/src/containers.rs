@@ -176,6 +176,37 @@ pub(crate) fn parse_signal(s: &str) -> Result<i32> {
     Ok(n)
 }
 
+/// A pidfd on a process that is not our child (the detached monitor).
+struct PidFd(std::os::fd::OwnedFd);
+
+impl PidFd {
+    fn open(pid: i32) -> Option<PidFd> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: the syscall returned a fresh descriptor that we now own.
+        Some(PidFd(unsafe {
+            std::os::fd::OwnedFd::from_raw_fd(fd as i32)
+        }))
+    }
+
+    /// Waits up to `timeout`; true once the process has exited.
+    fn wait(&self, timeout: Duration) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut pfd = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
+        n > 0 && pfd.revents != 0
+    }
+}
+
 fn internal(what: &str, e: impl std::fmt::Display) -> EngineError {
     EngineError::Internal(format!("{what}: {e}"))
 }
@@ -519,9 +550,28 @@ impl Engine {
     fn watch_loop(&self, id: &str, started_at: &str) {
         let dir = self.container_dir(id);
         let proc_root = PathBuf::from("/proc");
+        let monitor_pid = self
+            .lock()
+            .get(id)
+            .map(|c| c.state.monitor_pid)
+            .unwrap_or(0);
+        // The monitor exits right after writing exit.json and cleaning up,
+        // so a pidfd on it wakes us without polling; without one (no pid
+        // recorded) we poll exit.json every 20 ms.
+        let pidfd = if monitor_pid > 0 {
+            PidFd::open(monitor_pid)
+        } else {
+            None
+        };
         let mut tick = 0u32;
         loop {
-            std::thread::sleep(Duration::from_millis(20));
+            let monitor_gone = match &pidfd {
+                Some(fd) => fd.wait(Duration::from_millis(250)),
+                None => {
+                    std::thread::sleep(Duration::from_millis(20));
+                    false
+                }
+            };
             tick = tick.wrapping_add(1);
             let current = {
                 let map = self.lock();
@@ -534,12 +584,18 @@ impl Engine {
             };
             let Some(monitor_pid) = current else { return };
             if let Some(exit) = read_exit(&dir) {
+                if !monitor_gone && pidfd.is_some() {
+                    // Give the monitor a moment to finish its cleanup
+                    // (cgroup removal) so a following `rm` finds nothing.
+                    if let Some(fd) = &pidfd {
+                        fd.wait(Duration::from_millis(500));
+                    }
+                }
                 self.on_exit(id, started_at, exit, None);
                 return;
             }
-            // Every ~0.5 s: is the monitor still there?
-            if tick.is_multiple_of(25) && monitor_pid > 0 && !monitor_alive(&proc_root, monitor_pid)
-            {
+            let check = monitor_gone || (pidfd.is_none() && tick.is_multiple_of(25));
+            if check && monitor_pid > 0 && !monitor_alive(&proc_root, monitor_pid) {
                 if let Some(exit) = read_exit(&dir) {
                     self.on_exit(id, started_at, exit, None);
                 } else {

@@ -237,7 +237,7 @@ pub(crate) fn validate(body: &ContainerCreateBody) -> Result<Vec<String>> {
         return Err(bad("conflicting options: Nano CPUs and CPU Period/Quota cannot both be set (HostConfig.NanoCpus)"));
     }
     caps(&hc)?;
-    security(&hc, &[])?;
+    security_with(&hc, &[], false)?;
     Ok(warnings)
 }
 
@@ -323,6 +323,32 @@ pub(crate) struct Security {
 
 /// Parses SecurityOpt and resolves the seccomp profile for `caps`.
 pub(crate) fn security(hc: &HostConfig, caps: &[String]) -> Result<Security> {
+    security_with(hc, caps, true)
+}
+
+/// Docker's default profile for `caps`, resolved once per capability set.
+fn default_profile(caps: &[String]) -> Seccomp {
+    static CACHE: std::sync::Mutex<Vec<(Vec<String>, Seccomp)>> = std::sync::Mutex::new(Vec::new());
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, p)) = cache.iter().find(|(k, _)| k.as_slice() == caps) {
+        return p.clone();
+    }
+    let p = silo_seccomp::docker_default(caps);
+    if cache.len() >= 16 {
+        cache.remove(0);
+    }
+    cache.push((caps.to_vec(), p.clone()));
+    p
+}
+
+/// As [`security`]; without `resolve_default` the default profile is
+/// left out (None) — for validation and the stored spec, where only the
+/// options matter.
+pub(crate) fn security_with(
+    hc: &HostConfig,
+    caps: &[String],
+    resolve_default: bool,
+) -> Result<Security> {
     let privileged = hc.privileged == Some(true);
     let mut profile: Option<Option<Seccomp>> = None;
     let mut nnp = false;
@@ -370,8 +396,8 @@ pub(crate) fn security(hc: &HostConfig, caps: &[String]) -> Result<Security> {
     }
     let seccomp = match profile {
         Some(p) => p,
-        None if privileged => None,
-        None => Some(silo_seccomp::docker_default(caps)),
+        None if privileged || !resolve_default => None,
+        None => Some(default_profile(caps)),
     };
     Ok(Security {
         seccomp,
@@ -484,7 +510,7 @@ pub(crate) fn build(
     env = merge_env(&env, body.env.as_deref().unwrap_or(&[]));
 
     let caps = caps(&hc)?;
-    let sec = security(&hc, &caps)?;
+    let sec = security_with(&hc, &caps, false)?;
     let cwd = body
         .working_dir
         .clone()
