@@ -37,7 +37,8 @@ fn mtime(p: &Path) -> Option<SystemTime> {
 /// than `monitor_after`) its monitor alive.
 fn still_running(dir: &Path, exit_after: SystemTime, monitor_after: SystemTime) -> bool {
     if !dir.exists() {
-        return false;
+        // Waiting for a start (monitor_after set): the dir may come later.
+        return monitor_after > SystemTime::UNIX_EPOCH;
     }
     if mtime(&dir.join(EXIT_FILE)).is_some_and(|t| t >= exit_after) {
         return false;
@@ -242,9 +243,6 @@ impl Engine {
             )
             .map_err(|e| internal(&format!("reading logs in {}", dir.display()), e))?;
             history.extend(past);
-        }
-        if !c.running && !logs && !c.state_dir.exists() {
-            return Err(Self::not_running(c));
         }
         let live = logs::follow_new(&dir, opts, alive);
         let tty = c.tty;
