@@ -471,6 +471,11 @@ impl Engine {
         if c.body.open_stdin == Some(true) {
             cmd.arg("--stdin");
         }
+        // Clients attached before start (docker run) must see all output.
+        let waiting = self.waiting_attaches(id);
+        if waiting > 0 {
+            cmd.arg("--wait-attach").arg(waiting.to_string());
+        }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -676,42 +681,48 @@ impl Engine {
             return;
         }
         if self.should_restart(&c) {
-            let delay = Duration::from_millis(100u64 << c.restart_count.clamp(0, 10));
             let _ = self.modify(id, |c| {
                 c.state.status = "restarting".into();
                 c.state.restarting = true;
             });
-            let Some(me) = self.me.upgrade() else { return };
-            let id = id.to_string();
-            let _ = std::thread::Builder::new()
-                .name("restart".into())
-                .spawn(move || {
-                    std::thread::sleep(delay);
-                    let lock = me.op_lock(&id);
-                    let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
-                    let still = me.get(&id).map(|c| c.state.restarting).unwrap_or(false);
-                    if !still {
-                        return;
-                    }
-                    let _ = me.modify(&id, |c| {
-                        c.restart_count += 1;
-                        c.state.restarting = false;
-                    });
-                    if let Err(e) = me.start_locked(&id) {
-                        tracing::warn!("restart of {id}: {e}");
-                        let _ = me.modify(&id, |c| {
-                            c.state.status = "exited".into();
-                            c.state.error = e.to_string();
-                        });
-                    }
-                });
+            self.schedule_restart(id, c.restart_count);
         }
+    }
+
+    /// Starts the container again after the policy's delay, unless it was
+    /// stopped or removed meanwhile.
+    pub(crate) fn schedule_restart(&self, id: &str, restart_count: i64) {
+        let delay = Duration::from_millis(100u64 << restart_count.clamp(0, 10));
+        let Some(me) = self.me.upgrade() else { return };
+        let id = id.to_string();
+        let _ = std::thread::Builder::new()
+            .name("restart".into())
+            .spawn(move || {
+                std::thread::sleep(delay);
+                let lock = me.op_lock(&id);
+                let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
+                let still = me.get(&id).map(|c| c.state.restarting).unwrap_or(false);
+                if !still {
+                    return;
+                }
+                let _ = me.modify(&id, |c| {
+                    c.restart_count += 1;
+                    c.state.restarting = false;
+                });
+                if let Err(e) = me.start_locked(&id) {
+                    tracing::warn!("restart of {id}: {e}");
+                    let _ = me.modify(&id, |c| {
+                        c.state.status = "exited".into();
+                        c.state.error = e.to_string();
+                    });
+                }
+            });
     }
 
     /// RestartPolicy: no, always, unless-stopped, on-failure[:max]. The
     /// delay before a restart is 100 ms doubling per restart (capped at
     /// ~100 s), a simplification of Docker's backoff.
-    fn should_restart(&self, c: &Container) -> bool {
+    pub(crate) fn should_restart(&self, c: &Container) -> bool {
         use bollard_stubs::models::RestartPolicyNameEnum as R;
         if c.manual_stop {
             return false;

@@ -174,10 +174,31 @@ impl Engine {
     /// does when it comes up.
     fn restart_on_boot(&self) {
         use bollard_stubs::models::RestartPolicyNameEnum as R;
+        // A restart that was pending when silod died is scheduled again.
+        let pending: Vec<(String, i64)> = self
+            .lock()
+            .values()
+            .filter(|c| c.state.restarting && !c.state.running)
+            .map(|c| (c.id.clone(), c.restart_count))
+            .collect();
+        for (id, count) in pending {
+            let keep = self
+                .get(&id)
+                .map(|c| self.should_restart(&c))
+                .unwrap_or(false);
+            if keep {
+                self.schedule_restart(&id, count);
+            } else {
+                let _ = self.modify(&id, |c| {
+                    c.state.restarting = false;
+                    c.state.status = "exited".into();
+                });
+            }
+        }
         let todo: Vec<String> = self
             .lock()
             .values()
-            .filter(|c| !c.state.running && c.state.status != "created")
+            .filter(|c| !c.state.running && !c.state.restarting && c.state.status != "created")
             .filter(|c| {
                 let rp = c.host_config().restart_policy.unwrap_or_default();
                 match rp.name.unwrap_or(R::EMPTY) {
@@ -186,11 +207,10 @@ impl Engine {
                     _ => false,
                 }
             })
-            .filter(|c| !c.manual_stop || c.state.restarting)
             .map(|c| c.id.clone())
             .collect();
         for id in todo {
-            let _ = self.modify(&id, |c| c.state.restarting = false);
+            let _ = self.modify(&id, |c| c.manual_stop = false);
             if let Err(e) = self.start(&id) {
                 tracing::warn!("restarting {id} at daemon start: {e}");
             }
