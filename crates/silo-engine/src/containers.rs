@@ -207,6 +207,17 @@ impl PidFd {
     }
 }
 
+/// Reaps the monitor if it became our child (silod may be a subreaper,
+/// and the detached monitor is then reparented to it); harmless otherwise.
+fn reap(pid: i32) {
+    if pid <= 0 {
+        return;
+    }
+    let mut status = 0;
+    // SAFETY: waitpid on one pid with WNOHANG writes into a live i32.
+    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+}
+
 fn internal(what: &str, e: impl std::fmt::Display) -> EngineError {
     EngineError::Internal(format!("{what}: {e}"))
 }
@@ -578,6 +589,9 @@ impl Engine {
                 }
             };
             tick = tick.wrapping_add(1);
+            if monitor_gone {
+                reap(monitor_pid);
+            }
             let current = {
                 let map = self.lock();
                 match map.get(id) {
