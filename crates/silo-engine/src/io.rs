@@ -85,6 +85,22 @@ fn monitor_attach(
     Ok(s)
 }
 
+/// Copies the monitor's stream to the client and, with `stdin`, the
+/// client's input to the monitor; each direction is half-closed at its end.
+fn relay(mon: UnixStream, client: UnixStream, stdin: bool) {
+    if stdin {
+        if let (Ok(mut from), Ok(mut to)) = (client.try_clone(), mon.try_clone()) {
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut from, &mut to);
+                let _ = to.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    }
+    let (mut from, mut to) = (mon, client);
+    let _ = std::io::copy(&mut from, &mut to);
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
 /// Sends one command line on the monitor's control socket; returns the reply.
 fn control(dir: &Path, cmd: &serde_json::Value) -> std::io::Result<serde_json::Value> {
     let mut s = UnixStream::connect(dir.join(CONTROL_SOCK))?;
@@ -185,6 +201,11 @@ impl Engine {
         logs: bool,
     ) -> Result<AttachStream> {
         let c = self.resolve(id)?;
+        if !c.running {
+            // The state dir link normally appears at start; attaching before
+            // start watches it to notice a container removed meanwhile.
+            self.ensure_state_link(&c.id)?;
+        }
         Self::attach_ref(&c, stdin, stdout, stderr, logs)
     }
 
@@ -209,9 +230,11 @@ impl Engine {
                 }
             }
         }
-        // Not running yet (docker run / start -a attach first), or history
-        // wanted: output comes from the log (lossless from this moment),
-        // input goes to the monitor once it is up.
+        if !c.running && !logs {
+            return Self::attach_before_start(c, stdin, stdout, stderr);
+        }
+        // History wanted: output comes from the log (lossless from this
+        // moment), input goes to the monitor once it is up.
         let (ours, theirs) = UnixStream::pair().map_err(|e| internal("socketpair", e))?;
         let t0 = SystemTime::now();
         let (exit_after, monitor_after) = if c.running {
@@ -291,6 +314,43 @@ impl Engine {
         });
         Ok(AttachStream {
             tty,
+            socket: theirs,
+        })
+    }
+
+    /// `docker run` and `start -a` attach before the container starts. The
+    /// monitor, started with `--wait-attach N` (N = clients registered
+    /// here), accepts our connection before it starts the container, so
+    /// the monitor's own stream carries every byte; we only relay it. The
+    /// stream ends when the monitor closes it at exit, or right away if
+    /// the container goes away without starting.
+    fn attach_before_start(
+        c: &ContainerRef,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> Result<AttachStream> {
+        let (ours, theirs) = UnixStream::pair().map_err(|e| internal("socketpair", e))?;
+        let pending = PendingAttach::new(&c.id);
+        let dir = c.state_dir.clone();
+        let t0 = SystemTime::now();
+        std::thread::spawn(move || {
+            let mon = loop {
+                if let Ok(s) = monitor_attach(&dir, stdin, stdout, stderr) {
+                    break s;
+                }
+                let gone = !dir.exists() || mtime(&dir.join(EXIT_FILE)).is_some_and(|t| t >= t0);
+                if gone || hung_up(ours.as_raw_fd()) {
+                    let _ = ours.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            };
+            drop(pending);
+            relay(mon, ours, stdin);
+        });
+        Ok(AttachStream {
+            tty: c.tty,
             socket: theirs,
         })
     }
