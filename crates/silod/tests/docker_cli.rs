@@ -290,7 +290,6 @@ fn docker_info_works() {
 }
 
 #[test]
-#[ignore = "engine: output of a short foreground run is sometimes lost under load (attach before start)"]
 fn run_echo_and_exit_codes() {
     let d = Daemon::start();
     d.import_busybox();
@@ -397,7 +396,6 @@ fn clear_errors_and_nothing_created() {
 }
 
 #[test]
-#[ignore = "engine: output of a short foreground run is sometimes lost under load (attach before start)"]
 fn run_interactive_tty() {
     let d = Daemon::start();
     d.import_busybox();
@@ -695,7 +693,6 @@ fn starts_fast_with_a_thousand_containers() {
 }
 
 #[test]
-#[ignore = "engine: the output of a short `run -i` is sometimes lost when stdin closes before the container starts"]
 fn run_with_piped_stdin() {
     let d = Daemon::start();
     d.import_busybox();
