@@ -289,7 +289,16 @@ pub fn create(host: &Host, id: &str, opts: CreateOptions) -> Result<ComputeSyste
         armed: true,
     };
     let fifo = if opts.wait_for_start {
-        Some(make_fifo(&dir)?)
+        Some(make_fifo(&dir, EXEC_FIFO)?)
+    } else {
+        None
+    };
+    let has_start_hooks = spec
+        .hooks
+        .as_ref()
+        .is_some_and(|h| !h.start_container.is_empty());
+    let start_ack = if opts.wait_for_start && has_start_hooks {
+        Some(make_fifo(&dir, START_ACK_FIFO)?)
     } else {
         None
     };
@@ -321,6 +330,7 @@ pub fn create(host: &Host, id: &str, opts: CreateOptions) -> Result<ComputeSyste
         console: opts.console,
         preserve_fds: opts.preserve_fds,
         exec_fifo: fifo,
+        start_ack,
         cgroup_paths: &cgroup_dirs,
         rlimits: &prepared.rlimits,
         proc_root: &host.proc_root,
@@ -371,8 +381,11 @@ pub fn create(host: &Host, id: &str, opts: CreateOptions) -> Result<ComputeSyste
     Ok(system)
 }
 
-fn make_fifo(dir: &Path) -> Result<OwnedFd, CreateError> {
-    let path = dir.join("exec.fifo");
+const EXEC_FIFO: &str = "exec.fifo";
+const START_ACK_FIFO: &str = "start-ack.fifo";
+
+fn make_fifo(dir: &Path, name: &str) -> Result<OwnedFd, CreateError> {
+    let path = dir.join(name);
     let err = |source| CreateError::Fifo {
         path: path.clone(),
         source,
@@ -516,7 +529,7 @@ impl ComputeSystem {
         if status != Status::Created {
             return Err(self.invalid("start", status, "created"));
         }
-        let fifo = self.dir.join("exec.fifo");
+        let fifo = self.dir.join(EXEC_FIFO);
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .custom_flags(libc::O_NONBLOCK)
@@ -534,10 +547,51 @@ impl ComputeSystem {
         f.write_all(&[0]).map_err(|e| self.failed("start", e))?;
         drop(f);
         let _ = std::fs::remove_file(&fifo);
+        self.wait_start_hooks()?;
         self.record.status = Status::Running;
         self.record.save(&self.dir)?;
         self.poststart();
         Ok(())
+    }
+
+    /// With startContainer hooks, waits until the init says they ran (or
+    /// it died: a failing hook stops the container).
+    fn wait_start_hooks(&self) -> Result<(), OpError> {
+        let path = self.dir.join(START_ACK_FIFO);
+        let f = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.failed("start", format!("{}: {e}", path.display()))),
+        };
+        let _ = std::fs::remove_file(&path);
+        let mut pfd = libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let mut byte = [0u8; 1];
+        // Hooks have their own timeouts; this only bounds a wedged init.
+        for _ in 0..600 {
+            // SAFETY: poll on one valid pollfd; read into a valid buffer.
+            let n = unsafe { libc::poll(&mut pfd, 1, 100) };
+            if n > 0 && pfd.revents & libc::POLLIN != 0 {
+                // SAFETY: reading one byte into a valid buffer.
+                if unsafe { libc::read(f.as_raw_fd(), byte.as_mut_ptr().cast(), 1) } == 1 {
+                    return Ok(());
+                }
+            }
+            if !self.init_alive() {
+                return Err(self.failed(
+                    "start",
+                    "a startContainer hook failed; the container exited",
+                ));
+            }
+        }
+        Err(self.failed("start", "startContainer hooks did not finish within 60 s"))
     }
 
     fn hook_state(&self, status: Status) -> Vec<u8> {

@@ -24,6 +24,7 @@ pub(crate) struct ChildPlan<'a> {
     pub console: Option<&'a OwnedFd>,
     pub preserve_fds: i32,
     pub exec_fifo: Option<&'a OwnedFd>,
+    pub start_ack: Option<&'a OwnedFd>,
     pub cgroup_paths: &'a [(String, PathBuf)],
     pub rlimits: &'a [Limit],
     pub unshare_flags: i32,
@@ -226,6 +227,11 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<Never, String> {
             let running = with_status(&state_json, "running");
             crate::hooks::run_all("startContainer", &hooks.start_container, &running)
                 .map_err(|e| e.to_string())?;
+        }
+        if let Some(ack) = plan.start_ack {
+            // `start` returns once the startContainer hooks have run.
+            // SAFETY: writing one byte from a valid buffer.
+            unsafe { libc::write(ack.as_raw_fd(), b"A".as_ptr().cast(), 1) };
         }
     }
 

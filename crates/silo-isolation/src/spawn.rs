@@ -25,6 +25,9 @@ pub struct InitPlan<'a> {
     pub preserve_fds: i32,
     /// `create`: the init blocks on this fifo (opened read-write) until `start`.
     pub exec_fifo: Option<OwnedFd>,
+    /// `create` with startContainer hooks: the init writes a byte here once
+    /// they have run, so `start` can wait for them.
+    pub start_ack: Option<OwnedFd>,
     /// (controller, host dir) of the container's group, for `cgroup` mounts.
     pub cgroup_paths: &'a [(String, PathBuf)],
     pub rlimits: &'a [Limit],
@@ -240,6 +243,7 @@ pub fn spawn_init(plan: InitPlan, side: &mut dyn ParentSide) -> Result<i32, Spaw
         console: plan.console.as_ref(),
         preserve_fds: plan.preserve_fds,
         exec_fifo: plan.exec_fifo.as_ref(),
+        start_ack: plan.start_ack.as_ref(),
         cgroup_paths: plan.cgroup_paths,
         rlimits: plan.rlimits,
         unshare_flags,
@@ -384,6 +388,7 @@ pub fn exec_into(plan: ExecPlan) -> Result<i32, SpawnError> {
         console: plan.console.as_ref(),
         preserve_fds: plan.preserve_fds,
         exec_fifo: None,
+        start_ack: None,
         cgroup_paths: &[],
         rlimits: plan.rlimits,
         unshare_flags: 0,

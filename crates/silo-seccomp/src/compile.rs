@@ -4,7 +4,9 @@
 use crate::fields::{self, FieldError};
 use crate::program::Program;
 use libseccomp::error::SeccompError;
-use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpFilterAttr, ScmpFilterContext, ScmpSyscall};
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpFilterAttr, ScmpFilterContext, ScmpSyscall,
+};
 use silo_oci::Seccomp;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
