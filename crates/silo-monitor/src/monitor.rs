@@ -129,7 +129,6 @@ fn now() -> String {
 /// `--wait-attach N`: accepts N attach clients and reads their request
 /// lines before the container exists, so none of its output is missed.
 fn accept_early(listener: &UnixListener, n: u32) -> Result<Vec<Client>, StartError> {
-    use std::io::BufRead;
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut out = Vec::new();
     while out.len() < n as usize {
@@ -154,10 +153,17 @@ fn accept_early(listener: &UnixListener, n: u32) -> Result<Vec<Client>, StartErr
         s.set_nonblocking(false).map_err(err)?;
         s.set_read_timeout(Some(left.max(Duration::from_millis(100))))
             .map_err(err)?;
+        // Byte by byte: whatever follows the request line is the client's
+        // stdin and must stay in the socket for the poll loop.
         let mut line = Vec::new();
-        std::io::Read::take(std::io::BufReader::new(&s), 4096)
-            .read_until(b'\n', &mut line)
-            .map_err(err)?;
+        let mut byte = [0u8; 1];
+        while line.len() < 4096 {
+            match std::io::Read::read(&mut &s, &mut byte).map_err(err)? {
+                0 => break,
+                _ if byte[0] == b'\n' => break,
+                _ => line.push(byte[0]),
+            }
+        }
         let req: AttachRequest = serde_json::from_slice(&line)
             .map_err(|e| StartError::WaitAttach(format!("bad request line: {e}")))?;
         s.set_nonblocking(true).map_err(err)?;

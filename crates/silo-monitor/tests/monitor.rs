@@ -680,3 +680,41 @@ fn wait_attach_without_a_client_fails_cleanly() {
     assert!(!c.state.join("attach.sock").exists());
     assert!(!c.root.join(&c.id).exists(), "runtime state left");
 }
+
+/// Stdin sent right behind the request line (before the container exists)
+/// is not lost: `echo x | docker run -i busybox cat`.
+#[test]
+fn wait_attach_keeps_stdin_sent_with_the_request() {
+    let mut c = Ctr::new(spec(&["cat"], false));
+    let mut child = c
+        .command(&["--detach", "--stdin", "--wait-attach", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sock = c.state.join("attach.sock");
+    let end = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(Instant::now() < end, "attach.sock never appeared");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut s = UnixStream::connect(&sock).unwrap();
+    s.write_all(b"{\"stdin\":true,\"stdout\":true,\"stderr\":true}\npiped\n")
+        .unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let frames = read_frames(&mut s, |f| !f.is_empty());
+    assert_eq!(
+        frames.first().map(|f| f.1.clone()),
+        Some(b"piped\n".to_vec())
+    );
+    assert!(child.wait().unwrap().success());
+    let mut pid = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut pid)
+        .unwrap();
+    c.init_pid = pid.trim().parse().unwrap();
+    assert_eq!(c.wait_exit(Duration::from_secs(10))["exit_code"], 0);
+}
