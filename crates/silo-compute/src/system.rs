@@ -200,7 +200,7 @@ impl ParentSide for Parent<'_> {
             }
             None => self.job.add_pid(pid).map_err(|e| err(&e))?,
         }
-        // Limits go on while the child prepares its rootfs.
+        // The other limits go on while the child prepares its rootfs.
         let linux = self.spec.linux.as_ref();
         if let Some(res) = linux.and_then(|l| l.resources.as_ref()) {
             let warnings = self.job.apply(res).map_err(|e| limits(&e))?;
@@ -208,9 +208,7 @@ impl ParentSide for Parent<'_> {
                 crate::events::warn(&w);
             }
         }
-        self.job
-            .apply_devices(&device_rules(linux))
-            .map_err(|e| limits(&e))?;
+
         if let Some(adj) = self.spec.process.as_ref().and_then(|p| p.oom_score_adj) {
             silo_isolation::oom::set_score_adj(&self.host.proc_root, pid, adj)
                 .map_err(|e| e.to_string())?;
@@ -310,6 +308,10 @@ pub fn create(host: &Host, id: &str, opts: CreateOptions) -> Result<ComputeSyste
     };
     let job = Job::create(&host.cgroups, &cgroup_path).map_err(|e| cg_err(e.to_string()))?;
     rollback.job = Some(job.clone());
+    // Device rules go on before the clone: they start with deny-all, and
+    // the child creates /dev nodes while the other limits are applied.
+    job.apply_devices(&device_rules(spec.linux.as_ref()))
+        .map_err(|e| cg_err(e.to_string()))?;
     let cgroup_dirs = hierarchy_dirs(&job);
     let mut parent = Parent {
         job: &job,
