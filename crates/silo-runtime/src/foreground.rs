@@ -35,41 +35,11 @@ pub fn console_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Receives one fd sent with SCM_RIGHTS.
+/// Receives the pty master sent over the console socket.
 pub fn recv_fd(sock: RawFd) -> io::Result<OwnedFd> {
-    let mut data = [0u8; 256];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
-    };
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    let mut cbuf = vec![0u8; space];
-    // SAFETY: msghdr is plain data; zeroed is a valid starting value.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = space;
-    // SAFETY: msg points at live buffers sized as declared.
-    let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: walking the control messages recvmsg filled in.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        if !cmsg.is_null()
-            && (*cmsg).cmsg_level == libc::SOL_SOCKET
-            && (*cmsg).cmsg_type == libc::SCM_RIGHTS
-        {
-            let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const RawFd);
-            return Ok(OwnedFd::from_raw_fd(fd));
-        }
-    }
-    Err(io::Error::other(
-        "no file descriptor received on the console socket",
-    ))
+    // SAFETY: the caller owns `sock` for the duration of this call.
+    let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(sock) };
+    silo_isolation::console::recv_fd(sock)
 }
 
 fn signal_set(extra: &[i32]) -> libc::sigset_t {

@@ -243,39 +243,9 @@ pub(crate) fn build_process(
 
 /// Receives one fd sent with SCM_RIGHTS.
 pub(crate) fn recv_fd(sock: RawFd) -> std::io::Result<OwnedFd> {
-    use std::os::fd::FromRawFd;
-    let mut data = [0u8; 64];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
-    };
-    // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    let mut cbuf = vec![0u8; space];
-    // SAFETY: msghdr is plain data; all-zero is a valid value.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = space;
-    // SAFETY: msg points at live buffers of the sizes given.
-    let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: walks the control buffer recvmsg filled; the fd it carries is
-    // new in this process and owned by nobody else.
-    unsafe {
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        if !c.is_null() && (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS
-        {
-            let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const RawFd);
-            return Ok(OwnedFd::from_raw_fd(fd));
-        }
-    }
-    Err(std::io::Error::other(
-        "no pty master received on the console socket",
-    ))
+    // SAFETY: the caller owns `sock` for the duration of this call.
+    let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(sock) };
+    silo_isolation::console::recv_fd(sock)
 }
 
 /// Sets a terminal's window size.
