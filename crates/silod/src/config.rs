@@ -18,6 +18,8 @@ pub enum ConfigError {
     },
     #[error("host {host:?}: only unix:// sockets are supported")]
     Host { host: String },
+    #[error("exec root {path}: {len} bytes is too long; per-container sockets live at <exec-root>/s/<64-hex id>/control.sock and unix socket paths are limited to 107 bytes, so use at most {MAX_EXEC_ROOT} bytes")]
+    ExecRootTooLong { path: PathBuf, len: usize },
     #[error("finding the silod binary's directory: {0}")]
     CurrentExe(std::io::Error),
 }
@@ -105,6 +107,10 @@ pub fn socket_path(host: &str) -> Result<PathBuf, ConfigError> {
         })
 }
 
+/// The longest exec root whose per-container socket paths
+/// (`<exec-root>/s/<64-hex id>/control.sock`) fit in a unix socket address.
+pub const MAX_EXEC_ROOT: usize = 107 - "/s/".len() - 64 - "/control.sock".len();
+
 /// Flags over file over defaults; helper binaries default to `bin_dir`.
 pub fn merge(flags: Flags, file: FileConfig, bin_dir: &Path) -> Result<Settings, ConfigError> {
     let host = flags
@@ -113,16 +119,24 @@ pub fn merge(flags: Flags, file: FileConfig, bin_dir: &Path) -> Result<Settings,
         .or(file.hosts.last())
         .cloned()
         .unwrap_or_else(|| DEFAULT_HOST.to_string());
+    let exec_root = flags
+        .exec_root
+        .or(file.exec_root)
+        .unwrap_or_else(|| PathBuf::from("/run/silo"));
+    let len = exec_root.as_os_str().len();
+    if len > MAX_EXEC_ROOT {
+        return Err(ConfigError::ExecRootTooLong {
+            path: exec_root,
+            len,
+        });
+    }
     Ok(Settings {
         socket: socket_path(&host)?,
         data_root: flags
             .data_root
             .or(file.data_root)
             .unwrap_or_else(|| PathBuf::from("/var/lib/silo")),
-        exec_root: flags
-            .exec_root
-            .or(file.exec_root)
-            .unwrap_or_else(|| PathBuf::from("/run/silo")),
+        exec_root,
         monitor: flags
             .monitor
             .or(file.monitor)
@@ -140,6 +154,17 @@ pub fn merge(flags: Flags, file: FileConfig, bin_dir: &Path) -> Result<Settings,
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn too_long_exec_root_is_refused_naming_it() {
+        let long = format!("/tmp/{}", "x".repeat(MAX_EXEC_ROOT));
+        let flags = Flags::parse_from(["silod", "--exec-root", long.as_str()]);
+        let err = merge(flags, FileConfig::default(), Path::new("/b")).unwrap_err();
+        assert!(err.to_string().contains(&long), "{err}");
+        let fits = "/".to_string() + &"y".repeat(MAX_EXEC_ROOT - 1);
+        let ok = Flags::parse_from(["silod", "--exec-root", fits.as_str()]);
+        assert!(merge(ok, FileConfig::default(), Path::new("/b")).is_ok());
+    }
+
     use super::*;
     use clap::Parser;
 
