@@ -36,6 +36,16 @@ pub(crate) fn check_page_size(field: &str, size: &str) -> Result<(), ApplyError>
     Ok(())
 }
 
+/// `pids.max` for an OCI pids limit (zero or negative means no limit);
+/// the same file and format on v1 and v2.
+pub(crate) fn pids_max(limit: i64) -> String {
+    if limit <= 0 {
+        "max".to_string()
+    } else {
+        limit.to_string()
+    }
+}
+
 pub(crate) fn check_weight(field: &str, w: u16) -> Result<(), ApplyError> {
     if !(10..=1000).contains(&w) {
         return Err(ApplyError::Invalid {
@@ -73,12 +83,11 @@ pub(crate) fn apply(
     }
     if let Some(p) = &r.pids {
         let dir = need(dirs, "pids", "linux.resources.pids.limit")?;
-        let v = if p.limit <= 0 {
-            "max".to_string()
-        } else {
-            p.limit.to_string()
-        };
-        write_field("linux.resources.pids.limit", &dir.join("pids.max"), &v)?;
+        write_field(
+            "linux.resources.pids.limit",
+            &dir.join("pids.max"),
+            &pids_max(p.limit),
+        )?;
     }
     if let Some(b) = &r.block_io {
         blkio(dirs, b)?;

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use silo_oci::{BlockIo, Cpu, Memory, Resources};
 
-use crate::v1::{check_limit, check_page_size, check_weight};
+use crate::v1::{check_limit, check_page_size, check_weight, pids_max};
 use crate::{write_field, ApplyError};
 
 /// cpu.shares (2..=262144) to cpu.weight (1..=10000).
@@ -61,12 +61,11 @@ pub(crate) fn apply(
         cpu(dir, c)?;
     }
     if let Some(p) = &r.pids {
-        let v = if p.limit <= 0 {
-            "max".to_string()
-        } else {
-            p.limit.to_string()
-        };
-        write_field("linux.resources.pids.limit", &dir.join("pids.max"), &v)?;
+        write_field(
+            "linux.resources.pids.limit",
+            &dir.join("pids.max"),
+            &pids_max(p.limit),
+        )?;
     }
     if let Some(b) = &r.block_io {
         io(dir, b)?;
