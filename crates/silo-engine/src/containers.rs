@@ -354,6 +354,14 @@ impl Engine {
         body: &ContainerCreateBody,
         created_volumes: &mut Vec<String>,
     ) -> Result<Container> {
+        let init = match body.host_config.as_ref().and_then(|h| h.init) {
+            Some(true) => Some(self.config.init_binary.clone().ok_or_else(|| {
+                EngineError::BadParameter(
+                    "HostConfig.Init: no init binary: install Debian's tini package or start silod with --init-path".into(),
+                )
+            })?),
+            _ => None,
+        };
         let dir = self.container_dir(&c.id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| internal(&format!("creating {}", dir.display()), e))?;
@@ -397,6 +405,9 @@ impl Engine {
         let hostname = built.spec.hostname.clone().unwrap_or_default();
         spec::write_etc_files(&dir, &hostname, Path::new("/etc/resolv.conf"))?;
         c.spec = built.spec;
+        if let Some(init) = init {
+            spec::add_init(&mut c.spec, &init);
+        }
         c.mounts = built.mounts;
         c.anonymous_volumes = built.anonymous_volumes;
         c.state.status = "created".into();

@@ -58,6 +58,7 @@ fn setup() -> (Env, Arc<Engine>) {
         exec_root: tmp.path().join("exec"),
         monitor_binary: monitor(),
         runtime_binary: repo().join("target/debug/silo-runtime"),
+        init_binary: Some(std::path::PathBuf::from("/usr/bin/tini-static")).filter(|p| p.exists()),
     };
     let engine = Engine::open(config.clone()).unwrap();
     let mut tar = Command::new("tar")

@@ -85,6 +85,9 @@ pub struct Config {
     pub monitor_binary: PathBuf,
     /// The `silo-runtime` binary (used for `exec`).
     pub runtime_binary: PathBuf,
+    /// A static init (tini) for `HostConfig.Init`, bind-mounted read-only at
+    /// /sbin/docker-init as Docker does. None: `--init` is refused.
+    pub init_binary: Option<PathBuf>,
 }
 
 /// Filters as the Docker API sends them: `{"status":["running"],"label":["a=b"]}`.

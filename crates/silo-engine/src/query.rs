@@ -32,12 +32,9 @@ pub(crate) fn status_line(c: &Container, now: i64) -> String {
 }
 
 fn command_line(c: &Container) -> String {
-    c.spec
-        .process
-        .as_ref()
-        .map(|p| {
-            p.args
-                .iter()
+    Some(spec::user_args(&c.spec))
+        .map(|args| {
+            args.iter()
                 .map(|a| {
                     if a.contains(' ') || a.is_empty() {
                         format!("{a:?}")
@@ -339,8 +336,8 @@ impl Engine {
         Ok(ContainerInspectResponse {
             id: Some(c.id.clone()),
             created: Some(c.created.clone()),
-            path: p.args.first().cloned(),
-            args: Some(p.args.iter().skip(1).cloned().collect()),
+            path: spec::user_args(&c.spec).first().cloned(),
+            args: Some(spec::user_args(&c.spec).iter().skip(1).cloned().collect()),
             state: Some(ContainerState {
                 status: Some(status),
                 running: Some(c.state.running),

@@ -184,9 +184,6 @@ pub(crate) fn validate(body: &ContainerCreateBody) -> Result<Vec<String>> {
             return Err(bad(format!("{field} is not supported by silo yet")));
         }
     }
-    if hc.init == Some(true) {
-        return Err(bad("--init is not supported by silo yet (HostConfig.Init)"));
-    }
     if let Some(rt) = hc.runtime.as_deref() {
         if !matches!(rt, "" | "silo" | "runc") {
             return Err(bad(format!(
@@ -403,6 +400,40 @@ pub(crate) fn security_with(
         seccomp,
         no_new_privileges: nnp,
     })
+}
+
+/// Where `--init` puts the init binary inside the container, as Docker does.
+pub(crate) const INIT_TARGET: &str = "/sbin/docker-init";
+
+/// `HostConfig.Init`: bind-mounts `init` read-only at [`INIT_TARGET`] and
+/// makes it PID 1, running the container's command as its child
+/// (`/sbin/docker-init -- cmd...`), so zombies are reaped and signals are
+/// forwarded. `init` must be static: it runs inside the image's rootfs.
+pub(crate) fn add_init(spec: &mut Spec, init: &Path) {
+    if let Some(p) = spec.process.as_mut() {
+        let mut args = vec![INIT_TARGET.to_string(), "--".to_string()];
+        args.append(&mut p.args);
+        p.args = args;
+    }
+    spec.mounts.push(mount(
+        INIT_TARGET,
+        "bind",
+        &init.to_string_lossy(),
+        &["bind", "ro", "nosuid", "nodev"],
+    ));
+}
+
+/// The container's own command: the process args without the `--init` prefix.
+pub(crate) fn user_args(spec: &Spec) -> &[String] {
+    let args = spec.process.as_ref().map_or(&[][..], |p| &p.args[..]);
+    let init = spec
+        .mounts
+        .iter()
+        .any(|m| m.destination == INIT_TARGET && m.typ.as_deref() == Some("bind"));
+    match args {
+        [first, dashes, rest @ ..] if init && first == INIT_TARGET && dashes == "--" => rest,
+        _ => args,
+    }
 }
 
 fn mount(dest: &str, typ: &str, src: &str, opts: &[&str]) -> Mount {
@@ -1594,6 +1625,26 @@ mod tests {
     }
 
     #[test]
+    fn init_becomes_pid_1_and_hides_from_path() {
+        let mut b = body(HostConfig {
+            init: Some(true),
+            ..Default::default()
+        });
+        b.cmd = Some(vec!["sleep".into(), "5".into()]);
+        assert!(validate(&b).is_ok());
+        let mut spec = build_ok(&b).spec;
+        assert_eq!(user_args(&spec), ["sleep", "5"]);
+        add_init(&mut spec, Path::new("/usr/bin/tini-static"));
+        let p = spec.process.as_ref().unwrap();
+        assert_eq!(p.args, [INIT_TARGET, "--", "sleep", "5"]);
+        let m = spec.mounts.last().unwrap();
+        assert_eq!(m.destination, INIT_TARGET);
+        assert_eq!(m.source.as_deref(), Some("/usr/bin/tini-static"));
+        assert!(m.options.iter().any(|o| o == "ro"), "{:?}", m.options);
+        assert_eq!(user_args(&spec), ["sleep", "5"]);
+    }
+
+    #[test]
     fn unsupported_fields_are_400_naming_the_field() {
         use bollard_stubs::models::{DeviceMapping, PortBinding};
         let cases: Vec<(HostConfig, &str)> = vec![
@@ -1610,13 +1661,6 @@ mod tests {
                     ..Default::default()
                 },
                 "HostConfig.Devices",
-            ),
-            (
-                HostConfig {
-                    init: Some(true),
-                    ..Default::default()
-                },
-                "--init",
             ),
             (
                 HostConfig {

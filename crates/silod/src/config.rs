@@ -36,6 +36,9 @@ pub struct FileConfig {
     pub exec_root: Option<PathBuf>,
     pub monitor: Option<PathBuf>,
     pub runtime: Option<PathBuf>,
+    /// The init for `--init` (dockerd's `init-path`).
+    #[serde(rename = "init-path")]
+    pub init_path: Option<PathBuf>,
     #[serde(rename = "log-level")]
     pub log_level: Option<String>,
 }
@@ -79,6 +82,10 @@ pub struct Flags {
     /// The silo-runtime binary (default: next to silod).
     #[arg(long)]
     pub runtime: Option<PathBuf>,
+    /// The static init binary `docker run --init` bind-mounts at
+    /// /sbin/docker-init (default: docker-init from Debian's tini, if present).
+    #[arg(long)]
+    pub init_path: Option<PathBuf>,
     /// Log filter (error, warn, info, debug, trace, or a tracing directive).
     #[arg(short = 'l', long)]
     pub log_level: Option<String>,
@@ -92,8 +99,19 @@ pub struct Settings {
     pub exec_root: PathBuf,
     pub monitor: PathBuf,
     pub runtime: PathBuf,
+    /// None when no init binary was configured or found: `--init` is then refused.
+    pub init_path: Option<PathBuf>,
     pub log_level: String,
 }
+
+/// Where an init binary is looked for when none is configured: Debian's
+/// docker.io links docker-init to tini-static from the tini package.
+pub const INIT_CANDIDATES: &[&str] = &[
+    "/usr/libexec/docker/docker-init",
+    "/usr/bin/docker-init",
+    "/usr/bin/tini-static",
+    "/usr/local/bin/docker-init",
+];
 
 pub const DEFAULT_HOST: &str = "unix:///run/silo/silod.sock";
 
@@ -145,6 +163,12 @@ pub fn merge(flags: Flags, file: FileConfig, bin_dir: &Path) -> Result<Settings,
             .runtime
             .or(file.runtime)
             .unwrap_or_else(|| bin_dir.join("silo-runtime")),
+        init_path: flags.init_path.or(file.init_path).or_else(|| {
+            INIT_CANDIDATES
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file())
+        }),
         log_level: flags
             .log_level
             .or(file.log_level)

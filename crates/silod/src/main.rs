@@ -153,6 +153,7 @@ fn run(started: Instant) -> Result<(), StartError> {
         exec_root: s.exec_root.clone(),
         monitor_binary: s.monitor.clone(),
         runtime_binary: s.runtime.clone(),
+        init_binary: s.init_path.clone(),
     })
     .map_err(|source| StartError::Engine {
         path: s.data_root.clone(),

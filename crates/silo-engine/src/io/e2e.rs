@@ -68,6 +68,8 @@ impl Ctr {
             exec_root: tmp.path().join("exec"),
             monitor_binary: repo().join("target/debug/silo-monitor"),
             runtime_binary: runtime(),
+            init_binary: Some(std::path::PathBuf::from("/usr/bin/tini-static"))
+                .filter(|p| p.exists()),
         };
         let engine = Engine::open(config).unwrap();
         let root = engine.compute_host().unwrap().root;
@@ -354,6 +356,7 @@ fn attach_before_start_sees_all_output_then_logs_replay_it() {
         exec_root: tmp.path().join("exec"),
         monitor_binary: monitor.clone(),
         runtime_binary: runtime(),
+        init_binary: Some(std::path::PathBuf::from("/usr/bin/tini-static")).filter(|p| p.exists()),
     };
     let engine = Engine::open(config).unwrap();
     assert_eq!(engine.waiting_attaches(&id), 1);
