@@ -4,19 +4,15 @@
 //! with `silo`. silod, silo-monitor and silo-runtime are looked up next to
 //! the silo binary in the target dir (build them first).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use silo_testsupport::{sibling, Cli, Daemon};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
 const SILO: &str = env!("CARGO_BIN_EXE_silo");
 
 fn silo_at(host: &str, args: &[&str]) -> Output {
-    Command::new("timeout")
-        .arg("60")
-        .arg(SILO)
-        .arg("-H")
-        .arg(host)
+    Cli::Silo(SILO.into())
+        .command(host)
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -85,173 +81,31 @@ fn completions_are_generated() {
     }
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn sibling(name: &str) -> PathBuf {
-    let p = Path::new(SILO).with_file_name(name);
-    assert!(
-        p.exists(),
-        "{} is missing: build it first (cargo build -p silod -p silo-monitor -p silo-runtime)",
-        p.display()
-    );
-    p
-}
-
-fn rootfs_tar() -> &'static Path {
-    static TAR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    let (_, tar) = TAR.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let rootfs = dir.path().join("rootfs");
-        let st = Command::new("bash")
-            .arg(repo_root().join("scripts/mkrootfs.sh"))
-            .arg(&rootfs)
-            .status()
-            .expect("run mkrootfs.sh");
-        assert!(st.success(), "mkrootfs.sh failed");
-        let tar = dir.path().join("busybox.tar");
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .expect("run tar");
-        assert!(st.success(), "tar failed");
-        (dir, tar)
-    });
-    tar
-}
-
-struct Daemon {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Daemon {
-    fn host(&self) -> String {
-        format!("unix://{}", self.dir.path().join("silod.sock").display())
-    }
-
-    fn start() -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log = std::fs::File::create(dir.path().join("silod.log")).expect("log file");
-        let mut d = Daemon { dir, child: None };
-        let child = Command::new(sibling("silod"))
-            .arg("-H")
-            .arg(d.host())
-            .arg("--data-root")
-            .arg(d.dir.path().join("data"))
-            .arg("--exec-root")
-            .arg(d.dir.path().join("exec"))
-            .arg("--monitor")
-            .arg(sibling("silo-monitor"))
-            .arg("--runtime")
-            .arg(sibling("silo-runtime"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn silod");
-        d.child = Some(child);
-        let sock = d.dir.path().join("silod.sock");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "silod did not listen; log:\n{}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("silod.log")).unwrap_or_default()
-    }
-
-    fn silo(&self, args: &[&str]) -> Output {
-        silo_at(&self.host(), args)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.silo(args);
-        assert!(
-            out.status.success(),
-            "silo {args:?} failed ({:?}): stdout {:?} stderr {:?}\nsilod log:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn import_busybox(&self) {
-        let tar = rootfs_tar().to_str().expect("utf-8 path").to_string();
-        let id = self.ok(&["import", &tar, "busybox:latest"]);
-        assert!(id.trim().starts_with("sha256:"), "import printed {id:?}");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let ids = self.silo(&["ps", "-aq"]);
-            for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
-                let _ = self.silo(&["rm", "-f", id]);
-            }
-            // SAFETY: kill(2) of our own unreaped child.
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !matches!(c.try_wait(), Ok(Some(_))) {
-                if Instant::now() > deadline {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let root = self.dir.path().to_string_lossy().into_owned();
-        if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
-            let mut points: Vec<&str> = info
-                .lines()
-                .filter_map(|l| l.split(' ').nth(4))
-                .filter(|p| p.starts_with(&root))
-                .collect();
-            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-            for p in points {
-                let _ = Command::new("umount").arg("-l").arg(p).status();
-            }
-        }
-    }
+/// A daemon (silod next to the silo binary) driven with the silo CLI.
+fn daemon() -> Daemon {
+    let silod = sibling(Path::new(SILO), "silod");
+    Daemon::start(&silod, Cli::Silo(SILO.into()))
 }
 
 #[test]
 fn run_rm_echo_hello_then_ps_is_empty() {
-    let d = Daemon::start();
+    let d = daemon();
     d.import_busybox();
     assert_eq!(
         d.ok(&["run", "--rm", "busybox", "echo", "hello"]),
         "hello\n"
     );
     assert_eq!(d.ok(&["ps", "-aq"]), "");
-    let out = d.silo(&["run", "--rm", "busybox", "sh", "-c", "exit 7"]);
+    let out = d.cli(&["run", "--rm", "busybox", "sh", "-c", "exit 7"]);
     assert_eq!(out.status.code(), Some(7));
-    let out = d.silo(&["run", "--rm", "nosuchimage", "true"]);
+    let out = d.cli(&["run", "--rm", "nosuchimage", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("Error response from daemon: "));
 }
 
 #[test]
 fn ps_logs_inspect() {
-    let d = Daemon::start();
+    let d = daemon();
     d.import_busybox();
     d.ok(&[
         "run",
@@ -276,11 +130,11 @@ fn ps_logs_inspect() {
         d.ok(&["ps", "-a", "--format", "{{.Names}} {{.Image}}"]),
         "one busybox\n"
     );
-    let out = d.silo(&["logs", "one"]);
+    let out = d.cli(&["logs", "one"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
     // Like docker: --tail counts lines of both streams; the last one is "err".
-    let out = d.silo(&["logs", "--tail", "1", "one"]);
+    let out = d.cli(&["logs", "--tail", "1", "one"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
     assert_eq!(
@@ -292,13 +146,13 @@ fn ps_logs_inspect() {
         ]),
         "0 /one\n"
     );
-    let out = d.silo(&["inspect", "nothere"]);
+    let out = d.cli(&["inspect", "nothere"]);
     assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]
 fn exec_into_running_container() {
-    let d = Daemon::start();
+    let d = daemon();
     d.import_busybox();
     let id = d.ok(&["run", "-d", "--name", "sleeper", "busybox", "sleep", "60"]);
     assert_eq!(id.trim().len(), 64, "{id:?}");
@@ -317,14 +171,14 @@ fn exec_into_running_container() {
         ]),
         "1 /tmp\n"
     );
-    let out = d.silo(&["exec", "sleeper", "sh", "-c", "exit 3"]);
+    let out = d.cli(&["exec", "sleeper", "sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3));
     d.ok(&["rm", "-f", "sleeper"]);
 }
 
 #[test]
 fn hcs_list_shows_running_container() {
-    let d = Daemon::start();
+    let d = daemon();
     d.import_busybox();
     let id = d.ok(&["run", "-d", "-m", "64m", "busybox", "sleep", "60"]);
     let list = d.ok(&["hcs", "list"]);

@@ -2,230 +2,27 @@
 //! a temporary socket, data root and exec root; a busybox image imported
 //! from a rootfs built by scripts/mkrootfs.sh.
 
-use std::io::{Read, Write};
+use silo_testsupport::{sibling, stderr, Cli, Daemon, DOCKER};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const DOCKER: &str = "/usr/local/bin/docker";
+const SILOD: &str = env!("CARGO_BIN_EXE_silod");
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+/// A daemon driven with the docker CLI.
+fn daemon() -> Daemon {
+    Daemon::start(Path::new(SILOD), Cli::Docker)
 }
 
-/// silo-monitor and silo-runtime live next to silod in the target dir.
-fn helper(name: &str) -> PathBuf {
-    let silod = Path::new(env!("CARGO_BIN_EXE_silod"));
-    let path = silod.with_file_name(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build it first (cargo build -p silo-monitor -p silo-runtime)",
-        path.display()
-    );
-    path
-}
-
-/// A tar of the busybox rootfs, built once per test binary.
-fn rootfs_tar() -> &'static Path {
-    static TAR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    let (_, tar) = TAR.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let rootfs = dir.path().join("rootfs");
-        let st = Command::new("bash")
-            .arg(repo_root().join("scripts/mkrootfs.sh"))
-            .arg(&rootfs)
-            .status()
-            .expect("run mkrootfs.sh");
-        assert!(st.success(), "mkrootfs.sh failed");
-        let tar = dir.path().join("busybox.tar");
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .expect("run tar");
-        assert!(st.success(), "tar failed");
-        (dir, tar)
-    });
-    tar
-}
-
-struct Daemon {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Daemon {
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("silod.sock")
-    }
-
-    fn start() -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut d = Daemon { dir, child: None };
-        d.spawn();
-        d
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("silod.log"))
-            .expect("open silod.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_silod"))
-            .arg("-H")
-            .arg(format!("unix://{}", self.socket().display()))
-            .arg("--data-root")
-            .arg(self.dir.path().join("data"))
-            .arg("--exec-root")
-            .arg(self.dir.path().join("exec"))
-            .arg("--monitor")
-            .arg(helper("silo-monitor"))
-            .arg("--runtime")
-            .arg(helper("silo-runtime"))
-            .arg("--log-level")
-            .arg("debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn silod");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if UnixStream::connect(self.socket()).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("silod did not listen within 10 s; log:\n{}", self.log());
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("silod.log")).unwrap_or_default()
-    }
-
-    /// Runs the docker CLI against this daemon (60 s limit).
-    fn docker(&self, args: &[&str]) -> Output {
-        Command::new("timeout")
-            .arg("60")
-            .arg(DOCKER)
-            .args(args)
-            .env("DOCKER_HOST", format!("unix://{}", self.socket().display()))
-            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
-            .stdin(Stdio::null())
-            .output()
-            .expect("run docker")
-    }
-
-    /// Runs docker and requires success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.docker(args);
-        assert!(
-            out.status.success(),
-            "docker {args:?} failed ({:?}): stdout {:?} stderr {:?}\nsilod log:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn import_busybox(&self) {
-        let tar = rootfs_tar().to_str().expect("utf-8 path").to_string();
-        let id = self.ok(&["import", &tar, "busybox:latest"]);
-        assert!(id.trim().starts_with("sha256:"), "import printed {id:?}");
-    }
-
-    /// A raw HTTP/1.1 request on the socket; returns (status line + headers, body).
-    fn http(&self, method: &str, path: &str) -> (String, String) {
-        self.http_body(method, path, "")
-    }
-
-    /// Like [`Daemon::http`] with a JSON body.
-    fn http_body(&self, method: &str, path: &str, body: &str) -> (String, String) {
-        let mut s = UnixStream::connect(self.socket()).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: silod\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .expect("write request");
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).expect("read response");
-        match raw.split_once("\r\n\r\n") {
-            Some((head, body)) => (head.to_string(), body.to_string()),
-            None => (raw, String::new()),
-        }
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn terminate(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            if let Some(pid) = rustix::process::Pid::from_raw(c.id() as i32) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            let ids = self.docker(&["ps", "-aq"]);
-            for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
-                let _ = self.docker(&["rm", "-f", id]);
-            }
-            self.terminate();
-        }
-        // Unmount anything left under the temp dir (deepest first).
-        let root = self.dir.path().to_string_lossy().into_owned();
-        if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
-            let mut points: Vec<&str> = info
-                .lines()
-                .filter_map(|l| l.split(' ').nth(4))
-                .filter(|p| p.starts_with(&root))
-                .collect();
-            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-            for p in points {
-                let _ = Command::new("umount").arg("-l").arg(p).status();
-            }
-        }
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+/// silo-monitor or silo-runtime, next to silod.
+fn helper(name: &str) -> std::path::PathBuf {
+    sibling(Path::new(SILOD), name)
 }
 
 #[test]
 fn ping_version_prefix_and_unknown_paths() {
-    let d = Daemon::start();
+    let d = daemon();
     let (head, body) = d.http("GET", "/_ping");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(body, "OK");
@@ -259,8 +56,8 @@ fn ping_version_prefix_and_unknown_paths() {
 
 #[test]
 fn pull_is_refused_clearly() {
-    let d = Daemon::start();
-    let out = d.docker(&["pull", "busybox"]);
+    let d = daemon();
+    let out = d.cli(&["pull", "busybox"]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("pulling from a registry is not supported yet"),
@@ -271,13 +68,10 @@ fn pull_is_refused_clearly() {
 
 #[test]
 fn sigterm_removes_socket_and_pidfile() {
-    let mut d = Daemon::start();
-    let pidfile = d.dir.path().join("exec/silod.pid");
+    let mut d = daemon();
+    let pidfile = d.dir().join("exec/silod.pid");
     let pid = std::fs::read_to_string(&pidfile).expect("pidfile");
-    assert_eq!(
-        pid.trim().parse::<u32>().ok(),
-        d.child.as_ref().map(|c| c.id())
-    );
+    assert_eq!(pid.trim().parse::<u32>().ok(), d.pid());
     d.terminate();
     assert!(!d.socket().exists(), "socket left behind");
     assert!(!pidfile.exists(), "pidfile left behind");
@@ -285,13 +79,13 @@ fn sigterm_removes_socket_and_pidfile() {
 
 #[test]
 fn docker_info_works() {
-    let d = Daemon::start();
+    let d = daemon();
     d.ok(&["info"]);
 }
 
 #[test]
 fn run_echo_and_exit_codes() {
-    let d = Daemon::start();
+    let d = daemon();
     d.import_busybox();
     let images = d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert!(images.lines().any(|l| l == "busybox:latest"), "{images}");
@@ -305,7 +99,7 @@ fn run_echo_and_exit_codes() {
         "hello",
     ]);
     assert_eq!(out, "hello\n");
-    let out = d.docker(&[
+    let out = d.cli(&[
         "run",
         "--rm",
         "--network",
@@ -321,7 +115,7 @@ fn run_echo_and_exit_codes() {
 
 #[test]
 fn detached_lifecycle() {
-    let d = Daemon::start();
+    let d = daemon();
     d.import_busybox();
     let id = d.ok(&[
         "run",
@@ -363,20 +157,20 @@ fn detached_lifecycle() {
 
 #[test]
 fn clear_errors_and_nothing_created() {
-    let d = Daemon::start();
+    let d = daemon();
     d.import_busybox();
-    let out = d.docker(&["run", "--rm", "nosuchimage:1", "true"]);
+    let out = d.cli(&["run", "--rm", "nosuchimage:1", "true"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("nosuchimage"), "{}", stderr(&out));
 
-    let out = d.docker(&["inspect", "--type", "container", "nosuch"]);
+    let out = d.cli(&["inspect", "--type", "container", "nosuch"]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("No such container"),
         "{}",
         stderr(&out)
     );
-    let out = d.docker(&["rm", "nosuch"]);
+    let out = d.cli(&["rm", "nosuch"]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("No such container"),
@@ -385,7 +179,7 @@ fn clear_errors_and_nothing_created() {
     );
 
     d.ok(&["create", "--name", "dup", "busybox", "true"]);
-    let out = d.docker(&["create", "--name", "dup", "busybox", "true"]);
+    let out = d.cli(&["create", "--name", "dup", "busybox", "true"]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("is already in use"),
@@ -397,18 +191,19 @@ fn clear_errors_and_nothing_created() {
 
 #[test]
 fn run_interactive_tty() {
-    let d = Daemon::start();
+    let d = daemon();
     d.import_busybox();
-    let out = Command::new("timeout")
+    let mut script = Command::new("timeout");
+    script
         .arg("60")
         .arg("script")
         .arg("-qec")
         .arg(format!(
             "{DOCKER} run -it --rm --network none busybox sh -c 'tty; echo ok'"
         ))
-        .arg("/dev/null")
-        .env("DOCKER_HOST", format!("unix://{}", d.socket().display()))
-        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .arg("/dev/null");
+    let out = d
+        .client_env(&mut script)
         .stdin(Stdio::null())
         .output()
         .expect("run script");
@@ -420,7 +215,7 @@ fn run_interactive_tty() {
 
 #[test]
 fn containers_survive_a_killed_daemon() {
-    let mut d = Daemon::start();
+    let mut d = daemon();
     d.import_busybox();
     d.ok(&[
         "run",
@@ -450,28 +245,9 @@ fn containers_survive_a_killed_daemon() {
     );
 }
 
-/// Runs docker with `input` on stdin.
-fn docker_with_input(d: &Daemon, args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new("timeout")
-        .arg("60")
-        .arg(DOCKER)
-        .args(args)
-        .env("DOCKER_HOST", format!("unix://{}", d.socket().display()))
-        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn docker");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(input).expect("write stdin");
-    drop(stdin);
-    child.wait_with_output().expect("wait docker")
-}
-
 #[test]
 fn exec_attach_and_io_verbs() {
-    let d = Daemon::start();
+    let d = daemon();
     d.import_busybox();
     d.ok(&[
         "run",
@@ -485,11 +261,11 @@ fn exec_attach_and_io_verbs() {
         "1000",
     ]);
     // exec: stdin piped through the hijacked connection, EOF passed on.
-    let out = docker_with_input(&d, &["exec", "-i", "box", "cat"], b"piped line\n");
+    let out = d.cli_with_input(&["exec", "-i", "box", "cat"], b"piped line\n");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "piped line\n");
     // exec: separate streams and the exit code.
-    let out = d.docker(&["exec", "box", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    let out = d.cli(&["exec", "box", "sh", "-c", "echo out; echo err >&2; exit 3"]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
     assert!(stderr(&out).contains("err"), "{}", stderr(&out));
@@ -506,24 +282,24 @@ fn exec_attach_and_io_verbs() {
         "busybox",
         "cat",
     ]);
-    let out = docker_with_input(&d, &["attach", "cat"], b"via attach\n");
+    let out = d.cli_with_input(&["attach", "cat"], b"via attach\n");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "via attach\n");
     let logs = d.ok(&["logs", "cat"]);
     assert_eq!(logs, "via attach\n");
 
     // cp both ways.
-    let f = d.dir.path().join("in.txt");
+    let f = d.dir().join("in.txt");
     std::fs::write(&f, "copied in\n").expect("write in.txt");
     d.ok(&["cp", f.to_str().expect("utf-8"), "box:/tmp/in.txt"]);
     assert_eq!(d.ok(&["exec", "box", "cat", "/tmp/in.txt"]), "copied in\n");
-    let back = d.dir.path().join("back.txt");
+    let back = d.dir().join("back.txt");
     d.ok(&["cp", "box:/tmp/in.txt", back.to_str().expect("utf-8")]);
     assert_eq!(
         std::fs::read_to_string(&back).expect("read back.txt"),
         "copied in\n"
     );
-    let out = d.docker(&["cp", "box:/no/such/file", back.to_str().expect("utf-8")]);
+    let out = d.cli(&["cp", "box:/no/such/file", back.to_str().expect("utf-8")]);
     assert!(!out.status.success());
 
     // top and one-shot stats.
@@ -560,7 +336,7 @@ fn exec_attach_and_io_verbs() {
     );
 
     // export streams a tar of the rootfs.
-    let out = d.docker(&["export", "box"]);
+    let out = d.cli(&["export", "box"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         out.stdout.len() > 1024 * 1024,
@@ -571,7 +347,7 @@ fn exec_attach_and_io_verbs() {
 
 #[test]
 fn volumes_images_and_disk_usage() {
-    let d = Daemon::start();
+    let d = daemon();
     d.import_busybox();
     d.ok(&["volume", "create", "data"]);
     assert_eq!(d.ok(&["volume", "ls", "-q"]).trim(), "data");
@@ -594,11 +370,11 @@ fn volumes_images_and_disk_usage() {
     run("writer", &["sh", "-c", "echo kept > /data/f"]);
     run("reader", &["cat", "/data/f"]);
     assert_eq!(d.ok(&["logs", "reader"]), "kept\n");
-    let out = d.docker(&["volume", "rm", "data"]);
+    let out = d.cli(&["volume", "rm", "data"]);
     assert!(!out.status.success(), "a volume in use was removed");
     d.ok(&["rm", "writer", "reader"]);
     d.ok(&["volume", "rm", "data"]);
-    let out = d.docker(&["volume", "inspect", "data"]);
+    let out = d.cli(&["volume", "inspect", "data"]);
     assert!(!out.status.success());
 
     d.ok(&["tag", "busybox", "other:v1"]);
@@ -629,7 +405,7 @@ fn config_file_and_bad_bodies() {
         .to_string(),
     )
     .expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_silod"))
+    let mut child = Command::new(SILOD)
         .arg("--config")
         .arg(&cfg)
         .stdin(Stdio::null())
@@ -653,7 +429,7 @@ fn config_file_and_bad_bodies() {
     let _ = child.kill();
     let _ = child.wait();
 
-    let d = Daemon::start();
+    let d = daemon();
     let (head, body) = d.http_body("POST", "/containers/create", r#"{"Image":5}"#);
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
     assert!(body.contains("Image"), "{body}");
@@ -667,7 +443,7 @@ fn config_file_and_bad_bodies() {
 #[test]
 #[ignore = "engine: Engine::open takes ~400 ms with 1000 containers on record (debug build); slow to set up (~35 s)"]
 fn starts_fast_with_a_thousand_containers() {
-    let mut d = Daemon::start();
+    let mut d = daemon();
     d.import_busybox();
     for i in 0..1000 {
         let (head, body) = d.http_body(
@@ -694,12 +470,11 @@ fn starts_fast_with_a_thousand_containers() {
 
 #[test]
 fn run_with_piped_stdin() {
-    let d = Daemon::start();
+    let d = daemon();
     d.import_busybox();
     for i in 0..5 {
         let line = format!("piped {i}\n");
-        let out = docker_with_input(
-            &d,
+        let out = d.cli_with_input(
             &["run", "-i", "--rm", "--network", "none", "busybox", "cat"],
             line.as_bytes(),
         );
