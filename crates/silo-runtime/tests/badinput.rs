@@ -7,28 +7,6 @@ use common::*;
 use serde_json::json;
 use std::fs;
 
-/// Everything a failed create must not leave behind.
-#[track_caller]
-fn assert_nothing_left(c: &Container, bundle: &Bundle) {
-    c.assert_gone();
-    let mounts = mounts_under(bundle.path());
-    assert!(
-        mounts.is_empty(),
-        "mounts left under the bundle: {mounts:?}"
-    );
-    let procs = processes_in(bundle.path());
-    assert!(
-        procs.is_empty(),
-        "processes left inside the bundle: {procs:?}"
-    );
-    let listed = c.rt.list_json();
-    assert!(
-        !listed.iter().any(|e| e["id"] == json!(c.id)),
-        "{} still listed: {listed:?}",
-        c.id
-    );
-}
-
 #[test]
 fn missing_config_json() {
     let rt = Runtime::new();
@@ -36,12 +14,7 @@ fn missing_config_json() {
     let c = rt.container(&mut b);
     fs::remove_file(b.path().join("config.json")).expect("remove config.json");
     let o = c.create();
-    assert!(!o.status.success(), "create without config.json succeeded");
-    let err = stderr(&o);
-    assert!(
-        err.contains("config.json"),
-        "error does not name config.json: {err}"
-    );
+    assert_fails_with(&o, "create without config.json", &["config.json"]);
     assert_nothing_left(&c, &b);
 }
 
@@ -79,15 +52,7 @@ fn unknown_namespace_type() {
         .push(json!({"type": "bogus"}));
     let c = rt.container(&mut b);
     let o = c.create();
-    assert!(
-        !o.status.success(),
-        "create with namespace 'bogus' succeeded"
-    );
-    let err = stderr(&o);
-    assert!(
-        err.contains("bogus"),
-        "error does not name the value 'bogus': {err}"
-    );
+    assert_fails_with(&o, "create with namespace 'bogus'", &["bogus"]);
     assert_nothing_left(&c, &b);
 }
 
@@ -99,15 +64,10 @@ fn nonexistent_rootfs() {
     b.config_mut()["root"]["path"] = json!(missing.to_string_lossy());
     let c = rt.container(&mut b);
     let o = c.create();
-    assert!(
-        !o.status.success(),
-        "create with a missing rootfs succeeded"
-    );
-    let err = stderr(&o);
-    assert!(
-        err.contains(&*missing.to_string_lossy()),
-        "error does not name the rootfs path {}: {err}",
-        missing.display()
+    assert_fails_with(
+        &o,
+        "create with a missing rootfs",
+        &[&missing.to_string_lossy()],
     );
     assert_nothing_left(&c, &b);
 }
@@ -158,12 +118,7 @@ fn bad_signal_name() {
     let c = rt.container(&mut b);
     assert_ok(&c.run_detached());
     let o = c.kill("SIGBOGUS");
-    assert!(!o.status.success(), "kill SIGBOGUS succeeded");
-    let err = stderr(&o);
-    assert!(
-        err.contains("BOGUS"),
-        "error does not name the signal: {err}"
-    );
+    assert_fails_with(&o, "kill SIGBOGUS", &["BOGUS"]);
     assert_eq!(
         c.status(),
         "running",

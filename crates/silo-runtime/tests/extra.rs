@@ -31,43 +31,6 @@ impl Drop for Reap {
     }
 }
 
-/// Everything a failed create must not leave behind: state, cgroups, mounts,
-/// processes inside the bundle, and a `list` entry.
-#[track_caller]
-fn assert_nothing_left(c: &Container, bundle: &Bundle) {
-    c.assert_gone();
-    let mounts = mounts_under(bundle.path());
-    assert!(
-        mounts.is_empty(),
-        "mounts left under the bundle: {mounts:?}"
-    );
-    let procs = processes_in(bundle.path());
-    assert!(
-        procs.is_empty(),
-        "processes left inside the bundle: {procs:?}"
-    );
-    let listed = c.rt.list_json();
-    assert!(
-        !listed.iter().any(|e| e["id"] == json!(c.id)),
-        "{} still listed: {listed:?}",
-        c.id
-    );
-}
-
-/// Asserts a command failed and its stderr contains every one of `words`.
-#[track_caller]
-fn assert_fails_with(o: &Output, what: &str, words: &[&str]) {
-    assert!(
-        !o.status.success(),
-        "{what} succeeded; stdout: {}",
-        stdout(o)
-    );
-    let err = stderr(o);
-    for w in words {
-        assert!(err.contains(w), "{what}: stderr lacks {w:?}: {err}");
-    }
-}
-
 // 1. --systemd-cgroup on a host where systemd is not PID 1.
 
 #[test]

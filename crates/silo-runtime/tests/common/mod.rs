@@ -309,6 +309,20 @@ pub fn assert_ok(o: &Output) {
     );
 }
 
+/// Asserts a command failed and its stderr contains every one of `words`.
+#[track_caller]
+pub fn assert_fails_with(o: &Output, what: &str, words: &[&str]) {
+    assert!(
+        !o.status.success(),
+        "{what} succeeded; stdout: {}",
+        stdout(o)
+    );
+    let err = stderr(o);
+    for w in words {
+        assert!(err.contains(w), "{what}: stderr lacks {w:?}: {err}");
+    }
+}
+
 /// Parses silo-check's `key=value` lines.
 pub fn parse_check(text: &str) -> std::collections::BTreeMap<String, String> {
     text.lines()
@@ -593,6 +607,29 @@ pub fn cleanup_check(rt: &Runtime, id: &str, cgroups_path: &str) {
         !state.exists(),
         "state dir {} was left behind",
         state.display()
+    );
+}
+
+/// Everything a failed create must not leave behind: state, cgroups, mounts,
+/// processes inside the bundle, and a `list` entry.
+#[track_caller]
+pub fn assert_nothing_left(c: &Container, bundle: &Bundle) {
+    c.assert_gone();
+    let mounts = mounts_under(bundle.path());
+    assert!(
+        mounts.is_empty(),
+        "mounts left under the bundle: {mounts:?}"
+    );
+    let procs = processes_in(bundle.path());
+    assert!(
+        procs.is_empty(),
+        "processes left inside the bundle: {procs:?}"
+    );
+    let listed = c.rt.list_json();
+    assert!(
+        !listed.iter().any(|e| e["id"] == json!(c.id)),
+        "{} still listed: {listed:?}",
+        c.id
     );
 }
 
