@@ -1,16 +1,17 @@
-//! `docker import --change` instructions (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL,
-//! USER, VOLUME, WORKDIR, STOPSIGNAL) applied to an image's container config.
+//! `docker import --change` instructions (CMD, ENTRYPOINT, ENV, EXPOSE,
+//! HEALTHCHECK, LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL) applied to an
+//! image's container config.
 
 use std::collections::BTreeMap;
 
 use thiserror::Error;
 
-use crate::config::{ContainerConfig, Empty};
+use crate::config::{ContainerConfig, Empty, HealthConfig};
 
 /// Why a change instruction was rejected.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ChangeError {
-    #[error("change {change:?}: unsupported instruction {instruction:?} (allowed: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR)")]
+    #[error("change {change:?}: unsupported instruction {instruction:?} (allowed: CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR)")]
     Unsupported { change: String, instruction: String },
     #[error("change {change:?}: {instruction} needs an argument")]
     MissingArgument { change: String, instruction: String },
@@ -54,6 +55,7 @@ fn apply_one(cfg: &mut ContainerConfig, line: &str) -> Result<(), ChangeError> {
         "ENTRYPOINT" => cfg.entrypoint = Some(command_form(rest)),
         "USER" => cfg.user = Some(rest.to_string()),
         "STOPSIGNAL" => cfg.stop_signal = Some(rest.to_string()),
+        "HEALTHCHECK" => cfg.healthcheck = Some(healthcheck(rest).map_err(malformed)?),
         "WORKDIR" => {
             let base = cfg.working_dir.clone().unwrap_or_else(|| "/".to_string());
             cfg.working_dir = Some(if rest.starts_with('/') {
@@ -113,6 +115,128 @@ fn apply_one(cfg: &mut ContainerConfig, line: &str) -> Result<(), ChangeError> {
         }
     }
     Ok(())
+}
+
+/// `HEALTHCHECK [--interval=D] [--timeout=D] [--start-period=D]
+/// [--start-interval=D] [--retries=N] CMD command` or `HEALTHCHECK NONE`,
+/// as a Dockerfile has it: the exec form gives `["CMD", args...]`, the shell
+/// form `["CMD-SHELL", command]`.
+fn healthcheck(rest: &str) -> Result<HealthConfig, String> {
+    let mut hc = HealthConfig::default();
+    let mut rest = rest.trim_start();
+    let mut flags = false;
+    while let Some(flag) = rest.strip_prefix("--") {
+        let end = flag.find(char::is_whitespace).unwrap_or(flag.len());
+        let (word, tail) = flag.split_at(end);
+        rest = tail.trim_start();
+        flags = true;
+        let (name, value) = word
+            .split_once('=')
+            .ok_or_else(|| format!("flag --{word} needs a value (--{word}=VALUE)"))?;
+        let duration = || -> Result<Option<i64>, String> {
+            let ns = go_duration(value).map_err(|e| format!("--{name}: {e}"))?;
+            match ns {
+                0 => Ok(None),
+                n if n < 1_000_000 => Err(format!("--{name} cannot be less than 1ms")),
+                n => Ok(Some(n)),
+            }
+        };
+        match name {
+            "interval" => hc.interval = duration()?,
+            "timeout" => hc.timeout = duration()?,
+            "start-period" => hc.start_period = duration()?,
+            "start-interval" => hc.start_interval = duration()?,
+            "retries" => {
+                let n: i64 = value
+                    .parse()
+                    .map_err(|_| format!("--retries: {value:?} is not a number"))?;
+                if n < 0 {
+                    return Err(format!("--retries cannot be negative ({n})"));
+                }
+                hc.retries = Some(n);
+            }
+            other => return Err(format!("unknown flag --{other}")),
+        }
+    }
+    let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+    let (kind, args) = rest.split_at(end);
+    let args = args.trim();
+    match kind.to_ascii_uppercase().as_str() {
+        "NONE" => {
+            if flags || !args.is_empty() {
+                return Err("HEALTHCHECK NONE takes no arguments".to_string());
+            }
+            hc.test = Some(vec!["NONE".to_string()]);
+        }
+        "CMD" => {
+            let exec_form = args
+                .starts_with('[')
+                .then(|| serde_json::from_str::<Vec<String>>(args).ok())
+                .flatten();
+            let test = match exec_form {
+                Some(argv) => std::iter::once("CMD".to_string()).chain(argv).collect(),
+                None => vec!["CMD-SHELL".to_string(), args.to_string()],
+            };
+            if test.len() < 2 || test[1].is_empty() {
+                return Err("missing command after HEALTHCHECK CMD".to_string());
+            }
+            hc.test = Some(test);
+        }
+        "" => return Err("missing CMD or NONE".to_string()),
+        other => return Err(format!("unknown type {other:?} in HEALTHCHECK (try CMD)")),
+    }
+    Ok(hc)
+}
+
+/// Go's `time.ParseDuration` ("300ms", "1.5s", "1m30s"; units ns, us, µs,
+/// ms, s, m, h), in nanoseconds. Negative durations are refused.
+fn go_duration(s: &str) -> Result<i64, String> {
+    let bad = || format!("invalid duration {s:?}");
+    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    if rest == "0" {
+        return Ok(0);
+    }
+    if rest.is_empty() || rest.starts_with('-') {
+        return Err(bad());
+    }
+    let mut total: u128 = 0;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let (num, tail) = rest.split_at(num_end);
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_end);
+        rest = tail;
+        let scale: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return Err(bad()),
+        };
+        let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+        if int.is_empty() && frac.is_empty() {
+            return Err(bad());
+        }
+        let int: u128 = if int.is_empty() {
+            0
+        } else {
+            int.parse().map_err(|_| bad())?
+        };
+        let mut part = int.checked_mul(scale).ok_or_else(bad)?;
+        if !frac.is_empty() {
+            let digits = &frac[..frac.len().min(18)];
+            let f: u128 = digits.parse().map_err(|_| bad())?;
+            part += f * scale / 10u128.pow(digits.len() as u32);
+        }
+        total = total.checked_add(part).ok_or_else(bad)?;
+    }
+    i64::try_from(total).map_err(|_| bad())
 }
 
 /// Exec form (a JSON string array) or shell form (run by /bin/sh -c).
@@ -252,6 +376,65 @@ mod tests {
         assert_eq!(c.working_dir.unwrap(), "/srv/app");
         assert_eq!(c.user.unwrap(), "1000:1000");
         assert_eq!(c.stop_signal.unwrap(), "SIGTERM");
+    }
+
+    #[test]
+    fn healthcheck_forms_and_flags() {
+        let c = run(&["HEALTHCHECK --interval=200ms --timeout=1m30s --start-period=1.5s --start-interval=2s --retries=2 CMD curl -f http://x/ || exit 1"]).unwrap();
+        let hc = c.healthcheck.unwrap();
+        assert_eq!(
+            hc.test.unwrap(),
+            ["CMD-SHELL", "curl -f http://x/ || exit 1"]
+        );
+        assert_eq!(hc.interval, Some(200_000_000));
+        assert_eq!(hc.timeout, Some(90_000_000_000));
+        assert_eq!(hc.start_period, Some(1_500_000_000));
+        assert_eq!(hc.start_interval, Some(2_000_000_000));
+        assert_eq!(hc.retries, Some(2));
+        let hc = run(&["HEALTHCHECK CMD [\"true\", \"x y\"]"])
+            .unwrap()
+            .healthcheck
+            .unwrap();
+        assert_eq!(hc.test.unwrap(), ["CMD", "true", "x y"]);
+        assert_eq!((hc.interval, hc.retries), (None, None));
+        let hc = run(&["healthcheck none"]).unwrap().healthcheck.unwrap();
+        assert_eq!(hc.test.unwrap(), ["NONE"]);
+        for bad in [
+            "HEALTHCHECK NONE x",
+            "HEALTHCHECK --interval=1s NONE",
+            "HEALTHCHECK --interval=1us CMD true",
+            "HEALTHCHECK --interval=soon CMD true",
+            "HEALTHCHECK --retries=-1 CMD true",
+            "HEALTHCHECK --colour=red CMD true",
+            "HEALTHCHECK --interval CMD true",
+            "HEALTHCHECK CMD []",
+            "HEALTHCHECK PING x",
+            "HEALTHCHECK --retries=1",
+        ] {
+            assert!(
+                matches!(run(&[bad]), Err(ChangeError::Malformed { .. })),
+                "{bad} was accepted"
+            );
+        }
+        // The image config keeps it in Docker's spelling.
+        let json =
+            serde_json::to_value(run(&["HEALTHCHECK --retries=4 CMD true"]).unwrap()).unwrap();
+        assert_eq!(
+            json["Healthcheck"],
+            serde_json::json!({"Test": ["CMD-SHELL", "true"], "Retries": 4})
+        );
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration("0"), Ok(0));
+        assert_eq!(go_duration("300ms"), Ok(300_000_000));
+        assert_eq!(go_duration("1h2m3.5s"), Ok(3_723_500_000_000));
+        assert_eq!(go_duration(".5us"), Ok(500));
+        assert_eq!(go_duration("2µs"), Ok(2_000));
+        for bad in ["", "5", "-1s", "1x", "s", ".s", "1.2.3s", "99999999999h"] {
+            assert!(go_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 pub use changes::ChangeError;
-pub use config::{ContainerConfig, Empty, History, ImageConfig, RootFs};
+pub use config::{ContainerConfig, Empty, HealthConfig, History, ImageConfig, RootFs};
 pub use extract::{ExtractError, MAX_PATH};
 pub use reference::{normalize as normalize_reference, ReferenceError};
 pub use snapshot::SnapshotError;
