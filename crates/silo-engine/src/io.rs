@@ -141,6 +141,18 @@ impl Drop for PendingAttach {
     }
 }
 
+/// A process started in a container by [`Engine::exec_spawn`].
+pub(crate) struct ExecSpawned {
+    /// Host pid; our child once the runtime has exited.
+    pub pid: i32,
+    /// The pty master (tty execs).
+    pub master: Option<Arc<std::os::fd::OwnedFd>>,
+    /// Our ends of the pipes asked for with `Stdio::piped()`.
+    pub stdin: Option<std::process::ChildStdin>,
+    pub stdout: Option<std::process::ChildStdout>,
+    pub stderr: Option<std::process::ChildStderr>,
+}
+
 impl Engine {
     /// How many attach clients wait for this container to start: pass it to
     /// the monitor as `--wait-attach N` so they connect before the
@@ -563,7 +575,100 @@ impl Engine {
         cfg: &ExecConfig,
         detach: bool,
     ) -> Result<Option<AttachStream>> {
-        use std::process::{Command, Stdio};
+        use std::process::Stdio;
+        let tty = cfg.tty.unwrap_or(false);
+        let piped = |on: Option<bool>| {
+            if !detach && !tty && on.unwrap_or(false) {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            }
+        };
+        let spawned = self.exec_spawn(
+            exec_id,
+            c,
+            cfg,
+            [
+                piped(cfg.attach_stdin),
+                piped(cfg.attach_stdout),
+                piped(cfg.attach_stderr),
+            ],
+        )?;
+        let ExecSpawned {
+            pid,
+            master,
+            stdin: cin,
+            stdout: cout,
+            stderr: cerr,
+        } = spawned;
+        if let (Some(m), Some([h, w])) = (&master, cfg.console_size.as_deref()) {
+            if *h > 0 && *w > 0 {
+                let _ = exec::set_winsize(m, *h as u16, *w as u16);
+            }
+        }
+        let reg = exec::registry();
+        if let Some(e) = reg.lock().get_mut(exec_id) {
+            e.pid = pid;
+            e.master = master.clone();
+        }
+        let args = cfg.cmd.clone().unwrap_or_default().join(" ");
+        let attrs = HashMap::from([("execID".to_string(), exec_id.to_string())]);
+        self.emit(
+            "container",
+            &format!("exec_start: {args}"),
+            &c.id,
+            attrs.clone(),
+        );
+        // Reap it (it is ours once the runtime exited: we are a subreaper).
+        let me = self.me.clone();
+        let (xid, cid) = (exec_id.to_string(), c.id.clone());
+        std::thread::spawn(move || {
+            let code = exec::wait_pid(pid).unwrap_or(-1);
+            exec::registry().finish(&xid, code);
+            if let Some(engine) = me.upgrade() {
+                let mut a = attrs;
+                a.insert("exitCode".into(), code.to_string());
+                engine.emit("container", "exec_die", &cid, a);
+            }
+        });
+        let xid = exec_id.to_string();
+        let done = move || exec::registry().wait_exit(&xid, Duration::from_secs(5));
+        if detach {
+            if let Some(m) = master {
+                // Keep the terminal open and drained while it runs.
+                std::thread::spawn(move || {
+                    if let Ok(fd) = m.try_clone() {
+                        let _ = std::io::copy(&mut std::fs::File::from(fd), &mut std::io::sink());
+                    }
+                });
+            }
+            return Ok(None);
+        }
+        let (ours, theirs) = UnixStream::pair().map_err(|e| internal("socketpair", e))?;
+        let relayed = match master {
+            Some(m) => exec::relay_tty(ours, m, done),
+            None => exec::relay_pipes(ours, cin, cout, cerr, done),
+        };
+        relayed.map_err(|e| internal("exec stdio relay", e))?;
+        Ok(Some(AttachStream {
+            tty,
+            socket: theirs,
+        }))
+    }
+
+    /// Starts `cfg` in the container through the runtime's `exec
+    /// --detach`, with `stdio` (stdin, stdout, stderr) handed to the
+    /// process; a tty exec gets a pty instead. The process is our child
+    /// once the runtime has exited (we are a subreaper): the caller reaps
+    /// it with [`exec::wait_pid`] or `waitpid`.
+    pub(crate) fn exec_spawn(
+        &self,
+        exec_id: &str,
+        c: &ContainerRef,
+        cfg: &ExecConfig,
+        stdio: [std::process::Stdio; 3],
+    ) -> Result<ExecSpawned> {
+        use std::process::Command;
         let tty = cfg.tty.unwrap_or(false);
         let host = self.compute_host()?;
         exec::become_subreaper();
@@ -618,16 +723,8 @@ impl Engine {
             None
         };
         cmd.arg(&c.id);
-        let piped = |on: Option<bool>| {
-            if !detach && !tty && on.unwrap_or(false) {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            }
-        };
-        cmd.stdin(piped(cfg.attach_stdin))
-            .stdout(piped(cfg.attach_stdout))
-            .stderr(piped(cfg.attach_stderr));
+        let [stdin, stdout, stderr] = stdio;
+        cmd.stdin(stdin).stdout(stdout).stderr(stderr);
         let mut child = cmd.spawn().map_err(|e| {
             cleanup();
             internal(
@@ -635,6 +732,9 @@ impl Engine {
                 e,
             )
         })?;
+        // Our copies of the stdio ends go now, so the process holds the
+        // only ones (a reader sees EOF when it exits).
+        drop(cmd);
         let (cin, cout, cerr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let status = child
             .wait()
@@ -673,59 +773,13 @@ impl Engine {
             }
         };
         cleanup();
-        if let (Some(m), Some([h, w])) = (&master, cfg.console_size.as_deref()) {
-            if *h > 0 && *w > 0 {
-                let _ = exec::set_winsize(m, *h as u16, *w as u16);
-            }
-        }
-        let reg = exec::registry();
-        if let Some(e) = reg.lock().get_mut(exec_id) {
-            e.pid = pid;
-            e.master = master.clone();
-        }
-        let args = cfg.cmd.clone().unwrap_or_default().join(" ");
-        let attrs = HashMap::from([("execID".to_string(), exec_id.to_string())]);
-        self.emit(
-            "container",
-            &format!("exec_start: {args}"),
-            &c.id,
-            attrs.clone(),
-        );
-        // Reap it (it is ours once the runtime exited: we are a subreaper).
-        let me = self.me.clone();
-        let (xid, cid) = (exec_id.to_string(), c.id.clone());
-        std::thread::spawn(move || {
-            let code = exec::wait_pid(pid).unwrap_or(-1);
-            exec::registry().finish(&xid, code);
-            if let Some(engine) = me.upgrade() {
-                let mut a = attrs;
-                a.insert("exitCode".into(), code.to_string());
-                engine.emit("container", "exec_die", &cid, a);
-            }
-        });
-        let xid = exec_id.to_string();
-        let done = move || exec::registry().wait_exit(&xid, Duration::from_secs(5));
-        if detach {
-            if let Some(m) = master {
-                // Keep the terminal open and drained while it runs.
-                std::thread::spawn(move || {
-                    if let Ok(fd) = m.try_clone() {
-                        let _ = std::io::copy(&mut std::fs::File::from(fd), &mut std::io::sink());
-                    }
-                });
-            }
-            return Ok(None);
-        }
-        let (ours, theirs) = UnixStream::pair().map_err(|e| internal("socketpair", e))?;
-        let relayed = match master {
-            Some(m) => exec::relay_tty(ours, m, done),
-            None => exec::relay_pipes(ours, cin, cout, cerr, done),
-        };
-        relayed.map_err(|e| internal("exec stdio relay", e))?;
-        Ok(Some(AttachStream {
-            tty,
-            socket: theirs,
-        }))
+        Ok(ExecSpawned {
+            pid,
+            master,
+            stdin: cin,
+            stdout: cout,
+            stderr: cerr,
+        })
     }
 
     pub fn exec_inspect(&self, exec_id: &str) -> Result<ExecInspectResponse> {
