@@ -1069,6 +1069,8 @@ impl Engine {
                 return Err(internal(&format!("removing {}", dir.display()), e));
             }
         }
+        // The short symlink to the directory (only a restart cleaned it).
+        let _ = std::fs::remove_file(self.state_dir(&c.id));
         self.db.delete(&c.id)?;
         self.removed_exits
             .lock()
