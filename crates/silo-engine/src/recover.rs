@@ -8,6 +8,7 @@ use crate::model::Container;
 use crate::Engine;
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// What to do with one recorded container at startup.
 #[derive(Debug, PartialEq)]
@@ -68,6 +69,7 @@ impl Engine {
     /// Runs once from `Engine::open`.
     pub(crate) fn recover(&self) {
         let proc_root = Path::new("/proc");
+        self.wait_for_starts_in_flight(proc_root);
         let all: Vec<Container> = self.lock().values().cloned().collect();
         for c in all {
             let dir = self.container_dir(&c.id);
@@ -132,6 +134,35 @@ impl Engine {
         }
         self.remove_orphans();
         self.restart_on_boot();
+    }
+
+    /// A silod killed during a start leaves the monitor it ran still
+    /// starting the container, and monitor.json only appears once the
+    /// container runs. Waits until each such monitor (of a container not
+    /// recorded running) has written it or exited, so [`judge`] adopts the
+    /// container instead of keeping it "created" beside an untracked
+    /// monitor. Bounded: a monitor gives up waiting for attach clients
+    /// after 10 s.
+    fn wait_for_starts_in_flight(&self, proc_root: &Path) {
+        let runtime_root = self.config.exec_root.join("runtime");
+        let pending: Vec<(std::path::PathBuf, Vec<i32>)> = {
+            let map = self.lock();
+            starting_monitors(proc_root, &runtime_root)
+                .into_iter()
+                .filter(|(id, _)| map.get(id).is_some_and(|c| !c.state.running))
+                .map(|(id, pids)| (self.container_dir(&id), pids))
+                .collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for (dir, pids) in pending {
+            tracing::info!("waiting for the start in flight in {}", dir.display());
+            while read_monitor(&dir).is_none()
+                && pids.iter().any(|p| monitor_alive(proc_root, *p))
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
     }
 
     /// Snapshots, container directories and runtime records without a row.
@@ -216,6 +247,39 @@ impl Engine {
             }
         }
     }
+}
+
+/// Live silo-monitor processes started with `--runtime-root runtime_root`,
+/// by their `--id`.
+fn starting_monitors(proc_root: &Path, runtime_root: &Path) -> HashMap<String, Vec<i32>> {
+    let mut found: HashMap<String, Vec<i32>> = HashMap::new();
+    let Ok(rd) = std::fs::read_dir(proc_root) else {
+        return found;
+    };
+    for e in rd.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
+        let value = |flag: &str| {
+            args.iter()
+                .position(|a| *a == flag.as_bytes())
+                .and_then(|i| args.get(i + 1))
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        if value("--runtime-root").as_deref().map(Path::new) != Some(runtime_root) {
+            continue;
+        }
+        if let Some(id) = value("--id") {
+            if monitor_alive(proc_root, pid) {
+                found.entry(id).or_default().push(pid);
+            }
+        }
+    }
+    found
 }
 
 fn dir_names(dir: &Path) -> Vec<String> {
@@ -321,6 +385,23 @@ mod tests {
             judge(&c("created", false, 0), dir.path(), other.path()),
             Verdict::Keep
         );
+    }
+
+    #[test]
+    fn starting_monitors_are_found_by_runtime_root_and_id() {
+        let ours = "/x/exec/runtime";
+        let proc_root = fake_proc(
+            77,
+            &format!("/bin/silo-monitor\0--detach\0--runtime-root\0{ours}\0--id\0c1\0"),
+        );
+        let found = starting_monitors(proc_root.path(), Path::new(ours));
+        assert_eq!(found.get("c1"), Some(&vec![77]));
+        // Another silod's monitor (other exec root) is not ours.
+        let found = starting_monitors(proc_root.path(), Path::new("/y/exec/runtime"));
+        assert!(found.is_empty(), "{found:?}");
+        // A zombie is not in flight.
+        std::fs::write(proc_root.path().join("77/stat"), "77 (silo-monitor) Z 1").unwrap();
+        assert!(starting_monitors(proc_root.path(), Path::new(ours)).is_empty());
     }
 
     #[test]
