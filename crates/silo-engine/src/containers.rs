@@ -270,6 +270,14 @@ impl Engine {
             let shown = silo_storage::normalize_reference(&image_ref).unwrap_or(image_ref.clone());
             EngineError::NotFound(format!("No such image: {shown}"))
         })?;
+        // The image's HEALTHCHECK fills in what the user left unset.
+        let body = ContainerCreateBody {
+            healthcheck: crate::health::merge(
+                body.healthcheck,
+                image.config.config.healthcheck.as_ref(),
+            ),
+            ..body
+        };
         let id = model::random_id();
 
         // Reserve the name with a "creating" row (transaction 1).
@@ -553,11 +561,13 @@ impl Engine {
                 started_at: started.clone(),
                 finished_at: c.state.finished_at.clone(),
                 monitor_pid,
+                health: crate::health::starting(c),
                 ..Default::default()
             };
         })?;
         self.emit("container", "start", id, HashMap::new());
         self.watch(id, &c.state.started_at);
+        self.health_watch(id);
         Ok(())
     }
 
@@ -683,6 +693,7 @@ impl Engine {
             c.state.oom_killed = exit.oom_killed;
             c.state.finished_at = finished.clone();
             c.state.error = error.clone().unwrap_or_default();
+            crate::health::stopped(&mut c.state);
             c.exit_seq += 1;
         });
         let Ok(c) = updated else { return };
@@ -935,6 +946,8 @@ impl Engine {
         self.modify(&id, |c| {
             c.state.paused = true;
             c.state.status = "paused".into();
+            // Docker stops the probes of a paused container.
+            crate::health::stopped(&mut c.state);
         })?;
         self.emit("container", "pause", &id, HashMap::new());
         Ok(())
@@ -956,6 +969,7 @@ impl Engine {
             c.state.paused = false;
             c.state.status = "running".into();
         })?;
+        self.health_watch(&id);
         self.emit("container", "unpause", &id, HashMap::new());
         Ok(())
     }

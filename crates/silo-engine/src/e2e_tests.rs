@@ -263,3 +263,342 @@ fn stop_kill_readopt_and_force_remove() {
     drop(engine);
     drop(env);
 }
+
+// ------------------------------------------------------------ healthchecks
+
+/// Polls `f` until it gives a value; the deadline is generous because the
+/// host may be busy, and nothing asserts on how long it took.
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn health_of(engine: &Engine, id: &str) -> Option<Health> {
+    engine.inspect(id, false).unwrap().state.unwrap().health
+}
+
+fn status_of(engine: &Engine, id: &str) -> Option<HealthStatusEnum> {
+    health_of(engine, id).and_then(|h| h.status)
+}
+
+/// `sleep 1000` with `healthcheck` at 100 ms intervals.
+fn with_health(test: &[&str], timeout_ms: i64, retries: i64) -> ContainerCreateBody {
+    ContainerCreateBody {
+        healthcheck: Some(HealthConfig {
+            test: Some(test.iter().map(|s| s.to_string()).collect()),
+            interval: Some(100_000_000),
+            timeout: Some(timeout_ms * 1_000_000),
+            retries: Some(retries),
+            ..Default::default()
+        }),
+        ..body(&["sleep", "1000"])
+    }
+}
+
+fn ps_ids(engine: &Engine, key: &str, value: &str) -> Vec<String> {
+    engine
+        .list(
+            false,
+            None,
+            false,
+            &Filters::from([(key.to_string(), vec![value.to_string()])]),
+        )
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect()
+}
+
+fn ps_status(engine: &Engine, id: &str) -> String {
+    engine
+        .list(true, None, false, &Filters::new())
+        .unwrap()
+        .into_iter()
+        .find(|c| c.id.as_deref() == Some(id))
+        .and_then(|c| c.status)
+        .unwrap_or_default()
+}
+
+/// Threads of this process whose name starts with `prefix` (the kernel
+/// keeps 15 bytes of a thread name).
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.trim_end().starts_with(prefix))
+        })
+        .count()
+}
+
+#[test]
+fn healthchecks_pass_fail_time_out_or_are_off() {
+    let (env, engine) = setup();
+    let events = engine
+        .events(
+            None,
+            None,
+            &Filters::from([("event".to_string(), vec!["health_status".to_string()])]),
+        )
+        .unwrap();
+    let create = |name: &str, b: ContainerCreateBody| {
+        let id = engine.create_container(Some(name), b).unwrap().id;
+        engine.start(&id).unwrap();
+        id
+    };
+    let ok = create("hc-ok", with_health(&["CMD-SHELL", "echo fine"], 10_000, 3));
+    let bad = create(
+        "hc-bad",
+        with_health(
+            &["CMD-SHELL", "echo boom; echo oops >&2; exit 3"],
+            10_000,
+            2,
+        ),
+    );
+    let slow = create("hc-slow", with_health(&["CMD", "sleep", "30"], 200, 1));
+    let off = create("hc-off", with_health(&["NONE"], 10_000, 3));
+
+    // Success: healthy, with the probe's output in the log.
+    wait_for("hc-ok healthy", || {
+        (status_of(&engine, &ok) == Some(HealthStatusEnum::HEALTHY)).then_some(())
+    });
+    let h = health_of(&engine, &ok).unwrap();
+    assert_eq!(h.failing_streak, Some(0));
+    let last = h.log.unwrap().pop().unwrap();
+    assert_eq!(last.exit_code, Some(0));
+    assert_eq!(last.output.as_deref(), Some("fine\n"));
+    assert!(last.start.unwrap() <= last.end.unwrap());
+    assert!(
+        ps_status(&engine, &ok).ends_with(" (healthy)"),
+        "{}",
+        ps_status(&engine, &ok)
+    );
+
+    // Failure with Retries=2: unhealthy after two failures in a row, the
+    // exit code and both streams recorded.
+    wait_for("hc-bad unhealthy", || {
+        (status_of(&engine, &bad) == Some(HealthStatusEnum::UNHEALTHY)).then_some(())
+    });
+    let h = health_of(&engine, &bad).unwrap();
+    assert!(h.failing_streak.unwrap() >= 2, "{h:?}");
+    let log = h.log.unwrap();
+    assert!(log.len() >= 2 && log.len() <= 5, "{log:?}");
+    for e in &log {
+        assert_eq!(e.exit_code, Some(3), "{e:?}");
+        assert_eq!(e.output.as_deref(), Some("boom\noops\n"), "{e:?}");
+    }
+    assert!(ps_status(&engine, &bad).ends_with(" (unhealthy)"));
+
+    // Timeout: the probe is killed and counts as a failure (-1).
+    wait_for("hc-slow unhealthy", || {
+        (status_of(&engine, &slow) == Some(HealthStatusEnum::UNHEALTHY)).then_some(())
+    });
+    let e = health_of(&engine, &slow).unwrap().log.unwrap().remove(0);
+    assert_eq!(e.exit_code, Some(-1), "{e:?}");
+    assert_eq!(
+        e.output.as_deref(),
+        Some("Health check exceeded timeout (200ms)")
+    );
+
+    // NONE: no probes, no Health, no suffix; the `none` filter value.
+    let ins = engine.inspect(&off, false).unwrap();
+    assert!(ins.state.unwrap().health.is_none());
+    assert_eq!(
+        ins.config.unwrap().healthcheck.unwrap().test.unwrap(),
+        ["NONE"]
+    );
+    assert!(!ps_status(&engine, &off).contains('('));
+
+    // ps filters by health.
+    assert_eq!(ps_ids(&engine, "health", "healthy"), [ok.as_str()]);
+    let mut unhealthy = ps_ids(&engine, "health", "unhealthy");
+    unhealthy.sort();
+    let mut want = vec![bad.clone(), slow.clone()];
+    want.sort();
+    assert_eq!(unhealthy, want);
+    assert_eq!(ps_ids(&engine, "health", "none"), [off.as_str()]);
+    let e = engine
+        .list(
+            false,
+            None,
+            false,
+            &Filters::from([("health".to_string(), vec!["great".to_string()])]),
+        )
+        .unwrap_err();
+    assert_eq!(e.status(), 400);
+
+    // One event per status change, in Docker's words.
+    let mut seen: Vec<(String, String)> = Vec::new();
+    while seen.len() < 3 {
+        let ev = events
+            .recv_timeout(Duration::from_secs(30))
+            .expect("health_status events");
+        let id = ev.actor.and_then(|a| a.id).unwrap_or_default();
+        seen.push((id, ev.action.unwrap_or_default()));
+    }
+    assert!(
+        seen.contains(&(ok.clone(), "health_status: healthy".into())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&(bad.clone(), "health_status: unhealthy".into())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&(slow.clone(), "health_status: unhealthy".into())),
+        "{seen:?}"
+    );
+    drop(env);
+}
+
+#[test]
+fn health_survives_silod_restart_pause_stop_and_rm_leaves_no_thread() {
+    let (env, engine) = setup();
+    let id = engine
+        .create_container(None, with_health(&["CMD", "true"], 10_000, 3))
+        .unwrap()
+        .id;
+    // Created, never started: no Health yet.
+    assert!(health_of(&engine, &id).is_none());
+    engine.start(&id).unwrap();
+    wait_for("healthy", || {
+        (status_of(&engine, &id) == Some(HealthStatusEnum::HEALTHY)).then_some(())
+    });
+
+    // A new engine (silod restarted) sees the persisted status and keeps
+    // probing: new log entries appear.
+    let engine2 = Engine::open(env.config.clone()).unwrap();
+    assert_eq!(status_of(&engine2, &id), Some(HealthStatusEnum::HEALTHY));
+    let last_end = |e: &Engine| {
+        health_of(e, &id)
+            .and_then(|h| h.log)
+            .and_then(|l| l.last().and_then(|r| r.end.clone()))
+            .unwrap_or_default()
+    };
+    let before = last_end(&engine2);
+    wait_for("a probe by the new engine", || {
+        (last_end(&engine2) > before).then_some(())
+    });
+    drop(engine);
+
+    // Paused: Docker stops the probes and reports unhealthy; unpaused, the
+    // next probe makes it healthy again.
+    engine2.pause(&id).unwrap();
+    assert_eq!(status_of(&engine2, &id), Some(HealthStatusEnum::UNHEALTHY));
+    assert!(ps_status(&engine2, &id).ends_with("(Paused)"));
+    engine2.unpause(&id).unwrap();
+    wait_for("healthy after unpause", || {
+        (status_of(&engine2, &id) == Some(HealthStatusEnum::HEALTHY)).then_some(())
+    });
+
+    // Stopped: unhealthy (Docker); started again: starting, then healthy.
+    engine2.kill(&id, None).unwrap();
+    let h = health_of(&engine2, &id).unwrap();
+    assert_eq!(h.status, Some(HealthStatusEnum::UNHEALTHY));
+    assert!(!h.log.unwrap().is_empty(), "the log survives a stop");
+    assert!(ps_status(&engine2, &id).starts_with("Exited"));
+    engine2.start(&id).unwrap();
+    let h = health_of(&engine2, &id).unwrap();
+    assert!(
+        matches!(
+            h.status,
+            Some(HealthStatusEnum::STARTING | HealthStatusEnum::HEALTHY)
+        ),
+        "{h:?}"
+    );
+    assert_eq!(h.failing_streak, Some(0));
+    wait_for("healthy after restart", || {
+        (status_of(&engine2, &id) == Some(HealthStatusEnum::HEALTHY)).then_some(())
+    });
+
+    // Removed: the probe thread ends.
+    let prefix = format!("health-{}", &id[..8]);
+    assert!(threads_named(&prefix) >= 1, "no probe thread for {id}");
+    engine2.remove(&id, true, true).unwrap();
+    wait_for("the probe thread to end", || {
+        (threads_named(&prefix) == 0).then_some(())
+    });
+    drop(env);
+}
+
+#[test]
+fn image_healthcheck_is_inherited_and_no_healthcheck_turns_it_off() {
+    let (env, engine) = setup();
+    let tar = env.tmp.path().join("rootfs");
+    let mut t = Command::new("tar")
+        .arg("-C")
+        .arg(&tar)
+        .args(["-c", "."])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = t.stdout.take().unwrap();
+    engine
+        .import_image(
+            &mut out,
+            Some("hcimage"),
+            Some("latest"),
+            &[
+                "HEALTHCHECK --interval=100ms --retries=5 CMD [\"test\", \"-d\", \"/\"]"
+                    .to_string(),
+            ],
+            None,
+        )
+        .unwrap();
+    assert!(t.wait().unwrap().success());
+    let img = engine.image_inspect("hcimage").unwrap();
+    let hc = img.config.unwrap().healthcheck.unwrap();
+    assert_eq!(hc.test.unwrap(), ["CMD", "test", "-d", "/"]);
+    assert_eq!(hc.interval, Some(100_000_000));
+
+    let inherit = ContainerCreateBody {
+        image: Some("hcimage".into()),
+        // Only the retries are the user's own.
+        healthcheck: Some(HealthConfig {
+            retries: Some(2),
+            ..Default::default()
+        }),
+        ..body(&["sleep", "1000"])
+    };
+    let id = engine.create_container(None, inherit).unwrap().id;
+    let cfg = engine.inspect(&id, false).unwrap().config.unwrap();
+    let hc = cfg.healthcheck.unwrap();
+    assert_eq!(hc.test.unwrap(), ["CMD", "test", "-d", "/"]);
+    assert_eq!((hc.interval, hc.retries), (Some(100_000_000), Some(2)));
+    engine.start(&id).unwrap();
+    wait_for("healthy from the image's check", || {
+        (status_of(&engine, &id) == Some(HealthStatusEnum::HEALTHY)).then_some(())
+    });
+
+    // docker run --no-healthcheck sends Test ["NONE"].
+    let off = ContainerCreateBody {
+        image: Some("hcimage".into()),
+        healthcheck: Some(HealthConfig {
+            test: Some(vec!["NONE".into()]),
+            ..Default::default()
+        }),
+        ..body(&["sleep", "1000"])
+    };
+    let off = engine.create_container(None, off).unwrap().id;
+    engine.start(&off).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(health_of(&engine, &off).is_none());
+
+    // An invalid healthcheck is a 400 naming the field.
+    let e = engine
+        .create_container(None, with_health(&["CMD"], 10_000, 1))
+        .unwrap_err();
+    assert_eq!(e.status(), 400);
+    assert!(e.to_string().contains("Config.Healthcheck.Test"), "{e}");
+    drop(env);
+}

@@ -131,6 +131,7 @@ impl Engine {
             entrypoint: cc.entrypoint.clone(),
             labels: Some(to_hash(cc.labels.clone())),
             stop_signal: cc.stop_signal.clone(),
+            healthcheck: cc.healthcheck.as_ref().map(crate::health::from_image),
             ..Default::default()
         };
         let comment = img

@@ -16,6 +16,8 @@ mod e2e;
 mod exec;
 #[path = "io/logs.rs"]
 mod logs;
+#[path = "io/probe.rs"]
+mod probe;
 #[path = "io/stats.rs"]
 mod stats;
 

@@ -25,6 +25,7 @@ mod containers;
 #[cfg(test)]
 mod e2e_tests;
 mod events;
+mod health;
 mod images;
 mod io;
 mod model;

@@ -25,6 +25,10 @@ pub(crate) struct State {
     /// The monitor supervising the current run (0 when not running).
     #[serde(default)]
     pub monitor_pid: i32,
+    /// Docker's State.Health: set from the first start of a container
+    /// with a healthcheck on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::Health>,
 }
 
 /// Everything the engine knows about one container.

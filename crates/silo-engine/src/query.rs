@@ -2,6 +2,7 @@
 //! `inspect`, and `container prune`.
 
 use crate::containers::{human_duration, now_secs, parse_rfc3339, LOG_FILE};
+use crate::health;
 use crate::model::Container;
 use crate::*;
 
@@ -14,6 +15,8 @@ pub(crate) fn status_line(c: &Container, now: i64) -> String {
             let mut out = format!("Up {}", human_duration(up));
             if s.paused {
                 out.push_str(" (Paused)");
+            } else if let Some(h) = &s.health {
+                out.push_str(&format!(" ({})", health::describe(h)));
             }
             out
         }
@@ -137,8 +140,17 @@ pub(crate) fn container_matches(
                 let mode = c.host_config().network_mode.unwrap_or_default();
                 *v == mode || (v == "bridge" && (mode.is_empty() || mode == "default"))
             }),
-            "before" | "since" | "until" | "health" | "isolation" | "is-task" | "publish"
-            | "expose" => true,
+            "health" => {
+                for v in values {
+                    if !matches!(v.as_str(), "starting" | "healthy" | "unhealthy" | "none") {
+                        return Err(EngineError::BadParameter(format!(
+                            "Unrecognised filter value for health: {v}"
+                        )));
+                    }
+                }
+                values.iter().any(|v| v == health::filter_value(&c.state))
+            }
+            "before" | "since" | "until" | "isolation" | "is-task" | "publish" | "expose" => true,
             other => {
                 return Err(EngineError::BadParameter(format!(
                     "invalid filter '{other}'"
@@ -234,6 +246,10 @@ impl Engine {
             labels: Some(c.body.labels.clone().unwrap_or_default()),
             state: Some(state),
             status: Some(status_line(c, now)),
+            health: Some(ContainerSummaryHealth {
+                status: health::filter_value(&c.state).parse().ok(),
+                failing_streak: Some(c.state.health.as_ref().map_or(0, |h| h.failing_streak)),
+            }),
             host_config: Some(ContainerSummaryHostConfig {
                 network_mode: Some(
                     hc.network_mode
@@ -354,7 +370,7 @@ impl Engine {
                 error: Some(c.state.error.clone()),
                 started_at: Some(or_zero(&c.state.started_at)),
                 finished_at: Some(or_zero(&c.state.finished_at)),
-                health: None,
+                health: c.state.health.as_ref().map(health::to_api),
             }),
             image: Some(c.image_id.clone()),
             resolv_conf_path: Some(dir.join("resolv.conf").to_string_lossy().into_owned()),

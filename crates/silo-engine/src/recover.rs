@@ -114,6 +114,7 @@ impl Engine {
                     if res.is_ok() {
                         tracing::info!("re-adopted running container {}", c.id);
                         self.watch(&c.id, &started);
+                        self.health_watch(&c.id);
                     }
                 }
                 Verdict::Lost => {

@@ -214,13 +214,7 @@ pub(crate) fn validate(body: &ContainerCreateBody) -> Result<Vec<String>> {
             ));
         }
     }
-    if body.healthcheck.as_ref().is_some_and(|h| {
-        h.test
-            .as_ref()
-            .is_some_and(|t| !t.is_empty() && t[0] != "NONE")
-    }) {
-        warnings.push("silo records the Healthcheck but does not run it yet".to_string());
-    }
+    crate::health::validate(body.healthcheck.as_ref())?;
     if let Some(m) = hc.memory {
         if m != 0 && m < 6 * 1024 * 1024 {
             return Err(bad(
