@@ -205,8 +205,39 @@ struct State {
     tags: BTreeMap<String, String>,
     /// diff_id hex → size
     layers: BTreeMap<String, u64>,
-    /// container id → snapshot metadata
-    snapshots: BTreeMap<String, snapshot::SnapshotMeta>,
+    /// container id → snapshot metadata; None until its meta.json is
+    /// read (on first use, so opening a store with a thousand containers
+    /// does not read a thousand files).
+    snapshots: BTreeMap<String, Option<snapshot::SnapshotMeta>>,
+}
+
+impl State {
+    /// The snapshot's metadata, read on first use. None: no such snapshot
+    /// (or its meta.json is missing or unreadable, which create never leaves).
+    fn snapshot(&mut self, root: &Path, id: &str) -> Option<&snapshot::SnapshotMeta> {
+        let slot = self.snapshots.get_mut(id)?;
+        if slot.is_none() {
+            let meta = root.join("snapshots").join(id).join("meta.json");
+            *slot = fs::read(&meta)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+        }
+        slot.as_ref()
+    }
+
+    /// Every snapshot's metadata (for layer reference checks).
+    fn all_snapshots(&mut self, root: &Path) -> impl Iterator<Item = &snapshot::SnapshotMeta> {
+        let ids: Vec<String> = self
+            .snapshots
+            .iter()
+            .filter(|(_, m)| m.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for id in ids {
+            self.snapshot(root, &id);
+        }
+        self.snapshots.values().flatten()
+    }
 }
 
 /// The storage root. `Send + Sync`; share it behind an `Arc`.
@@ -342,18 +373,9 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(read_err(&repos)(e)),
         }
-        // Snapshots.
-        for (name, path) in list(&root.join("snapshots"))? {
-            let meta = path.join("meta.json");
-            match fs::read(&meta) {
-                Ok(b) => {
-                    let m: snapshot::SnapshotMeta =
-                        serde_json::from_slice(&b).map_err(parse_err(&meta))?;
-                    state.snapshots.insert(name, m);
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(read_err(&meta)(e)),
-            }
+        // Snapshots: names only; metadata on first use.
+        for (name, _) in list(&root.join("snapshots"))? {
+            state.snapshots.insert(name, None);
         }
         // Volumes: only sweep temporaries; they are read from disk on demand.
         list(&root.join("volumes"))?;
@@ -648,8 +670,7 @@ impl Store {
             .values()
             .any(|c| c.rootfs.diff_ids.iter().any(|x| diff_hex(x) == dh))
             || st
-                .snapshots
-                .values()
+                .all_snapshots(&self.root)
                 .any(|s| s.diff_ids.iter().any(|x| diff_hex(x) == dh));
         if used || !st.layers.contains_key(dh) {
             return Ok(None);

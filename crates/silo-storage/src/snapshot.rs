@@ -207,7 +207,7 @@ impl Store {
             source,
         })?;
         let full = format!("sha256:{h}");
-        if let Some(m) = st.snapshots.get(container_id) {
+        if let Some(m) = st.snapshot(&self.root, container_id) {
             if m.image_id != full {
                 return Err(SnapshotError::Exists {
                     id,
@@ -254,7 +254,7 @@ impl Store {
         }
         match self.mount_meta(container_id, &meta) {
             Ok(merged) => {
-                st.snapshots.insert(id, meta);
+                st.snapshots.insert(id, Some(meta));
                 Ok(merged)
             }
             Err(e) => {
@@ -267,13 +267,12 @@ impl Store {
     /// Mounts an existing snapshot (no-op when mounted); returns the merged dir.
     pub fn mount_snapshot(&self, container_id: &str) -> Result<PathBuf, SnapshotError> {
         Self::check_id(container_id)?;
-        let st = self.lock();
-        let meta = st
-            .snapshots
-            .get(container_id)
-            .ok_or_else(|| SnapshotError::NoSuchSnapshot {
-                id: container_id.to_string(),
-            })?;
+        let mut st = self.lock();
+        let meta =
+            st.snapshot(&self.root, container_id)
+                .ok_or_else(|| SnapshotError::NoSuchSnapshot {
+                    id: container_id.to_string(),
+                })?;
         self.mount_meta(container_id, meta)
     }
 
@@ -327,7 +326,8 @@ impl Store {
             source,
         })?;
         // Layers of an image deleted while this container still used them.
-        if let Some(meta) = st.snapshots.remove(container_id) {
+        st.snapshot(&self.root, container_id);
+        if let Some(meta) = st.snapshots.remove(container_id).flatten() {
             for d in &meta.diff_ids {
                 self.drop_layer_if_unused(&mut st, d)
                     .map_err(|(op, path, source)| SnapshotError::Io {
@@ -358,13 +358,12 @@ impl Store {
     ) -> Result<(), SnapshotError> {
         Self::check_id(container_id)?;
         let (merged, mounted_here) = {
-            let st = self.lock();
-            let meta =
-                st.snapshots
-                    .get(container_id)
-                    .ok_or_else(|| SnapshotError::NoSuchSnapshot {
-                        id: container_id.to_string(),
-                    })?;
+            let mut st = self.lock();
+            let meta = st.snapshot(&self.root, container_id).ok_or_else(|| {
+                SnapshotError::NoSuchSnapshot {
+                    id: container_id.to_string(),
+                }
+            })?;
             let merged = self.snapshot_dir(container_id).join("merged");
             let was = is_mounted(&self.mountinfo, &merged).unwrap_or(false);
             self.mount_meta(container_id, meta)?;

@@ -696,12 +696,32 @@ fn snapshots_survive_reopen() {
         .import(&tar[..], Some("busybox"), &[], None)
         .unwrap();
     let merged = f.store.create_snapshot("keep", "busybox").unwrap();
+    let other = f.store.create_snapshot("other", "busybox").unwrap();
     f.store.unmount_snapshot("keep").unwrap();
+    f.store.unmount_snapshot("other").unwrap();
+    let diff_ids = f.store.image("busybox").unwrap().diff_ids;
+    // Snapshot metadata is read lazily after a reopen; removing the image
+    // must still see that the snapshots use its layer.
     let again = Store::open(&f.root).unwrap();
+    again.remove_image("busybox", true, &|_| false).unwrap();
+    assert!(
+        again.layer_path(&diff_ids[0]).is_dir(),
+        "layer in use was deleted"
+    );
+    assert_eq!(again.mount_snapshot("other").unwrap(), other);
+    again.remove_snapshot("other").unwrap();
+    assert!(
+        again.layer_path(&diff_ids[0]).is_dir(),
+        "layer in use was deleted"
+    );
     assert_eq!(again.mount_snapshot("keep").unwrap(), merged);
     assert!(merged.join("bin/busybox").is_file());
     again.remove_snapshot("keep").unwrap();
     assert!(!is_mounted(&merged));
+    assert!(
+        !again.layer_path(&diff_ids[0]).exists(),
+        "unused layer kept"
+    );
 }
 
 #[test]
