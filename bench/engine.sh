@@ -8,13 +8,15 @@
 #   exec:    `docker exec C true` into a running `sleep 100000` container  (RUNS times)
 #   start50: 50 concurrent `docker run -d --network none busybox sleep 100000` (ROUNDS)
 #   rm50:    50 concurrent `docker rm -f` of those containers                (ROUNDS)
+#   startup: restart of each daemon with STARTUP_N (default 1000; 0 skips) created
+#            containers on record, until /_ping answers                   (ROUNDS)
 #   mon_*:   with the 50 containers idle, per-container supervisor memory from
 #            /proc/PID/smaps_rollup: silo-monitor under silod, containerd-shim(-runc-v2)
 #            under dockerd. priv = Private_Clean + Private_Dirty; pss = Pss (KiB).
 # Prints medians (ms, or KiB for memory) and the ratio silod/dockerd. Run as root.
 # Every timed docker call goes through `timeout`, so both columns carry its ~1 ms.
 #
-# Environment: RUNS (default 20), ROUNDS (default 3), DOCKER (default
+# Environment: RUNS (default 20), ROUNDS (default 3), STARTUP_N (default 1000), DOCKER (default
 #   /usr/local/bin/docker), SILO_BIN_DIR (dir with silod, silo-monitor, silo-runtime;
 #   default target/release, built with `cargo build --release` if anything is missing).
 set -euo pipefail
@@ -22,6 +24,7 @@ export LC_ALL=C   # EPOCHREALTIME must use a decimal point
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUNS=${RUNS:-20}
 ROUNDS=${ROUNDS:-3}
+STARTUP_N=${STARTUP_N:-1000}
 N=50
 DOCKER=${DOCKER:-/usr/local/bin/docker}
 
@@ -132,16 +135,24 @@ tar -C "$work/rootfs" -cf "$work/busybox.tar" .
 
 # The daemons.
 mkdir -p "$work/silod" "$work/dockerd"
-"$bin/silod" -H "unix://$(sock silod)" --data-root "$work/silod/data" \
-    --exec-root "$work/silod/exec" --monitor "$bin/silo-monitor" --runtime "$bin/silo-runtime" \
-    </dev/null >/dev/null 2>"$work/silod/silod.log" &
-pid[silod]=$!
-dockerd -H "unix://$(sock dockerd)" --data-root "$work/dockerd/data" \
-    --exec-root "$work/dockerd/exec" --pidfile "$work/dockerd/docker.pid" \
-    --bridge none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
-    --userland-proxy=false --cgroup-parent "$cgparent" \
-    </dev/null >"$work/dockerd/dockerd.log" 2>&1 &
-pid[dockerd]=$!
+start_daemon() {
+    case $1 in
+    silod)
+        "$bin/silod" -H "unix://$(sock silod)" --data-root "$work/silod/data" \
+            --exec-root "$work/silod/exec" --monitor "$bin/silo-monitor" --runtime "$bin/silo-runtime" \
+            </dev/null >/dev/null 2>>"$work/silod/silod.log" &
+        pid[silod]=$! ;;
+    dockerd)
+        dockerd -H "unix://$(sock dockerd)" --data-root "$work/dockerd/data" \
+            --exec-root "$work/dockerd/exec" --pidfile "$work/dockerd/docker.pid" \
+            --bridge none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
+            --userland-proxy=false --cgroup-parent "$cgparent" \
+            </dev/null >>"$work/dockerd/dockerd.log" 2>&1 &
+        pid[dockerd]=$! ;;
+    esac
+}
+start_daemon silod
+start_daemon dockerd
 for name in "${names[@]}"; do
     ok=
     for _ in $(seq 1 300); do
@@ -233,9 +244,38 @@ for r in $(seq 1 "$ROUNDS"); do
     done
 done
 
+# 5. Daemon startup with STARTUP_N containers on record (created, not
+# running): stop the daemon, start it again, time until /_ping answers
+# (curl polling every 1 ms on the socket).
+if [ "$STARTUP_N" -gt 0 ] && command -v curl >/dev/null; then
+    # shellcheck disable=SC2016
+    create_one='dk "$0" create --network none --name "s$1" busybox true >/dev/null 2>"$work/err-$0-$1" || { cat "$work/err-$0-$1" >&2; exit 1; }'
+    for name in "${names[@]}"; do
+        seq 1 "$STARTUP_N" | xargs -P 8 -n 1 bash -c "$create_one" "$name" 2>"$work/err" \
+            || fail "$name: creating $STARTUP_N containers failed: $(head -c 2000 "$work/err")"
+    done
+    for r in $(seq 1 "$ROUNDS"); do
+        for name in $(order "$r"); do
+            stop_daemon "$name"
+            rm -f "$(sock "$name")"
+            t0=${EPOCHREALTIME/./}000
+            start_daemon "$name"
+            until curl -sf --unix-socket "$(sock "$name")" http://d/_ping >/dev/null 2>&1; do
+                kill -0 "${pid[$name]}" 2>/dev/null || fail "$name exited during restart"
+                sleep 0.001
+            done
+            t1=${EPOCHREALTIME/./}000
+            echo $((t1 - t0)) >> "$work/startup-$name"
+        done
+    done
+    for name in "${names[@]}"; do
+        dk "$name" ps -aq | xargs -r -P 8 -n 50 bash -c 'dk "$0" rm -f "$@" >/dev/null' "$name"
+    done
+fi
+
 get() { if [ -s "$work/$1" ]; then "$2" "$work/$1"; else echo n/a; fi; }
 printf '%-13s %10s %10s %14s\n' row silod dockerd silod/dockerd
-for row in run exec start50 rm50; do
+for row in run exec start50 rm50 startup; do
     s=$(get "$row-silod" median_ms); d=$(get "$row-dockerd" median_ms)
     printf '%-13s %10s %10s %14s\n' "${row}_ms" "$s" "$d" "$(ratio "$s" "$d")"
 done
@@ -243,5 +283,5 @@ for row in priv pss; do
     s=$(get "$row-silod" median_raw); d=$(get "$row-dockerd" median_raw)
     printf '%-13s %10s %10s %14s\n' "mon_${row}_kib" "$s" "$d" "$(ratio "$s" "$d")"
 done
-echo "(medians: run/exec over $RUNS runs, start50/rm50 over $ROUNDS rounds of $N parallel docker CLIs; memory per silo-monitor vs per containerd-shim with $N idle containers)"
+echo "(medians: run/exec over $RUNS runs, start50/rm50 over $ROUNDS rounds of $N parallel docker CLIs; memory per silo-monitor vs per containerd-shim with $N idle containers; startup: restart until /_ping answers with $STARTUP_N created containers on record, $ROUNDS rounds, warm page cache)"
 exit 0

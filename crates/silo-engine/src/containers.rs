@@ -317,7 +317,7 @@ impl Engine {
                 image: image_ref.clone(),
                 image_id: image.id.clone(),
                 body: body.clone(),
-                spec: silo_oci::Spec::default(),
+                spec: Default::default(),
                 state: State {
                     status: "creating".into(),
                     ..Default::default()
@@ -412,7 +412,7 @@ impl Engine {
         )?;
         let hostname = built.spec.hostname.clone().unwrap_or_default();
         spec::write_etc_files(&dir, &hostname, Path::new("/etc/resolv.conf"))?;
-        c.spec = built.spec;
+        c.spec = built.spec.into();
         if let Some(init) = init {
             spec::add_init(&mut c.spec, &init);
         }
@@ -451,7 +451,7 @@ impl Engine {
             .mount_snapshot(id)
             .map_err(|e| internal("mounting the container filesystem", e))?;
         let hc = c.host_config();
-        let mut spec = c.spec.clone();
+        let mut spec: silo_oci::Spec = (*c.spec).clone();
         let user = c
             .body
             .user

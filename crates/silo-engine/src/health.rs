@@ -478,7 +478,7 @@ mod tests {
                 healthcheck: h,
                 ..Default::default()
             },
-            spec: silo_oci::Spec::default(),
+            spec: Default::default(),
             state: State::default(),
             restart_count: 0,
             mounts: vec![],

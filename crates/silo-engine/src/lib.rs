@@ -182,6 +182,7 @@ pub(crate) fn todo<T>(what: &str) -> Result<T> {
 impl Engine {
     /// Opens (or creates) the store and re-adopts running containers.
     pub fn open(config: Config) -> Result<Arc<Engine>> {
+        let t0 = std::time::Instant::now();
         for dir in [&config.data_root, &config.exec_root] {
             std::fs::create_dir_all(dir)
                 .map_err(|e| EngineError::Internal(format!("creating {}: {e}", dir.display())))?;
@@ -197,8 +198,10 @@ impl Engine {
             EngineError::Internal(format!("opening storage {}: {e}", storage_root.display()))
         })?;
         let cgroupns = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+        let t_storage = t0.elapsed();
         let db = store::Db::open(&config.data_root.join("silo.db"))?;
         let rows = db.load_all()?;
+        let t_load = t0.elapsed();
         let containers = rows.into_iter().map(|c| (c.id.clone(), c)).collect();
         let engine = Arc::new_cyclic(|me| Engine {
             config,
@@ -214,6 +217,13 @@ impl Engine {
             removed_exits: Mutex::new(HashMap::new()),
         });
         engine.recover();
+        tracing::info!(
+            storage_ms = t_storage.as_secs_f64() * 1e3,
+            load_ms = t_load.as_secs_f64() * 1e3,
+            recover_ms = t0.elapsed().as_secs_f64() * 1e3,
+            containers = engine.lock().len(),
+            "engine opened"
+        );
         Ok(engine)
     }
 
@@ -272,6 +282,14 @@ impl Engine {
     /// Looks a container up by full id, unique id prefix, or name (with or
     /// without the leading '/'). Used by every per-container operation.
     pub(crate) fn resolve(&self, name_or_id: &str) -> Result<ContainerRef> {
+        let r = self.resolve_locked(name_or_id)?;
+        // Recreated lazily (after a reboot wiped the exec root) rather than
+        // for every container at startup.
+        self.ensure_state_link(&r.id)?;
+        Ok(r)
+    }
+
+    fn resolve_locked(&self, name_or_id: &str) -> Result<ContainerRef> {
         let map = self.lock();
         let c = model::find(&map, name_or_id)?;
         Ok(ContainerRef {
@@ -289,7 +307,7 @@ impl Engine {
             paused: c.state.paused,
             pid: if c.state.running { c.state.pid } else { 0 },
             tty: c.body.tty.unwrap_or(false),
-            spec: c.spec.clone(),
+            spec: (*c.spec).clone(),
         })
     }
 

@@ -5,6 +5,7 @@ use crate::{EngineError, Result};
 use bollard_stubs::models::{ContainerCreateBody, MountPoint};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// Runtime state of a container, Docker's `State` in our own words.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -47,7 +48,7 @@ pub(crate) struct Container {
     pub body: ContainerCreateBody,
     /// The generated OCI spec, without the seccomp program (that is
     /// derived from HostConfig at each start so the stored row stays small).
-    pub spec: silo_oci::Spec,
+    pub spec: LazySpec,
     pub state: State,
     #[serde(default)]
     pub restart_count: i64,
@@ -66,6 +67,81 @@ pub(crate) struct Container {
     /// Counts exits seen by this daemon (wait next-exit).
     #[serde(skip)]
     pub exit_seq: u64,
+}
+
+/// A container's OCI spec, decoded from its stored JSON on first use.
+/// Decoding a thousand specs was most of silod's startup, and a restarted
+/// daemon rarely needs more than a few of them soon.
+#[derive(Debug, Default)]
+pub(crate) struct LazySpec {
+    /// The stored JSON, until it is decoded or replaced.
+    raw: Option<Box<serde_json::value::RawValue>>,
+    spec: OnceLock<silo_oci::Spec>,
+}
+
+impl LazySpec {
+    fn decoded(&self) -> &silo_oci::Spec {
+        self.spec.get_or_init(|| match &self.raw {
+            Some(raw) => serde_json::from_str(raw.get()).unwrap_or_else(|e| {
+                // Rows are written by us from a Spec; a row that no longer
+                // decodes yields an empty spec, which start refuses clearly.
+                tracing::error!("stored OCI spec does not decode: {e}");
+                silo_oci::Spec::default()
+            }),
+            None => silo_oci::Spec::default(),
+        })
+    }
+}
+
+impl From<silo_oci::Spec> for LazySpec {
+    fn from(spec: silo_oci::Spec) -> LazySpec {
+        LazySpec {
+            raw: None,
+            spec: OnceLock::from(spec),
+        }
+    }
+}
+
+impl Clone for LazySpec {
+    fn clone(&self) -> LazySpec {
+        LazySpec {
+            raw: self.raw.clone(),
+            spec: self.spec.clone(),
+        }
+    }
+}
+
+impl std::ops::Deref for LazySpec {
+    type Target = silo_oci::Spec;
+    fn deref(&self) -> &silo_oci::Spec {
+        self.decoded()
+    }
+}
+
+impl std::ops::DerefMut for LazySpec {
+    fn deref_mut(&mut self) -> &mut silo_oci::Spec {
+        self.decoded();
+        self.raw = None;
+        self.spec.get_mut().expect("decoded just above")
+    }
+}
+
+impl Serialize for LazySpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match (self.spec.get(), &self.raw) {
+            (None, Some(raw)) => raw.serialize(s),
+            _ => self.decoded().serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LazySpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<LazySpec, D::Error> {
+        Ok(LazySpec {
+            raw: Some(Box::<serde_json::value::RawValue>::deserialize(d)?),
+            spec: OnceLock::new(),
+        })
+    }
 }
 
 impl Container {
@@ -205,6 +281,34 @@ pub(crate) fn random_name(retry: u32) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn lazy_spec_round_trips_undecoded_and_decodes_on_use() {
+        let mut spec = silo_oci::Spec {
+            hostname: Some("h1".into()),
+            ..Default::default()
+        };
+        spec.process = Some(silo_oci::Process {
+            args: vec!["sleep".into(), "1".into()],
+            ..Default::default()
+        });
+        let json = serde_json::to_string(&LazySpec::from(spec)).unwrap();
+        let lazy: LazySpec = serde_json::from_str(&json).unwrap();
+        assert!(lazy.spec.get().is_none(), "decoded too early");
+        // Re-encoding an undecoded spec writes the stored text as it was.
+        assert_eq!(serde_json::to_string(&lazy).unwrap(), json);
+        assert_eq!(lazy.hostname.as_deref(), Some("h1"));
+        let mut copy = lazy.clone();
+        copy.process.as_mut().unwrap().args = vec!["true".into()];
+        let again: LazySpec = serde_json::from_str(&serde_json::to_string(&copy).unwrap()).unwrap();
+        assert_eq!(again.process.as_ref().unwrap().args, ["true"]);
+        assert_eq!(lazy.process.as_ref().unwrap().args, ["sleep", "1"]);
+        let broken: LazySpec = serde_json::from_str(r#"{"process":7}"#).unwrap();
+        assert!(
+            broken.process.is_none(),
+            "a row that does not decode is empty"
+        );
+    }
+
     fn c(id: &str, name: &str) -> Container {
         Container {
             id: id.into(),
@@ -213,7 +317,7 @@ mod tests {
             image: "busybox".into(),
             image_id: String::new(),
             body: ContainerCreateBody::default(),
-            spec: silo_oci::Spec::default(),
+            spec: Default::default(),
             state: State {
                 status: "created".into(),
                 ..Default::default()

@@ -479,7 +479,7 @@ mod tests {
                 ),
                 ..Default::default()
             },
-            spec: silo_oci::Spec::default(),
+            spec: Default::default(),
             state: State {
                 status: status.into(),
                 running: status == "running",

@@ -34,16 +34,16 @@ pub(crate) fn judge(c: &Container, dir: &Path, proc_root: &Path) -> Verdict {
         "removing" => return Verdict::FinishRemoval,
         _ => {}
     }
-    let monitor = read_monitor(dir);
-    let exit = read_exit(dir);
+    // Files are read only when the answer depends on them: startup judges
+    // every container on record.
     if c.state.running {
-        if let Some(e) = exit {
+        if let Some(e) = read_exit(dir) {
             return Verdict::Exited(e.exit_code, e.oom_killed, e.finished_at);
         }
         let pid = if c.state.monitor_pid > 0 {
             c.state.monitor_pid
         } else {
-            monitor.as_ref().map(|m| m.monitor_pid).unwrap_or(0)
+            read_monitor(dir).map(|m| m.monitor_pid).unwrap_or(0)
         };
         if monitor_alive(proc_root, pid) {
             return Verdict::Adopt(c.state.started_at.clone(), c.state.pid, pid);
@@ -52,8 +52,8 @@ pub(crate) fn judge(c: &Container, dir: &Path, proc_root: &Path) -> Verdict {
     }
     // Not recorded running: did a start finish after the daemon died
     // (monitor.json newer than our record, no exit yet)?
-    if let Some(m) = monitor {
-        if exit.is_none() && monitor_alive(proc_root, m.monitor_pid) {
+    if let Some(m) = read_monitor(dir) {
+        if monitor_alive(proc_root, m.monitor_pid) && read_exit(dir).is_none() {
             let started = if m.started_at.is_empty() {
                 crate::containers::now_rfc3339()
             } else {
@@ -70,10 +70,20 @@ impl Engine {
     pub(crate) fn recover(&self) {
         let proc_root = Path::new("/proc");
         self.wait_for_starts_in_flight(proc_root);
-        let all: Vec<Container> = self.lock().values().cloned().collect();
-        for c in all {
+        // Judged in place: cloning a thousand records cost more than the
+        // judging, and most containers need nothing done.
+        let todo: Vec<(Container, Verdict)> = {
+            let map = self.lock();
+            map.values()
+                .filter_map(|c| match judge(c, &self.container_dir(&c.id), proc_root) {
+                    Verdict::Keep => None,
+                    v => Some((c.clone(), v)),
+                })
+                .collect()
+        };
+        for (c, verdict) in todo {
             let dir = self.container_dir(&c.id);
-            match judge(&c, &dir, proc_root) {
+            match verdict {
                 Verdict::Keep => {}
                 Verdict::Discard => {
                     tracing::info!("removing half-created container {}", c.id);
@@ -112,6 +122,8 @@ impl Engine {
                         c.state.monitor_pid = monitor_pid;
                     });
                     if res.is_ok() {
+                        // Its monitor writes through this link.
+                        let _ = self.ensure_state_link(&c.id);
                         tracing::info!("re-adopted running container {}", c.id);
                         self.watch(&c.id, &started);
                         self.health_watch(&c.id);
@@ -190,9 +202,6 @@ impl Engine {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
-        }
-        for id in known.keys() {
-            let _ = self.ensure_state_link(id);
         }
         for id in dir_names(&self.config.exec_root.join("runtime")) {
             if !known.contains_key(&id) && !id.starts_with('.') {
@@ -308,7 +317,7 @@ mod tests {
             image: "busybox".into(),
             image_id: String::new(),
             body: ContainerCreateBody::default(),
-            spec: silo_oci::Spec::default(),
+            spec: Default::default(),
             state: State {
                 status: status.into(),
                 running,

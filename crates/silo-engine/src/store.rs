@@ -136,7 +136,7 @@ mod tests {
                 cmd: Some(vec!["echo".into(), "hi".into()]),
                 ..Default::default()
             },
-            spec: silo_oci::Spec::default(),
+            spec: Default::default(),
             state: State {
                 status: "created".into(),
                 ..Default::default()
