@@ -89,12 +89,7 @@ pub(crate) fn plan(c: &Container) -> Option<Plan> {
     };
     Some(Plan {
         argv,
-        user: c
-            .body
-            .user
-            .clone()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| c.image_user.clone()),
+        user: c.user(),
         interval: duration(hc.interval, DEFAULT_INTERVAL),
         timeout: duration(hc.timeout, DEFAULT_TIMEOUT),
         start_period: duration(hc.start_period, DEFAULT_START_PERIOD),

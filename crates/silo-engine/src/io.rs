@@ -674,7 +674,15 @@ impl Engine {
         let tty = cfg.tty.unwrap_or(false);
         let host = self.compute_host()?;
         exec::become_subreaper();
-        let user = match cfg.user.as_deref().filter(|u| !u.is_empty()) {
+        // Without `-u` an exec runs as the container's user (Docker sets
+        // the exec's User to Config.User), resolved now in the container's
+        // files; the stored spec holds the user from before start.
+        let user = match cfg
+            .user
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .or(Some(c.user.as_str()).filter(|u| !u.is_empty()))
+        {
             None => None,
             Some(u) => {
                 let read = |p: &str| -> String {
@@ -687,13 +695,13 @@ impl Engine {
                         .unwrap_or_default()
                 };
                 Some(
-                    exec::resolve_user(u, &read("etc/passwd"), &read("etc/group"))
+                    spec::user_from_files(u, &read("etc/passwd"), &read("etc/group"))
                         .map_err(EngineError::Internal)?,
                 )
             }
         };
         let base = c.spec.process.clone().unwrap_or_default();
-        let process = exec::build_process(&base, cfg, user);
+        let process = exec::build_process(&base, cfg, user.as_ref());
         let work = self.config.exec_root.join("exec").join(exec_id);
         std::fs::create_dir_all(&work).map_err(|e| internal(&work.display().to_string(), e))?;
         let cleanup = || {

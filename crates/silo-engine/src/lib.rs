@@ -6,7 +6,7 @@
 //! calls them from blocking tasks. Wire types are Docker's own, from
 //! `bollard-stubs`, so the real `docker` CLI understands every answer.
 //!
-//! Layout: `<data_root>/silo.db` (SQLite, WAL, synchronous=FULL: one row
+//! Layout: `<data_root>/silo.db` (SQLite, WAL, synchronous=NORMAL: one row
 //! per container, every state change one transaction), and
 //! `<data_root>/containers/<id>/` per container (bundle config.json, the
 //! monitor's state dir with container-json.log and exit.json, generated
@@ -148,6 +148,9 @@ pub(crate) struct ContainerRef {
     pub tty: bool,
     /// The OCI spec the container runs with (process defaults for exec).
     pub spec: silo_oci::Spec,
+    /// The container's user, unresolved ([`model::Container::user`]): what
+    /// an exec without its own runs as.
+    pub user: String,
 }
 
 /// The engine.
@@ -308,6 +311,7 @@ impl Engine {
             pid: if c.state.running { c.state.pid } else { 0 },
             tty: c.body.tty.unwrap_or(false),
             spec: (*c.spec).clone(),
+            user: c.user(),
         })
     }
 

@@ -148,6 +148,17 @@ impl Container {
     pub fn host_config(&self) -> bollard_stubs::models::HostConfig {
         self.body.host_config.clone().unwrap_or_default()
     }
+
+    /// The user the container runs as: Config.User, else the image's
+    /// (unresolved; empty is root). `docker exec` without `-u` and
+    /// healthcheck probes run as this user too.
+    pub fn user(&self) -> String {
+        self.body
+            .user
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| self.image_user.clone())
+    }
 }
 
 /// Docker's error for an unknown container.

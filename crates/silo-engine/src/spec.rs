@@ -1069,20 +1069,35 @@ pub(crate) fn resolve_user(rootfs: &Path, user: &str) -> Result<User> {
     if user.is_empty() {
         return Ok(User::default());
     }
-    let (u, g) = match user.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (user, None),
-    };
     let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
     let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+    user_from_files(user, &passwd, &group).map_err(|e| bad(format!("{e} (Config.User)")))
+}
+
+/// [`resolve_user`] over the contents of /etc/passwd and /etc/group (the
+/// start of a container and `docker exec` both use it); the error is
+/// Docker's message. An empty `user` is root.
+pub(crate) fn user_from_files(
+    user: &str,
+    passwd: &str,
+    group: &str,
+) -> std::result::Result<User, String> {
+    if user.is_empty() {
+        return Ok(User::default());
+    }
+    // "uid:" names no group, as in Docker.
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g).filter(|g| !g.is_empty())),
+        None => (user, None),
+    };
     let entries = |text: &str| -> Vec<Vec<String>> {
         text.lines()
             .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
             .map(|l| l.split(':').map(|s| s.to_string()).collect())
             .collect()
     };
-    let pw = entries(&passwd);
-    let gr = entries(&group);
+    let pw = entries(passwd);
+    let gr = entries(group);
     let (uid, mut gid, name) = if let Ok(uid) = u.parse::<u32>() {
         let e = pw
             .iter()
@@ -1094,14 +1109,12 @@ pub(crate) fn resolve_user(rootfs: &Path, user: &str) -> Result<User> {
         )
     } else {
         let e = pw.iter().find(|e| e[0] == u).ok_or_else(|| {
-            bad(format!(
-                "unable to find user {u}: no matching entries in passwd file (Config.User)"
-            ))
+            format!("unable to find user {u}: no matching entries in passwd file")
         })?;
         let uid = e
             .get(2)
             .and_then(|x| x.parse().ok())
-            .ok_or_else(|| bad(format!("Config.User: corrupt passwd entry for {u}")))?;
+            .ok_or_else(|| format!("corrupt passwd entry for {u}"))?;
         (
             uid,
             e.get(3).and_then(|x| x.parse().ok()).unwrap_or(0),
@@ -1116,9 +1129,7 @@ pub(crate) fn resolve_user(rootfs: &Path, user: &str) -> Result<User> {
                 .find(|e| e[0] == g)
                 .and_then(|e| e.get(2)?.parse().ok())
                 .ok_or_else(|| {
-                    bad(format!(
-                        "unable to find group {g}: no matching entries in group file (Config.User)"
-                    ))
+                    format!("unable to find group {g}: no matching entries in group file")
                 })?
         };
     }
@@ -1723,5 +1734,30 @@ mod tests {
         assert_eq!(e.status(), 400);
         assert!(e.to_string().contains("nobody"));
         assert!(resolve_user(r, "www:nogroup").is_err());
+    }
+
+    #[test]
+    fn users_resolve_from_file_contents() {
+        // What `docker exec` resolves (its error has no "(Config.User)").
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nwww:x:33:34::/var/www:/bin/false\n";
+        let group = "root:x:0:\nstaff:x:50:www\n";
+        let ids =
+            |u: &str| user_from_files(u, passwd, group).map(|u| (u.uid, u.gid, u.additional_gids));
+        assert_eq!(ids("www"), Ok((33, 34, vec![50])));
+        assert_eq!(ids("33"), Ok((33, 34, vec![50])));
+        assert_eq!(ids("www:staff"), Ok((33, 50, vec![])));
+        assert_eq!(ids("1000"), Ok((1000, 0, vec![])));
+        assert_eq!(ids("1000:7"), Ok((1000, 7, vec![])));
+        assert_eq!(ids("www:"), Ok((33, 34, vec![50])));
+        assert_eq!(ids("0"), Ok((0, 0, vec![])));
+        assert_eq!(ids(""), Ok((0, 0, vec![])));
+        assert_eq!(
+            ids("nobody"),
+            Err("unable to find user nobody: no matching entries in passwd file".into())
+        );
+        assert_eq!(
+            ids("www:nogroup"),
+            Err("unable to find group nogroup: no matching entries in group file".into())
+        );
     }
 }

@@ -454,3 +454,45 @@ fn run_with_piped_stdin() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), line);
     }
 }
+
+#[test]
+fn exec_runs_as_the_containers_user() {
+    let d = daemon();
+    d.import_busybox();
+    // Config.User.
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "-u",
+        "1000:1000",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let id = id.trim();
+    assert_eq!(d.ok(&["exec", id, "id", "-u"]), "1000\n");
+    assert_eq!(d.ok(&["exec", id, "id", "-g"]), "1000\n");
+    assert_eq!(d.ok(&["exec", "-u", "0", id, "id", "-u"]), "0\n");
+    // The image's USER when Config.User is empty; named users resolve in
+    // the container's /etc/passwd (busybox: nobody is 65534:65534).
+    let tar = silo_testsupport::rootfs_tar()
+        .to_str()
+        .expect("utf-8")
+        .to_string();
+    d.ok(&["import", "--change", "USER nobody", &tar, "busybox:nobody"]);
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "busybox:nobody",
+        "sleep",
+        "1000",
+    ]);
+    let id = id.trim();
+    assert_eq!(d.ok(&["exec", id, "id", "-un"]), "nobody\n");
+    assert_eq!(d.ok(&["exec", "-u", "root", id, "id", "-un"]), "root\n");
+    d.ok(&["rm", "-f", id]);
+}

@@ -100,6 +100,7 @@ impl Ctr {
             pid: 0,
             tty: false,
             spec: serde_json::from_value(spec).unwrap(),
+            user: String::new(),
         };
         Ctr {
             _tmp: tmp,
@@ -251,6 +252,39 @@ fn detached_exec_runs_and_user_is_resolved() {
 }
 
 #[test]
+fn exec_without_a_user_runs_as_the_containers_user() {
+    let mut c = Ctr::start("user");
+    // The stored spec's process is root's; the container runs as 1000:1000.
+    c.cref.user = "1000:1000".into();
+    let run = |c: &Ctr, user: Option<&str>| {
+        let (id, s) = c.exec(
+            ExecConfig {
+                cmd: cmd(&["sh", "-c", "echo $(id -u):$(id -g)"]),
+                user: user.map(String::from),
+                attach_stdout: Some(true),
+                ..Default::default()
+            },
+            false,
+        );
+        let (out, _) = deframe(&read_all(&mut s.unwrap()));
+        assert_eq!(c.exit_code(&id), Some(0));
+        out
+    };
+    assert_eq!(run(&c, None), "1000:1000\n");
+    assert_eq!(run(&c, Some("")), "1000:1000\n");
+    assert_eq!(run(&c, Some("0")), "0:0\n");
+    // A named user is looked up in the container's files at exec time.
+    c.cref.user = "nobody".into();
+    let passwd = std::fs::read_to_string(c.cref.rootfs.join("etc/passwd")).unwrap();
+    let nobody = passwd
+        .lines()
+        .find(|l| l.starts_with("nobody:"))
+        .map(|l| l.split(':').skip(2).take(2).collect::<Vec<_>>().join(":"))
+        .unwrap();
+    assert_eq!(run(&c, None), format!("{nobody}\n"));
+}
+
+#[test]
 fn failing_exec_reports_the_runtime_error() {
     let c = Ctr::start("fail");
     let id = exec::new_id();
@@ -349,6 +383,7 @@ fn attach_before_start_sees_all_output_then_logs_replay_it() {
         pid: 0,
         tty: false,
         spec: serde_json::from_value(spec).unwrap(),
+        user: String::new(),
     };
     let mut s = Engine::attach_ref(&cref, false, true, true, false).unwrap();
     let config = Config {
@@ -449,6 +484,7 @@ fn attach_to_a_running_tty_container_and_resize_it() {
         pid: 0,
         tty: true,
         spec: serde_json::from_value(spec).unwrap(),
+        user: String::new(),
     };
     let mut s = Engine::attach_ref(&cref, false, true, true, false).unwrap();
     assert!(s.tty);

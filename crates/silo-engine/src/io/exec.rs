@@ -155,53 +155,12 @@ pub(crate) fn all_caps() -> Vec<String> {
     .collect()
 }
 
-/// Looks `name` up in a passwd/group style file: (field 2, field 3).
-fn lookup(text: &str, name: &str) -> Option<(u32, Option<u32>)> {
-    for line in text.lines() {
-        let f: Vec<&str> = line.split(':').collect();
-        if f.len() >= 3 && (f[0] == name || f[2] == name) {
-            let id = f[2].parse().ok()?;
-            let gid = f.get(3).and_then(|g| g.parse().ok());
-            return Some((id, gid));
-        }
-    }
-    None
-}
-
-/// Resolves Docker's `user[:group]` against the container's /etc/passwd
-/// and /etc/group (contents given); numeric ids need no entry.
-pub(crate) fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<(u32, u32), String> {
-    let mut parts = spec.splitn(2, ':');
-    let user = parts.next().unwrap_or("");
-    let grp = parts.next();
-    let (uid, pw_gid) = match lookup(passwd, user) {
-        Some((u, g)) => (u, g),
-        None => match user.parse::<u32>() {
-            Ok(u) => (u, None),
-            Err(_) => {
-                return Err(format!(
-                    "unable to find user {user}: no matching entries in passwd file"
-                ))
-            }
-        },
-    };
-    let gid = match grp {
-        None | Some("") => pw_gid.unwrap_or(0),
-        Some(g) => match lookup(group, g) {
-            Some((id, _)) => id,
-            None => g.parse::<u32>().map_err(|_| {
-                format!("unable to find group {g}: no matching entries in group file")
-            })?,
-        },
-    };
-    Ok((uid, gid))
-}
-
-/// The exec's OCI process: the container's process with Docker's overrides.
+/// The exec's OCI process: the container's process with Docker's overrides
+/// (`user`: the resolved user the exec runs as, None for the process's own).
 pub(crate) fn build_process(
     base: &silo_oci::Process,
     cfg: &ExecConfig,
-    user: Option<(u32, u32)>,
+    user: Option<&silo_oci::User>,
 ) -> silo_oci::Process {
     let mut p = base.clone();
     p.args = cfg.cmd.clone().unwrap_or_default();
@@ -222,11 +181,11 @@ pub(crate) fn build_process(
     if let Some(w) = cfg.working_dir.as_deref().filter(|w| !w.is_empty()) {
         p.cwd = w.to_string();
     }
-    if let Some((uid, gid)) = user {
-        p.user.uid = uid;
-        p.user.gid = gid;
-        p.user.additional_gids.clear();
-        p.user.username = None;
+    if let Some(u) = user {
+        p.user = silo_oci::User {
+            umask: p.user.umask,
+            ..u.clone()
+        };
     }
     if cfg.privileged.unwrap_or(false) {
         let all = Some(all_caps());
@@ -447,18 +406,6 @@ mod tests {
     }
 
     #[test]
-    fn users_resolve_from_container_files() {
-        let passwd = "root:x:0:0:root:/root:/bin/sh\nwww:x:33:34::/var/www:/bin/false\n";
-        let group = "root:x:0:\nstaff:x:50:\n";
-        assert_eq!(resolve_user("www", passwd, group), Ok((33, 34)));
-        assert_eq!(resolve_user("www:staff", passwd, group), Ok((33, 50)));
-        assert_eq!(resolve_user("1000", passwd, group), Ok((1000, 0)));
-        assert_eq!(resolve_user("1000:7", passwd, group), Ok((1000, 7)));
-        assert!(resolve_user("nobody", passwd, group).is_err());
-        assert!(resolve_user("www:nogroup", passwd, group).is_err());
-    }
-
-    #[test]
     fn process_gets_docker_overrides() {
         let base = silo_oci::Process {
             args: vec!["sleep".into()],
@@ -475,13 +422,20 @@ mod tests {
             privileged: Some(true),
             ..Default::default()
         };
-        let p = build_process(&base, &cfg, Some((5, 6)));
+        let user = silo_oci::User {
+            uid: 5,
+            gid: 6,
+            additional_gids: vec![7],
+            ..Default::default()
+        };
+        let p = build_process(&base, &cfg, Some(&user));
         assert_eq!(p.args, vec!["echo", "hi"]);
         assert_eq!(p.env, vec!["PATH=/bin", "A=2"]);
         assert_eq!(p.cwd, "/tmp");
         assert!(p.terminal);
         assert_eq!(p.console_size.map(|c| (c.height, c.width)), Some((30, 100)));
         assert_eq!((p.user.uid, p.user.gid), (5, 6));
+        assert_eq!(p.user.additional_gids, vec![7]);
         let caps = p.capabilities.unwrap();
         assert!(caps
             .bounding
