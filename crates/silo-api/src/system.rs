@@ -11,7 +11,7 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use std::sync::mpsc::RecvTimeoutError;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub async fn ping() -> Response {
     let mut resp = Response::new(Body::from("OK"));
@@ -102,16 +102,36 @@ pub fn legacy_df(mut value: serde_json::Value) -> serde_json::Value {
     value
 }
 
+/// How long the events stream may wait for the next event: at most
+/// `tick`, and no later than `until`; None once `until` has passed.
+fn events_wait(until: Option<SystemTime>, now: SystemTime, tick: Duration) -> Option<Duration> {
+    match until {
+        None => Some(tick),
+        Some(u) => match u.duration_since(now) {
+            Ok(left) if !left.is_zero() => Some(left.min(tick)),
+            _ => None,
+        },
+    }
+}
+
 /// Streams events as JSON lines; the connection stays open until `until`
-/// passes or the client leaves.
+/// passes (as in Docker, also when no event comes after it) or the client
+/// leaves.
 pub async fn events(State(engine): State<Shared>, params: Params) -> ApiResult<Response> {
     let filters = params.filters()?;
     let since = params.timestamp("since")?.map(|t| t as i64);
-    let until = params.timestamp("until")?.map(|t| t as i64);
+    let until_f = params.timestamp("until")?;
+    let until = until_f.map(|t| t as i64);
+    let deadline = until_f.map(|t| UNIX_EPOCH + Duration::try_from_secs_f64(t).unwrap_or_default());
     let rx = blocking(move || engine.events(since, until, &filters)).await?;
     let (tx, body) = channel_body(64);
     tokio::task::spawn_blocking(move || loop {
-        match rx.recv_timeout(Duration::from_millis(500)) {
+        let got = match events_wait(deadline, SystemTime::now(), Duration::from_millis(500)) {
+            Some(wait) => rx.recv_timeout(wait),
+            // Past `until`: what is already queued, then the end.
+            None => rx.try_recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match got {
             Ok(event) => {
                 let mut line = match serde_json::to_vec(&event) {
                     Ok(l) => l,
@@ -162,6 +182,24 @@ pub async fn not_found() -> ApiError {
 
 #[cfg(test)]
 mod tests {
+    use super::events_wait;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn the_events_stream_ends_at_until() {
+        let tick = Duration::from_millis(500);
+        let now = UNIX_EPOCH + Duration::from_secs(1000);
+        assert_eq!(events_wait(None, now, tick), Some(tick));
+        let soon = now + Duration::from_millis(200);
+        assert_eq!(
+            events_wait(Some(soon), now, tick),
+            Some(Duration::from_millis(200))
+        );
+        assert_eq!(events_wait(Some(now + tick * 4), now, tick), Some(tick));
+        assert_eq!(events_wait(Some(now), now, tick), None);
+        assert_eq!(events_wait(Some(now - tick), now, tick), None);
+    }
+
     #[test]
     fn df_gets_the_legacy_shape() {
         let v = super::legacy_df(serde_json::json!({
