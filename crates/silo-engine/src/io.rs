@@ -499,6 +499,7 @@ impl Engine {
             ));
         }
         let exec_id = exec::new_id();
+        let action = exec::event_action("exec_create", config.cmd.as_deref().unwrap_or_default());
         exec::registry().lock().insert(
             exec_id.clone(),
             exec::Exec {
@@ -514,7 +515,7 @@ impl Engine {
         );
         self.emit(
             "container",
-            "exec_create",
+            &action,
             &c.id,
             HashMap::from([("execID".to_string(), exec_id.clone())]),
         );
@@ -613,11 +614,10 @@ impl Engine {
             e.pid = pid;
             e.master = master.clone();
         }
-        let args = cfg.cmd.clone().unwrap_or_default().join(" ");
         let attrs = HashMap::from([("execID".to_string(), exec_id.to_string())]);
         self.emit(
             "container",
-            &format!("exec_start: {args}"),
+            &exec::event_action("exec_start", cfg.cmd.as_deref().unwrap_or_default()),
             &c.id,
             attrs.clone(),
         );

@@ -496,3 +496,93 @@ fn exec_runs_as_the_containers_user() {
     assert_eq!(d.ok(&["exec", "-u", "root", id, "id", "-un"]), "root\n");
     d.ok(&["rm", "-f", id]);
 }
+
+/// Unix seconds now, for `docker events --since/--until`.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// `docker events` of container `id` since `since`, as
+/// "<action>|<execID>" lines (the stream ends a second from now).
+fn exec_events(d: &Daemon, id: &str, since: u64) -> Vec<String> {
+    d.ok(&[
+        "events",
+        "--since",
+        &since.to_string(),
+        "--until",
+        &(unix_now() + 1).to_string(),
+        "--filter",
+        &format!("container={id}"),
+        "--format",
+        "{{.Action}}|{{index .Actor.Attributes \"execID\"}}",
+    ])
+    .lines()
+    .filter(|l| l.starts_with("exec_"))
+    .map(String::from)
+    .collect()
+}
+
+#[test]
+fn exec_events_carry_the_command_like_dockers() {
+    let d = daemon();
+    d.import_busybox();
+    let t0 = unix_now();
+    let id = d.ok(&["run", "-d", "--network", "none", "busybox", "sleep", "1000"]);
+    let id = id.trim();
+    assert_eq!(d.ok(&["exec", id, "echo", "a", "b"]), "a b\n");
+    // dockerd writes Entrypoint + " " + Args: no arguments, trailing space.
+    d.ok(&["exec", id, "true"]);
+    let mut events = exec_events(&d, id, t0);
+    // exec_die is sent once the process is reaped, which may trail the
+    // client's exit.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while events.iter().filter(|e| e.starts_with("exec_die|")).count() < 2 {
+        assert!(Instant::now() < deadline, "exec_die missing: {events:?}");
+        std::thread::sleep(Duration::from_millis(100));
+        events = exec_events(&d, id, t0);
+    }
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e.split_once('|').map_or(e.as_str(), |(a, _)| a))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "exec_create: echo a b",
+            "exec_start: echo a b",
+            "exec_die",
+            "exec_create: true ",
+            "exec_start: true ",
+            "exec_die",
+        ],
+        "{events:?}"
+    );
+    // One exec id per exec, on all three of its events.
+    let ids: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e.split_once('|').map(|(_, x)| x))
+        .collect();
+    assert_eq!(ids[0].len(), 64, "{events:?}");
+    assert!(ids[..3].iter().all(|x| *x == ids[0]), "{events:?}");
+    assert!(ids[3..].iter().all(|x| *x == ids[3]), "{events:?}");
+    assert_ne!(ids[0], ids[3]);
+    // `--filter event=exec_start` matches the action before the colon.
+    let starts = d.ok(&[
+        "events",
+        "--since",
+        &t0.to_string(),
+        "--until",
+        &(unix_now() + 1).to_string(),
+        "--filter",
+        &format!("container={id}"),
+        "--filter",
+        "event=exec_start",
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert_eq!(starts, "exec_start: echo a b\nexec_start: true \n");
+    d.ok(&["rm", "-f", id]);
+}

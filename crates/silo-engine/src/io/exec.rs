@@ -105,6 +105,16 @@ pub(crate) fn frame(stream: u8, payload: &[u8]) -> Vec<u8> {
     v
 }
 
+/// The action of an exec's `exec_create`/`exec_start` event, as dockerd
+/// writes it: `"<kind>: " + Entrypoint + " " + strings.Join(Args, " ")`,
+/// so a command without arguments keeps a trailing space ("exec_start: id ").
+pub(crate) fn event_action(kind: &str, cmd: &[String]) -> String {
+    match cmd.split_first() {
+        Some((entrypoint, args)) => format!("{kind}: {entrypoint} {}", args.join(" ")),
+        None => format!("{kind}:  "),
+    }
+}
+
 /// Every capability the kernel may know (privileged execs get them all).
 pub(crate) fn all_caps() -> Vec<String> {
     [
@@ -395,6 +405,20 @@ mod tests {
         let f = frame(2, &big);
         assert_eq!(&f[..8], &[2, 0, 0, 0, 0, 1, 0x11, 0x70]);
         assert_eq!(f.len(), 70008);
+    }
+
+    #[test]
+    fn event_actions_are_dockers() {
+        let cmd = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            event_action("exec_create", &cmd(&["id", "-u"])),
+            "exec_create: id -u"
+        );
+        assert_eq!(event_action("exec_start", &cmd(&["id"])), "exec_start: id ");
+        assert_eq!(
+            event_action("exec_start", &cmd(&["/bin/sh", "-c", "echo a  b"])),
+            "exec_start: /bin/sh -c echo a  b"
+        );
     }
 
     #[test]

@@ -250,11 +250,10 @@ impl Engine {
             .try_clone()
             .map_err(|e| EngineError::Internal(format!("probe pipe: {e}")))?;
         let exec_id = exec::new_id();
-        let args = argv.join(" ");
         let attrs = HashMap::from([("execID".to_string(), exec_id.clone())]);
         self.emit(
             "container",
-            &format!("exec_create: {args}"),
+            &exec::event_action("exec_create", argv),
             &c.id,
             attrs.clone(),
         );
@@ -266,7 +265,7 @@ impl Engine {
         )?;
         self.emit(
             "container",
-            &format!("exec_start: {args}"),
+            &exec::event_action("exec_start", argv),
             &c.id,
             attrs.clone(),
         );
