@@ -148,11 +148,18 @@ pub async fn handle(router: Router, req: Request<Body>) -> axum::response::Respo
     let method = parts.method.clone();
     let path = parts.uri.path().to_string();
     let req = Request::from_parts(parts, body);
+    let started = std::time::Instant::now();
     let mut resp = match router.oneshot(req).await {
         Ok(r) => r,
         Err(never) => match never {},
     };
-    tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
+    tracing::debug!(
+        %method,
+        %path,
+        status = resp.status().as_u16(),
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "request"
+    );
     let h = resp.headers_mut();
     h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
     h.insert("Docker-Experimental", HeaderValue::from_static("false"));

@@ -375,7 +375,11 @@ impl Engine {
             .map_err(|e| internal(&format!("creating {}", dir.display()), e))?;
         let rootfs = self
             .storage
-            .create_snapshot(&c.id, &image.id)
+            .create_snapshot_with(
+                &c.id,
+                &image.id,
+                body.host_config.as_ref().and_then(|h| h.auto_remove) == Some(true),
+            )
             .map_err(|e| internal("creating the container filesystem", e))?;
         let ic = &image.config.config;
         let defaults = ImageDefaults {

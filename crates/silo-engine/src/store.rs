@@ -1,7 +1,10 @@
 //! The engine's transactional state store: one SQLite database (WAL,
-//! synchronous=FULL) with a row per container. Every change to a
+//! synchronous=NORMAL) with a row per container. Every change to a
 //! container is one transaction, so a crash leaves the old row or the new
-//! one, never a mix.
+//! one, never a mix. A commit is in the WAL when it returns, so a killed
+//! silod loses nothing; the WAL is fsynced at checkpoints, so a host power
+//! loss can lose the last commits (never consistency), which recovery then
+//! reconciles from the monitors' exit records.
 
 use crate::model::Container;
 use crate::{EngineError, Result};
@@ -25,7 +28,7 @@ impl Db {
         let conn = Connection::open(path).map_err(|e| db_err(path, "open", e))?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
-             PRAGMA synchronous=FULL;
+             PRAGMA synchronous=NORMAL;
              PRAGMA busy_timeout=5000;
              CREATE TABLE IF NOT EXISTS containers (
                  id     TEXT PRIMARY KEY,

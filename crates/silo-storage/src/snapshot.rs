@@ -22,6 +22,11 @@ pub(crate) struct SnapshotMeta {
     pub image_id: String,
     /// Bottom layer first, as in the image config.
     pub diff_ids: Vec<String>,
+    /// Mounted with overlayfs `volatile`: no syncs of the upper layer, so
+    /// unmounting does not wait for a filesystem sync. For snapshots that
+    /// are thrown away when their container exits (`--rm`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub volatile: bool,
 }
 
 /// A snapshot operation failed.
@@ -100,7 +105,23 @@ fn unmount_path(p: &Path) -> io::Result<()> {
 /// Mounts overlayfs at `merged`. Uses the new mount API with one
 /// `lowerdir+` per layer (no page-size limit on the option string), falling
 /// back to mount(2) with a `lowerdir=a:b` string on kernels without it.
-fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path) -> io::Result<()> {
+fn mount_overlay(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    merged: &Path,
+    volatile: bool,
+) -> io::Result<()> {
+    if volatile {
+        // overlayfs refuses to mount a volatile work dir it used before
+        // (it cannot know whether the upper layer survived a crash). Our
+        // volatile snapshots are discarded with their container, so a
+        // remount (restart of a --rm container) accepts the upper as is.
+        let marker = work.join("work").join("incompat").join("volatile");
+        if marker.exists() {
+            fs::remove_dir_all(&marker)?;
+        }
+    }
     let new_api = (|| -> rustix::io::Result<()> {
         let fs_fd = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
         for l in lowers {
@@ -108,6 +129,9 @@ fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path) -
         }
         rustix::mount::fsconfig_set_string(&fs_fd, "upperdir", upper)?;
         rustix::mount::fsconfig_set_string(&fs_fd, "workdir", work)?;
+        if volatile {
+            rustix::mount::fsconfig_set_flag(&fs_fd, "volatile")?;
+        }
         rustix::mount::fsconfig_create(&fs_fd)?;
         let mnt = rustix::mount::fsmount(
             &fs_fd,
@@ -128,10 +152,11 @@ fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path) -
             let esc = |p: &Path| p.to_string_lossy().replace(':', "\\:");
             let lower: Vec<String> = lowers.iter().map(|p| esc(p)).collect();
             let data = format!(
-                "lowerdir={},upperdir={},workdir={}",
+                "lowerdir={},upperdir={},workdir={}{}",
                 lower.join(":"),
                 upper.display(),
-                work.display()
+                work.display(),
+                if volatile { ",volatile" } else { "" }
             );
             let data = std::ffi::CString::new(data).map_err(io::Error::other)?;
             rustix::mount::mount(
@@ -186,7 +211,13 @@ impl Store {
                 )));
             }
         }
-        mount_overlay(&lowers, &dir.join("upper"), &dir.join("work"), &merged)
+        mount_overlay(
+            &lowers,
+            &dir.join("upper"),
+            &dir.join("work"),
+            &merged,
+            meta.volatile,
+        )
             .map_err(mount_err)?;
         Ok(merged)
     }
@@ -198,6 +229,18 @@ impl Store {
         &self,
         container_id: &str,
         image_id: &str,
+    ) -> Result<PathBuf, SnapshotError> {
+        self.create_snapshot_with(container_id, image_id, false)
+    }
+
+    /// [`Store::create_snapshot`], optionally `volatile`: the upper layer is
+    /// never synced (unmount is then cheap), and after a host crash its
+    /// content is not to be trusted. For containers removed when they exit.
+    pub fn create_snapshot_with(
+        &self,
+        container_id: &str,
+        image_id: &str,
+        volatile: bool,
     ) -> Result<PathBuf, SnapshotError> {
         Self::check_id(container_id)?;
         let id = container_id.to_string();
@@ -225,6 +268,7 @@ impl Store {
         let meta = SnapshotMeta {
             image_id: full,
             diff_ids,
+            volatile,
         };
         let dir = self.snapshot_dir(container_id);
         let tmp = fsutil::tmp_sibling(&dir);

@@ -689,6 +689,36 @@ fn snapshot_mount_write_export_remove() {
 }
 
 #[test]
+fn volatile_snapshots_mount_volatile_and_remount() {
+    let f = fixture();
+    let tar = busybox_tar(false);
+    f.store
+        .import(&tar[..], Some("busybox"), &[], None)
+        .unwrap();
+    let merged = f.store.create_snapshot_with("vol", "busybox", true).unwrap();
+    let opts = |p: &Path| -> String {
+        let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        mi.lines()
+            .find(|l| l.split(' ').nth(4) == Some(p.to_str().unwrap()))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(opts(&merged).contains("volatile"), "{}", opts(&merged));
+    std::fs::write(merged.join("kept"), b"x").unwrap();
+    // A second mount of the same work dir (a restart) must not be refused.
+    f.store.unmount_snapshot("vol").unwrap();
+    let again = Store::open(&f.root).unwrap();
+    assert_eq!(again.mount_snapshot("vol").unwrap(), merged);
+    assert!(opts(&merged).contains("volatile"), "{}", opts(&merged));
+    assert!(merged.join("kept").is_file());
+    let plain = again.create_snapshot("plain", "busybox").unwrap();
+    assert!(!opts(&plain).contains("volatile"), "{}", opts(&plain));
+    again.remove_snapshot("vol").unwrap();
+    again.remove_snapshot("plain").unwrap();
+    assert!(!is_mounted(&merged));
+}
+
+#[test]
 fn snapshots_survive_reopen() {
     let f = fixture();
     let tar = busybox_tar(false);
