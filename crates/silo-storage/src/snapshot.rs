@@ -218,7 +218,7 @@ impl Store {
             &merged,
             meta.volatile,
         )
-            .map_err(mount_err)?;
+        .map_err(mount_err)?;
         Ok(merged)
     }
 

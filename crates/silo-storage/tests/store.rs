@@ -695,7 +695,10 @@ fn volatile_snapshots_mount_volatile_and_remount() {
     f.store
         .import(&tar[..], Some("busybox"), &[], None)
         .unwrap();
-    let merged = f.store.create_snapshot_with("vol", "busybox", true).unwrap();
+    let merged = f
+        .store
+        .create_snapshot_with("vol", "busybox", true)
+        .unwrap();
     let opts = |p: &Path| -> String {
         let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         mi.lines()
