@@ -116,12 +116,24 @@ pub struct RunArgs {
     /// Command to run to check health
     #[arg(long = "health-cmd")]
     pub health_cmd: Option<String>,
-    /// Time between running the check (e.g. 30s)
-    #[arg(long = "health-interval")]
+    /// Time between running the check (ms|s|m|h) (default 0s)
+    #[arg(long = "health-interval", allow_hyphen_values = true)]
     pub health_interval: Option<String>,
     /// Consecutive failures needed to report unhealthy
-    #[arg(long = "health-retries")]
+    #[arg(long = "health-retries", allow_negative_numbers = true)]
     pub health_retries: Option<i64>,
+    /// Maximum time to allow one check to run (ms|s|m|h) (default 0s)
+    #[arg(long = "health-timeout", allow_hyphen_values = true)]
+    pub health_timeout: Option<String>,
+    /// Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)
+    #[arg(long = "health-start-period", allow_hyphen_values = true)]
+    pub health_start_period: Option<String>,
+    /// Time between running the check during the start period (ms|s|m|h) (default 0s)
+    #[arg(long = "health-start-interval", allow_hyphen_values = true)]
+    pub health_start_interval: Option<String>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
     /// Image to run
     pub image: String,
     /// Command and arguments
@@ -236,6 +248,70 @@ fn parse_publish(s: &str) -> Result<(String, PortBinding), UnitError> {
             host_port: Some(host.to_string()),
         },
     ))
+}
+
+/// A duration flag in nanoseconds (Go's syntax, as docker parses it).
+fn duration_flag(flag: &str, value: &Option<String>) -> Result<i64> {
+    match value {
+        None => Ok(0),
+        Some(v) => crate::units::parse_go_duration_nanos(v).ok_or_else(|| {
+            anyhow::anyhow!(
+                "invalid argument {v:?} for \"{flag}\" flag: time: invalid duration {v:?}"
+            )
+        }),
+    }
+}
+
+/// `Config.Healthcheck` from the --health-* flags, with docker's rules:
+/// --no-healthcheck sends Test ["NONE"] and conflicts with every
+/// --health-* setting; otherwise any non-zero setting sends a healthcheck
+/// (a missing command inherits the image's test, zero values its other
+/// settings), and negative values are refused.
+fn healthcheck(a: &RunArgs) -> Result<Option<HealthConfig>> {
+    let cmd = a.health_cmd.clone().unwrap_or_default();
+    let interval = duration_flag("--health-interval", &a.health_interval)?;
+    let timeout = duration_flag("--health-timeout", &a.health_timeout)?;
+    let start_period = duration_flag("--health-start-period", &a.health_start_period)?;
+    let start_interval = duration_flag("--health-start-interval", &a.health_start_interval)?;
+    let retries = a.health_retries.unwrap_or(0);
+    let any = !cmd.is_empty()
+        || interval != 0
+        || timeout != 0
+        || start_period != 0
+        || retries != 0
+        || start_interval != 0;
+    if a.no_healthcheck {
+        if any {
+            anyhow::bail!("--no-healthcheck conflicts with --health-* options");
+        }
+        return Ok(Some(HealthConfig {
+            test: Some(vec!["NONE".into()]),
+            ..Default::default()
+        }));
+    }
+    if !any {
+        return Ok(None);
+    }
+    for (flag, v) in [
+        ("--health-interval", interval),
+        ("--health-timeout", timeout),
+        ("--health-retries", retries),
+        ("--health-start-period", start_period),
+        ("--health-start-interval", start_interval),
+    ] {
+        if v < 0 {
+            anyhow::bail!("{flag} cannot be negative");
+        }
+    }
+    let set = |v: i64| (v != 0).then_some(v);
+    Ok(Some(HealthConfig {
+        test: (!cmd.is_empty()).then(|| vec!["CMD-SHELL".into(), cmd]),
+        interval: set(interval),
+        timeout: set(timeout),
+        start_period: set(start_period),
+        start_interval: set(start_interval),
+        retries: set(retries),
+    }))
 }
 
 /// Builds the create request from the flags; every bad value is reported
@@ -366,24 +442,7 @@ pub fn build_body(a: &RunArgs) -> Result<ContainerCreateBody> {
             None => (l.clone(), String::new()),
         })
         .collect();
-    let healthcheck = match &a.health_cmd {
-        Some(cmd) => Some(HealthConfig {
-            test: Some(vec!["CMD-SHELL".into(), cmd.clone()]),
-            interval: match &a.health_interval {
-                Some(i) => Some(
-                    (crate::units::parse_go_duration(i).ok_or_else(|| UnitError::Flag {
-                        flag: "--health-interval",
-                        value: i.clone(),
-                        detail: "expected a duration like 30s".into(),
-                    })? * 1e9) as i64,
-                ),
-                None => None,
-            },
-            retries: a.health_retries,
-            ..Default::default()
-        }),
-        None => None,
-    };
+    let healthcheck = healthcheck(a)?;
     let attach = !a.detach;
     Ok(ContainerCreateBody {
         image: Some(a.image.clone()),
@@ -560,6 +619,124 @@ mod tests {
         assert!(build_body(&args(&["--ulimit", "nofile=20:10", "busybox"])).is_err());
         assert!(build_body(&args(&["--sysctl", "novalue", "busybox"])).is_err());
         assert!(build_body(&args(&["--cpus", "x", "busybox"])).is_err());
+    }
+
+    /// The `Healthcheck` the flags send (JSON null when none).
+    fn health(v: &[&str]) -> serde_json::Value {
+        let mut all = v.to_vec();
+        all.push("busybox");
+        let b = build_body(&args(&all)).expect("body");
+        serde_json::to_value(&b).expect("json")["Healthcheck"].clone()
+    }
+
+    fn health_err(v: &[&str]) -> String {
+        let mut all = v.to_vec();
+        all.push("busybox");
+        format!("{:#}", build_body(&args(&all)).expect_err("an error"))
+    }
+
+    #[test]
+    fn health_flags_map_like_dockers() {
+        use serde_json::json;
+        assert_eq!(health(&[]), serde_json::Value::Null);
+        assert_eq!(
+            health(&[
+                "--health-cmd",
+                "curl -f localhost || exit 1",
+                "--health-interval",
+                "1m30s",
+                "--health-timeout",
+                "200ms",
+                "--health-start-period",
+                "1.5s",
+                "--health-start-interval",
+                "100ms",
+                "--health-retries",
+                "4",
+            ]),
+            json!({
+                "Test": ["CMD-SHELL", "curl -f localhost || exit 1"],
+                "Interval": 90_000_000_000i64,
+                "Timeout": 200_000_000,
+                "StartPeriod": 1_500_000_000,
+                "StartInterval": 100_000_000,
+                "Retries": 4,
+            })
+        );
+        // Settings without a command keep the image's test (no Test sent).
+        assert_eq!(
+            health(&["--health-timeout", "5s"]),
+            json!({"Timeout": 5_000_000_000i64})
+        );
+        assert_eq!(
+            health(&["--health-start-period=2m"])["StartPeriod"],
+            120_000_000_000i64
+        );
+        // Zero values are docker's "not set".
+        assert_eq!(
+            health(&["--health-interval", "0s"]),
+            serde_json::Value::Null
+        );
+        assert_eq!(health(&["--no-healthcheck"]), json!({"Test": ["NONE"]}));
+        assert_eq!(
+            health(&["--no-healthcheck", "--health-retries", "0"]),
+            json!({"Test": ["NONE"]})
+        );
+    }
+
+    #[test]
+    fn bad_health_flags_are_docker_errors() {
+        for conflict in [
+            &["--no-healthcheck", "--health-cmd", "true"][..],
+            &["--no-healthcheck", "--health-interval", "1s"],
+            &["--no-healthcheck", "--health-timeout", "1s"],
+            &["--no-healthcheck", "--health-start-period", "1s"],
+            &["--no-healthcheck", "--health-start-interval", "1s"],
+            &["--no-healthcheck", "--health-retries", "2"],
+        ] {
+            assert_eq!(
+                health_err(conflict),
+                "--no-healthcheck conflicts with --health-* options",
+                "{conflict:?}"
+            );
+        }
+        assert_eq!(
+            health_err(&["--health-timeout", "10"]),
+            "invalid argument \"10\" for \"--health-timeout\" flag: time: invalid duration \"10\""
+        );
+        assert!(health_err(&["--health-start-period", "soon"]).contains("--health-start-period"));
+        assert!(health_err(&["--health-start-interval", "1x"]).contains("--health-start-interval"));
+        assert!(health_err(&["--health-interval", "1y"]).contains("--health-interval"));
+        assert_eq!(
+            health_err(&["--health-timeout", "-1s"]),
+            "--health-timeout cannot be negative"
+        );
+        assert_eq!(
+            health_err(&["--health-start-period", "-5m"]),
+            "--health-start-period cannot be negative"
+        );
+        assert_eq!(
+            health_err(&["--health-start-interval", "-1ms"]),
+            "--health-start-interval cannot be negative"
+        );
+        assert_eq!(
+            health_err(&["--health-interval", "-1s"]),
+            "--health-interval cannot be negative"
+        );
+        assert_eq!(
+            health_err(&["--health-retries", "-1"]),
+            "--health-retries cannot be negative"
+        );
+    }
+
+    #[test]
+    fn init_flag() {
+        let v =
+            |a: &[&str]| serde_json::to_value(build_body(&args(a)).expect("body")).expect("json");
+        assert_eq!(v(&["--init", "busybox"])["HostConfig"]["Init"], true);
+        assert!(v(&["busybox"])["HostConfig"]
+            .get("Init")
+            .is_none_or(|i| i.is_null()));
     }
 
     #[test]

@@ -276,6 +276,72 @@ pub fn parse_go_duration(s: &str) -> Option<f64> {
     Some(total)
 }
 
+/// Parses a duration the way Go's `time.ParseDuration` does (what docker's
+/// duration flags use): an optional sign, then numbers with optional
+/// fractions, each with a unit (ns, us/µs, ms, s, m, h), or a bare "0";
+/// gives nanoseconds. None for anything else, or beyond ±292 years.
+pub fn parse_go_duration_nanos(s: &str) -> Option<i64> {
+    let (neg, mut rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if rest == "0" {
+        return Some(0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total: u128 = 0;
+    while !rest.is_empty() {
+        let int_len = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let (int, after) = rest.split_at(int_len);
+        let (frac, after) = match after.strip_prefix('.') {
+            Some(a) => {
+                let n = a.find(|c: char| !c.is_ascii_digit()).unwrap_or(a.len());
+                a.split_at(n)
+            }
+            None => ("", after),
+        };
+        if int.is_empty() && frac.is_empty() {
+            return None;
+        }
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let unit: u128 = match unit {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return None,
+        };
+        let whole: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+        total = total.checked_add(whole.checked_mul(unit)?)?;
+        // The fraction, truncated to whole nanoseconds (digits past what a
+        // nanosecond can hold change nothing).
+        let frac = &frac[..frac.len().min(20)];
+        if !frac.is_empty() {
+            let f: u128 = frac.parse().ok()?;
+            total = total.checked_add(f * unit / 10u128.pow(frac.len() as u32))?;
+        }
+        if total > i64::MAX as u128 + u128::from(neg) {
+            return None;
+        }
+        rest = after;
+    }
+    if neg {
+        Some((total as i128).wrapping_neg() as i64)
+    } else {
+        Some(total as i64)
+    }
+}
+
 /// `--since`/`--until` values: a relative duration (before `now`), an RFC
 /// 3339 time, or a unix timestamp; returned as the unix-seconds string the API takes.
 pub fn parse_since(s: &str, now: i64) -> Result<String, UnitError> {
@@ -379,6 +445,32 @@ mod tests {
         assert_eq!(format_unix(1_704_164_645), "2024-01-02 03:04:05 +0000 UTC");
         assert_eq!(parse_go_duration("1h30m"), Some(5400.0));
         assert_eq!(parse_go_duration("10x"), None);
+    }
+
+    #[test]
+    fn go_durations_in_nanoseconds() {
+        let p = parse_go_duration_nanos;
+        assert_eq!(p("0"), Some(0));
+        assert_eq!(p("200ms"), Some(200_000_000));
+        assert_eq!(p("1m30s"), Some(90_000_000_000));
+        assert_eq!(p("1.5h"), Some(5_400_000_000_000));
+        assert_eq!(p(".5s"), Some(500_000_000));
+        assert_eq!(p("1.s"), Some(1_000_000_000));
+        assert_eq!(p("0.1s"), Some(100_000_000));
+        assert_eq!(p("1.0000000001s"), Some(1_000_000_000));
+        assert_eq!(p("10us"), Some(10_000));
+        assert_eq!(p("10\u{b5}s"), Some(10_000));
+        assert_eq!(p("10\u{3bc}s"), Some(10_000));
+        assert_eq!(p("3ns"), Some(3));
+        assert_eq!(p("+2s"), Some(2_000_000_000));
+        assert_eq!(p("-1s"), Some(-1_000_000_000));
+        assert_eq!(p("2562047h47m16.854775807s"), Some(i64::MAX));
+        assert_eq!(p("-2562047h47m16.854775808s"), Some(i64::MIN));
+        for bad in [
+            "", "-", "5", "s", ".s", "1x", "1S", "1 s", "1s ", "1..5s", "2562048h", "1e3s",
+        ] {
+            assert_eq!(p(bad), None, "{bad:?}");
+        }
         assert_eq!(parse_since("10m", 1000), Ok("400".into()));
         assert_eq!(parse_since("1700000000", 0), Ok("1700000000".into()));
         assert_eq!(parse_since("1970-01-01T00:01:00Z", 0), Ok("60".into()));

@@ -195,3 +195,80 @@ fn hcs_list_shows_running_container() {
     let v: serde_json::Value = serde_json::from_str(&doc).expect("json");
     assert_eq!(v["Id"].as_str(), Some(id.trim()));
 }
+
+#[test]
+fn health_and_init_flags_reach_the_daemon() {
+    let d = daemon();
+    d.import_busybox();
+    d.ok(&[
+        "create",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "1m30s",
+        "--health-timeout",
+        "2s",
+        "--health-start-period",
+        "1.5s",
+        "--health-start-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let hc = d.ok(&["inspect", "--format", "{{json .Config.Healthcheck}}", "hc"]);
+    let hc: serde_json::Value = serde_json::from_str(hc.trim()).expect("json");
+    assert_eq!(
+        hc,
+        serde_json::json!({
+            "Test": ["CMD-SHELL", "true"],
+            "Interval": 90_000_000_000i64,
+            "Timeout": 2_000_000_000i64,
+            "StartPeriod": 1_500_000_000i64,
+            "StartInterval": 200_000_000i64,
+            "Retries": 2,
+        })
+    );
+    d.ok(&[
+        "create",
+        "--name",
+        "nohc",
+        "--no-healthcheck",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "--format",
+            "{{json .Config.Healthcheck.Test}}",
+            "nohc"
+        ]),
+        "[\"NONE\"]\n"
+    );
+    let out = d.cli(&[
+        "create",
+        "--no-healthcheck",
+        "--health-timeout",
+        "1s",
+        "busybox",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--no-healthcheck conflicts with --health-* options"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // --init: the static init is PID 1 and runs the command.
+    let ps = d.ok(&["run", "--rm", "--init", "busybox", "ps", "-o", "pid,args"]);
+    assert!(
+        ps.lines()
+            .any(|l| l.trim_start() == "1 /sbin/docker-init -- ps -o pid,args"),
+        "{ps}"
+    );
+}
