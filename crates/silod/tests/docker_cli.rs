@@ -586,3 +586,72 @@ fn exec_events_carry_the_command_like_dockers() {
     assert_eq!(starts, "exec_start: echo a b\nexec_start: true \n");
     d.ok(&["rm", "-f", id]);
 }
+
+#[test]
+fn run_with_init() {
+    assert!(
+        Path::new("/usr/bin/tini-static").exists()
+            || Path::new("/usr/bin/docker-init").exists()
+            || Path::new("/usr/libexec/docker/docker-init").exists(),
+        "--init needs a static init: apt-get install tini"
+    );
+    let d = daemon();
+    d.import_busybox();
+    // PID 1 is the init, running the user's command.
+    let ps = d.ok(&[
+        "run",
+        "--rm",
+        "--init",
+        "--network",
+        "none",
+        "busybox",
+        "ps",
+        "-o",
+        "pid,args",
+    ]);
+    let pid1 = ps
+        .lines()
+        .find_map(|l| {
+            let l = l.trim_start();
+            l.strip_prefix("1 ").map(str::trim)
+        })
+        .unwrap_or_else(|| panic!("no PID 1 in {ps:?}"));
+    assert_eq!(pid1, "/sbin/docker-init -- ps -o pid,args", "{ps}");
+    assert!(
+        ps.lines()
+            .any(|l| !l.trim_start().starts_with("1 ") && l.ends_with(" ps -o pid,args")),
+        "{ps}"
+    );
+    // The command's exit status is the container's.
+    let out = d.cli(&[
+        "run",
+        "--rm",
+        "--init",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    // Inspect shows the user's command, not the init.
+    d.ok(&[
+        "run",
+        "-d",
+        "--init",
+        "--name",
+        "initbox",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let path_args = d.ok(&["inspect", "--format", "{{.Path}} {{.Args}}", "initbox"]);
+    assert_eq!(path_args.trim(), "sleep [1000]");
+    let init = d.ok(&["inspect", "--format", "{{.HostConfig.Init}}", "initbox"]);
+    assert_eq!(init.trim(), "true");
+    d.ok(&["rm", "-f", "initbox"]);
+    assert_eq!(d.ok(&["ps", "-aq"]).trim(), "", "--rm left containers");
+}
