@@ -437,6 +437,7 @@ impl Engine {
     }
 
     pub(crate) fn start_locked(&self, id: &str) -> Result<()> {
+        let t0 = std::time::Instant::now();
         let c = self.get(id)?;
         if c.state.running {
             return Err(EngineError::NotModified(format!(
@@ -513,6 +514,7 @@ impl Engine {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        let t_prepared = t0.elapsed();
         let out = cmd.output().map_err(|e| {
             internal(
                 &format!(
@@ -569,6 +571,12 @@ impl Engine {
                 ..Default::default()
             };
         })?;
+        tracing::debug!(
+            id,
+            prepare_ms = t_prepared.as_secs_f64() * 1e3,
+            total_ms = t0.elapsed().as_secs_f64() * 1e3,
+            "started"
+        );
         self.emit("container", "start", id, HashMap::new());
         self.watch(id, &c.state.started_at);
         self.health_watch(id);

@@ -83,6 +83,10 @@ impl CgroupFs {
                 line: line.to_string(),
             };
             let (pre, post) = line.split_once(" - ").ok_or_else(malformed)?;
+            if !post.starts_with("cgroup") {
+                // Most lines on a busy host are overlay mounts: skip them cheaply.
+                continue;
+            }
             let pre: Vec<&str> = pre.split(' ').collect();
             let post: Vec<&str> = post.split(' ').collect();
             if pre.len() < 6 || post.len() < 3 {
