@@ -9,6 +9,13 @@ use std::path::{Path, PathBuf};
 /// Writes `bytes` to `path` through a temp file: write, fsync, rename, fsync
 /// the directory. Readers see the old content or the new one, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, bytes, true)
+}
+
+/// [`write_atomic`]; without `durable` there is no fsync: still atomic for
+/// every reader and across a crash of silod or of the monitor, but not
+/// across a host crash. For records that mean nothing after a reboot.
+pub fn write_atomic_with(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -22,7 +29,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             .truncate(true)
             .open(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         drop(f);
         std::fs::rename(&tmp, path)
     })();
@@ -30,8 +39,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
+    if durable {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
     }
     Ok(())
 }
@@ -43,12 +54,22 @@ pub fn write_json<T: Serialize>(
     value: &T,
     reserve: Option<&mut Option<Reserve>>,
 ) -> std::io::Result<()> {
+    write_json_with(path, value, reserve, true)
+}
+
+/// [`write_json`] with [`write_atomic_with`]'s `durable`.
+pub fn write_json_with<T: Serialize>(
+    path: &Path,
+    value: &T,
+    reserve: Option<&mut Option<Reserve>>,
+    durable: bool,
+) -> std::io::Result<()> {
     let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
-    match write_atomic(path, &bytes) {
+    match write_atomic_with(path, &bytes, durable) {
         Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => match reserve.and_then(Option::take) {
             Some(r) => {
                 r.release();
-                write_atomic(path, &bytes)
+                write_atomic_with(path, &bytes, durable)
             }
             None => Err(e),
         },

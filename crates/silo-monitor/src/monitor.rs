@@ -476,10 +476,12 @@ impl Monitor {
         }
     }
 
-    /// Writes `<state-dir>/monitor.json`.
+    /// Writes `<state-dir>/monitor.json`. Not fsynced (it is on the path of
+    /// every start): it lets silod re-adopt a live monitor, and after a host
+    /// crash there is no live monitor to re-adopt.
     pub fn write_info(&mut self) -> Result<(), StartError> {
         let path = self.state_dir.join("monitor.json");
-        files::write_json(&path, &self.info(), Some(self.log.reserve()))
+        files::write_json_with(&path, &self.info(), Some(self.log.reserve()), false)
             .map_err(|source| StartError::WriteState { path, source })
     }
 
