@@ -1133,8 +1133,10 @@ pub(crate) fn user_from_files(
                 })?
         };
     }
+    // Supplementary groups from /etc/group only when no group was named,
+    // as runc (and so Docker) does.
     let mut additional = Vec::new();
-    if let Some(name) = &name {
+    if let (Some(name), None) = (&name, g) {
         for e in &gr {
             let members = e
                 .get(3)
@@ -1729,6 +1731,8 @@ mod tests {
         assert_eq!((u.uid, u.gid), (33, 33));
         let u = resolve_user(r, "www:staff").unwrap();
         assert_eq!((u.uid, u.gid), (33, 50));
+        // A named group means no supplementary groups, as with runc.
+        assert!(u.additional_gids.is_empty(), "{:?}", u.additional_gids);
         assert_eq!(resolve_user(r, "").unwrap(), User::default());
         let e = resolve_user(r, "nobody").unwrap_err();
         assert_eq!(e.status(), 400);
@@ -1746,6 +1750,7 @@ mod tests {
         assert_eq!(ids("www"), Ok((33, 34, vec![50])));
         assert_eq!(ids("33"), Ok((33, 34, vec![50])));
         assert_eq!(ids("www:staff"), Ok((33, 50, vec![])));
+        assert_eq!(ids("www:root"), Ok((33, 0, vec![])));
         assert_eq!(ids("1000"), Ok((1000, 0, vec![])));
         assert_eq!(ids("1000:7"), Ok((1000, 7, vec![])));
         assert_eq!(ids("www:"), Ok((33, 34, vec![50])));
