@@ -475,10 +475,21 @@ fn health_survives_silod_restart_pause_stop_and_rm_leaves_no_thread() {
         (status_of(&engine, &id) == Some(HealthStatusEnum::HEALTHY)).then_some(())
     });
 
-    // A new engine (silod restarted) sees the persisted status and keeps
-    // probing: new log entries appear.
+    let log_len = |e: &Engine| {
+        health_of(e, &id)
+            .and_then(|h| h.log)
+            .map(|l| l.len())
+            .unwrap_or(0)
+    };
+    wait_for("three probe results", || {
+        (log_len(&engine) >= 3).then_some(())
+    });
+
+    // A new engine (silod restarted) sees the persisted status and log,
+    // and keeps probing: new log entries appear.
     let engine2 = Engine::open(env.config.clone()).unwrap();
     assert_eq!(status_of(&engine2, &id), Some(HealthStatusEnum::HEALTHY));
+    assert!(log_len(&engine2) >= 3, "probe results were not persisted");
     let last_end = |e: &Engine| {
         health_of(e, &id)
             .and_then(|h| h.log)

@@ -361,11 +361,10 @@ impl Engine {
         }
     }
 
-    /// Records a probe result unless the run it belongs to is over.
-    /// Status changes are persisted (one transaction, with the rest of the
-    /// state) and announced as `health_status: <status>`; the log and
-    /// streak in between are kept in memory and written with the next
-    /// state change. Returns the status, None when the thread should stop.
+    /// Records a probe result unless the run it belongs to is over: each
+    /// result is persisted (one transaction, with the rest of the state),
+    /// and status changes are announced as `health_status: <status>`.
+    /// Returns the status, None when the thread should stop.
     fn health_result(
         &self,
         id: &str,
@@ -389,10 +388,11 @@ impl Engine {
             record(h, entry, in_start_period, retries);
             let status = h.status.clone();
             let changed = status != before;
-            if changed {
-                if let Err(e) = self.db.put(c) {
-                    tracing::warn!("health state of {id}: {e}");
-                }
+            // Every result is saved (one transaction, no fsync with the
+            // store in WAL/NORMAL mode), so the log and the failing streak
+            // survive a silod restart as well as the status.
+            if let Err(e) = self.db.put(c) {
+                tracing::warn!("health state of {id}: {e}");
             }
             (status, changed)
         };
