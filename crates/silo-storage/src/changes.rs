@@ -191,52 +191,10 @@ fn healthcheck(rest: &str) -> Result<HealthConfig, String> {
 /// Go's `time.ParseDuration` ("300ms", "1.5s", "1m30s"; units ns, us, µs,
 /// ms, s, m, h), in nanoseconds. Negative durations are refused.
 fn go_duration(s: &str) -> Result<i64, String> {
-    let bad = || format!("invalid duration {s:?}");
-    let mut rest = s.strip_prefix('+').unwrap_or(s);
-    if rest == "0" {
-        return Ok(0);
+    match silo_units::parse_go_duration(s) {
+        Ok(ns) if !s.starts_with('-') => Ok(ns),
+        _ => Err(format!("invalid duration {s:?}")),
     }
-    if rest.is_empty() || rest.starts_with('-') {
-        return Err(bad());
-    }
-    let mut total: u128 = 0;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let (num, tail) = rest.split_at(num_end);
-        let unit_end = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_end);
-        rest = tail;
-        let scale: u128 = match unit {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => return Err(bad()),
-        };
-        let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-        if int.is_empty() && frac.is_empty() {
-            return Err(bad());
-        }
-        let int: u128 = if int.is_empty() {
-            0
-        } else {
-            int.parse().map_err(|_| bad())?
-        };
-        let mut part = int.checked_mul(scale).ok_or_else(bad)?;
-        if !frac.is_empty() {
-            let digits = &frac[..frac.len().min(18)];
-            let f: u128 = digits.parse().map_err(|_| bad())?;
-            part += f * scale / 10u128.pow(digits.len() as u32);
-        }
-        total = total.checked_add(part).ok_or_else(bad)?;
-    }
-    i64::try_from(total).map_err(|_| bad())
 }
 
 /// Exec form (a JSON string array) or shell form (run by /bin/sh -c).
@@ -427,13 +385,11 @@ mod tests {
 
     #[test]
     fn go_durations() {
-        assert_eq!(go_duration("0"), Ok(0));
-        assert_eq!(go_duration("300ms"), Ok(300_000_000));
+        // The syntax is silo-units'; here: nanoseconds, and no negatives.
         assert_eq!(go_duration("1h2m3.5s"), Ok(3_723_500_000_000));
-        assert_eq!(go_duration(".5us"), Ok(500));
-        assert_eq!(go_duration("2µs"), Ok(2_000));
-        for bad in ["", "5", "-1s", "1x", "s", ".s", "1.2.3s", "99999999999h"] {
-            assert!(go_duration(bad).is_err(), "{bad}");
+        assert_eq!(go_duration("+0"), Ok(0));
+        for bad in ["-1s", "-0", "1x"] {
+            assert_eq!(go_duration(bad), Err(format!("invalid duration {bad:?}")));
         }
     }
 

@@ -42,7 +42,8 @@ pub use reference::{normalize as normalize_reference, ReferenceError};
 pub use snapshot::SnapshotError;
 pub use volume::{Volume, VolumeError};
 
-use fsutil::{hex, is_hex, now_rfc3339, random_hex, sync_dir, tree_size, write_atomic, TMP_PREFIX};
+use fsutil::{hex, is_hex, random_hex, sync_dir, tree_size, write_atomic, TMP_PREFIX};
+use silo_units::now_rfc3339;
 
 /// An image as the engine reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::fsutil::{self, now_rfc3339, random_hex, sync_dir, tree_size, write_atomic};
+use silo_units::now_rfc3339;
+
+use crate::fsutil::{self, random_hex, sync_dir, tree_size, write_atomic};
 use crate::{NotFound, PruneError, PruneReport, Removed, Store};
 
 /// A volume as the engine reports it.
