@@ -254,7 +254,7 @@ fn parse_publish(s: &str) -> Result<(String, PortBinding), UnitError> {
 fn duration_flag(flag: &str, value: &Option<String>) -> Result<i64> {
     match value {
         None => Ok(0),
-        Some(v) => crate::units::parse_go_duration_nanos(v).ok_or_else(|| {
+        Some(v) => silo_units::parse_go_duration(v).map_err(|_| {
             anyhow::anyhow!(
                 "invalid argument {v:?} for \"{flag}\" flag: time: invalid duration {v:?}"
             )
