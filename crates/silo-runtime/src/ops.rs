@@ -436,48 +436,32 @@ fn update(host: &Host, args: &UpdateArgs, log: &Logger) -> Result<()> {
     Ok(())
 }
 
-/// Parses sizes like 1024, 64k, 100m, 1g (binary units), or -1.
+/// Parses sizes like 1024, 64k, 100m, 1g (docker's binary units, as runc
+/// takes them), or -1.
 pub fn parse_size(s: &str) -> Result<i64, String> {
-    let t = s.trim().to_ascii_lowercase();
-    if t == "-1" {
+    if s.trim() == "-1" {
         return Ok(-1);
     }
-    let t = t.trim_end_matches('b');
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| "not a size (use bytes or a k/m/g suffix)".to_string())?;
-    if n < 0.0 {
-        return Err("must not be negative".into());
-    }
-    Ok((n * mult as f64) as i64)
+    silo_units::parse_size(s).map_err(|e| match e.problem() {
+        silo_units::Problem::Negative => "must not be negative".to_string(),
+        _ => "not a size (use bytes or a k/m/g suffix)".to_string(),
+    })
 }
 
-/// Parses durations like 5s, 500ms, 1m, or a bare number of seconds.
+/// Parses a positive Go duration like 5s, 500ms, 1m30s (what runc's
+/// `--interval` takes), or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let bad = || anyhow!("--interval {s:?}: not a duration (use e.g. 5s or 500ms)");
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, "s"),
-    };
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(bad()),
-    };
-    if secs <= 0.0 {
-        return Err(bad());
+    let bare_seconds = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let ns = match bare_seconds {
+        true => silo_units::parse_go_duration(&format!("{s}s")),
+        false => silo_units::parse_go_duration(s),
     }
-    Ok(Duration::from_secs_f64(secs))
+    .map_err(|_| bad())?;
+    match u64::try_from(ns) {
+        Ok(ns) if ns > 0 => Ok(Duration::from_nanos(ns)),
+        _ => Err(bad()),
+    }
 }
 
 const SIGNALS: [(&str, i32); 31] = [
@@ -630,6 +614,7 @@ mod tests {
         assert_eq!(parse_size("1g").unwrap(), 1 << 30);
         assert_eq!(parse_size("-1").unwrap(), -1);
         assert!(parse_size("lots").is_err());
+        assert_eq!(parse_size("-5m").unwrap_err(), "must not be negative");
     }
 
     #[test]
@@ -637,6 +622,11 @@ mod tests {
         assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         assert!(parse_duration("soon").is_err());
+        for not_positive in ["0", "0s", "-1s", "0.1ns"] {
+            let e = parse_duration(not_positive).unwrap_err().to_string();
+            assert!(e.contains(&format!("{not_positive:?}")), "{e}");
+        }
     }
 }
