@@ -65,24 +65,10 @@ pub(crate) fn now_rfc3339() -> String {
     silo_compute::store::rfc3339_now()
 }
 
-/// Seconds since the epoch of an RFC 3339 timestamp (UTC, as we write them).
+/// Seconds since the epoch of an RFC 3339 timestamp (ours are UTC; image
+/// configs may carry an offset).
 pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 19 {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
-    let (hh, mm, ss) = (n(11..13)?, n(14..16)?, n(17..19)?);
-    // Days from civil (proleptic Gregorian).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86400 + hh * 3600 + mm * 60 + ss)
+    silo_units::parse_rfc3339(s).ok().map(|(secs, _nanos)| secs)
 }
 
 pub(crate) fn now_secs() -> i64 {

@@ -266,18 +266,8 @@ pub(crate) fn filter_value(state: &State) -> &str {
 
 /// Parses our RFC 3339 timestamps (UTC, optional fraction).
 fn parse_time(s: &str) -> Option<SystemTime> {
-    let secs = crate::containers::parse_rfc3339(s)?;
-    let nanos = s
-        .get(19..)
-        .and_then(|rest| rest.strip_prefix('.'))
-        .map(|f| {
-            let digits: String = f.chars().take_while(char::is_ascii_digit).take(9).collect();
-            format!("{digits:0<9}").parse::<u32>().unwrap_or(0)
-        })
-        .unwrap_or(0);
-    let base =
-        SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(u64::try_from(secs).ok()?))?;
-    base.checked_add(Duration::from_nanos(u64::from(nanos)))
+    let (secs, nanos) = silo_units::parse_rfc3339(s).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::new(u64::try_from(secs).ok()?, nanos))
 }
 
 /// The probe thread that should run for each container (by id): a newer

@@ -465,19 +465,6 @@ fn mode_for(rw: bool) -> &'static str {
     }
 }
 
-/// Parses Docker's size strings for tmpfs/shm ("64m", "1g", "100k", bytes).
-fn parse_size(s: &str) -> Option<i64> {
-    let s = s.trim().to_ascii_lowercase();
-    let s = s.strip_suffix('b').unwrap_or(&s);
-    let (num, mult) = match s.chars().last()? {
-        'k' => (&s[..s.len() - 1], 1024),
-        'm' => (&s[..s.len() - 1], 1024 * 1024),
-        'g' => (&s[..s.len() - 1], 1024 * 1024 * 1024),
-        _ => (s, 1),
-    };
-    num.parse::<i64>().ok().map(|n| n * mult)
-}
-
 /// Adds a user mount, replacing any default mount at the same destination.
 fn add_mount(mounts: &mut Vec<Mount>, m: Mount) {
     mounts.retain(|x| x.destination != m.destination);
@@ -857,9 +844,8 @@ pub(crate) fn build(
         ];
         for x in opts.split(',').filter(|x| !x.is_empty()) {
             if let Some(sz) = x.strip_prefix("size=") {
-                let bytes = parse_size(sz).ok_or_else(|| {
-                    bad(format!("HostConfig.Tmpfs: invalid size {sz:?} for {dst}"))
-                })?;
+                let bytes = silo_units::parse_size(sz)
+                    .map_err(|_| bad(format!("HostConfig.Tmpfs: invalid size {sz:?} for {dst}")))?;
                 o.push(format!("size={bytes}"));
             } else if x == "exec" {
                 o.retain(|y| y != "noexec");
