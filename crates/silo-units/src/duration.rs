@@ -92,63 +92,75 @@ pub fn parse_go_duration(s: &str) -> Result<i64, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ns(s: &str) -> i64 {
-        parse_go_duration(s).unwrap_or_else(|e| panic!("{e}"))
-    }
+    use crate::testing::{assert_parses, assert_refused};
 
     #[test]
     fn go_syntax() {
-        assert_eq!(ns("0"), 0);
-        assert_eq!(ns("+0"), 0);
-        assert_eq!(ns("-0"), 0);
-        assert_eq!(ns("0s"), 0);
-        assert_eq!(ns("3ns"), 3);
-        assert_eq!(ns("10us"), 10_000);
-        assert_eq!(ns("10\u{b5}s"), 10_000);
-        assert_eq!(ns("10\u{3bc}s"), 10_000);
-        assert_eq!(ns("300ms"), 300_000_000);
-        assert_eq!(ns("200ms"), 200_000_000);
-        assert_eq!(ns("45s"), 45_000_000_000);
-        assert_eq!(ns("10m"), 600_000_000_000);
-        assert_eq!(ns("1m30s"), 90_000_000_000);
-        assert_eq!(ns("1h2m3.5s"), 3_723_500_000_000);
-        assert_eq!(ns("1h30m"), 5_400_000_000_000);
-        assert_eq!(ns("30m1h"), 5_400_000_000_000);
-        assert_eq!(ns("1s1s"), 2_000_000_000);
-        assert_eq!(ns("+2s"), 2_000_000_000);
-        assert_eq!(ns("-1s"), -1_000_000_000);
-        assert_eq!(ns("-1.5h"), -5_400_000_000_000);
-        assert_eq!(ns("007s"), 7_000_000_000);
+        assert_parses(
+            parse_go_duration,
+            &[
+                ("0", 0),
+                ("+0", 0),
+                ("-0", 0),
+                ("0s", 0),
+                ("3ns", 3),
+                ("10us", 10_000),
+                ("10\u{b5}s", 10_000),
+                ("10\u{3bc}s", 10_000),
+                ("300ms", 300_000_000),
+                ("200ms", 200_000_000),
+                ("45s", 45_000_000_000),
+                ("10m", 600_000_000_000),
+                ("1m30s", 90_000_000_000),
+                ("1h2m3.5s", 3_723_500_000_000),
+                ("1h30m", 5_400_000_000_000),
+                ("30m1h", 5_400_000_000_000),
+                ("1s1s", 2_000_000_000),
+                ("+2s", 2_000_000_000),
+                ("-1s", -1_000_000_000),
+                ("-1.5h", -5_400_000_000_000),
+                ("007s", 7_000_000_000),
+            ],
+        );
     }
 
     #[test]
     fn fractions_truncate_exactly() {
-        assert_eq!(ns("1.5h"), 5_400_000_000_000);
-        assert_eq!(ns(".5s"), 500_000_000);
-        assert_eq!(ns(".5us"), 500);
-        assert_eq!(ns("1.s"), 1_000_000_000);
-        assert_eq!(ns("0.1s"), 100_000_000);
-        assert_eq!(ns("1.0000000001s"), 1_000_000_000);
-        assert_eq!(ns("1.9999999999s"), 1_999_999_999);
-        assert_eq!(ns("0.5ns"), 0);
-        assert_eq!(ns("1.5ns"), 1);
-        assert_eq!(ns("0.3h"), 1_080_000_000_000);
-        // 1/36 h is 100 s; any finite run of 7s stays just below it.
-        assert_eq!(ns("0.0277777777777777777777777777777h"), 99_999_999_999);
-        assert_eq!(ns("0.02777777777777777777777777777778h"), 100_000_000_000);
         // More digits than any integer type holds.
         let long = format!("1.{}s", "9".repeat(100));
-        assert_eq!(ns(&long), 1_999_999_999);
+        assert_parses(
+            parse_go_duration,
+            &[
+                ("1.5h", 5_400_000_000_000),
+                (".5s", 500_000_000),
+                (".5us", 500),
+                ("1.s", 1_000_000_000),
+                ("0.1s", 100_000_000),
+                ("1.0000000001s", 1_000_000_000),
+                ("1.9999999999s", 1_999_999_999),
+                ("0.5ns", 0),
+                ("1.5ns", 1),
+                ("0.3h", 1_080_000_000_000),
+                // 1/36 h is 100 s; any finite run of 7s stays just below it.
+                ("0.0277777777777777777777777777777h", 99_999_999_999),
+                ("0.02777777777777777777777777777778h", 100_000_000_000),
+                (&long, 1_999_999_999),
+            ],
+        );
     }
 
     #[test]
     fn the_i64_range_and_no_more() {
-        assert_eq!(ns("2562047h47m16.854775807s"), i64::MAX);
-        assert_eq!(ns("9223372036854775807ns"), i64::MAX);
-        assert_eq!(ns("-2562047h47m16.854775808s"), i64::MIN);
-        assert_eq!(ns("-9223372036854775808ns"), i64::MIN);
-        for big in [
+        assert_parses(
+            parse_go_duration,
+            &[
+                ("2562047h47m16.854775807s", i64::MAX),
+                ("9223372036854775807ns", i64::MAX),
+                ("-2562047h47m16.854775808s", i64::MIN),
+                ("-9223372036854775808ns", i64::MIN),
+            ],
+        );
+        let out_of_range = [
             "2562047h47m16.854775808s",
             "9223372036854775808ns",
             "-9223372036854775809ns",
@@ -157,40 +169,38 @@ mod tests {
             "18446744073709551616ns",
             "99999999999999999999999999ns",
             "9223372036854775807ns1ns",
-        ] {
-            let e = parse_go_duration(big).unwrap_err();
-            assert_eq!(e.problem(), Problem::OutOfRange, "{big}");
-        }
+        ]
+        .map(|s| (s, Problem::OutOfRange));
+        assert_refused(parse_go_duration, &out_of_range);
     }
 
     #[test]
     fn refusals() {
-        for (bad, problem) in [
-            ("", Problem::Syntax),
-            ("-", Problem::Syntax),
-            ("+", Problem::Syntax),
-            ("s", Problem::Syntax),
-            (".s", Problem::Syntax),
-            ("-.s", Problem::Syntax),
-            ("--1s", Problem::Syntax),
-            ("+-1s", Problem::Syntax),
-            (" 1s", Problem::Syntax),
-            ("5", Problem::MissingUnit),
-            ("00", Problem::MissingUnit),
-            ("1s5", Problem::MissingUnit),
-            ("1..5s", Problem::MissingUnit),
-            ("1.2.3s", Problem::MissingUnit),
-            ("1x", Problem::UnknownUnit),
-            ("1S", Problem::UnknownUnit),
-            ("1 s", Problem::UnknownUnit),
-            ("1s ", Problem::UnknownUnit),
-            ("1e3s", Problem::UnknownUnit),
-            ("1sec", Problem::UnknownUnit),
-            ("soon", Problem::Syntax),
-        ] {
-            let e = parse_go_duration(bad).expect_err(bad);
-            assert_eq!(e.problem(), problem, "{bad:?}");
-            assert_eq!(e.input(), bad);
-        }
+        assert_refused(
+            parse_go_duration,
+            &[
+                ("", Problem::Syntax),
+                ("-", Problem::Syntax),
+                ("+", Problem::Syntax),
+                ("s", Problem::Syntax),
+                (".s", Problem::Syntax),
+                ("-.s", Problem::Syntax),
+                ("--1s", Problem::Syntax),
+                ("+-1s", Problem::Syntax),
+                (" 1s", Problem::Syntax),
+                ("soon", Problem::Syntax),
+                ("5", Problem::MissingUnit),
+                ("00", Problem::MissingUnit),
+                ("1s5", Problem::MissingUnit),
+                ("1..5s", Problem::MissingUnit),
+                ("1.2.3s", Problem::MissingUnit),
+                ("1x", Problem::UnknownUnit),
+                ("1S", Problem::UnknownUnit),
+                ("1 s", Problem::UnknownUnit),
+                ("1s ", Problem::UnknownUnit),
+                ("1e3s", Problem::UnknownUnit),
+                ("1sec", Problem::UnknownUnit),
+            ],
+        );
     }
 }

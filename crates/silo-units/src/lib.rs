@@ -96,6 +96,35 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// Table-driven checks shared by the parsers' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// Asserts that `parse` gives each value for its input.
+    pub(crate) fn assert_parses<T: PartialEq + fmt::Debug>(
+        parse: impl Fn(&str) -> Result<T, ParseError>,
+        cases: &[(&str, T)],
+    ) {
+        for (input, want) in cases {
+            let got = parse(input).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(&got, want, "{input:?}");
+        }
+    }
+
+    /// Asserts that `parse` refuses each input for that problem, and that
+    /// the error names the input.
+    pub(crate) fn assert_refused<T: fmt::Debug>(
+        parse: impl Fn(&str) -> Result<T, ParseError>,
+        cases: &[(&str, Problem)],
+    ) {
+        for &(bad, problem) in cases {
+            let e = parse(bad).expect_err(bad);
+            assert_eq!((e.problem(), e.input()), (problem, bad), "{bad:?}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

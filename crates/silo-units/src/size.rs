@@ -56,87 +56,93 @@ pub fn parse_size(s: &str) -> Result<i64, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{assert_parses, assert_refused};
 
     const K: i64 = 1 << 10;
     const M: i64 = 1 << 20;
     const G: i64 = 1 << 30;
 
-    fn size(s: &str) -> i64 {
-        parse_size(s).unwrap_or_else(|e| panic!("{e}"))
-    }
-
     #[test]
     fn docker_sizes() {
-        assert_eq!(size("0"), 0);
-        assert_eq!(size("512"), 512);
-        assert_eq!(size("512b"), 512);
-        assert_eq!(size("512B"), 512);
-        assert_eq!(size("32k"), 32 * K);
-        assert_eq!(size("32K"), 32 * K);
-        assert_eq!(size("32kb"), 32 * K);
-        assert_eq!(size("32Kib"), 32 * K);
-        assert_eq!(size("32KIB"), 32 * K);
-        assert_eq!(size("64m"), 64 * M);
-        assert_eq!(size("100m"), 100 * M);
-        assert_eq!(size("2MiB"), 2 * M);
-        assert_eq!(size("1g"), G);
-        assert_eq!(size("1G"), G);
-        assert_eq!(size("1gb"), G);
-        assert_eq!(size("2t"), 2 << 40);
-        assert_eq!(size("3p"), 3 << 50);
-        assert_eq!(size("3PB"), 3 << 50);
-        assert_eq!(size("8191p"), 8191 << 50);
+        assert_parses(
+            parse_size,
+            &[
+                ("0", 0),
+                ("512", 512),
+                ("512b", 512),
+                ("512B", 512),
+                ("32k", 32 * K),
+                ("32K", 32 * K),
+                ("32kb", 32 * K),
+                ("32Kib", 32 * K),
+                ("32KIB", 32 * K),
+                ("64m", 64 * M),
+                ("100m", 100 * M),
+                ("2MiB", 2 * M),
+                ("1g", G),
+                ("1G", G),
+                ("1gb", G),
+                ("2t", 2 << 40),
+                ("3p", 3 << 50),
+                ("3PB", 3 << 50),
+                ("8191p", 8191 << 50),
+            ],
+        );
     }
 
     #[test]
     fn numbers_spaces_and_fractions() {
-        assert_eq!(size("1.5m"), 3 << 19);
-        assert_eq!(size("1.5k"), 1536);
-        assert_eq!(size("0.5"), 0);
-        assert_eq!(size("1.9"), 1);
-        assert_eq!(size(".5k"), 512);
-        assert_eq!(size("2.k"), 2048);
-        assert_eq!(size("1e3"), 1000);
-        assert_eq!(size("1e3m"), 1000 * M);
-        assert_eq!(size("+5m"), 5 * M);
-        assert_eq!(size("-0"), 0);
-        assert_eq!(size("32 mb"), 32 * M);
-        assert_eq!(size("32 "), 32);
-        assert_eq!(size(" 64m\n"), 64 * M);
+        assert_parses(
+            parse_size,
+            &[
+                ("1.5m", 3 << 19),
+                ("1.5k", 1536),
+                ("0.5", 0),
+                ("1.9", 1),
+                (".5k", 512),
+                ("2.k", 2048),
+                ("1e3", 1000),
+                ("1e3m", 1000 * M),
+                ("+5m", 5 * M),
+                ("-0", 0),
+                ("32 mb", 32 * M),
+                ("32 ", 32),
+                (" 64m\n", 64 * M),
+            ],
+        );
     }
 
     #[test]
     fn refusals() {
-        for (bad, problem) in [
-            ("", Problem::Syntax),
-            ("m", Problem::Syntax),
-            ("abc", Problem::Syntax),
-            ("lots", Problem::Syntax),
-            ("inf", Problem::Syntax),
-            ("1.2.3m", Problem::Syntax),
-            ("32m b", Problem::Syntax),
-            ("1  m", Problem::Syntax),
-            ("0x10", Problem::Syntax),
-            ("-5m", Problem::Negative),
-            ("-1", Problem::Negative),
-            ("12x", Problem::UnknownUnit),
-            ("64mm", Problem::UnknownUnit),
-            ("32bm", Problem::UnknownUnit),
-            ("5bb", Problem::UnknownUnit),
-            ("5i", Problem::UnknownUnit),
-            ("5ib", Problem::UnknownUnit),
-            ("5kbb", Problem::UnknownUnit),
-            ("5mi", Problem::UnknownUnit),
-            ("5kibb", Problem::UnknownUnit),
-            ("5e", Problem::UnknownUnit),
-            ("50%", Problem::UnknownUnit),
-            ("8192p", Problem::OutOfRange),
-            ("9223372036854775808", Problem::OutOfRange),
-            ("1e400", Problem::OutOfRange),
-        ] {
-            let e = parse_size(bad).expect_err(bad);
-            assert_eq!(e.problem(), problem, "{bad:?}");
-            assert_eq!(e.input(), bad);
-        }
+        assert_refused(
+            parse_size,
+            &[
+                ("", Problem::Syntax),
+                ("m", Problem::Syntax),
+                ("abc", Problem::Syntax),
+                ("lots", Problem::Syntax),
+                ("inf", Problem::Syntax),
+                ("1.2.3m", Problem::Syntax),
+                ("32m b", Problem::Syntax),
+                ("1  m", Problem::Syntax),
+                ("0x10", Problem::Syntax),
+                ("-5m", Problem::Negative),
+                ("-1", Problem::Negative),
+                ("12x", Problem::UnknownUnit),
+                ("64mm", Problem::UnknownUnit),
+                ("32bm", Problem::UnknownUnit),
+                ("5bb", Problem::UnknownUnit),
+                ("5i", Problem::UnknownUnit),
+                ("5ib", Problem::UnknownUnit),
+                ("5kbb", Problem::UnknownUnit),
+                ("5mi", Problem::UnknownUnit),
+                ("5kibb", Problem::UnknownUnit),
+                ("5e", Problem::UnknownUnit),
+                ("50%", Problem::UnknownUnit),
+                ("8192p", Problem::OutOfRange),
+                ("9223372036854775808", Problem::OutOfRange),
+                ("1e400", Problem::OutOfRange),
+            ],
+        );
     }
 }

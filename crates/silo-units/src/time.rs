@@ -181,39 +181,27 @@ pub fn parse_rfc3339(s: &str) -> Result<(i64, u32), ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse(s: &str) -> (i64, u32) {
-        parse_rfc3339(s).unwrap_or_else(|e| panic!("{e}"))
-    }
+    use crate::testing::{assert_parses, assert_refused};
 
     #[test]
     fn formats_known_dates() {
-        assert_eq!(format_rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(format_rfc3339(-1, 0), "1969-12-31T23:59:59.000000000Z");
-        assert_eq!(
-            format_rfc3339(951_782_400, 5),
-            "2000-02-29T00:00:00.000000005Z"
-        );
-        assert_eq!(
-            format_rfc3339(1_704_164_645, 123_456_789),
-            "2024-01-02T03:04:05.123456789Z"
-        );
-        assert_eq!(
-            format_rfc3339(1_795_000_000, 0),
-            "2026-11-18T11:06:40.000000000Z"
-        );
-        assert_eq!(
-            format_rfc3339(1_798_761_599, 0),
-            "2026-12-31T23:59:59.000000000Z"
-        );
-        assert_eq!(
-            format_rfc3339(-62_135_596_800, 0),
-            "0001-01-01T00:00:00.000000000Z"
-        );
-        assert_eq!(
-            format_rfc3339(253_402_300_799, 999_999_999),
-            "9999-12-31T23:59:59.999999999Z"
-        );
+        for (secs, nanos, want) in [
+            (0, 0, "1970-01-01T00:00:00.000000000Z"),
+            (-1, 0, "1969-12-31T23:59:59.000000000Z"),
+            (951_782_400, 5, "2000-02-29T00:00:00.000000005Z"),
+            (1_704_164_645, 123_456_789, "2024-01-02T03:04:05.123456789Z"),
+            (1_795_000_000, 0, "2026-11-18T11:06:40.000000000Z"),
+            (1_798_761_599, 0, "2026-12-31T23:59:59.000000000Z"),
+            (-62_135_596_800, 0, "0001-01-01T00:00:00.000000000Z"),
+            (
+                253_402_300_799,
+                999_999_999,
+                "9999-12-31T23:59:59.999999999Z",
+            ),
+        ] {
+            assert_eq!(format_rfc3339(secs, nanos), want);
+            assert_eq!(parse_rfc3339(want), Ok((secs, nanos)));
+        }
         let now = now_rfc3339();
         assert_eq!((now.len(), &now[10..11], &now[29..]), (30, "T", "Z"));
     }
@@ -250,78 +238,68 @@ mod tests {
 
     #[test]
     fn parses_rfc3339() {
-        assert_eq!(parse("1970-01-01T00:00:00Z"), (0, 0));
-        assert_eq!(parse("1969-12-31T23:59:59Z"), (-1, 0));
-        assert_eq!(
-            parse("2024-01-02T03:04:05.123456789Z"),
-            (1_704_164_645, 123_456_789)
+        assert_parses(
+            parse_rfc3339,
+            &[
+                ("1970-01-01T00:00:00Z", (0, 0)),
+                ("1969-12-31T23:59:59Z", (-1, 0)),
+                ("2024-01-02T04:04:05+01:00", (1_704_164_645, 0)),
+                ("2024-01-01T21:34:05-05:30", (1_704_164_645, 0)),
+                ("2024-01-02T03:04:05-00:00", (1_704_164_645, 0)),
+                ("2024-01-02t03:04:05z", (1_704_164_645, 0)),
+                ("2026-11-29T12:00:01.5Z", (1_795_953_601, 500_000_000)),
+                ("2026-11-29T12:00:01.000001Z", (1_795_953_601, 1_000)),
+                (
+                    "2026-11-29T12:00:01.1234567891234Z",
+                    (1_795_953_601, 123_456_789),
+                ),
+                ("2000-02-29T00:00:00Z", (951_782_400, 0)),
+                ("2024-02-29T00:00:00Z", (1_709_164_800, 0)),
+                // What docker's --since takes besides RFC 3339.
+                ("2024-01-02 03:04:05", (1_704_164_645, 0)),
+                ("2024-01-02T03:04:05", (1_704_164_645, 0)),
+                ("2024-01-02T03:04:05.5", (1_704_164_645, 500_000_000)),
+                ("2024-01-02", (1_704_153_600, 0)),
+            ],
         );
-        assert_eq!(parse("2024-01-02T04:04:05+01:00"), (1_704_164_645, 0));
-        assert_eq!(parse("2024-01-01T21:34:05-05:30"), (1_704_164_645, 0));
-        assert_eq!(parse("2024-01-02T03:04:05-00:00"), (1_704_164_645, 0));
-        assert_eq!(parse("2024-01-02t03:04:05z"), (1_704_164_645, 0));
-        assert_eq!(
-            parse("2026-11-29T12:00:01.5Z"),
-            (1_795_953_601, 500_000_000)
-        );
-        assert_eq!(parse("2026-11-29T12:00:01.000001Z"), (1_795_953_601, 1_000));
-        assert_eq!(
-            parse("2026-11-29T12:00:01.1234567891234Z"),
-            (1_795_953_601, 123_456_789)
-        );
-        assert_eq!(parse("2000-02-29T00:00:00Z"), (951_782_400, 0));
-        assert_eq!(parse("0001-01-01T00:00:00Z"), (-62_135_596_800, 0));
-        for secs in [0, 951_782_400, 1_798_761_599, 253_402_300_799] {
-            assert_eq!(parse(&format_rfc3339(secs, 7)), (secs, 7));
-        }
-    }
-
-    #[test]
-    fn docker_since_forms() {
-        assert_eq!(parse("2024-01-02 03:04:05"), (1_704_164_645, 0));
-        assert_eq!(parse("2024-01-02T03:04:05"), (1_704_164_645, 0));
-        assert_eq!(parse("2024-01-02T03:04:05.5"), (1_704_164_645, 500_000_000));
-        assert_eq!(parse("2024-01-02"), (1_704_153_600, 0));
     }
 
     #[test]
     fn refusals() {
-        for (bad, problem) in [
-            ("", Problem::Syntax),
-            ("garbage", Problem::Syntax),
-            ("2024", Problem::Syntax),
-            ("2024-1-02", Problem::Syntax),
-            ("24-01-02", Problem::Syntax),
-            ("2024/01/02", Problem::Syntax),
-            ("2024-01-02T", Problem::Syntax),
-            ("2024-01-02 ", Problem::Syntax),
-            ("2024-01-02X03:04:05Z", Problem::Syntax),
-            ("2024-01-02T03:04Z", Problem::Syntax),
-            ("2024-01-02T3:04:05Z", Problem::Syntax),
-            ("2024-01-02T03:04:05.Z", Problem::Syntax),
-            ("2024-01-02T03:04:05ZZ", Problem::Syntax),
-            ("2024-01-02T03:04:05 Z", Problem::Syntax),
-            ("2024-01-02T03:04:05+0100", Problem::Syntax),
-            ("2024-01-02T03:04:05+01", Problem::Syntax),
-            ("2024-01-02 03:04:05 +0000 UTC", Problem::Syntax),
-            ("+2024-01-02", Problem::Syntax),
-            ("2024-01-0\u{e9}", Problem::Syntax),
-            ("2024-13-02", Problem::OutOfRange),
-            ("2024-00-02", Problem::OutOfRange),
-            ("2024-01-00", Problem::OutOfRange),
-            ("2023-02-29", Problem::OutOfRange),
-            ("1900-02-29", Problem::OutOfRange),
-            ("2024-04-31", Problem::OutOfRange),
-            ("2024-01-02T24:00:00Z", Problem::OutOfRange),
-            ("2024-01-02T23:60:00Z", Problem::OutOfRange),
-            ("2024-01-02T23:59:60Z", Problem::OutOfRange),
-            ("2024-01-02T03:04:05+24:00", Problem::OutOfRange),
-            ("2024-01-02T03:04:05+01:60", Problem::OutOfRange),
-        ] {
-            let e = parse_rfc3339(bad).expect_err(bad);
-            assert_eq!(e.problem(), problem, "{bad:?}");
-            assert_eq!(e.input(), bad);
-        }
-        assert_eq!(parse("2024-02-29T00:00:00Z"), (1_709_164_800, 0));
+        assert_refused(
+            parse_rfc3339,
+            &[
+                ("", Problem::Syntax),
+                ("garbage", Problem::Syntax),
+                ("2024", Problem::Syntax),
+                ("2024-1-02", Problem::Syntax),
+                ("24-01-02", Problem::Syntax),
+                ("2024/01/02", Problem::Syntax),
+                ("2024-01-02T", Problem::Syntax),
+                ("2024-01-02 ", Problem::Syntax),
+                ("2024-01-02X03:04:05Z", Problem::Syntax),
+                ("2024-01-02T03:04Z", Problem::Syntax),
+                ("2024-01-02T3:04:05Z", Problem::Syntax),
+                ("2024-01-02T03:04:05.Z", Problem::Syntax),
+                ("2024-01-02T03:04:05ZZ", Problem::Syntax),
+                ("2024-01-02T03:04:05 Z", Problem::Syntax),
+                ("2024-01-02T03:04:05+0100", Problem::Syntax),
+                ("2024-01-02T03:04:05+01", Problem::Syntax),
+                ("2024-01-02 03:04:05 +0000 UTC", Problem::Syntax),
+                ("+2024-01-02", Problem::Syntax),
+                ("2024-01-0\u{e9}", Problem::Syntax),
+                ("2024-13-02", Problem::OutOfRange),
+                ("2024-00-02", Problem::OutOfRange),
+                ("2024-01-00", Problem::OutOfRange),
+                ("2023-02-29", Problem::OutOfRange),
+                ("1900-02-29", Problem::OutOfRange),
+                ("2024-04-31", Problem::OutOfRange),
+                ("2024-01-02T24:00:00Z", Problem::OutOfRange),
+                ("2024-01-02T23:60:00Z", Problem::OutOfRange),
+                ("2024-01-02T23:59:60Z", Problem::OutOfRange),
+                ("2024-01-02T03:04:05+24:00", Problem::OutOfRange),
+                ("2024-01-02T03:04:05+01:60", Problem::OutOfRange),
+            ],
+        );
     }
 }
