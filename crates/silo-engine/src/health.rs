@@ -454,23 +454,13 @@ mod tests {
 
     fn container(h: Option<HealthConfig>) -> Container {
         Container {
-            id: "c1".into(),
-            name: "c1".into(),
-            created: String::new(),
-            image: "busybox".into(),
-            image_id: String::new(),
             body: ContainerCreateBody {
                 healthcheck: h,
                 ..Default::default()
             },
-            spec: Default::default(),
             state: State::default(),
-            restart_count: 0,
-            mounts: vec![],
-            anonymous_volumes: vec![],
-            manual_stop: false,
             image_user: "app".into(),
-            exit_seq: 0,
+            ..Container::for_test("c1", "c1")
         }
     }
 

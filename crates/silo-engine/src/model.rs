@@ -145,6 +145,30 @@ impl<'de> Deserialize<'de> for LazySpec {
 }
 
 impl Container {
+    /// A minimal record for unit tests: "created", image busybox.
+    #[cfg(test)]
+    pub fn for_test(id: &str, name: &str) -> Container {
+        Container {
+            id: id.into(),
+            name: name.into(),
+            created: String::new(),
+            image: "busybox".into(),
+            image_id: String::new(),
+            body: ContainerCreateBody::default(),
+            spec: Default::default(),
+            state: State {
+                status: "created".into(),
+                ..Default::default()
+            },
+            restart_count: 0,
+            mounts: vec![],
+            anonymous_volumes: vec![],
+            manual_stop: false,
+            image_user: String::new(),
+            exit_seq: 0,
+        }
+    }
+
     pub fn host_config(&self) -> bollard_stubs::models::HostConfig {
         self.body.host_config.clone().unwrap_or_default()
     }
@@ -321,25 +345,7 @@ mod tests {
     }
 
     fn c(id: &str, name: &str) -> Container {
-        Container {
-            id: id.into(),
-            name: name.into(),
-            created: String::new(),
-            image: "busybox".into(),
-            image_id: String::new(),
-            body: ContainerCreateBody::default(),
-            spec: Default::default(),
-            state: State {
-                status: "created".into(),
-                ..Default::default()
-            },
-            restart_count: 0,
-            mounts: vec![],
-            anonymous_volumes: vec![],
-            manual_stop: false,
-            image_user: String::new(),
-            exit_seq: 0,
-        }
+        Container::for_test(id, name)
     }
 
     #[test]

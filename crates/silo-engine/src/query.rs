@@ -465,10 +465,7 @@ mod tests {
 
     fn c(id: &str, name: &str, status: &str, code: i64, labels: &[(&str, &str)]) -> Container {
         Container {
-            id: id.into(),
-            name: name.into(),
             created: "2026-01-01T00:00:00Z".into(),
-            image: "busybox".into(),
             image_id: "sha256:abcdef".into(),
             body: ContainerCreateBody {
                 labels: Some(
@@ -479,7 +476,6 @@ mod tests {
                 ),
                 ..Default::default()
             },
-            spec: Default::default(),
             state: State {
                 status: status.into(),
                 running: status == "running",
@@ -488,12 +484,7 @@ mod tests {
                 finished_at: "2026-01-01T00:00:10Z".into(),
                 ..Default::default()
             },
-            restart_count: 0,
-            mounts: vec![],
-            anonymous_volumes: vec![],
-            manual_stop: false,
-            image_user: String::new(),
-            exit_seq: 0,
+            ..Container::for_test(id, name)
         }
     }
 

@@ -307,17 +307,9 @@ fn dir_names(dir: &Path) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::model::State;
-    use bollard_stubs::models::ContainerCreateBody;
 
     fn c(status: &str, running: bool, monitor_pid: i32) -> Container {
         Container {
-            id: "c1".into(),
-            name: "c1".into(),
-            created: String::new(),
-            image: "busybox".into(),
-            image_id: String::new(),
-            body: ContainerCreateBody::default(),
-            spec: Default::default(),
             state: State {
                 status: status.into(),
                 running,
@@ -326,12 +318,7 @@ mod tests {
                 started_at: "2026-01-01T00:00:00Z".into(),
                 ..Default::default()
             },
-            restart_count: 0,
-            mounts: vec![],
-            anonymous_volumes: vec![],
-            manual_stop: false,
-            image_user: String::new(),
-            exit_seq: 0,
+            ..Container::for_test("c1", "c1")
         }
     }
 

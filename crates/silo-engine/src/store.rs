@@ -125,31 +125,17 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::State;
     use bollard_stubs::models::ContainerCreateBody;
 
     fn c(id: &str, name: &str) -> Container {
         Container {
-            id: id.into(),
-            name: name.into(),
             created: "2026-01-01T00:00:00Z".into(),
-            image: "busybox".into(),
             image_id: "sha256:00".into(),
             body: ContainerCreateBody {
                 cmd: Some(vec!["echo".into(), "hi".into()]),
                 ..Default::default()
             },
-            spec: Default::default(),
-            state: State {
-                status: "created".into(),
-                ..Default::default()
-            },
-            restart_count: 0,
-            mounts: vec![],
-            anonymous_volumes: vec![],
-            manual_stop: false,
-            image_user: String::new(),
-            exit_seq: 0,
+            ..Container::for_test(id, name)
         }
     }
 

@@ -243,28 +243,40 @@ pub(crate) fn become_subreaper() {
     });
 }
 
+/// One `waitpid(pid, flags)`, retried on EINTR: `Ok(Some(code))` once
+/// `pid` has exited (Docker's exit code: the status, or 128+signal),
+/// `Ok(None)` while it runs (with WNOHANG), `Err` when it cannot be waited
+/// for (not our child).
+pub(crate) fn waitpid_code(pid: i32, flags: i32) -> std::io::Result<Option<i64>> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes the status into a live i32.
+        let r = unsafe { libc::waitpid(pid, &mut status, flags) };
+        if r == pid {
+            if libc::WIFEXITED(status) {
+                return Ok(Some(i64::from(libc::WEXITSTATUS(status))));
+            }
+            if libc::WIFSIGNALED(status) {
+                return Ok(Some(128 + i64::from(libc::WTERMSIG(status))));
+            }
+            continue;
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
 /// Waits for `pid` (our child, or a reparented descendant) and returns
 /// Docker's exit code (status, or 128+signal). If it cannot be waited for,
 /// polls until it is gone and returns None.
 pub(crate) fn wait_pid(pid: i32) -> Option<i64> {
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid writes the status into a live i32.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            if libc::WIFEXITED(status) {
-                return Some(i64::from(libc::WEXITSTATUS(status)));
-            }
-            if libc::WIFSIGNALED(status) {
-                return Some(128 + i64::from(libc::WTERMSIG(status)));
-            }
-            continue;
-        }
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EINTR) {
-            continue;
-        }
-        break;
+    if let Ok(code) = waitpid_code(pid, 0) {
+        return code;
     }
     // Not our child: watch for it to disappear.
     // SAFETY: kill with signal 0 only checks for existence.

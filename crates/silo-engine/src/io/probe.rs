@@ -86,27 +86,10 @@ pub(crate) fn go_duration(d: Duration) -> String {
 /// 128+signal). A pid that is not our child counts as exited (-1) once it
 /// is gone.
 fn try_reap(pid: i32) -> Option<i64> {
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid with WNOHANG writes the status into a live i32.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            if libc::WIFEXITED(status) {
-                return Some(i64::from(libc::WEXITSTATUS(status)));
-            }
-            if libc::WIFSIGNALED(status) {
-                return Some(128 + i64::from(libc::WTERMSIG(status)));
-            }
-            continue;
-        }
-        if r == 0 {
-            return None;
-        }
-        if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            continue;
-        }
+    match exec::waitpid_code(pid, libc::WNOHANG) {
+        Ok(code) => code,
         // SAFETY: kill with signal 0 only checks for existence.
-        return (unsafe { libc::kill(pid, 0) } != 0).then_some(-1);
+        Err(_) => (unsafe { libc::kill(pid, 0) } != 0).then_some(-1),
     }
 }
 
