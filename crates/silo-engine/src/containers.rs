@@ -672,6 +672,13 @@ impl Engine {
         exit: ExitRecord,
         error: Option<String>,
     ) {
+        // Read before the state change: `restart` stops waiting for it and
+        // then forgets the container.
+        let by_hand = self
+            .restarting_by_hand
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id);
         let finished = if exit.finished_at.is_empty() {
             now_rfc3339()
         } else {
@@ -708,7 +715,7 @@ impl Engine {
             HashMap::from([("exitCode".to_string(), exit.exit_code.to_string())]),
         );
         let hc = c.host_config();
-        if hc.auto_remove == Some(true) {
+        if hc.auto_remove == Some(true) && !by_hand {
             if let Err(e) = self.remove(id, true, true) {
                 tracing::warn!("auto-remove of {id}: {e}");
             }
@@ -888,7 +895,15 @@ impl Engine {
         let id = self.resolve_id(id)?;
         let lock = self.op_lock(&id);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        match self.stop_locked(&id, signal, timeout) {
+        let by_hand = || {
+            self.restarting_by_hand
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+        };
+        by_hand().insert(id.clone());
+        let stopped = self.stop_locked(&id, signal, timeout);
+        by_hand().remove(&id);
+        match stopped {
             Ok(()) | Err(EngineError::NotModified(_)) => {}
             Err(e) => return Err(e),
         }

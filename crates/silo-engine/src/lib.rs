@@ -173,6 +173,9 @@ pub struct Engine {
     cgroupns: bool,
     /// Exit codes of removed containers (for `wait --condition removed`).
     removed_exits: Mutex<HashMap<String, i64>>,
+    /// Containers being restarted by hand: their exit does not trigger
+    /// AutoRemove (as in dockerd, `docker restart` keeps a --rm container).
+    restarting_by_hand: Mutex<std::collections::HashSet<String>>,
 }
 
 #[allow(dead_code)] // kept for operations still being filled in
@@ -218,6 +221,7 @@ impl Engine {
             storage,
             cgroupns,
             removed_exits: Mutex::new(HashMap::new()),
+            restarting_by_hand: Mutex::new(Default::default()),
         });
         engine.recover();
         tracing::info!(

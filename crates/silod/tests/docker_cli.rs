@@ -655,3 +655,48 @@ fn run_with_init() {
     d.ok(&["rm", "-f", "initbox"]);
     assert_eq!(d.ok(&["ps", "-aq"]).trim(), "", "--rm left containers");
 }
+
+#[test]
+fn restart_keeps_a_rm_container_and_stop_removes_it() {
+    // dockerd turns AutoRemove off for the stop inside `docker restart`.
+    let d = daemon();
+    d.import_busybox();
+    d.ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "--network",
+        "none",
+        "--name",
+        "vr",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    d.ok(&["restart", "-t", "1", "vr"]);
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "--format",
+            "{{.State.Running}} {{.HostConfig.AutoRemove}}",
+            "vr"
+        ])
+        .trim(),
+        "true true"
+    );
+    // Its writable layer (a volatile overlay) mounts again after the restart.
+    assert_eq!(
+        d.ok(&["exec", "vr", "sh", "-c", "echo again > /f && cat /f"])
+            .trim(),
+        "again"
+    );
+    d.ok(&["stop", "-t", "1", "vr"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !d.ok(&["ps", "-aq"]).trim().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "--rm container not removed after stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
