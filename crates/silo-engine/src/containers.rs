@@ -609,6 +609,7 @@ impl Engine {
             };
             tick = tick.wrapping_add(1);
             if monitor_gone {
+                tracing::debug!(id, monitor_pid, "monitor exited");
                 reap(monitor_pid);
             }
             let current = {
@@ -705,6 +706,7 @@ impl Engine {
         if c.state.finished_at != finished {
             return;
         }
+        tracing::debug!(id, code = exit.exit_code, "exit recorded");
         if exit.oom_killed {
             self.emit("container", "oom", id, HashMap::new());
         }
@@ -716,8 +718,9 @@ impl Engine {
         );
         let hc = c.host_config();
         if hc.auto_remove == Some(true) && !by_hand {
-            if let Err(e) = self.remove(id, true, true) {
-                tracing::warn!("auto-remove of {id}: {e}");
+            match self.remove(id, true, true) {
+                Ok(()) => tracing::debug!(id, "auto-removed"),
+                Err(e) => tracing::warn!("auto-remove of {id}: {e}"),
             }
             return;
         }
