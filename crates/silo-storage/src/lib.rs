@@ -672,7 +672,9 @@ impl Store {
             .any(|c| c.rootfs.diff_ids.iter().any(|x| diff_hex(x) == dh))
             || st
                 .all_snapshots(&self.root)
-                .any(|s| s.diff_ids.iter().any(|x| diff_hex(x) == dh));
+                .any(|s| s.diff_ids.iter().any(|x| diff_hex(x) == dh))
+            // A snapshot whose metadata cannot be read may use it: keep it.
+            || st.snapshots.values().any(Option::is_none);
         if used || !st.layers.contains_key(dh) {
             return Ok(None);
         }

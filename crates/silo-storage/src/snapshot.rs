@@ -112,6 +112,22 @@ fn mount_overlay(
     merged: &Path,
     volatile: bool,
 ) -> io::Result<()> {
+    match mount_overlay_once(lowers, upper, work, merged, volatile) {
+        // Kernels before 5.10 have no `volatile`: mount without it.
+        Err(e) if volatile && e.raw_os_error() == Some(libc::EINVAL) => {
+            mount_overlay_once(lowers, upper, work, merged, false)
+        }
+        other => other,
+    }
+}
+
+fn mount_overlay_once(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    merged: &Path,
+    volatile: bool,
+) -> io::Result<()> {
     if volatile {
         // overlayfs refuses to mount a volatile work dir it used before
         // (it cannot know whether the upper layer survived a crash). Our
@@ -363,6 +379,8 @@ impl Store {
                 path: p,
             });
         }
+        // Read the metadata (lazily loaded) before its file goes with the tree.
+        st.snapshot(&self.root, container_id);
         crate::remove_tree(&dir).map_err(|source| SnapshotError::Io {
             id: container_id.to_string(),
             op: "deleting",
@@ -370,7 +388,6 @@ impl Store {
             source,
         })?;
         // Layers of an image deleted while this container still used them.
-        st.snapshot(&self.root, container_id);
         if let Some(meta) = st.snapshots.remove(container_id).flatten() {
             for d in &meta.diff_ids {
                 self.drop_layer_if_unused(&mut st, d)
