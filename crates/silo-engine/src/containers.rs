@@ -718,7 +718,7 @@ impl Engine {
         );
         let hc = c.host_config();
         if hc.auto_remove == Some(true) && !by_hand {
-            match self.remove(id, true, true) {
+            match self.auto_remove(id, &finished) {
                 Ok(()) => tracing::debug!(id, "auto-removed"),
                 Err(e) => tracing::warn!("auto-remove of {id}: {e}"),
             }
@@ -1072,10 +1072,32 @@ impl Engine {
                 }
             }
         }
-        let c = self.modify(&id, |c| c.state.status = "removing".into())?;
+        self.remove_stopped_locked(&id, volumes)
+    }
+
+    /// The end of a removal, with the op lock held and the container stopped.
+    fn remove_stopped_locked(&self, id: &str, volumes: bool) -> Result<()> {
+        let c = self.modify(id, |c| c.state.status = "removing".into())?;
         self.destroy(&c, volumes)?;
         self.emit_destroyed(&c);
         Ok(())
+    }
+
+    /// AutoRemove after the exit that finished at `finished`, unless the
+    /// container has been started again (or removed) since: the exit
+    /// watcher races with `docker start`/`restart`, which hold the op lock.
+    fn auto_remove(&self, id: &str, finished: &str) -> Result<()> {
+        let lock = self.op_lock(id);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Ok(c) = self.get(id) else { return Ok(()) };
+        if c.state.running
+            || c.state.restarting
+            || c.state.status == "removing"
+            || c.state.finished_at != finished
+        {
+            return Ok(());
+        }
+        self.remove_stopped_locked(id, true)
     }
 
     fn emit_destroyed(&self, c: &Container) {

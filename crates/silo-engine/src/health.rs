@@ -405,11 +405,22 @@ fn health_loop(me: Weak<Engine>, id: &str, started_at: &str, generation: u64, pl
     let started = parse_time(started_at).unwrap_or_else(SystemTime::now);
     let since_start = |t: SystemTime| t.duration_since(started).unwrap_or_default();
     let mut wait = next_interval(plan, since_start(SystemTime::now()), STARTING);
-    loop {
-        let Some(engine) = me.upgrade() else { break };
-        if !engine.health_wait(id, started_at, generation, Instant::now() + wait) {
-            break;
-        }
+    'probes: loop {
+        // Waits in slices of at most a second, holding the engine only for
+        // one slice at a time, so a dropped engine is not kept alive.
+        let until = Instant::now() + wait;
+        let engine = loop {
+            let Some(engine) = me.upgrade() else {
+                break 'probes;
+            };
+            let slice = until.min(Instant::now() + Duration::from_secs(1));
+            if !engine.health_wait(id, started_at, generation, slice) {
+                break 'probes;
+            }
+            if Instant::now() >= until {
+                break engine;
+            }
+        };
         let begun = SystemTime::now();
         let start = crate::containers::now_rfc3339();
         let (exit_code, output) = match engine.run_probe(id, &plan.argv, &plan.user, plan.timeout) {
@@ -433,6 +444,7 @@ fn health_loop(me: Weak<Engine>, id: &str, started_at: &str, generation: u64, pl
         ) else {
             break;
         };
+        drop(engine);
         wait = next_interval(plan, since_start(SystemTime::now()), &status);
     }
     let mut gens = generations().lock().unwrap_or_else(|p| p.into_inner());

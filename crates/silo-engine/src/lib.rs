@@ -291,8 +291,11 @@ impl Engine {
     pub(crate) fn resolve(&self, name_or_id: &str) -> Result<ContainerRef> {
         let r = self.resolve_locked(name_or_id)?;
         // Recreated lazily (after a reboot wiped the exec root) rather than
-        // for every container at startup.
-        self.ensure_state_link(&r.id)?;
+        // for every container at startup. A failure here is not the
+        // caller's: what needs the link reports its own error.
+        if let Err(e) = self.ensure_state_link(&r.id) {
+            tracing::warn!("state link of {}: {e}", r.id);
+        }
         Ok(r)
     }
 

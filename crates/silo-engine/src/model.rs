@@ -128,9 +128,12 @@ impl std::ops::DerefMut for LazySpec {
 
 impl Serialize for LazySpec {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        match (self.spec.get(), &self.raw) {
-            (None, Some(raw)) => raw.serialize(s),
-            _ => self.decoded().serialize(s),
+        // `raw` is dropped whenever the spec is changed (DerefMut), so while
+        // it is here it is the truth, even if it no longer decodes: a spec
+        // we cannot read is kept as it was, never replaced by an empty one.
+        match &self.raw {
+            Some(raw) => raw.serialize(s),
+            None => self.decoded().serialize(s),
         }
     }
 }
@@ -341,6 +344,11 @@ mod tests {
         assert!(
             broken.process.is_none(),
             "a row that does not decode is empty"
+        );
+        assert_eq!(
+            serde_json::to_string(&broken).unwrap(),
+            r#"{"process":7}"#,
+            "an unreadable spec is written back as it was"
         );
     }
 

@@ -163,12 +163,17 @@ pub fn merge(flags: Flags, file: FileConfig, bin_dir: &Path) -> Result<Settings,
             .runtime
             .or(file.runtime)
             .unwrap_or_else(|| bin_dir.join("silo-runtime")),
-        init_path: flags.init_path.or(file.init_path).or_else(|| {
-            INIT_CANDIDATES
-                .iter()
-                .map(PathBuf::from)
-                .find(|p| p.is_file())
-        }),
+        // Absolute, because it is recorded in each container's spec.
+        init_path: flags
+            .init_path
+            .or(file.init_path)
+            .map(|p| std::path::absolute(&p).unwrap_or(p))
+            .or_else(|| {
+                INIT_CANDIDATES
+                    .iter()
+                    .map(PathBuf::from)
+                    .find(|p| p.is_file())
+            }),
         log_level: flags
             .log_level
             .or(file.log_level)
