@@ -45,8 +45,9 @@ pub(crate) fn read_monitor(dir: &Path) -> Option<MonitorRecord> {
 }
 
 /// Whether `pid` is a live silo-monitor (checked through `proc`/<pid>/cmdline
-/// so a recycled pid is not mistaken for it).
-pub(crate) fn monitor_alive(proc_root: &Path, pid: i32) -> bool {
+/// so a recycled pid is not mistaken for it), and with `id`, the monitor of
+/// that container (`--id <id>`: a pid recycled by another monitor is not it).
+pub(crate) fn monitor_alive(proc_root: &Path, pid: i32, id: Option<&str>) -> bool {
     if pid <= 0 {
         return false;
     }
@@ -56,9 +57,18 @@ pub(crate) fn monitor_alive(proc_root: &Path, pid: i32) -> bool {
             return false;
         }
     }
-    std::fs::read(proc_root.join(format!("{pid}/cmdline")))
-        .map(|c| String::from_utf8_lossy(&c).contains("silo-monitor"))
-        .unwrap_or(false)
+    let Ok(cmdline) = std::fs::read(proc_root.join(format!("{pid}/cmdline"))) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let is_monitor = args
+        .first()
+        .is_some_and(|a| String::from_utf8_lossy(a).contains("silo-monitor"));
+    is_monitor
+        && id.is_none_or(|id| {
+            args.windows(2)
+                .any(|w| w[0] == b"--id" && w[1] == id.as_bytes())
+        })
 }
 
 pub(crate) fn now_rfc3339() -> String {
@@ -634,7 +644,7 @@ impl Engine {
                 return;
             }
             let check = monitor_gone || (pidfd.is_none() && tick.is_multiple_of(25));
-            if check && monitor_pid > 0 && !monitor_alive(&proc_root, monitor_pid) {
+            if check && monitor_pid > 0 && !monitor_alive(&proc_root, monitor_pid, Some(id)) {
                 if let Some(exit) = read_exit(&dir) {
                     self.on_exit(id, started_at, exit, None);
                 } else {
@@ -1278,12 +1288,20 @@ mod tests {
         std::fs::create_dir(p.join("42")).unwrap();
         std::fs::write(p.join("42/stat"), "42 (silo-monitor) S 1 2 3").unwrap();
         std::fs::write(p.join("42/cmdline"), b"/usr/bin/silo-monitor\0--id\0x\0").unwrap();
-        assert!(monitor_alive(p, 42));
-        std::fs::write(p.join("42/cmdline"), b"/bin/bash\0").unwrap();
-        assert!(!monitor_alive(p, 42), "a recycled pid is not the monitor");
-        assert!(!monitor_alive(p, 43));
+        assert!(monitor_alive(p, 42, None));
+        assert!(monitor_alive(p, 42, Some("x")));
+        assert!(
+            !monitor_alive(p, 42, Some("y")),
+            "another container's monitor"
+        );
+        std::fs::write(p.join("42/cmdline"), b"/bin/bash\0silo-monitor\0").unwrap();
+        assert!(
+            !monitor_alive(p, 42, None),
+            "a recycled pid is not the monitor"
+        );
+        assert!(!monitor_alive(p, 43, None));
         std::fs::write(p.join("42/cmdline"), b"silo-monitor\0").unwrap();
         std::fs::write(p.join("42/stat"), "42 (silo-monitor) Z 1 2 3").unwrap();
-        assert!(!monitor_alive(p, 42), "a zombie is dead");
+        assert!(!monitor_alive(p, 42, None), "a zombie is dead");
     }
 }

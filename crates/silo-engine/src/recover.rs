@@ -45,7 +45,7 @@ pub(crate) fn judge(c: &Container, dir: &Path, proc_root: &Path) -> Verdict {
         } else {
             read_monitor(dir).map(|m| m.monitor_pid).unwrap_or(0)
         };
-        if monitor_alive(proc_root, pid) {
+        if monitor_alive(proc_root, pid, Some(&c.id)) {
             return Verdict::Adopt(c.state.started_at.clone(), c.state.pid, pid);
         }
         return Verdict::Lost;
@@ -53,7 +53,7 @@ pub(crate) fn judge(c: &Container, dir: &Path, proc_root: &Path) -> Verdict {
     // Not recorded running: did a start finish after the daemon died
     // (monitor.json newer than our record, no exit yet)?
     if let Some(m) = read_monitor(dir) {
-        if monitor_alive(proc_root, m.monitor_pid) && read_exit(dir).is_none() {
+        if monitor_alive(proc_root, m.monitor_pid, Some(&c.id)) && read_exit(dir).is_none() {
             let started = if m.started_at.is_empty() {
                 crate::containers::now_rfc3339()
             } else {
@@ -170,7 +170,7 @@ impl Engine {
         for (dir, pids) in pending {
             tracing::info!("waiting for the start in flight in {}", dir.display());
             while read_monitor(&dir).is_none()
-                && pids.iter().any(|p| monitor_alive(proc_root, *p))
+                && pids.iter().any(|p| monitor_alive(proc_root, *p, None))
                 && Instant::now() < deadline
             {
                 std::thread::sleep(Duration::from_millis(10));
@@ -284,7 +284,7 @@ fn starting_monitors(proc_root: &Path, runtime_root: &Path) -> HashMap<String, V
             continue;
         }
         if let Some(id) = value("--id") {
-            if monitor_alive(proc_root, pid) {
+            if monitor_alive(proc_root, pid, None) {
                 found.entry(id).or_default().push(pid);
             }
         }
