@@ -102,32 +102,23 @@ fn unmount_path(p: &Path) -> io::Result<()> {
     }
 }
 
-/// Mounts overlayfs at `merged`. Uses the new mount API with one
-/// `lowerdir+` per layer (no page-size limit on the option string), falling
-/// back to mount(2) with a `lowerdir=a:b` string on kernels without it.
-fn mount_overlay(
-    lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
-    merged: &Path,
-    volatile: bool,
-) -> io::Result<()> {
-    match mount_overlay_once(lowers, upper, work, merged, volatile) {
+/// Mounts overlayfs at `<dir>/merged` over `lowers` with `<dir>/upper` and
+/// `<dir>/work`. Uses the new mount API with one `lowerdir+` per layer (no
+/// page-size limit on the option string), falling back to mount(2) with a
+/// `lowerdir=a:b` string on kernels without it.
+fn mount_overlay(lowers: &[PathBuf], dir: &Path, volatile: bool) -> io::Result<()> {
+    match mount_overlay_once(lowers, dir, volatile) {
         // Kernels before 5.10 have no `volatile`: mount without it.
         Err(e) if volatile && e.raw_os_error() == Some(libc::EINVAL) => {
-            mount_overlay_once(lowers, upper, work, merged, false)
+            mount_overlay_once(lowers, dir, false)
         }
         other => other,
     }
 }
 
-fn mount_overlay_once(
-    lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
-    merged: &Path,
-    volatile: bool,
-) -> io::Result<()> {
+fn mount_overlay_once(lowers: &[PathBuf], dir: &Path, volatile: bool) -> io::Result<()> {
+    let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
+    let (upper, work, merged) = (upper.as_path(), work.as_path(), merged.as_path());
     if volatile {
         // overlayfs refuses to mount a volatile work dir it used before
         // (it cannot know whether the upper layer survived a crash). Our
@@ -227,14 +218,7 @@ impl Store {
                 )));
             }
         }
-        mount_overlay(
-            &lowers,
-            &dir.join("upper"),
-            &dir.join("work"),
-            &merged,
-            meta.volatile,
-        )
-        .map_err(mount_err)?;
+        mount_overlay(&lowers, &dir, meta.volatile).map_err(mount_err)?;
         Ok(merged)
     }
 
