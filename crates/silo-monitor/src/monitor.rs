@@ -248,12 +248,22 @@ fn bind(dir: &Path, name: &str) -> Result<UnixListener, StartError> {
         path: path.clone(),
         source,
     };
-    match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(err(e)),
-        _ => {}
+    // Bound under a short temporary name and renamed into place once it
+    // listens, so a client that sees `name` never gets ECONNREFUSED (the
+    // file appears at bind, before listen). Short: sun_path has 108 bytes.
+    let tmp = dir.join(format!(".{}", name.get(..1).unwrap_or("s")));
+    for p in [&path, &tmp] {
+        match std::fs::remove_file(p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(err(e)),
+            _ => {}
+        }
     }
-    let l = UnixListener::bind(&path).map_err(err)?;
+    let l = UnixListener::bind(&tmp).map_err(err)?;
     l.set_nonblocking(true).map_err(err)?;
+    if let Err(e) = std::fs::rename(&tmp, &path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(e));
+    }
     Ok(l)
 }
 
