@@ -5,8 +5,8 @@
 use crate::{EngineError, Result};
 use bollard_stubs::models::{ContainerCreateBody, HostConfig, MountPoint, MountType};
 use silo_oci::{
-    Capabilities, Cpu, DeviceCgroup, Linux, Memory, Mount, Namespace, NamespaceType, Pids, Process,
-    Resources, Rlimit, Root, Seccomp, Spec, User,
+    mount, Capabilities, Cpu, DeviceCgroup, Linux, Memory, Mount, Namespace, NamespaceType, Pids,
+    Process, Resources, Rlimit, Root, Seccomp, Spec, User,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -430,16 +430,6 @@ pub(crate) fn user_args(spec: &Spec) -> &[String] {
     }
 }
 
-fn mount(dest: &str, typ: &str, src: &str, opts: &[&str]) -> Mount {
-    Mount {
-        destination: dest.into(),
-        typ: Some(typ.into()),
-        source: Some(src.into()),
-        options: opts.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    }
-}
-
 /// Merges `KEY=value` lists; later entries replace earlier ones by key.
 pub(crate) fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -592,64 +582,7 @@ pub(crate) fn build(
         Some(s) if s > 0 => s,
         _ => 64 * 1024 * 1024,
     };
-    let shm_opt = format!("size={}k", (shm + 1023) / 1024);
-    let mut mounts = vec![
-        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        mount(
-            "/dev",
-            "tmpfs",
-            "tmpfs",
-            &["nosuid", "strictatime", "mode=755", "size=65536k"],
-        ),
-        mount(
-            "/dev/pts",
-            "devpts",
-            "devpts",
-            &[
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-                "gid=5",
-            ],
-        ),
-        mount(
-            "/sys",
-            "sysfs",
-            "sysfs",
-            &[
-                "nosuid",
-                "noexec",
-                "nodev",
-                if privileged { "rw" } else { "ro" },
-            ],
-        ),
-        mount(
-            "/sys/fs/cgroup",
-            "cgroup",
-            "cgroup",
-            &[
-                "nosuid",
-                "noexec",
-                "nodev",
-                "relatime",
-                if privileged { "rw" } else { "ro" },
-            ],
-        ),
-        mount(
-            "/dev/mqueue",
-            "mqueue",
-            "mqueue",
-            &["nosuid", "noexec", "nodev"],
-        ),
-        mount(
-            "/dev/shm",
-            "tmpfs",
-            "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", &shm_opt],
-        ),
-    ];
+    let mut mounts = silo_oci::system_mounts((shm + 1023) / 1024, privileged);
     for f in ["hostname", "hosts", "resolv.conf"] {
         let src = dir.join(f);
         mounts.push(mount(

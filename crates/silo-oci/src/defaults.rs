@@ -20,7 +20,62 @@ pub const DEFAULT_CAPS: [&str; 14] = [
     "CAP_AUDIT_WRITE",
 ];
 
-fn mount(dest: &str, typ: &str, src: &str, opts: &[&str]) -> Mount {
+/// The kernel filesystems every container gets: /proc, /dev, /dev/pts,
+/// /dev/shm (`shm_kib` KiB), /dev/mqueue, /sys and /sys/fs/cgroup, with
+/// Docker's options. `privileged` makes /sys and /sys/fs/cgroup writable.
+pub fn system_mounts(shm_kib: i64, privileged: bool) -> Vec<Mount> {
+    let shm = format!("size={shm_kib}k");
+    let sys = if privileged { "rw" } else { "ro" };
+    vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", &shm],
+        ),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", sys],
+        ),
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", sys],
+        ),
+    ]
+}
+
+/// A mount entry.
+pub fn mount(dest: &str, typ: &str, src: &str, opts: &[&str]) -> Mount {
     Mount {
         destination: dest.into(),
         typ: Some(typ.into()),
@@ -70,52 +125,7 @@ pub fn default_spec() -> Spec {
             readonly: true,
         }),
         hostname: Some("silo".into()),
-        mounts: vec![
-            mount("/proc", "proc", "proc", &[]),
-            mount(
-                "/dev",
-                "tmpfs",
-                "tmpfs",
-                &["nosuid", "strictatime", "mode=755", "size=65536k"],
-            ),
-            mount(
-                "/dev/pts",
-                "devpts",
-                "devpts",
-                &[
-                    "nosuid",
-                    "noexec",
-                    "newinstance",
-                    "ptmxmode=0666",
-                    "mode=0620",
-                    "gid=5",
-                ],
-            ),
-            mount(
-                "/dev/shm",
-                "tmpfs",
-                "shm",
-                &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-            ),
-            mount(
-                "/dev/mqueue",
-                "mqueue",
-                "mqueue",
-                &["nosuid", "noexec", "nodev"],
-            ),
-            mount(
-                "/sys",
-                "sysfs",
-                "sysfs",
-                &["nosuid", "noexec", "nodev", "ro"],
-            ),
-            mount(
-                "/sys/fs/cgroup",
-                "cgroup",
-                "cgroup",
-                &["nosuid", "noexec", "nodev", "relatime", "ro"],
-            ),
-        ],
+        mounts: system_mounts(64 * 1024, false),
         linux: Some(Linux {
             resources: Some(Resources {
                 devices: vec![DeviceCgroup {

@@ -10,7 +10,9 @@ mod defaults;
 mod spec;
 mod state;
 
-pub use defaults::{default_spec, DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS};
+pub use defaults::{
+    default_spec, mount, system_mounts, DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS,
+};
 pub use spec::*;
 pub use state::*;
 
