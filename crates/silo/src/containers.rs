@@ -12,7 +12,9 @@ use crate::template::{tabulate, Template};
 use crate::units::{self, build_filters, human_duration, human_size, now_unix, parse_since};
 use crate::Exit;
 use anyhow::{bail, Context, Result};
-use bollard_stubs::models::{ContainerSummary, ContainerTopResponse, ExecConfig, IdResponse};
+use bollard_stubs::models::{
+    ContainerSummary, ContainerTopResponse, ExecConfig, HostConfig, IdResponse,
+};
 use serde_json::{json, Value};
 use std::io::{self, BufRead, Read, Write};
 
@@ -138,22 +140,13 @@ pub fn rename(app: &App, from: &str, to: &str) -> Result<()> {
 }
 
 pub fn update(app: &App, a: UpdateArgs) -> Result<()> {
-    let mut body = serde_json::Map::new();
-    if let Some(m) = &a.memory {
-        body.insert("Memory".into(), json!(units::parse_size(m)?));
-    }
-    if let Some(c) = &a.cpus {
-        body.insert("NanoCpus".into(), json!(units::parse_cpus(c)?));
-    }
-    if let Some(s) = a.cpu_shares {
-        body.insert("CpuShares".into(), json!(s));
-    }
-    if let Some(s) = &a.cpuset_cpus {
-        body.insert("CpusetCpus".into(), json!(s));
-    }
-    if let Some(p) = a.pids_limit {
-        body.insert("PidsLimit".into(), json!(p));
-    }
+    let mut hc = HostConfig::default();
+    a.resources.apply(&mut hc)?;
+    // Only the fields given (HostConfig leaves out the ones that are None).
+    let mut body = match serde_json::to_value(&hc)? {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
     if let Some(r) = &a.restart {
         let (name, n) = r.split_once(':').unwrap_or((r.as_str(), "0"));
         let n: i64 = n

@@ -56,21 +56,8 @@ pub struct RunArgs {
     /// Container host name
     #[arg(short = 'h', long)]
     pub hostname: Option<String>,
-    /// Memory limit (e.g. 64m, 1g)
-    #[arg(short, long)]
-    pub memory: Option<String>,
-    /// Number of CPUs
-    #[arg(long)]
-    pub cpus: Option<String>,
-    /// CPU shares (relative weight)
-    #[arg(short = 'c', long = "cpu-shares")]
-    pub cpu_shares: Option<i64>,
-    /// CPUs in which to allow execution (0-3, 0,1)
-    #[arg(long = "cpuset-cpus")]
-    pub cpuset_cpus: Option<String>,
-    /// Tune container pids limit (set -1 for unlimited)
-    #[arg(long = "pids-limit")]
-    pub pids_limit: Option<i64>,
+    #[command(flatten)]
+    pub resources: ResourceArgs,
     /// Add Linux capabilities
     #[arg(long = "cap-add")]
     pub cap_add: Vec<String>,
@@ -314,21 +301,49 @@ fn healthcheck(a: &RunArgs) -> Result<Option<HealthConfig>> {
     }))
 }
 
+/// The resource flags `run`, `create` and `update` share.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ResourceArgs {
+    /// Memory limit (e.g. 64m, 1g)
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares")]
+    pub cpu_shares: Option<i64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+}
+
+impl ResourceArgs {
+    /// Sets the HostConfig fields of the flags given (others stay None).
+    pub fn apply(&self, hc: &mut HostConfig) -> Result<()> {
+        if let Some(m) = &self.memory {
+            hc.memory = Some(parse_size(m).map_err(|e| {
+                anyhow::anyhow!("invalid argument {m:?} for \"-m, --memory\" flag: {e}")
+            })?);
+        }
+        if let Some(c) = &self.cpus {
+            hc.nano_cpus = Some(parse_cpus(c)?);
+        }
+        hc.cpu_shares = self.cpu_shares;
+        hc.cpuset_cpus = self.cpuset_cpus.clone();
+        hc.pids_limit = self.pids_limit;
+        Ok(())
+    }
+}
+
 /// Builds the create request from the flags; every bad value is reported
 /// before anything is sent to the daemon.
 pub fn build_body(a: &RunArgs) -> Result<ContainerCreateBody> {
     let mut hc = HostConfig::default();
-    if let Some(m) = &a.memory {
-        hc.memory = Some(parse_size(m).map_err(|e| {
-            anyhow::anyhow!("invalid argument {m:?} for \"-m, --memory\" flag: {e}")
-        })?);
-    }
-    if let Some(c) = &a.cpus {
-        hc.nano_cpus = Some(parse_cpus(c)?);
-    }
-    hc.cpu_shares = a.cpu_shares;
-    hc.cpuset_cpus = a.cpuset_cpus.clone();
-    hc.pids_limit = a.pids_limit;
+    a.resources.apply(&mut hc)?;
     let mut binds = Vec::new();
     let mut anon = Vec::new();
     for v in &a.volume {
