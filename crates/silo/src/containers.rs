@@ -824,20 +824,31 @@ pub fn prune(app: &App, a: PruneArgs) -> Result<()> {
         .map(|f| format!("?filters={}", enc(&f)))
         .unwrap_or_default();
     let v: Value = app.post::<(), Value>(&format!("/containers/prune{q}"), None)?;
-    if let Some(ids) = v["ContainersDeleted"].as_array() {
-        if !ids.is_empty() {
-            println!("Deleted Containers:");
-            for i in ids {
-                println!("{}", i.as_str().unwrap_or_default());
-            }
-            println!();
+    print_pruned(&v, "ContainersDeleted", "Containers", |i| {
+        vec![i.as_str().unwrap_or_default().to_string()]
+    });
+    Ok(())
+}
+
+/// Prints a prune answer as docker does: the `heading` list from
+/// `v[key]` (each entry as `lines` renders it), then the space reclaimed.
+pub(crate) fn print_pruned(
+    v: &Value,
+    key: &str,
+    heading: &str,
+    lines: impl Fn(&Value) -> Vec<String>,
+) {
+    if let Some(list) = v[key].as_array().filter(|l| !l.is_empty()) {
+        println!("Deleted {heading}:");
+        for line in list.iter().flat_map(&lines) {
+            println!("{line}");
         }
+        println!();
     }
     println!(
         "Total reclaimed space: {}",
         human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
     );
-    Ok(())
 }
 
 #[cfg(test)]

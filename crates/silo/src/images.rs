@@ -2,7 +2,7 @@
 //! inspect/tag/rm/prune, and volume create/ls/inspect/rm/prune.
 
 use crate::api::App;
-use crate::containers::{confirm, print_formatted, print_inspect};
+use crate::containers::{confirm, print_formatted, print_inspect, print_pruned};
 use crate::http::{enc, Body};
 use crate::units::{build_filters, human_duration, human_size, now_unix};
 use crate::Exit;
@@ -386,22 +386,11 @@ pub fn image_cmd(app: &App, cmd: ImageCmd) -> Result<()> {
             let f = build_filters(&filter)?.unwrap_or_default();
             let v: Value =
                 app.post::<(), Value>(&format!("/images/prune?filters={}", enc(&f)), None)?;
-            if let Some(list) = v["ImagesDeleted"].as_array().filter(|l| !l.is_empty()) {
-                println!("Deleted Images:");
-                for i in list {
-                    if let Some(u) = i["Untagged"].as_str() {
-                        println!("untagged: {u}");
-                    }
-                    if let Some(d) = i["Deleted"].as_str() {
-                        println!("deleted: {d}");
-                    }
-                }
-                println!();
-            }
-            println!(
-                "Total reclaimed space: {}",
-                human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
-            );
+            print_pruned(&v, "ImagesDeleted", "Images", |i| {
+                let untagged = i["Untagged"].as_str().map(|u| format!("untagged: {u}"));
+                let deleted = i["Deleted"].as_str().map(|d| format!("deleted: {d}"));
+                untagged.into_iter().chain(deleted).collect()
+            });
             Ok(())
         }
     }
@@ -522,17 +511,9 @@ pub fn volume_cmd(app: &App, cmd: VolumeCmd) -> Result<()> {
                 .map(|f| format!("?filters={}", enc(&f)))
                 .unwrap_or_default();
             let v: Value = app.post::<(), Value>(&format!("/volumes/prune{q}"), None)?;
-            if let Some(list) = v["VolumesDeleted"].as_array().filter(|l| !l.is_empty()) {
-                println!("Deleted Volumes:");
-                for i in list {
-                    println!("{}", i.as_str().unwrap_or_default());
-                }
-                println!();
-            }
-            println!(
-                "Total reclaimed space: {}",
-                human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
-            );
+            print_pruned(&v, "VolumesDeleted", "Volumes", |i| {
+                vec![i.as_str().unwrap_or_default().to_string()]
+            });
             Ok(())
         }
     }
