@@ -118,6 +118,36 @@ impl Ctr {
         }
     }
 
+    /// Spawns the monitor with `extra` (stdout piped) and waits until its
+    /// attach socket exists.
+    fn spawn_waiting(&self, extra: &[&str]) -> std::process::Child {
+        let child = self
+            .command(extra)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let sock = self.state.join("attach.sock");
+        let end = Instant::now() + Duration::from_secs(10);
+        while !sock.exists() {
+            assert!(Instant::now() < end, "attach.sock never appeared");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child
+    }
+
+    /// A `--detach` monitor exits successfully and prints the init pid.
+    fn detached(&mut self, mut child: std::process::Child) {
+        assert!(child.wait().unwrap().success());
+        let mut pid = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut pid)
+            .unwrap();
+        self.init_pid = pid.trim().parse().unwrap();
+    }
+
     fn command(&self, extra: &[&str]) -> Command {
         let mut c = Command::new(monitor_bin());
         c.arg("--runtime-root")
@@ -632,17 +662,7 @@ fn terminal_in_config_without_tty_flag_is_refused() {
 #[test]
 fn wait_attach_sees_the_output_of_a_short_process() {
     let mut c = Ctr::new(spec(&["sh", "-c", "echo early; echo late >&2"], false));
-    let mut child = c
-        .command(&["--detach", "--wait-attach", "1"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let sock = c.state.join("attach.sock");
-    let end = Instant::now() + Duration::from_secs(10);
-    while !sock.exists() {
-        assert!(Instant::now() < end, "attach.sock never appeared");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let child = c.spawn_waiting(&["--detach", "--wait-attach", "1"]);
     let mut s = c.attach(json!({"stdin": false, "stdout": true, "stderr": true}));
     let frames = read_frames(&mut s, |f| f.len() >= 2);
     let out: Vec<(u8, String)> = frames
@@ -651,16 +671,7 @@ fn wait_attach_sees_the_output_of_a_short_process() {
         .collect();
     assert!(out.contains(&(1, "early\n".into())), "{out:?}");
     assert!(out.contains(&(2, "late\n".into())), "{out:?}");
-    let status = child.wait().unwrap();
-    assert!(status.success());
-    let mut pid = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut pid)
-        .unwrap();
-    c.init_pid = pid.trim().parse().unwrap();
+    c.detached(child);
     assert_eq!(c.wait_exit(Duration::from_secs(10))["exit_code"], 0);
 }
 
@@ -686,17 +697,8 @@ fn wait_attach_without_a_client_fails_cleanly() {
 #[test]
 fn wait_attach_keeps_stdin_sent_with_the_request() {
     let mut c = Ctr::new(spec(&["cat"], false));
-    let mut child = c
-        .command(&["--detach", "--stdin", "--wait-attach", "1"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = c.spawn_waiting(&["--detach", "--stdin", "--wait-attach", "1"]);
     let sock = c.state.join("attach.sock");
-    let end = Instant::now() + Duration::from_secs(10);
-    while !sock.exists() {
-        assert!(Instant::now() < end, "attach.sock never appeared");
-        std::thread::sleep(Duration::from_millis(5));
-    }
     let mut s = UnixStream::connect(&sock).unwrap();
     s.write_all(b"{\"stdin\":true,\"stdout\":true,\"stderr\":true}\npiped\n")
         .unwrap();
@@ -707,14 +709,6 @@ fn wait_attach_keeps_stdin_sent_with_the_request() {
         frames.first().map(|f| f.1.clone()),
         Some(b"piped\n".to_vec())
     );
-    assert!(child.wait().unwrap().success());
-    let mut pid = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut pid)
-        .unwrap();
-    c.init_pid = pid.trim().parse().unwrap();
+    c.detached(child);
     assert_eq!(c.wait_exit(Duration::from_secs(10))["exit_code"], 0);
 }
