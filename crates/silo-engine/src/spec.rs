@@ -8,7 +8,7 @@ use silo_oci::{
     mount, Capabilities, Cpu, DeviceCgroup, Linux, Memory, Mount, Namespace, NamespaceType, Pids,
     Process, Resources, Rlimit, Root, Seccomp, Spec, User,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// What the image contributes to a container's process.
@@ -111,72 +111,39 @@ pub(crate) fn validate(body: &ContainerCreateBody) -> Result<Vec<String>> {
             }
         }
     }
+    let mode = |v: &Option<String>, allowed: &[&str]| {
+        v.as_deref()
+            .is_some_and(|v| !v.is_empty() && !allowed.contains(&v))
+    };
     let unsupported: [(&str, bool); 14] = [
-        (
-            "HostConfig.Devices",
-            hc.devices.as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        (
-            "HostConfig.DeviceRequests",
-            hc.device_requests.as_ref().is_some_and(|v| !v.is_empty()),
-        ),
+        ("HostConfig.Devices", given(&hc.devices)),
+        ("HostConfig.DeviceRequests", given(&hc.device_requests)),
         (
             "HostConfig.DeviceCgroupRules",
-            hc.device_cgroup_rules
-                .as_ref()
-                .is_some_and(|v| !v.is_empty()),
+            given(&hc.device_cgroup_rules),
         ),
-        (
-            "HostConfig.VolumesFrom",
-            hc.volumes_from.as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        (
-            "HostConfig.Links",
-            hc.links.as_ref().is_some_and(|v| !v.is_empty()),
-        ),
+        ("HostConfig.VolumesFrom", given(&hc.volumes_from)),
+        ("HostConfig.Links", given(&hc.links)),
         (
             "HostConfig.PublishAllPorts",
             hc.publish_all_ports == Some(true),
         ),
-        (
-            "HostConfig.StorageOpt",
-            hc.storage_opt.as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        (
-            "HostConfig.CgroupParent",
-            hc.cgroup_parent.as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        (
-            "HostConfig.PidMode",
-            hc.pid_mode
-                .as_ref()
-                .is_some_and(|v| !v.is_empty() && v != "private"),
-        ),
+        ("HostConfig.StorageOpt", given(&hc.storage_opt)),
+        ("HostConfig.CgroupParent", given(&hc.cgroup_parent)),
+        ("HostConfig.PidMode", mode(&hc.pid_mode, &["private"])),
         (
             "HostConfig.IpcMode",
-            hc.ipc_mode
-                .as_ref()
-                .is_some_and(|v| !v.is_empty() && v != "private" && v != "shareable"),
+            mode(&hc.ipc_mode, &["private", "shareable"]),
         ),
-        (
-            "HostConfig.UTSMode",
-            hc.uts_mode.as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        (
-            "HostConfig.UsernsMode",
-            hc.userns_mode.as_ref().is_some_and(|v| !v.is_empty()),
-        ),
+        ("HostConfig.UTSMode", given(&hc.uts_mode)),
+        ("HostConfig.UsernsMode", given(&hc.userns_mode)),
         (
             "HostConfig.BlkioDeviceReadBps",
-            hc.blkio_device_read_bps
-                .as_ref()
-                .is_some_and(|v| !v.is_empty()),
+            given(&hc.blkio_device_read_bps),
         ),
         (
             "HostConfig.BlkioDeviceWriteBps",
-            hc.blkio_device_write_bps
-                .as_ref()
-                .is_some_and(|v| !v.is_empty()),
+            given(&hc.blkio_device_write_bps),
         ),
     ];
     for (field, set) in unsupported {
@@ -230,6 +197,33 @@ pub(crate) fn validate(body: &ContainerCreateBody) -> Result<Vec<String>> {
     caps(&hc)?;
     security_with(&hc, &[], false)?;
     Ok(warnings)
+}
+
+/// A request field that is present and not empty.
+fn given<T: Emptiable>(v: &Option<T>) -> bool {
+    v.as_ref().is_some_and(|v| !v.is_empty())
+}
+
+trait Emptiable {
+    fn is_empty(&self) -> bool;
+}
+
+impl<T> Emptiable for Vec<T> {
+    fn is_empty(&self) -> bool {
+        Vec::is_empty(self)
+    }
+}
+
+impl Emptiable for String {
+    fn is_empty(&self) -> bool {
+        String::is_empty(self)
+    }
+}
+
+impl<K, V> Emptiable for HashMap<K, V> {
+    fn is_empty(&self) -> bool {
+        HashMap::is_empty(self)
+    }
 }
 
 fn check_port(port: &str, field: &str) -> Result<()> {
