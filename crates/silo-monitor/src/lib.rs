@@ -17,7 +17,6 @@ pub mod trim;
 
 pub use args::{parse, Args, ArgsError, USAGE};
 pub use monitor::{
-    exit_code, frame_header, AttachRequest, ControlRequest, ExitInfo, Monitor, MonitorInfo, Resize,
-    StartError,
+    frame_header, AttachRequest, ControlRequest, ExitInfo, Monitor, MonitorInfo, Resize, StartError,
 };
 pub use process::{detach, run};

@@ -111,17 +111,6 @@ pub fn frame_header(stream: Stream, len: usize) -> [u8; 8] {
     [stream.frame_type(), 0, 0, 0, n[0], n[1], n[2], n[3]]
 }
 
-/// The exit code Docker reports: the status, or 128 + the signal.
-pub fn exit_code(status: i32) -> i32 {
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        255
-    }
-}
-
 fn now() -> String {
     silo_compute::store::rfc3339_now()
 }
@@ -941,7 +930,7 @@ impl Monitor {
     /// Records the exit, removes the container and says goodbye to clients.
     fn finish(mut self, buf: &mut [u8]) -> i32 {
         let status = self.status.unwrap_or(255 << 8);
-        let code = exit_code(status);
+        let code = silo_compute::exit_code(status);
         let mut sys = self.system();
         let oom_killed = sys
             .as_ref()
@@ -1030,14 +1019,6 @@ mod tests {
             frame_header(Stream::Stderr, 0x0102_0304),
             [2, 0, 0, 0, 1, 2, 3, 4]
         );
-    }
-
-    #[test]
-    fn exit_codes_follow_docker() {
-        // Encoded as wait(2) does: code << 8, or the signal number.
-        assert_eq!(exit_code(3 << 8), 3);
-        assert_eq!(exit_code(libc::SIGKILL), 137);
-        assert_eq!(exit_code(0), 0);
     }
 
     #[test]

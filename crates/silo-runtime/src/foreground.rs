@@ -55,16 +55,6 @@ fn signal_set(extra: &[i32]) -> libc::sigset_t {
     }
 }
 
-fn exit_code(status: i32) -> i32 {
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        255
-    }
-}
-
 fn copy_winsize(from: RawFd, to: RawFd) {
     // SAFETY: ioctls with a valid winsize buffer.
     unsafe {
@@ -150,7 +140,7 @@ pub fn wait(pid: i32, master: Option<OwnedFd>) -> io::Result<i32> {
             // SAFETY: waitpid on our own child with a valid status pointer.
             let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
             if r == pid {
-                status = Some(exit_code(st));
+                status = Some(silo_compute::exit_code(st));
             } else if r < 0 {
                 let e = io::Error::last_os_error();
                 if e.raw_os_error() == Some(libc::ECHILD) {

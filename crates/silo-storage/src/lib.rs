@@ -213,6 +213,15 @@ struct State {
 }
 
 impl State {
+    /// The "repo:tag" references of image `id` ("sha256:<hex>").
+    fn tags_of(&self, id: &str) -> Vec<String> {
+        self.tags
+            .iter()
+            .filter(|(_, v)| *v == id)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     /// The snapshot's metadata, read on first use. None: no such snapshot
     /// (or its meta.json is missing or unreadable, which create never leaves).
     fn snapshot(&mut self, root: &Path, id: &str) -> Option<&snapshot::SnapshotMeta> {
@@ -420,12 +429,7 @@ impl Store {
 
     fn image_of(st: &State, hexid: &str, cfg: &ImageConfig) -> Image {
         let id = format!("sha256:{hexid}");
-        let repo_tags = st
-            .tags
-            .iter()
-            .filter(|(_, v)| **v == id)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let repo_tags = st.tags_of(&id);
         let size = cfg
             .rootfs
             .diff_ids
@@ -698,12 +702,7 @@ impl Store {
         let mut st = self.lock();
         let (h, via_tag) = Self::resolve(&st, name_or_id)?;
         let id = format!("sha256:{h}");
-        let tags: Vec<String> = st
-            .tags
-            .iter()
-            .filter(|(_, v)| **v == id)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let tags = st.tags_of(&id);
         let conflict = || RemoveError::InUse {
             reference: name_or_id.to_string(),
             image_id: id.clone(),
@@ -775,12 +774,7 @@ impl Store {
             .collect();
         for h in victims {
             let id = format!("sha256:{h}");
-            let tags: Vec<String> = st
-                .tags
-                .iter()
-                .filter(|(_, v)| **v == id)
-                .map(|(k, _)| k.clone())
-                .collect();
+            let tags = st.tags_of(&id);
             if !tags.is_empty() {
                 for t in &tags {
                     st.tags.remove(t);

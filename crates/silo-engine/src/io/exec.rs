@@ -253,11 +253,8 @@ pub(crate) fn waitpid_code(pid: i32, flags: i32) -> std::io::Result<Option<i64>>
         // SAFETY: waitpid writes the status into a live i32.
         let r = unsafe { libc::waitpid(pid, &mut status, flags) };
         if r == pid {
-            if libc::WIFEXITED(status) {
-                return Ok(Some(i64::from(libc::WEXITSTATUS(status))));
-            }
-            if libc::WIFSIGNALED(status) {
-                return Ok(Some(128 + i64::from(libc::WTERMSIG(status))));
+            if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+                return Ok(Some(i64::from(silo_compute::exit_code(status))));
             }
             continue;
         }
