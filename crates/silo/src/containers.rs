@@ -20,7 +20,7 @@ use std::io::{self, BufRead, Read, Write};
 
 /// Runs `f` for each name, printing the name on success and the daemon's
 /// error otherwise, like docker; fails at the end if any failed.
-fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<()> {
+pub(crate) fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<()> {
     let mut failed = false;
     for n in names {
         match f(n) {

@@ -2,7 +2,7 @@
 //! inspect/tag/rm/prune, and volume create/ls/inspect/rm/prune.
 
 use crate::api::App;
-use crate::containers::{confirm, print_formatted, print_inspect, print_pruned};
+use crate::containers::{confirm, each, print_formatted, print_inspect, print_pruned};
 use crate::http::{enc, Body};
 use crate::units::{build_filters, human_duration, human_size, now_unix};
 use crate::Exit;
@@ -478,27 +478,10 @@ pub fn volume_cmd(app: &App, cmd: VolumeCmd) -> Result<()> {
             }
             print_inspect(&items, format.as_deref())
         }
-        VolumeCmd::Rm { force, volumes } => {
-            let mut failed = false;
-            for v in &volumes {
-                match app.delete(&format!("/volumes/{}?force={force}", enc(v))) {
-                    Ok(_) => println!("{v}"),
-                    Err(e) => {
-                        failed = true;
-                        match e.downcast_ref::<crate::http::HttpError>() {
-                            Some(crate::http::HttpError::Api { message, .. }) => {
-                                eprintln!("Error response from daemon: {message}")
-                            }
-                            _ => return Err(e),
-                        }
-                    }
-                }
-            }
-            if failed {
-                return Err(Exit(1).into());
-            }
-            Ok(())
-        }
+        VolumeCmd::Rm { force, volumes } => each(&volumes, |v| {
+            app.delete(&format!("/volumes/{}?force={force}", enc(v)))
+                .map(|_| ())
+        }),
         VolumeCmd::Prune { all, force, filter } => {
             if !confirm("WARNING! This will remove anonymous local volumes not used by at least one container.", force) {
                 return Ok(());
