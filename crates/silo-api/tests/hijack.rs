@@ -1,6 +1,7 @@
 //! The upgrade path end to end over a real unix socket: a 101 answer with
 //! `Upgrade: tcp`, bytes relayed both ways, half-close passed on, and a
 //! streaming body whose headers go out before the body is ready.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use axum::extract::Request;
 use axum::routing::post;

@@ -1,4 +1,5 @@
 //! Real-kernel tests on this (hybrid) host: every group is named silo-test-<pid>-<n> and destroyed.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;

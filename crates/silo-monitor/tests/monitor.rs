@@ -1,6 +1,7 @@
 //! End-to-end tests of the silo-monitor binary with real containers: a
 //! busybox rootfs, `--detach`, exit.json, the json-file log, attach and
 //! control sockets, tty resize, OOM, a full disk, and the idle footprint.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use serde_json::{json, Value};
 use std::fs;

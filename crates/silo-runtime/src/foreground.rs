@@ -190,8 +190,9 @@ pub fn wait(pid: i32, master: Option<OwnedFd>) -> io::Result<i32> {
                 continue;
             }
             if p.fd == sfd.as_raw_fd() {
-                // SAFETY: reading signalfd records into a properly sized buffer.
+                // SAFETY: signalfd_siginfo is plain integers; all zeroes is valid.
                 let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+                // SAFETY: reading signalfd records into a properly sized buffer.
                 while unsafe {
                     libc::read(
                         sfd.as_raw_fd(),

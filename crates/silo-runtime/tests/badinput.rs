@@ -1,5 +1,6 @@
 //! Bad input to the runtime: each case must fail with a non-zero exit, an error
 //! naming what was wrong, and leave nothing behind (cgroup, state, mount, process).
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Differential tests: the same bundle run under runc and under the runtime under
 //! test must look the same from inside (silo-check output), apart from fields that
 //! legitimately differ between two runs.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Real callers: Debian's dockerd (with its own managed containerd) configured with
 //! the runtime under test as `--runtime silo`, driven by the real `docker` client.
 //! One test function runs the whole sequence, so only one private dockerd exists.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! --no-pivot, exec --process, streaming events, AppArmor/SELinux warnings, failing
 //! createRuntime hooks, typed state errors, ps/list/update, kill --all of a paused
 //! container, and the ociVersion range.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 

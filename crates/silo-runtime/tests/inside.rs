@@ -2,6 +2,7 @@
 //! namespaces, identity, capabilities, seccomp, mounts, masked and read-only paths,
 //! limits, cgroups, sysctls, user namespaces, oomScoreAdj, hooks, fds, and two
 //! escape classes (/proc/1/exe of a created container; symlinked mount targets).
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 

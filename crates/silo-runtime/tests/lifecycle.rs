@@ -1,6 +1,7 @@
 //! Lifecycle of containers through the runc-compatible command line: run, create,
 //! start, state, kill, delete, pause/resume, ps, list, events, update, exec (plain,
 //! detached and with a console socket), spec, features and --version.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Out-of-memory: a process exceeding the container's memory limit is killed, the
 //! runtime's `events` stream reports an "oom" event, and `events --stats` shows it.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Tests against the real kernel: filters are loaded in forked children and the errno a
 //! syscall returns under them is checked; plus the on-disk cache and compile timings.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use silo_oci::{Seccomp, SeccompSyscall};
 use silo_seccomp::{compile, compile_cached, docker_default, load, Program};

@@ -1,6 +1,7 @@
 //! Integration tests against the real kernel (run as root): imports of real
 //! and hostile tars, tags, removal and pruning, overlay snapshots, export,
 //! volumes and disk usage.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -3,6 +3,7 @@
 //! data root and exec root, import busybox with `silo import`, and drive it
 //! with `silo`. silod, silo-monitor and silo-runtime are looked up next to
 //! the silo binary in the target dir (build them first).
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use silo_testsupport::{sibling, Cli, Daemon};
 use std::path::Path;

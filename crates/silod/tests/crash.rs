@@ -3,6 +3,7 @@
 //! container is whole or gone (listed and inspectable, or without a trace:
 //! no cgroup, overlay mount, monitor, store row or directory); finally
 //! `docker rm -f` of everything must leave nothing at all.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use serde_json::Value;
 use silo_testsupport::{stderr, stdout, Cli, Daemon};

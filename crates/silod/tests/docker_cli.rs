@@ -1,6 +1,7 @@
 //! End-to-end tests of silod with the real docker CLI: a daemon per test on
 //! a temporary socket, data root and exec root; a busybox image imported
 //! from a rootfs built by scripts/mkrootfs.sh.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use silo_testsupport::{sibling, stderr, Cli, Daemon, DOCKER};
 use std::os::unix::net::UnixStream;

@@ -3,6 +3,7 @@
 //! filter and the event stream; a failing one makes it unhealthy; an
 //! image's HEALTHCHECK is inherited and `--no-healthcheck` turns it off;
 //! the health state and the probes survive a silod restart.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use silo_testsupport::{rootfs_tar, Cli, Daemon};
 use std::path::Path;

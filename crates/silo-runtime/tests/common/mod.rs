@@ -2,6 +2,7 @@
 //! template once, makes throwaway bundles, drives the runtime binary under test
 //! (silo-runtime, or any runc-compatible binary named by `SILO_TEST_RUNTIME`), and
 //! checks that nothing (cgroups, state, mounts, processes) is left behind.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 #![allow(dead_code)]
 
 use serde_json::{json, Value};
