@@ -3,7 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 use silo_oci::{Spec, Status};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// What a compute system remembers between runtime invocations.
@@ -44,38 +43,18 @@ pub enum StoreError {
 
 pub const RECORD_FILE: &str = "state.json";
 
-/// Writes `bytes` to `path` atomically: a temp file renamed over the old
-/// one, so a reader sees the old record or the new one, never a torn one.
+/// Writes a record: atomically, without fsync ([`silo_sys::fs::Durability::Atomic`]).
 ///
 /// Runtime state describes live kernel objects that do not survive a
 /// reboot (the root is normally under /run), so we skip fsync: it would
 /// cost milliseconds on every lifecycle step for durability nobody needs.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let err = |source| StoreError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(err)?;
-    f.write_all(bytes).map_err(err)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e)
-    })?;
-    Ok(())
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    silo_sys::fs::write_atomic(path, bytes, silo_sys::fs::Durability::Atomic).map_err(|source| {
+        StoreError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
 }
 
 impl Record {
@@ -115,16 +94,5 @@ mod tests {
         // The calendar is silo-units'; here: runc's `created` shape.
         assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.000000005Z");
         assert_eq!(rfc3339_now().len(), "2000-02-29T00:00:00.000000005Z".len());
-    }
-
-    #[test]
-    fn atomic_write_replaces_content() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("x.json");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        let leftovers: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
-        assert_eq!(leftovers.len(), 1, "no temp files left behind");
     }
 }

@@ -6,8 +6,8 @@ use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Writes `bytes` to `path` through a temp file: write, fsync, rename, fsync
-/// the directory. Readers see the old content or the new one, never a mix.
+/// Writes `bytes` to `path` atomically and durably (fsynced): readers see
+/// the old content or the new one, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_atomic_with(path, bytes, true)
 }
@@ -16,35 +16,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// every reader and across a crash of silod or of the monitor, but not
 /// across a host crash. For records that mean nothing after a reboot.
 pub fn write_atomic_with(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        if durable {
-            f.sync_all()?;
-        }
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result?;
-    if durable {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    use silo_sys::fs::Durability;
+    let d = if durable {
+        Durability::Durable
+    } else {
+        Durability::Atomic
+    };
+    silo_sys::fs::write_atomic(path, bytes, d)
 }
 
 /// Like [`write_atomic`] for a serializable value; on ENOSPC releases

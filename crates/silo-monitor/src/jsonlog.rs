@@ -30,11 +30,11 @@ impl Stream {
         }
     }
 
-    /// The stream byte of Docker's multiplexed attach frames.
-    pub fn frame_type(self) -> u8 {
+    /// The stream of Docker's multiplexed attach frames.
+    pub fn frame_stream(self) -> silo_sys::frame::Stream {
         match self {
-            Stream::Stdout => 1,
-            Stream::Stderr => 2,
+            Stream::Stdout => silo_sys::frame::Stream::Stdout,
+            Stream::Stderr => silo_sys::frame::Stream::Stderr,
         }
     }
 }

@@ -17,6 +17,6 @@ pub mod trim;
 
 pub use args::{parse, Args, ArgsError, USAGE};
 pub use monitor::{
-    frame_header, AttachRequest, ControlRequest, ExitInfo, Monitor, MonitorInfo, Resize, StartError,
+    AttachRequest, ControlRequest, ExitInfo, Monitor, MonitorInfo, Resize, StartError,
 };
 pub use process::{detach, run};

@@ -105,12 +105,6 @@ pub struct Resize {
     pub width: u16,
 }
 
-/// The 8-byte header of Docker's multiplexed stream frames.
-pub fn frame_header(stream: Stream, len: usize) -> [u8; 8] {
-    let n = (len as u32).to_be_bytes();
-    [stream.frame_type(), 0, 0, 0, n[0], n[1], n[2], n[3]]
-}
-
 fn now() -> String {
     silo_compute::store::rfc3339_now()
 }
@@ -719,7 +713,7 @@ impl Monitor {
         let time = now();
         let log = &mut self.log;
         self.split[stream as usize].feed(data, |rec| log.write(stream, rec, &time));
-        let header = frame_header(stream, data.len());
+        let header = silo_sys::frame::header(stream.frame_stream(), data.len());
         for c in &mut self.clients {
             let wants = match stream {
                 Stream::Stdout => c.req.stdout,
@@ -1011,15 +1005,6 @@ fn flush_client(c: &mut Client) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn frame_header_is_docker_shaped() {
-        assert_eq!(frame_header(Stream::Stdout, 5), [1, 0, 0, 0, 0, 0, 0, 5]);
-        assert_eq!(
-            frame_header(Stream::Stderr, 0x0102_0304),
-            [2, 0, 0, 0, 1, 2, 3, 4]
-        );
-    }
 
     #[test]
     fn requests_parse() {

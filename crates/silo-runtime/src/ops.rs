@@ -464,69 +464,10 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     }
 }
 
-const SIGNALS: [(&str, i32); 31] = [
-    ("HUP", libc::SIGHUP),
-    ("INT", libc::SIGINT),
-    ("QUIT", libc::SIGQUIT),
-    ("ILL", libc::SIGILL),
-    ("TRAP", libc::SIGTRAP),
-    ("ABRT", libc::SIGABRT),
-    ("IOT", libc::SIGIOT),
-    ("BUS", libc::SIGBUS),
-    ("FPE", libc::SIGFPE),
-    ("KILL", libc::SIGKILL),
-    ("USR1", libc::SIGUSR1),
-    ("SEGV", libc::SIGSEGV),
-    ("USR2", libc::SIGUSR2),
-    ("PIPE", libc::SIGPIPE),
-    ("ALRM", libc::SIGALRM),
-    ("TERM", libc::SIGTERM),
-    ("STKFLT", libc::SIGSTKFLT),
-    ("CHLD", libc::SIGCHLD),
-    ("CONT", libc::SIGCONT),
-    ("STOP", libc::SIGSTOP),
-    ("TSTP", libc::SIGTSTP),
-    ("TTIN", libc::SIGTTIN),
-    ("TTOU", libc::SIGTTOU),
-    ("URG", libc::SIGURG),
-    ("XCPU", libc::SIGXCPU),
-    ("XFSZ", libc::SIGXFSZ),
-    ("VTALRM", libc::SIGVTALRM),
-    ("PROF", libc::SIGPROF),
-    ("WINCH", libc::SIGWINCH),
-    ("IO", libc::SIGIO),
-    ("SYS", libc::SIGSYS),
-];
-
 /// Parses a signal given as a number, `TERM`, or `SIGTERM` (any case),
-/// including `RTMIN+n` and `RTMAX-n`.
+/// including `RTMIN+n` and `RTMAX-n`: [`silo_sys::signal::parse`].
 pub fn parse_signal(s: &str) -> Result<i32> {
-    let bad = || anyhow!("invalid signal {s:?}: use a number or a name like SIGTERM");
-    if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
-            return Ok(n);
-        }
-        return Err(bad());
-    }
-    let up = s.to_ascii_uppercase();
-    let name = up.strip_prefix("SIG").unwrap_or(&up);
-    if let Some((_, n)) = SIGNALS.iter().find(|(k, _)| *k == name) {
-        return Ok(*n);
-    }
-    let rtmin = libc::SIGRTMIN();
-    let rtmax = libc::SIGRTMAX();
-    let rt = if name == "RTMIN" {
-        Some(rtmin)
-    } else if name == "RTMAX" {
-        Some(rtmax)
-    } else if let Some(k) = name.strip_prefix("RTMIN+") {
-        k.parse::<i32>().ok().map(|k| rtmin + k)
-    } else if let Some(k) = name.strip_prefix("RTMAX-") {
-        k.parse::<i32>().ok().map(|k| rtmax - k)
-    } else {
-        None
-    };
-    rt.filter(|n| (rtmin..=rtmax).contains(n)).ok_or_else(bad)
+    Ok(silo_sys::signal::parse(s)?)
 }
 
 fn spec(bundle: &Path) -> Result<()> {

@@ -2,52 +2,18 @@
 //! random names and mount-table lookups.
 
 use std::collections::HashSet;
-use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::fs;
+use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+pub(crate) use silo_sys::fs::{sync_dir, tmp_sibling, TMP_PREFIX};
+pub(crate) use silo_sys::id::{hex, is_hex, random_hex};
 
-/// Prefix of every temporary name the store creates; `Store::open` sweeps them.
-pub(crate) const TMP_PREFIX: &str = ".tmp-";
-
-/// A unique temporary name in the same directory as `target` (so rename is atomic).
-pub(crate) fn tmp_sibling(target: &Path) -> PathBuf {
-    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let base = target
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let name = format!("{TMP_PREFIX}{base}-{}-{n}", std::process::id());
-    match target.parent() {
-        Some(p) => p.join(name),
-        None => PathBuf::from(name),
-    }
-}
-
-/// Writes `data` to `path` so a reader sees either the old or the new content:
-/// temp file in the same directory, fsync, rename, fsync the directory.
+/// Writes `data` to `path` atomically and durably (the store's metadata
+/// must survive a host crash): [`silo_sys::fs::write_atomic`].
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let tmp = tmp_sibling(path);
-    let res = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        sync_dir(path.parent().unwrap_or(Path::new(".")))
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res
-}
-
-/// fsyncs a directory so a rename inside it is durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    silo_sys::fs::write_atomic(path, data, silo_sys::fs::Durability::Durable)
 }
 
 /// Apparent size in bytes of everything under `path` (regular files and
@@ -72,28 +38,6 @@ pub(crate) fn tree_size(path: &Path) -> u64 {
         }
     }
     total
-}
-
-/// `n` random bytes as lowercase hex (from the kernel's urandom).
-pub(crate) fn random_hex(n: usize) -> io::Result<String> {
-    let mut buf = vec![0u8; n];
-    File::open("/dev/urandom")?.read_exact(&mut buf)?;
-    Ok(hex(&buf))
-}
-
-/// Lowercase hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
-/// True when `s` is non-empty lowercase hex.
-pub(crate) fn is_hex(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Whether `target` is a mount point according to a mountinfo file

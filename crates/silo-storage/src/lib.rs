@@ -491,7 +491,7 @@ impl Store {
         };
 
         let layers = self.root.join("layers");
-        let suffix = random_hex(16).map_err(io_err("reading /dev/urandom for", &layers))?;
+        let suffix = random_hex(16);
         let tmp = layers.join(format!("{TMP_PREFIX}import-{suffix}"));
         fs::create_dir(&tmp).map_err(io_err("creating", &tmp))?;
         let unpacked = match extract::unpack(tar, &tmp) {

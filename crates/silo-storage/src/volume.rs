@@ -92,12 +92,7 @@ impl Store {
     ) -> Result<Volume, VolumeError> {
         let name = match name {
             Some(n) => n.to_string(),
-            None => random_hex(32).map_err(|source| VolumeError::Io {
-                name: "<anonymous>".to_string(),
-                op: "reading",
-                path: PathBuf::from("/dev/urandom"),
-                source,
-            })?,
+            None => random_hex(32),
         };
         if !valid_name(&name) {
             return Err(VolumeError::BadName { name });

@@ -11,12 +11,15 @@
 //! - [`parse_size`]: docker's byte sizes (`RAMInBytes`: "512m", "1g").
 //! - [`format_rfc3339`], [`parse_rfc3339`], [`now_rfc3339`], [`UtcTime`]:
 //!   unix times as RFC 3339 text and back.
+//! - [`human_duration`]: docker's "About a minute", "2 hours".
 
 mod duration;
+mod human;
 mod size;
 mod time;
 
 pub use duration::parse_go_duration;
+pub use human::human_duration;
 pub use size::parse_size;
 pub use time::{format_rfc3339, now_rfc3339, parse_rfc3339, UtcTime};
 

@@ -107,51 +107,7 @@ fn forward_resize(app: &App, path: String) {
     });
 }
 
-/// Copies Docker's multiplexed stream (8-byte headers: stream, 0, 0, 0,
-/// big-endian length) to `out` (stdin/stdout frames) and `err` (stderr frames).
-pub fn demux(mut r: impl Read, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<()> {
-    let mut head = [0u8; 8];
-    let mut buf = vec![0u8; 32 * 1024];
-    loop {
-        match read_full(&mut r, &mut head)? {
-            0 => return Ok(()),
-            8 => {}
-            _ => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "stream ended inside a frame header",
-                ))
-            }
-        }
-        let mut left = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
-        let dst: &mut dyn Write = if head[0] == 2 { &mut *err } else { &mut *out };
-        while left > 0 {
-            let n = r.read(&mut buf[..left.min(32 * 1024)])?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "stream ended inside a frame",
-                ));
-            }
-            dst.write_all(&buf[..n])?;
-            left -= n;
-        }
-        dst.flush()?;
-    }
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}
+pub use silo_sys::frame::demux;
 
 /// Copies raw output to stdout, flushing as it goes.
 fn copy_raw(mut r: impl Read) -> io::Result<()> {
@@ -288,30 +244,4 @@ pub fn is_not_found(e: &anyhow::Error) -> bool {
         e.downcast_ref::<HttpError>(),
         Some(HttpError::Api { status: 404, .. })
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn demux_splits_streams() {
-        let mut data = Vec::new();
-        for (s, p) in [
-            (1u8, &b"out1\n"[..]),
-            (2, b"err\n"),
-            (1, b"out2\n"),
-            (0, b""),
-        ] {
-            data.extend_from_slice(&[s, 0, 0, 0]);
-            data.extend_from_slice(&(p.len() as u32).to_be_bytes());
-            data.extend_from_slice(p);
-        }
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        demux(&data[..], &mut out, &mut err).expect("demux");
-        assert_eq!(out, b"out1\nout2\n");
-        assert_eq!(err, b"err\n");
-        let truncated = [1u8, 0, 0, 0, 0, 0, 0, 9, b'x'];
-        assert!(demux(&truncated[..], &mut out, &mut err).is_err());
-    }
 }

@@ -82,44 +82,7 @@ fn sig3(v: f64) -> String {
     }
 }
 
-/// docker's `HumanDuration`: "Less than a second", "5 seconds", "About a minute", ...
-pub fn human_duration(secs: i64) -> String {
-    let s = secs.max(0);
-    let plural = |n: i64, unit: &str| {
-        if n == 1 {
-            format!("1 {unit}")
-        } else {
-            format!("{n} {unit}s")
-        }
-    };
-    if s < 1 {
-        "Less than a second".into()
-    } else if s < 60 {
-        plural(s, "second")
-    } else if s < 3600 {
-        let m = s / 60;
-        if m == 1 {
-            "About a minute".into()
-        } else {
-            plural(m, "minute")
-        }
-    } else if s < 48 * 3600 {
-        let h = (s as f64 / 3600.0).round() as i64;
-        if h == 1 {
-            "About an hour".into()
-        } else {
-            plural(h, "hour")
-        }
-    } else if s < 7 * 24 * 3600 * 2 {
-        plural(s / (24 * 3600), "day")
-    } else if s < 30 * 24 * 3600 * 3 {
-        plural(s / (7 * 24 * 3600), "week")
-    } else if s < 365 * 24 * 3600 * 2 {
-        plural(s / (30 * 24 * 3600), "month")
-    } else {
-        plural(s / (365 * 24 * 3600), "year")
-    }
-}
+pub use silo_units::human_duration;
 
 pub fn now_unix() -> i64 {
     SystemTime::now()
@@ -224,15 +187,6 @@ mod tests {
         assert_eq!(human_size(1_000.0), "1kB");
         assert_eq!(human_size(12_340_000_000.0), "12.3GB");
         assert_eq!(bytes_size(1536.0 * 1024.0), "1.5MiB");
-        assert_eq!(human_duration(0), "Less than a second");
-        assert_eq!(human_duration(1), "1 second");
-        assert_eq!(human_duration(5), "5 seconds");
-        assert_eq!(human_duration(90), "About a minute");
-        assert_eq!(human_duration(600), "10 minutes");
-        assert_eq!(human_duration(3600), "About an hour");
-        assert_eq!(human_duration(5 * 3600), "5 hours");
-        assert_eq!(human_duration(3 * 86400), "3 days");
-        assert_eq!(human_duration(21 * 86400), "3 weeks");
     }
 
     #[test]
