@@ -145,12 +145,71 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Args, ArgsErro
     })
 }
 
+impl Args {
+    /// The command line that [`parse`] reads back as these arguments: how
+    /// silod starts a monitor.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut v: Vec<OsString> = Vec::with_capacity(14);
+        if self.detach {
+            v.push("--detach".into());
+        }
+        for (flag, value) in [
+            ("--runtime-root", self.runtime_root.as_os_str()),
+            ("--id", OsStr::new(&self.id)),
+            ("--bundle", self.bundle.as_os_str()),
+            ("--state-dir", self.state_dir.as_os_str()),
+        ] {
+            v.push(flag.into());
+            v.push(value.into());
+        }
+        if self.tty {
+            v.push("--tty".into());
+        }
+        if self.stdin {
+            v.push("--stdin".into());
+        }
+        if let Some(n) = self.log_max_bytes {
+            v.push("--log-max-bytes".into());
+            v.push(n.to_string().into());
+        }
+        if self.wait_attach > 0 {
+            v.push("--wait-attach".into());
+            v.push(self.wait_attach.to_string().into());
+        }
+        v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn p(v: &[&str]) -> Result<Args, ArgsError> {
         parse(v.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn to_args_is_read_back_by_parse() {
+        let a = Args {
+            runtime_root: PathBuf::from("/run/silo/runtime"),
+            id: "c1".into(),
+            bundle: PathBuf::from("/var/lib/silo/containers/c1"),
+            state_dir: PathBuf::from("/run/silo/s/c1"),
+            tty: true,
+            stdin: false,
+            log_max_bytes: Some(4096),
+            wait_attach: 2,
+            detach: true,
+        };
+        assert_eq!(parse(a.to_args()), Ok(a.clone()));
+        let plain = Args {
+            tty: false,
+            log_max_bytes: None,
+            wait_attach: 0,
+            detach: false,
+            ..a
+        };
+        assert_eq!(parse(plain.to_args()), Ok(plain));
     }
 
     #[test]

@@ -155,11 +155,11 @@ impl LogWriter {
     /// so a missing directory shows up as dropped bytes, not as a failure.
     /// `reserve` is released the first time the disk fills up.
     pub fn new(dir: &Path, max_bytes: Option<u64>, reserve: Option<files::Reserve>) -> LogWriter {
-        let path = dir.join("container-json.log");
+        let path = dir.join(crate::protocol::LOG_FILE);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         LogWriter {
             rotated: dir.join("container-json.log.1"),
-            errors_path: dir.join("log-errors.json"),
+            errors_path: dir.join(crate::protocol::LOG_ERRORS_FILE),
             path,
             file: None,
             size,

@@ -13,10 +13,10 @@ pub mod files;
 pub mod jsonlog;
 pub mod monitor;
 pub mod process;
+pub mod protocol;
 pub mod trim;
 
 pub use args::{parse, Args, ArgsError, USAGE};
-pub use monitor::{
-    AttachRequest, ControlRequest, ExitInfo, Monitor, MonitorInfo, Resize, StartError,
-};
+pub use monitor::{Monitor, StartError};
 pub use process::{detach, run};
+pub use protocol::{AttachRequest, ControlRequest, ExitInfo, MonitorInfo, Resize};

@@ -7,7 +7,10 @@ use crate::fdio::{self, Read};
 use crate::files::{self, Reserve};
 
 use crate::jsonlog::{LogWriter, Splitter, Stream};
-use serde::{Deserialize, Serialize};
+use crate::protocol::{
+    AttachRequest, ControlReply, ControlRequest, ExitInfo, MonitorInfo, ATTACH_SOCK, CONTROL_SOCK,
+    EXIT_FILE, LOG_ERRORS_FILE, MONITOR_FILE,
+};
 use silo_compute::{ComputeSystem, CreateOptions, Host};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -61,48 +64,6 @@ pub enum StartError {
     WriteState { path: PathBuf, source: io::Error },
     #[error("--wait-attach: {0}")]
     WaitAttach(String),
-}
-
-/// `monitor.json`: how silod finds and re-adopts us.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct MonitorInfo {
-    pub monitor_pid: i32,
-    pub init_pid: i32,
-    pub started_at: String,
-    pub tty: bool,
-}
-
-/// `exit.json`: written once the init has exited.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ExitInfo {
-    pub exit_code: i32,
-    pub oom_killed: bool,
-    pub finished_at: String,
-}
-
-/// The first line an attach client sends.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(default)]
-pub struct AttachRequest {
-    pub stdin: bool,
-    pub stdout: bool,
-    pub stderr: bool,
-    /// Replaying the log is silod's job (it reads container-json.log); ignored.
-    pub logs: bool,
-}
-
-/// A control command (one JSON line on control.sock).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct ControlRequest {
-    pub resize: Option<Resize>,
-    pub signal: Option<i32>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-pub struct Resize {
-    pub height: u16,
-    pub width: u16,
 }
 
 fn now() -> String {
@@ -288,7 +249,7 @@ impl Monitor {
             return Err(StartError::Subreaper(io::Error::last_os_error()));
         }
         // Files of an earlier run in the same directory would mislead silod.
-        for stale in ["exit.json", "monitor.json", "log-errors.json"] {
+        for stale in [EXIT_FILE, MONITOR_FILE, LOG_ERRORS_FILE] {
             match std::fs::remove_file(dir.join(stale)) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
                     return Err(StartError::StateDir {
@@ -299,11 +260,11 @@ impl Monitor {
                 _ => {}
             }
         }
-        let attach = bind(&dir, "attach.sock")?;
-        let control = bind(&dir, "control.sock")?;
+        let attach = bind(&dir, ATTACH_SOCK)?;
+        let control = bind(&dir, CONTROL_SOCK)?;
         let remove_sockets = || {
-            let _ = std::fs::remove_file(dir.join("attach.sock"));
-            let _ = std::fs::remove_file(dir.join("control.sock"));
+            let _ = std::fs::remove_file(dir.join(ATTACH_SOCK));
+            let _ = std::fs::remove_file(dir.join(CONTROL_SOCK));
         };
         let early = match accept_early(&attach, args.wait_attach) {
             Ok(c) => c,
@@ -473,7 +434,7 @@ impl Monitor {
     /// every start): it lets silod re-adopt a live monitor, and after a host
     /// crash there is no live monitor to re-adopt.
     pub fn write_info(&mut self) -> Result<(), StartError> {
-        let path = self.state_dir.join("monitor.json");
+        let path = self.state_dir.join(MONITOR_FILE);
         files::write_json_with(&path, &self.info(), Some(self.log.reserve()), false)
             .map_err(|source| StartError::WriteState { path, source })
     }
@@ -851,14 +812,7 @@ impl Monitor {
                 std::mem::take(&mut c.line)
             }
         };
-        let answer = match self.command(&line) {
-            Ok(()) => "{\"ok\":true}\n".to_string(),
-            Err(msg) => {
-                let mut s = serde_json::json!({ "error": msg }).to_string();
-                s.push('\n');
-                s
-            }
-        };
+        let answer = ControlReply::line(self.command(&line));
         let c = &mut self.controls[i];
         let _ = fdio::write_some(c.fd.as_fd(), answer.as_bytes());
         c.done = true;
@@ -914,8 +868,8 @@ impl Monitor {
             let _ = sys.delete(true);
         }
         self.reap();
-        let _ = std::fs::remove_file(self.state_dir.join("attach.sock"));
-        let _ = std::fs::remove_file(self.state_dir.join("control.sock"));
+        let _ = std::fs::remove_file(self.state_dir.join(ATTACH_SOCK));
+        let _ = std::fs::remove_file(self.state_dir.join(CONTROL_SOCK));
         if let Some(r) = self.log.reserve().take() {
             r.release();
         }
@@ -945,11 +899,11 @@ impl Monitor {
             self.split[stream as usize].flush(|rec| log.write(stream, rec, &time));
         }
         let exit = ExitInfo {
-            exit_code: code,
+            exit_code: i64::from(code),
             oom_killed,
             finished_at: now(),
         };
-        let path = self.state_dir.join("exit.json");
+        let path = self.state_dir.join(EXIT_FILE);
         if let Err(e) = files::write_json(&path, &exit, Some(self.log.reserve())) {
             eprintln!("silo-monitor: writing {}: {e}", path.display());
         }
@@ -974,8 +928,8 @@ impl Monitor {
             let _ = rustix::net::shutdown(&c.fd, rustix::net::Shutdown::Write);
         }
         self.clients.clear();
-        let _ = std::fs::remove_file(self.state_dir.join("attach.sock"));
-        let _ = std::fs::remove_file(self.state_dir.join("control.sock"));
+        let _ = std::fs::remove_file(self.state_dir.join(ATTACH_SOCK));
+        let _ = std::fs::remove_file(self.state_dir.join(CONTROL_SOCK));
         if let Some(r) = self.log.reserve().take() {
             r.release();
         }
@@ -1005,6 +959,7 @@ fn flush_client(c: &mut Client) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Resize;
 
     #[test]
     fn requests_parse() {

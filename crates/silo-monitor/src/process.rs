@@ -71,7 +71,7 @@ pub fn run(args: &Args, mut ready: Option<OwnedFd>) -> i32 {
             format!("creating state directory {}: {e}", args.state_dir.display()),
         );
     }
-    let log_path = args.state_dir.join("monitor.log");
+    let log_path = args.state_dir.join(crate::protocol::MONITOR_LOG);
     let log: OwnedFd = match std::fs::OpenOptions::new()
         .create(true)
         .append(true)
