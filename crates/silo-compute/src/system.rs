@@ -64,6 +64,16 @@ pub enum CreateError {
     },
 }
 
+impl CreateError {
+    /// Set when the container's command itself could not be run.
+    pub fn command_failure(&self) -> Option<silo_isolation::CommandFailure> {
+        match self {
+            CreateError::Spawn(e) => e.command_failure(),
+            _ => None,
+        }
+    }
+}
+
 /// Errors of operations on an existing compute system.
 #[derive(Debug, thiserror::Error)]
 pub enum OpError {

@@ -38,16 +38,23 @@ pub(crate) struct ChildPlan<'a> {
 
 /// Runs in the cloned child; never returns.
 pub(crate) fn child_main(plan: &ChildPlan, chan: &Channel) -> ! {
+    use crate::spawn::CommandFailure;
     let code = match run(plan, chan) {
         Ok(never) => match never {},
-        Err(msg) => {
-            if chan.send(sync::ERROR, msg.as_bytes()).is_err() {
+        Err(f) => {
+            let tag = match f.command {
+                Some(CommandFailure::NotFound) => sync::NOT_FOUND,
+                Some(CommandFailure::NotExecutable) => sync::NOT_EXECUTABLE,
+                None => sync::ERROR,
+            };
+            let msg = &f.message;
+            if chan.send(tag, msg.as_bytes()).is_err() {
                 // After READY nobody listens: tell the container's stderr.
                 let line = format!("silo: {msg}\n");
                 // SAFETY: write(2) of a valid buffer to fd 2.
                 unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
             }
-            127
+            f.command.map_or(127, CommandFailure::exit_code)
         }
     };
     // SAFETY: _exit skips atexit handlers and destructors that belong to
@@ -61,12 +68,12 @@ fn os(what: &str) -> String {
     format!("{what}: {}", std::io::Error::last_os_error())
 }
 
-fn run(plan: &ChildPlan, chan: &Channel) -> Result<Never, String> {
+fn run(plan: &ChildPlan, chan: &Channel) -> Result<Never, sync::Failure> {
     // Nobody inside the container may open /proc/<pid>/exe of this
     // process while it is still the runtime binary (CVE-2019-5736 class).
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        return Err(os("prctl(PR_SET_DUMPABLE)"));
+        return Err(os("prctl(PR_SET_DUMPABLE)").into());
     }
     let process = plan.process;
     let spec = plan.spec;
@@ -101,7 +108,7 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<Never, String> {
                 if n.typ == NamespaceType::User && plan.unshare_flags != 0 {
                     // SAFETY: unshare with namespace flags only.
                     if unsafe { libc::unshare(plan.unshare_flags) } != 0 {
-                        return Err(os("unshare of the container namespaces"));
+                        return Err(os("unshare of the container namespaces").into());
                     }
                 }
             }
@@ -109,7 +116,7 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<Never, String> {
         if plan.cgroupns {
             // SAFETY: unshare with a namespace flag only.
             if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
-                return Err(os("unshare of the cgroup namespace"));
+                return Err(os("unshare of the cgroup namespace").into());
             }
         }
         let has_ns =
@@ -122,7 +129,7 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<Never, String> {
             if let Some(d) = &spec.domainname {
                 // SAFETY: valid pointer and length of the domain name bytes.
                 if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
-                    return Err(os(&format!("setting domainname {d:?}")));
+                    return Err(os(&format!("setting domainname {d:?}")).into());
                 }
             }
         }
@@ -193,7 +200,7 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<Never, String> {
     if process.no_new_privileges {
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(os("prctl(PR_SET_NO_NEW_PRIVS)"));
+            return Err(os("prctl(PR_SET_NO_NEW_PRIVS)").into());
         }
     }
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it
@@ -221,7 +228,7 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<Never, String> {
             if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            return Err(os("waiting for start on the exec fifo"));
+            return Err(os("waiting for start on the exec fifo").into());
         }
         if let Some(hooks) = &spec.hooks {
             let running = with_status(&state_json, "running");
@@ -245,11 +252,21 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<Never, String> {
     // SAFETY: argv and envp are NULL-terminated arrays of pointers to
     // NUL-terminated strings that outlive the call.
     unsafe { libc::execve(program.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr()) };
-    Err(format!(
-        "exec {:?}: {}",
-        process.args.first().map(String::as_str).unwrap_or(""),
-        std::io::Error::last_os_error()
-    ))
+    let err = std::io::Error::last_os_error();
+    let command = match err.raw_os_error() {
+        Some(libc::ENOENT) => Some(crate::spawn::CommandFailure::NotFound),
+        Some(libc::EACCES | libc::ENOEXEC | libc::EISDIR) => {
+            Some(crate::spawn::CommandFailure::NotExecutable)
+        }
+        _ => None,
+    };
+    Err(sync::Failure {
+        command,
+        message: format!(
+            "exec {:?}: {err}",
+            process.args.first().map(String::as_str).unwrap_or("")
+        ),
+    })
 }
 
 /// The workload starts with default signal dispositions and nothing
@@ -359,14 +376,14 @@ fn ptrs(v: &[CString]) -> Vec<*const libc::c_char> {
 }
 
 /// Finds the program like execvp does, with PATH from the process env.
-fn resolve_program(process: &Process, env: &[String]) -> Result<CString, String> {
+fn resolve_program(process: &Process, env: &[String]) -> Result<CString, sync::Failure> {
     let name = process
         .args
         .first()
         .ok_or_else(|| "process.args: must not be empty".to_string())?;
     if name.contains('/') {
-        return CString::new(name.as_bytes())
-            .map_err(|_| "process.args[0]: contains a NUL byte".to_string());
+        return Ok(CString::new(name.as_bytes())
+            .map_err(|_| "process.args[0]: contains a NUL byte".to_string())?);
     }
     let path = env
         .iter()
@@ -382,7 +399,8 @@ fn resolve_program(process: &Process, env: &[String]) -> Result<CString, String>
             return Ok(c);
         }
     }
-    Err(format!(
-        "exec: {name:?}: executable file not found in $PATH"
-    ))
+    Err(sync::Failure {
+        command: Some(crate::spawn::CommandFailure::NotFound),
+        message: format!("exec: {name:?}: executable file not found in $PATH"),
+    })
 }

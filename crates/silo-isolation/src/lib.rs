@@ -15,10 +15,13 @@ pub mod ns;
 pub mod oom;
 pub mod paths;
 pub mod personality;
+pub mod pin;
 pub mod rlimits;
 pub mod spawn;
 mod sync;
 pub mod sysctl;
 pub mod user;
 
-pub use spawn::{exec_into, spawn_init, ExecPlan, InitPlan, ParentSide, SpawnError};
+pub use spawn::{
+    exec_into, spawn_init, CommandFailure, ExecPlan, InitPlan, ParentSide, SpawnError,
+};

@@ -74,6 +74,50 @@ pub enum SpawnError {
     Parent(String),
     #[error("{0}")]
     Child(String),
+    /// The container's command could not be run.
+    #[error("{message}")]
+    Command {
+        failure: CommandFailure,
+        message: String,
+    },
+}
+
+/// Why a container's command could not be run: its own fault, not the
+/// runtime's (exit codes 127 and 126, as shells and Docker report them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandFailure {
+    NotFound,
+    NotExecutable,
+}
+
+impl CommandFailure {
+    /// The exit code a shell gives this failure.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            CommandFailure::NotFound => 127,
+            CommandFailure::NotExecutable => 126,
+        }
+    }
+}
+
+impl SpawnError {
+    /// Set when the command itself could not be run.
+    pub fn command_failure(&self) -> Option<CommandFailure> {
+        match self {
+            SpawnError::Command { failure, .. } => Some(*failure),
+            _ => None,
+        }
+    }
+
+    fn from_child(f: sync::Failure) -> SpawnError {
+        match f.command {
+            Some(failure) => SpawnError::Command {
+                failure,
+                message: f.message,
+            },
+            None => SpawnError::Child(f.message),
+        }
+    }
 }
 
 fn ns_path(spec: &Spec, t: NamespaceType) -> Option<(bool, Option<&str>)> {
@@ -295,7 +339,7 @@ pub fn spawn_init(plan: InitPlan, side: &mut dyn ParentSide) -> Result<i32, Spaw
     }
     if side.has_runtime_hooks() {
         if let Err(e) = parent.expect(sync::HOOKS) {
-            return fail(pid, SpawnError::Child(e));
+            return fail(pid, SpawnError::from_child(e));
         }
         if let Err(e) = side.runtime_hooks(pid) {
             return fail(pid, SpawnError::Parent(e));
@@ -308,7 +352,7 @@ pub fn spawn_init(plan: InitPlan, side: &mut dyn ParentSide) -> Result<i32, Spaw
         }
     }
     if let Err(e) = parent.expect(sync::READY) {
-        return fail(pid, SpawnError::Child(e));
+        return fail(pid, SpawnError::from_child(e));
     }
     Ok(pid)
 }
@@ -407,7 +451,7 @@ pub fn exec_into(plan: ExecPlan) -> Result<i32, SpawnError> {
     drop(child);
     if let Err(e) = parent.expect(sync::READY) {
         kill_and_reap(pid);
-        return Err(SpawnError::Child(e));
+        return Err(SpawnError::from_child(e));
     }
     Ok(pid)
 }

@@ -11,6 +11,26 @@ pub const HOOKS: u8 = b'H';
 pub const CONTINUE: u8 = b'C';
 pub const READY: u8 = b'R';
 pub const ERROR: u8 = b'E';
+/// An error that is the command's fault: not found (127) or not executable (126).
+pub const NOT_FOUND: u8 = b'N';
+pub const NOT_EXECUTABLE: u8 = b'X';
+
+/// What went wrong on the other side, as [`Channel::expect`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Set when the command itself could not be run.
+    pub command: Option<crate::spawn::CommandFailure>,
+    pub message: String,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure {
+            command: None,
+            message,
+        }
+    }
+}
 
 /// One end of the channel.
 pub struct Channel {
@@ -89,17 +109,28 @@ impl Channel {
         }
     }
 
-    /// Waits for a given tag; an `ERROR` message or EOF becomes an error text.
-    pub fn expect(&self, want: u8) -> Result<Vec<u8>, String> {
+    /// Waits for a given tag; an error message or EOF becomes a [`Failure`].
+    pub fn expect(&self, want: u8) -> Result<Vec<u8>, Failure> {
+        use crate::spawn::CommandFailure;
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         match self.recv() {
             Ok(Some((tag, body))) if tag == want => Ok(body),
-            Ok(Some((ERROR, body))) => Err(String::from_utf8_lossy(&body).into_owned()),
+            Ok(Some((ERROR, body))) => Err(text(&body).into()),
+            Ok(Some((NOT_FOUND, body))) => Err(Failure {
+                command: Some(CommandFailure::NotFound),
+                message: text(&body),
+            }),
+            Ok(Some((NOT_EXECUTABLE, body))) => Err(Failure {
+                command: Some(CommandFailure::NotExecutable),
+                message: text(&body),
+            }),
             Ok(Some((tag, _))) => Err(format!(
                 "protocol error: expected message {:?}, got {:?}",
                 want as char, tag as char
-            )),
-            Ok(None) => Err("the container process exited during setup".into()),
-            Err(e) => Err(format!("reading from the setup channel: {e}")),
+            )
+            .into()),
+            Ok(None) => Err(String::from("the container process exited during setup").into()),
+            Err(e) => Err(format!("reading from the setup channel: {e}").into()),
         }
     }
 }

@@ -66,6 +66,16 @@ pub enum StartError {
     WaitAttach(String),
 }
 
+impl StartError {
+    /// Set when the container's command itself could not be run.
+    pub fn command_failure(&self) -> Option<silo_isolation::CommandFailure> {
+        match self {
+            StartError::Create { source, .. } => source.command_failure(),
+            _ => None,
+        }
+    }
+}
+
 fn now() -> String {
     silo_compute::store::rfc3339_now()
 }

@@ -5,6 +5,7 @@
 use crate::args::Args;
 use crate::fdio;
 use crate::monitor::Monitor;
+use crate::protocol::StartFailure;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -33,11 +34,23 @@ pub fn detach() -> io::Result<OwnedFd> {
         println!("{}", pid.trim());
         std::process::exit(0);
     }
-    match report.strip_prefix("error ") {
-        Some(msg) => eprintln!("silo-monitor: {}", msg.trim_end()),
-        None => eprintln!(
-            "silo-monitor: the monitor (pid {pid}) exited before reporting; see monitor.log in the state directory"
-        ),
+    // The child exits after a failed start: reap it here, or it would be
+    // reparented to silod (a subreaper) and linger there as a zombie.
+    let mut status = 0;
+    // SAFETY: waitpid on our own child writes into a live i32.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let failure = report
+        .strip_prefix("error ")
+        .and_then(|json| serde_json::from_str::<StartFailure>(json.trim_end()).ok())
+        .unwrap_or_else(|| StartFailure {
+            message: format!(
+                "the monitor (pid {pid}) exited before reporting; see monitor.log in the state directory"
+            ),
+            command: None,
+        });
+    eprintln!("silo-monitor: {}", failure.message);
+    if let Ok(line) = serde_json::to_string(&failure) {
+        println!("{line}");
     }
     std::process::exit(1);
 }
@@ -53,17 +66,27 @@ fn absolute(p: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// Runs the monitor to the end; `ready` (from [`detach`]) gets `ok <pid>`
-/// once the container runs, or `error <message>`. Returns the process exit
+/// once the container runs, or `error <StartFailure as JSON>`. Returns the process exit
 /// status: 0 once the container's exit has been recorded, 1 on failure.
 pub fn run(args: &Args, mut ready: Option<OwnedFd>) -> i32 {
     let mut args = args.clone();
     args.state_dir = absolute(&args.state_dir);
     args.bundle = absolute(&args.bundle);
     args.runtime_root = absolute(&args.runtime_root);
-    let fail = |ready: &mut Option<OwnedFd>, msg: String| {
-        eprintln!("silo-monitor: {msg}");
-        report(ready, &format!("error {msg}\n"));
+    let fail_with = |ready: &mut Option<OwnedFd>, failure: StartFailure| {
+        eprintln!("silo-monitor: {}", failure.message);
+        let json = serde_json::to_string(&failure).unwrap_or_default();
+        report(ready, &format!("error {json}\n"));
         1
+    };
+    let fail = |ready: &mut Option<OwnedFd>, message: String| {
+        fail_with(
+            ready,
+            StartFailure {
+                message,
+                command: None,
+            },
+        )
     };
     if let Err(e) = std::fs::create_dir_all(&args.state_dir) {
         return fail(
@@ -88,7 +111,13 @@ pub fn run(args: &Args, mut ready: Option<OwnedFd>) -> i32 {
     }
     let mut monitor = match Monitor::start(&args, log.as_fd()) {
         Ok(m) => m,
-        Err(e) => return fail(&mut ready, e.to_string()),
+        Err(e) => {
+            let failure = StartFailure {
+                message: e.to_string(),
+                command: e.command_failure().map(Into::into),
+            };
+            return fail_with(&mut ready, failure);
+        }
     };
     drop(log);
     if let Err(e) = monitor.write_info() {

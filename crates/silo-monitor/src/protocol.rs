@@ -107,6 +107,48 @@ impl ControlReply {
     }
 }
 
+/// Why a container's command could not be run (exit codes 127 and 126).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandError {
+    NotFound,
+    NotExecutable,
+}
+
+impl CommandError {
+    /// The exit code a shell gives it.
+    pub fn exit_code(self) -> i64 {
+        match self {
+            CommandError::NotFound => 127,
+            CommandError::NotExecutable => 126,
+        }
+    }
+}
+
+impl From<silo_isolation::CommandFailure> for CommandError {
+    fn from(f: silo_isolation::CommandFailure) -> CommandError {
+        match f {
+            silo_isolation::CommandFailure::NotFound => CommandError::NotFound,
+            silo_isolation::CommandFailure::NotExecutable => CommandError::NotExecutable,
+        }
+    }
+}
+
+/// Why a `--detach` monitor could not start its container: one JSON line
+/// on its stdout (it exits 1; the message also goes to its stderr).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StartFailure {
+    pub message: String,
+    /// Set when it was the command's fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandError>,
+}
+
+/// The [`StartFailure`] a failed `--detach` monitor printed.
+pub fn start_failure(stdout: &str) -> Option<StartFailure> {
+    serde_json::from_str(stdout.lines().last()?.trim()).ok()
+}
+
 /// The init pid a `--detach` monitor printed on success (its last line of
 /// stdout); on failure it exits non-zero with the error on stderr.
 pub fn detached_pid(stdout: &str) -> Option<i32> {
@@ -186,6 +228,13 @@ mod tests {
             serde_json::from_str(ControlReply::line(Err("no tty".into())).trim()).unwrap();
         assert_eq!(r.error.as_deref(), Some("no tty"));
         assert_eq!(detached_pid("warning\n1234\n"), Some(1234));
+        let f = StartFailure {
+            message: "exec: \"nope\": not found".into(),
+            command: Some(CommandError::NotFound),
+        };
+        let line = serde_json::to_string(&f).unwrap();
+        assert_eq!(start_failure(&format!("{line}\n")), Some(f));
+        assert_eq!(start_failure("1234\n"), None);
         assert_eq!(detached_pid(""), None);
         let req = ControlRequest {
             resize: Some(Resize {

@@ -102,6 +102,16 @@ fn unmount_path(p: &Path) -> io::Result<()> {
     }
 }
 
+/// The directories of a container's snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotPaths {
+    /// The container's root filesystem while mounted.
+    pub merged: PathBuf,
+    /// What the container wrote.
+    pub upper: PathBuf,
+    pub work: PathBuf,
+}
+
 /// Mounts overlayfs at `<dir>/merged` over `lowers` with `<dir>/upper` and
 /// `<dir>/work`. Uses the new mount API with one `lowerdir+` per layer (no
 /// page-size limit on the option string), falling back to mount(2) with a
@@ -305,6 +315,16 @@ impl Store {
                 let _ = fs::remove_dir_all(&dir);
                 Err(e)
             }
+        }
+    }
+
+    /// Where a container's snapshot lives (whether or not it exists).
+    pub fn snapshot_paths(&self, container_id: &str) -> SnapshotPaths {
+        let dir = self.snapshot_dir(container_id);
+        SnapshotPaths {
+            merged: dir.join("merged"),
+            upper: dir.join("upper"),
+            work: dir.join("work"),
         }
     }
 
