@@ -130,7 +130,7 @@ pub async fn wait(
     {
         // Unknown containers get a proper 404 before any header is sent.
         let (engine, id) = (engine.clone(), id.clone());
-        blocking(move || engine.inspect(&id, false)).await?;
+        blocking(move || engine.exists(&id)).await?;
     }
     let (tx, body) = channel_body(1);
     tokio::task::spawn_blocking(move || {
@@ -218,19 +218,10 @@ pub async fn logs(
         timestamps: params.flag("timestamps", false)?,
         tail: tail.map(|t| t.max(0) as usize),
     };
-    if !opts.stdout && !opts.stderr {
-        return Err(ApiError::BadRequest(
-            "you must choose at least one stream (stdout or stderr)".to_string(),
-        ));
-    }
     let (tx, body) = channel_body(32);
-    let (ready_tx, ready_rx) = oneshot::channel::<silo_engine::Result<bool>>();
+    let (ready_tx, ready_rx) = oneshot::channel::<silo_docker::Result<bool>>();
     tokio::task::spawn_blocking(move || {
-        let opened = engine
-            .inspect(&id, false)
-            .map(|doc| doc.config.and_then(|c| c.tty).unwrap_or(false))
-            .and_then(|tty| engine.logs(&id, opts).map(|it| (tty, it)));
-        let (tty, chunks) = match opened {
+        let (tty, chunks) = match engine.logs(&id, opts) {
             Ok(x) => x,
             Err(e) => {
                 let _ = ready_tx.send(Err(e));
@@ -251,7 +242,8 @@ pub async fn logs(
     });
     let tty = ready_rx
         .await
-        .map_err(|_| ApiError::Internal("the log reader stopped".to_string()))??;
+        .map_err(|_| ApiError::Internal("the log reader stopped".to_string()))?
+        .map_err(ApiError::Docker)?;
     Ok(stream_response(body, tty))
 }
 
@@ -301,18 +293,6 @@ fn stats_line(sample: &ContainerStatsResponse) -> Chunk {
     Ok(Bytes::from(line))
 }
 
-/// Fills `precpu_stats`/`preread` from the previous sample when the engine did not.
-fn chain(sample: &mut ContainerStatsResponse, prev: Option<&ContainerStatsResponse>) {
-    if let Some(prev) = prev {
-        if sample.precpu_stats.is_none() {
-            sample.precpu_stats = prev.cpu_stats.clone();
-        }
-        if sample.preread.is_none() {
-            sample.preread = prev.read.clone();
-        }
-    }
-}
-
 pub async fn stats(
     State(engine): State<Shared>,
     Path(id): Path<String>,
@@ -320,29 +300,28 @@ pub async fn stats(
 ) -> ApiResult<Response> {
     let stream = params.flag("stream", true)?;
     let one_shot = params.flag("one-shot", false)?;
-    let first = {
-        let (engine, id) = (engine.clone(), id.clone());
-        blocking(move || engine.stats(&id)).await?
-    };
+    let (mut samples, first) = blocking(move || {
+        let mut samples = engine.stats(&id)?;
+        let first = samples.sample()?;
+        Ok((samples, first))
+    })
+    .await?;
     if !stream {
         let sample = if one_shot {
             first
         } else {
             // Like dockerd: a second sample a second later so CPU usage can be computed.
-            let mut second = blocking(move || {
+            blocking(move || {
                 std::thread::sleep(Duration::from_secs(1));
-                engine.stats(&id)
+                samples.sample()
             })
-            .await?;
-            chain(&mut second, Some(&first));
-            second
+            .await?
         };
         return Ok(Json(sample).into_response());
     }
     let (tx, body): (mpsc::Sender<Chunk>, Body) = channel_body(2);
     tokio::task::spawn_blocking(move || {
-        let mut prev = first;
-        if tx.blocking_send(stats_line(&prev)).is_err() {
+        if tx.blocking_send(stats_line(&first)).is_err() {
             return;
         }
         loop {
@@ -350,15 +329,10 @@ pub async fn stats(
             if tx.is_closed() {
                 break;
             }
-            let mut sample = match engine.stats(&id) {
-                Ok(s) => s,
-                Err(_) => break,
-            };
-            chain(&mut sample, Some(&prev));
+            let Ok(sample) = samples.sample() else { break };
             if tx.blocking_send(stats_line(&sample)).is_err() {
                 break;
             }
-            prev = sample;
         }
     });
     let mut resp = Response::new(body);
@@ -394,7 +368,7 @@ pub async fn archive_head(
 /// Runs `produce` on the blocking pool writing into a streaming body.
 fn tar_stream<F>(produce: F) -> Body
 where
-    F: FnOnce(&mut dyn Write) -> silo_engine::Result<()> + Send + 'static,
+    F: FnOnce(&mut dyn Write) -> silo_docker::Result<()> + Send + 'static,
 {
     let (tx, body) = channel_body(8);
     tokio::task::spawn_blocking(move || {
@@ -450,7 +424,7 @@ pub async fn archive_put(
 pub async fn export(State(engine): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
     {
         let (engine, id) = (engine.clone(), id.clone());
-        blocking(move || engine.inspect(&id, false)).await?;
+        blocking(move || engine.exists(&id)).await?;
     }
     let body = tar_stream(move |out| engine.export(&id, out));
     Ok(tar_response(body))

@@ -1,6 +1,8 @@
 //! The Docker Engine API (the subset the docker CLI uses) over HTTP/1.1 on
-//! a unix socket, answered by the blocking `silo_engine::Engine` from the
-//! blocking pool. Paths work with or without a `/v1.xx` prefix; every
+//! a unix socket: the front end. Requests are answered by the Docker
+//! adapter (`silo_docker::Docker`, blocking) from the blocking pool; this
+//! crate owns HTTP: routes, parameters, status codes, streams and hijacked
+//! connections. Paths work with or without a `/v1.xx` prefix; every
 //! response carries `Api-Version`.
 
 mod containers;
@@ -22,23 +24,19 @@ use axum::routing::{get, head, post};
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use silo_engine::Engine;
+use silo_docker::Docker;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
 use tokio::net::UnixListener;
 use tower::ServiceExt;
 
-/// The API version this daemon speaks (the CLI negotiates down to it).
-pub const API_VERSION: &str = "1.45";
-/// The oldest API version accepted.
-pub const MIN_API_VERSION: &str = "1.24";
+pub use silo_docker::{API_VERSION, MIN_API_VERSION};
 
-/// The engine shared by every handler.
-pub(crate) type Shared = Arc<Engine>;
+/// The Docker front end shared by every handler.
+pub(crate) type Shared = Docker;
 
 /// Every route of the API (paths without the version prefix).
-pub fn router(engine: Arc<Engine>) -> Router {
+pub fn router(engine: Docker) -> Router {
     Router::new()
         // system
         .route("/_ping", get(system::ping).head(system::ping))
@@ -174,11 +172,7 @@ pub async fn handle(router: Router, req: Request<Body>) -> axum::response::Respo
 /// Serves the API on `listener` until `shutdown` completes; then stops
 /// accepting and returns (connections still open are left to end with the
 /// process; containers keep running).
-pub async fn serve<F>(
-    listener: UnixListener,
-    engine: Arc<Engine>,
-    shutdown: F,
-) -> std::io::Result<()>
+pub async fn serve<F>(listener: UnixListener, engine: Docker, shutdown: F) -> std::io::Result<()>
 where
     F: Future<Output = ()>,
 {

@@ -6,7 +6,7 @@ use crate::error::{ApiError, ApiResult};
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
-use silo_engine::Filters;
+use silo_docker::Filters;
 use std::str::FromStr;
 
 /// All query parameters of a request, in order, duplicates kept.

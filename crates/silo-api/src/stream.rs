@@ -11,16 +11,16 @@ use tokio::sync::mpsc;
 /// A chunk sent into a streaming response body.
 pub type Chunk = Result<Bytes, io::Error>;
 
-/// Runs a blocking engine call on the blocking pool.
+/// Runs a blocking adapter call on the blocking pool.
 pub async fn blocking<T, F>(f: F) -> ApiResult<T>
 where
     T: Send + 'static,
-    F: FnOnce() -> silo_engine::Result<T> + Send + 'static,
+    F: FnOnce() -> silo_docker::Result<T> + Send + 'static,
 {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::Internal(format!("engine task failed: {e}")))?
-        .map_err(ApiError::Engine)
+        .map_err(ApiError::Docker)
 }
 
 /// A response body whose chunks come from the returned sender. The body
@@ -107,27 +107,15 @@ pub fn feed_reader(body: Body) -> ChannelReader {
     }
 }
 
-/// Docker's stream framing: an 8-byte header (stream, 0, 0, 0, big-endian
-/// length) before each chunk of a non-TTY stream.
+/// Docker's stream framing of one chunk ([`silo_sys::frame`]).
 pub fn frame(stream: u8, bytes: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(8 + bytes.len());
-    out.push(stream);
-    out.extend_from_slice(&[0, 0, 0]);
-    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-    out.extend_from_slice(bytes);
-    Bytes::from(out)
+    let stream = silo_sys::frame::Stream::from_byte(stream);
+    Bytes::from(silo_sys::frame::frame(stream, bytes))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn frame_header_layout() {
-        let f = frame(2, b"hello");
-        assert_eq!(&f[..8], &[2, 0, 0, 0, 0, 0, 0, 5]);
-        assert_eq!(&f[8..], b"hello");
-    }
 
     #[tokio::test]
     async fn reader_and_writer_round_trip() {
@@ -151,10 +139,8 @@ mod tests {
 
     #[tokio::test]
     async fn blocking_maps_engine_errors() {
-        let err = blocking(|| -> silo_engine::Result<()> {
-            Err(silo_engine::EngineError::NotFound(
-                "No such container: x".into(),
-            ))
+        let err = blocking(|| -> silo_docker::Result<()> {
+            Err(silo_engine::Error::not_found(silo_engine::Kind::Container, "x").into())
         })
         .await
         .unwrap_err();

@@ -4,7 +4,7 @@
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
 use crate::stream::{blocking, channel_body};
-use crate::{Shared, API_VERSION, MIN_API_VERSION};
+use crate::Shared;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue};
@@ -30,29 +30,8 @@ pub async fn ping() -> Response {
 }
 
 pub async fn version(State(engine): State<Shared>) -> ApiResult<Response> {
-    let mut v = blocking(move || Ok(engine.version())).await?;
-    v.api_version = Some(API_VERSION.to_string());
-    v.min_api_version = Some(MIN_API_VERSION.to_string());
-    v.os.get_or_insert_with(|| "linux".to_string());
-    v.arch.get_or_insert_with(|| go_arch().to_string());
-    v.version
-        .get_or_insert_with(|| env!("CARGO_PKG_VERSION").to_string());
-    v.experimental.get_or_insert(false);
-    if v.kernel_version.is_none() {
-        v.kernel_version = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .ok()
-            .map(|s| s.trim().to_string());
-    }
+    let v = blocking(move || Ok(engine.version())).await?;
     Ok(Json(v).into_response())
-}
-
-/// Docker's (Go's) architecture names.
-fn go_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
 }
 
 pub async fn info(State(engine): State<Shared>) -> ApiResult<Response> {
@@ -123,7 +102,7 @@ pub async fn events(State(engine): State<Shared>, params: Params) -> ApiResult<R
     let until_f = params.timestamp("until")?;
     let until = until_f.map(|t| t as i64);
     let deadline = until_f.map(|t| UNIX_EPOCH + Duration::try_from_secs_f64(t).unwrap_or_default());
-    let rx = blocking(move || engine.events(since, until, &filters)).await?;
+    let rx = blocking(move || Ok(engine.events(since, until, &filters))).await?;
     let (tx, body) = channel_body(64);
     tokio::task::spawn_blocking(move || loop {
         let got = match events_wait(deadline, SystemTime::now(), Duration::from_millis(500)) {
@@ -175,9 +154,7 @@ pub async fn hcs_inspect(
 }
 
 pub async fn not_found() -> ApiError {
-    ApiError::Engine(silo_engine::EngineError::NotFound(
-        "page not found".to_string(),
-    ))
+    ApiError::NotFound("page not found".to_string())
 }
 
 #[cfg(test)]

@@ -1,33 +1,97 @@
 //! The engine's I/O operations on containers: logs, attach, exec, top,
-//! stats, archive (cp), export, and the HCS views.
+//! statistics, file archives (cp), export, and the HCS views. Streams are
+//! the monitor's ([`silo_sys::frame`] framing without a terminal).
 
-use crate::*;
-use std::io::BufRead;
+use crate::error::{Error, Kind, Result};
+use crate::events::{Action, Scope};
+use crate::model::Status;
+use crate::Engine;
+use silo_monitor::protocol::{self as monitor, AttachRequest, ControlRequest, Resize};
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 #[path = "io/archive.rs"]
 mod archive;
-#[cfg(test)]
-#[path = "io/e2e.rs"]
-mod e2e;
 #[path = "io/exec.rs"]
-mod exec;
+pub(crate) mod exec;
 #[path = "io/logs.rs"]
 mod logs;
 #[path = "io/probe.rs"]
 mod probe;
 #[path = "io/stats.rs"]
-mod stats;
+pub(crate) mod stats;
 
-const EXIT_FILE: &str = "exit.json";
-const MONITOR_FILE: &str = "monitor.json";
-const ATTACH_SOCK: &str = "attach.sock";
-const CONTROL_SOCK: &str = "control.sock";
+use exec::{ExecInfo, ExecSpec};
 
-fn internal(what: &str, e: impl std::fmt::Display) -> EngineError {
-    EngineError::Internal(format!("{what}: {e}"))
+/// Log reading options.
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    pub follow: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    /// Unix seconds (fractions allowed), 0 = no bound.
+    pub since: f64,
+    pub until: f64,
+    pub timestamps: bool,
+    /// Number of lines from the end; None = all.
+    pub tail: Option<usize>,
+}
+
+/// One chunk of container output.
+#[derive(Debug, Clone)]
+pub struct LogChunk {
+    /// 1 = stdout, 2 = stderr.
+    pub stream: u8,
+    pub bytes: Vec<u8>,
+}
+
+/// A live attach (or exec): a socket carrying the multiplexed stream
+/// (raw bytes with a terminal) in both directions.
+pub struct AttachStream {
+    pub tty: bool,
+    pub socket: UnixStream,
+}
+
+/// What a path inside a container is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathStat {
+    pub name: String,
+    pub size: i64,
+    /// `st_mode`.
+    pub mode: u32,
+    /// RFC 3339.
+    pub mtime: String,
+    /// For a symlink, its target as the container resolves it.
+    pub link_target: String,
+}
+
+/// `ps` output for a container's processes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessTable {
+    pub titles: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// What the I/O operations need to know about one container.
+#[derive(Debug, Clone)]
+pub(crate) struct IoRef {
+    pub id: String,
+    pub name: String,
+    /// The monitor's state dir: log, attach.sock, control.sock, exit.json.
+    pub state_dir: PathBuf,
+    /// The container's merged root filesystem (mounted while it exists).
+    pub rootfs: PathBuf,
+    pub running: bool,
+    pub paused: bool,
+    pub tty: bool,
+    /// The OCI spec the container runs with (process defaults for exec).
+    pub spec: silo_oci::Spec,
+    /// The container's user, unresolved: what an exec without one runs as.
+    pub user: String,
 }
 
 fn mtime(p: &Path) -> Option<SystemTime> {
@@ -42,18 +106,13 @@ fn still_running(dir: &Path, exit_after: SystemTime, monitor_after: SystemTime) 
         // Waiting for a start (monitor_after set): the dir may come later.
         return monitor_after > SystemTime::UNIX_EPOCH;
     }
-    if mtime(&dir.join(EXIT_FILE)).is_some_and(|t| t >= exit_after) {
+    if mtime(&dir.join(monitor::EXIT_FILE)).is_some_and(|t| t >= exit_after) {
         return false;
     }
-    let mon = dir.join(MONITOR_FILE);
-    if mtime(&mon).is_some_and(|t| t >= monitor_after) {
-        let pid = std::fs::read(&mon)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["monitor_pid"].as_i64());
-        if let Some(pid) = pid {
+    if mtime(&dir.join(monitor::MONITOR_FILE)).is_some_and(|t| t >= monitor_after) {
+        if let Some(m) = monitor::read_monitor(dir) {
             // SAFETY: signal 0 only checks that the process exists.
-            if pid > 0 && unsafe { libc::kill(pid as i32, 0) } != 0 {
+            if m.monitor_pid > 0 && unsafe { libc::kill(m.monitor_pid, 0) } != 0 {
                 return false;
             }
         }
@@ -73,18 +132,13 @@ fn hung_up(fd: i32) -> bool {
     n > 0 && p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
 }
 
-/// Connects to the monitor's attach socket and sends the handshake.
-fn monitor_attach(
-    dir: &Path,
-    stdin: bool,
-    stdout: bool,
-    stderr: bool,
-) -> std::io::Result<UnixStream> {
-    let mut s = UnixStream::connect(dir.join(ATTACH_SOCK))?;
-    let hello =
-        serde_json::json!({"stdin": stdin, "stdout": stdout, "stderr": stderr, "logs": false});
-    s.write_all(format!("{hello}\n").as_bytes())?;
-    Ok(s)
+fn attach_request(stdin: bool, stdout: bool, stderr: bool) -> AttachRequest {
+    AttachRequest {
+        stdin,
+        stdout,
+        stderr,
+        logs: false,
+    }
 }
 
 /// Copies the monitor's stream to the client and, with `stdin`, the
@@ -103,41 +157,39 @@ fn relay(mon: UnixStream, client: UnixStream, stdin: bool) {
     let _ = to.shutdown(std::net::Shutdown::Write);
 }
 
-/// Sends one command line on the monitor's control socket; returns the reply.
-fn control(dir: &Path, cmd: &serde_json::Value) -> std::io::Result<serde_json::Value> {
-    let mut s = UnixStream::connect(dir.join(CONTROL_SOCK))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(format!("{cmd}\n").as_bytes())?;
-    let mut line = String::new();
-    std::io::BufReader::new(s).read_line(&mut line)?;
-    serde_json::from_str(&line).map_err(std::io::Error::other)
+/// Counts one attach client waiting for a container to start, while it lives.
+struct PendingAttach {
+    engine: Weak<Engine>,
+    id: String,
 }
-
-/// Attach clients waiting for a container to start, by container id.
-fn pending_attaches() -> &'static std::sync::Mutex<HashMap<String, u32>> {
-    static PENDING: std::sync::OnceLock<std::sync::Mutex<HashMap<String, u32>>> =
-        std::sync::OnceLock::new();
-    PENDING.get_or_init(Default::default)
-}
-
-/// Counts one waiting attach client while it lives.
-struct PendingAttach(String);
 
 impl PendingAttach {
-    fn new(id: &str) -> PendingAttach {
-        let mut m = pending_attaches().lock().unwrap_or_else(|p| p.into_inner());
+    fn new(engine: &Engine, id: &str) -> PendingAttach {
+        let mut m = engine
+            .pending_attaches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         *m.entry(id.to_string()).or_default() += 1;
-        PendingAttach(id.to_string())
+        PendingAttach {
+            engine: engine.me.clone(),
+            id: id.to_string(),
+        }
     }
 }
 
 impl Drop for PendingAttach {
     fn drop(&mut self) {
-        let mut m = pending_attaches().lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(&self.0) {
+        let Some(engine) = self.engine.upgrade() else {
+            return;
+        };
+        let mut m = engine
+            .pending_attaches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.id) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                m.remove(&self.0);
+                m.remove(&self.id);
             }
         }
     }
@@ -156,29 +208,55 @@ pub(crate) struct ExecSpawned {
 }
 
 impl Engine {
-    /// How many attach clients wait for this container to start: pass it to
-    /// the monitor as `--wait-attach N` so they connect before the
-    /// container runs (each connects within ~20 ms of the socket appearing).
-    #[allow(dead_code)] // until the lifecycle's start passes it to the monitor
+    /// What the I/O code needs of a container; makes the state link if it
+    /// is missing (a failure there is left to what needs the link).
+    pub(crate) fn io_ref(&self, name_or_id: &str) -> Result<IoRef> {
+        let r = {
+            let map = self.lock();
+            let c = crate::model::find(&map, name_or_id)?;
+            IoRef {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                state_dir: self.state_dir(&c.id),
+                rootfs: self.storage.snapshot_paths(&c.id).merged,
+                running: c.state.status.is_running(),
+                paused: matches!(c.state.status, Status::Paused(_)),
+                tty: c.config.process.terminal,
+                spec: (*c.spec).clone(),
+                user: c.config.process.user.clone(),
+            }
+        };
+        if let Err(e) = self.ensure_state_link(&r.id) {
+            tracing::warn!("state link of {}: {e}", r.id);
+        }
+        Ok(r)
+    }
+
+    /// How many attach clients wait for this container to start: passed
+    /// to the monitor as `--wait-attach N` so they connect before the
+    /// container runs.
     pub(crate) fn waiting_attaches(&self, id: &str) -> u32 {
-        let m = pending_attaches().lock().unwrap_or_else(|p| p.into_inner());
+        let m = self
+            .pending_attaches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         m.get(id).copied().unwrap_or(0)
     }
 
-    fn not_running(c: &ContainerRef) -> EngineError {
-        EngineError::Conflict(format!("container {} is not running", c.id))
+    fn io_not_running(c: &IoRef) -> Error {
+        Error::conflict(format!("container {} is not running", c.id))
     }
 
-    fn archive_error(c: &ContainerRef, path: &str, e: archive::ArchiveError) -> EngineError {
+    fn archive_error(c: &IoRef, path: &str, e: archive::ArchiveError) -> Error {
         match e {
-            archive::ArchiveError::NotFound { .. } => EngineError::NotFound(format!(
-                "Could not find the file {path} in container {}",
-                c.name.trim_start_matches('/')
-            )),
+            archive::ArchiveError::NotFound { .. } => Error::NotFound {
+                kind: Kind::Container,
+                id: format!("{path} in container {}", c.name),
+            },
             e @ (archive::ArchiveError::NotDir { .. } | archive::ArchiveError::Entry { .. }) => {
-                EngineError::BadParameter(e.to_string())
+                Error::invalid("path", e.to_string())
             }
-            e => EngineError::Internal(e.to_string()),
+            e => Error::internal(format!("archive of {}", c.id), e),
         }
     }
 
@@ -186,16 +264,9 @@ impl Engine {
     pub fn logs(
         &self,
         id: &str,
-        opts: LogOptions,
-    ) -> Result<Box<dyn Iterator<Item = LogChunk> + Send>> {
-        let c = self.resolve(id)?;
-        Self::logs_ref(&c, opts)
-    }
-
-    fn logs_ref(
-        c: &ContainerRef,
         mut opts: LogOptions,
     ) -> Result<Box<dyn Iterator<Item = LogChunk> + Send>> {
+        let c = self.io_ref(id)?;
         if !c.running {
             opts.follow = false;
         }
@@ -203,9 +274,12 @@ impl Engine {
         let now = SystemTime::now();
         let alive = Box::new(move || still_running(&dir, now, SystemTime::UNIX_EPOCH));
         logs::open(&c.state_dir, opts, alive)
-            .map_err(|e| internal(&format!("reading logs in {}", c.state_dir.display()), e))
+            .map_err(|e| Error::internal(format!("reading logs in {}", c.state_dir.display()), e))
     }
 
+    /// Attaches to the container's stdio; with `logs`, its output so far
+    /// comes first. Attaching to a container not started yet connects
+    /// before it starts, so no output is missed.
     pub fn attach(
         &self,
         id: &str,
@@ -214,30 +288,15 @@ impl Engine {
         stderr: bool,
         logs: bool,
     ) -> Result<AttachStream> {
-        let c = self.resolve(id)?;
-        if !c.running {
-            // The state dir link normally appears at start; attaching before
-            // start watches it to notice a container removed meanwhile.
-            self.ensure_state_link(&c.id)?;
-        }
-        Self::attach_ref(&c, stdin, stdout, stderr, logs)
-    }
-
-    fn attach_ref(
-        c: &ContainerRef,
-        stdin: bool,
-        stdout: bool,
-        stderr: bool,
-        logs: bool,
-    ) -> Result<AttachStream> {
+        let c = self.io_ref(id)?;
         if c.paused {
-            return Err(EngineError::Conflict(format!(
+            return Err(Error::conflict(format!(
                 "container {} is paused, unpause the container before attach",
                 c.id
             )));
         }
         if c.running && !logs {
-            match monitor_attach(&c.state_dir, stdin, stdout, stderr) {
+            match monitor::attach(&c.state_dir, &attach_request(stdin, stdout, stderr)) {
                 Ok(socket) => return Ok(AttachStream { tty: c.tty, socket }),
                 Err(e) => {
                     tracing::debug!(id = %c.id, error = %e, "attach socket; following the log")
@@ -245,11 +304,12 @@ impl Engine {
             }
         }
         if !c.running && !logs {
-            return Self::attach_before_start(c, stdin, stdout, stderr);
+            return self.attach_before_start(&c, stdin, stdout, stderr);
         }
         // History wanted: output comes from the log (lossless from this
         // moment), input goes to the monitor once it is up.
-        let (ours, theirs) = UnixStream::pair().map_err(|e| internal("socketpair", e))?;
+        let sock_err = |e| Error::internal("attach socket", e);
+        let (ours, theirs) = UnixStream::pair().map_err(sock_err)?;
         let t0 = SystemTime::now();
         let (exit_after, monitor_after) = if c.running {
             (t0, SystemTime::UNIX_EPOCH)
@@ -263,7 +323,7 @@ impl Engine {
             ..Default::default()
         };
         let dir = c.state_dir.clone();
-        let watch = ours.try_clone().map_err(|e| internal("socket", e))?;
+        let watch = ours.try_clone().map_err(sock_err)?;
         let alive_dir = dir.clone();
         let alive = Box::new(move || {
             !hung_up(watch.as_raw_fd()) && still_running(&alive_dir, exit_after, monitor_after)
@@ -278,7 +338,7 @@ impl Engine {
                 },
                 Box::new(|| false),
             )
-            .map_err(|e| internal(&format!("reading logs in {}", dir.display()), e))?;
+            .map_err(|e| Error::internal(format!("reading logs in {}", dir.display()), e))?;
             history.extend(past);
         }
         let live = logs::follow_new(&dir, opts, alive);
@@ -286,12 +346,12 @@ impl Engine {
         // Input (and, for a container not started yet, the monitor's
         // `--wait-attach` count) needs a connection to the monitor.
         if stdin || !c.running {
-            let mut from_client = ours.try_clone().map_err(|e| internal("socket", e))?;
+            let mut from_client = ours.try_clone().map_err(sock_err)?;
             let dir = dir.clone();
-            let pending = (!c.running).then(|| PendingAttach::new(&c.id));
+            let pending = (!c.running).then(|| PendingAttach::new(self, &c.id));
             std::thread::spawn(move || {
                 let mon = loop {
-                    if let Ok(s) = monitor_attach(&dir, stdin, false, false) {
+                    if let Ok(s) = monitor::attach(&dir, &attach_request(stdin, false, false)) {
                         break s;
                     }
                     if hung_up(from_client.as_raw_fd())
@@ -318,7 +378,8 @@ impl Engine {
                 let bytes = if tty {
                     chunk.bytes
                 } else {
-                    exec::frame(chunk.stream, &chunk.bytes)
+                    let stream = silo_sys::frame::Stream::from_byte(chunk.stream);
+                    silo_sys::frame::frame(stream, &chunk.bytes)
                 };
                 if out.write_all(&bytes).is_err() {
                     return;
@@ -332,28 +393,34 @@ impl Engine {
         })
     }
 
-    /// `docker run` and `start -a` attach before the container starts. The
+    /// A client attached before the container starts (`docker run`). The
     /// monitor, started with `--wait-attach N` (N = clients registered
     /// here), accepts our connection before it starts the container, so
-    /// the monitor's own stream carries every byte; we only relay it. The
-    /// stream ends when the monitor closes it at exit, or right away if
-    /// the container goes away without starting.
+    /// its own stream carries every byte; we only relay it. The stream
+    /// ends when the monitor closes it at exit, or at once if the container
+    /// goes away without starting.
     fn attach_before_start(
-        c: &ContainerRef,
+        &self,
+        c: &IoRef,
         stdin: bool,
         stdout: bool,
         stderr: bool,
     ) -> Result<AttachStream> {
-        let (ours, theirs) = UnixStream::pair().map_err(|e| internal("socketpair", e))?;
-        let pending = PendingAttach::new(&c.id);
+        // The state dir link normally appears at start; attaching before
+        // start watches it to notice a container removed meanwhile.
+        self.ensure_state_link(&c.id)?;
+        let (ours, theirs) = UnixStream::pair().map_err(|e| Error::internal("attach socket", e))?;
+        let pending = PendingAttach::new(self, &c.id);
         let dir = c.state_dir.clone();
         let t0 = SystemTime::now();
         std::thread::spawn(move || {
+            let req = attach_request(stdin, stdout, stderr);
             let mon = loop {
-                if let Ok(s) = monitor_attach(&dir, stdin, stdout, stderr) {
+                if let Ok(s) = monitor::attach(&dir, &req) {
                     break s;
                 }
-                let gone = !dir.exists() || mtime(&dir.join(EXIT_FILE)).is_some_and(|t| t >= t0);
+                let gone =
+                    !dir.exists() || mtime(&dir.join(monitor::EXIT_FILE)).is_some_and(|t| t >= t0);
                 if gone || hung_up(ours.as_raw_fd()) {
                     let _ = ours.shutdown(std::net::Shutdown::Both);
                     return;
@@ -369,43 +436,37 @@ impl Engine {
         })
     }
 
+    /// Resizes the container's terminal.
     pub fn resize(&self, id: &str, height: u16, width: u16) -> Result<()> {
-        let c = self.resolve(id)?;
+        let c = self.io_ref(id)?;
         if !c.running {
-            return Err(Self::not_running(&c));
+            return Err(Self::io_not_running(&c));
         }
-        let reply = control(
-            &c.state_dir,
-            &serde_json::json!({"resize": {"height": height, "width": width}}),
-        )
-        .map_err(|e| {
-            internal(
-                &format!("resize via {}", c.state_dir.join(CONTROL_SOCK).display()),
-                e,
-            )
-        })?;
-        match reply.get("error").and_then(|e| e.as_str()) {
-            Some(e) => Err(EngineError::Internal(format!(
-                "resize container {}: {e}",
-                c.id
-            ))),
-            None => Ok(()),
+        let req = ControlRequest {
+            resize: Some(Resize { height, width }),
+            signal: None,
+        };
+        let sock = c.state_dir.join(monitor::CONTROL_SOCK);
+        match monitor::control(&c.state_dir, &req) {
+            Err(e) => Err(Error::internal(format!("resize via {}", sock.display()), e)),
+            Ok(Err(refused)) => Err(Error::invalid(
+                "resize",
+                format!("resize container {}: {refused}", c.id),
+            )),
+            Ok(Ok(())) => Ok(()),
         }
     }
 
-    pub fn top(&self, id: &str, ps_args: Option<&str>) -> Result<ContainerTopResponse> {
-        let c = self.resolve(id)?;
-        self.top_ref(&c, ps_args)
-    }
-
-    fn top_ref(&self, c: &ContainerRef, ps_args: Option<&str>) -> Result<ContainerTopResponse> {
+    /// `ps` (with `ps_args`, default `-ef`) limited to the container's processes.
+    pub fn top(&self, id: &str, ps_args: Option<&str>) -> Result<ProcessTable> {
+        let c = self.io_ref(id)?;
         if !c.running {
-            return Err(Self::not_running(c));
+            return Err(Self::io_not_running(&c));
         }
         let host = self.compute_host()?;
         let pids = silo_compute::open(&host, &c.id)
             .and_then(|s| s.processes())
-            .map_err(|e| internal(&format!("processes of {}", c.id), e))?;
+            .map_err(|e| Error::internal(format!("processes of {}", c.id), e))?;
         let args: Vec<&str> = match ps_args.map(str::trim).filter(|a| !a.is_empty()) {
             Some(a) => a.split_whitespace().collect(),
             None => vec!["-ef"],
@@ -413,175 +474,171 @@ impl Engine {
         let out = std::process::Command::new("ps")
             .args(&args)
             .output()
-            .map_err(|e| internal("running ps", e))?;
+            .map_err(|e| Error::internal("running ps", e))?;
         if !out.status.success() {
-            return Err(EngineError::Internal(format!(
-                "ps {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+            return Err(Error::invalid(
+                "ps_args",
+                format!(
+                    "ps {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            ));
         }
         let (titles, rows) = stats::filter_ps(&String::from_utf8_lossy(&out.stdout), &pids)
-            .map_err(EngineError::Internal)?;
-        Ok(ContainerTopResponse {
-            titles: Some(titles),
-            processes: Some(rows),
-        })
+            .map_err(|e| Error::internal("ps", std::io::Error::other(e)))?;
+        Ok(ProcessTable { titles, rows })
     }
 
-    /// One statistics sample (the API layer repeats it for streaming).
-    pub fn stats(&self, id: &str) -> Result<ContainerStatsResponse> {
-        let c = self.resolve(id)?;
-        self.stats_ref(c)
-    }
-
-    fn stats_ref(&self, c: ContainerRef) -> Result<ContainerStatsResponse> {
-        let read = silo_compute::store::rfc3339_now();
-        let name = format!("/{}", c.name.trim_start_matches('/'));
+    /// One statistics sample; None when the container does not run.
+    pub fn stats(&self, id: &str) -> Result<Option<stats::StatsSample>> {
+        let c = self.io_ref(id)?;
+        let read = silo_units::now_rfc3339();
         if !c.running {
-            return Ok(ContainerStatsResponse {
-                id: Some(c.id),
-                name: Some(name),
-                read: Some(read),
-                preread: Some("0001-01-01T00:00:00Z".into()),
-                os_type: Some("linux".into()),
-                ..Default::default()
-            });
+            return Ok(None);
         }
         let host = self.compute_host()?;
-        let s = silo_compute::open(&host, &c.id)
+        let job = silo_compute::open(&host, &c.id)
             .and_then(|s| s.stats())
-            .map_err(|e| internal(&format!("statistics of {}", c.id), e))?;
-        let (system_ns, cpus) = stats::system_cpu(&host.proc_root);
-        let (cpu, mut resp) = stats::convert(&s, system_ns, cpus, read);
-        resp.id = Some(c.id.clone());
-        resp.name = Some(name);
-        Ok(stats::with_previous(&c.id, cpu, resp))
+            .map_err(|e| Error::internal(format!("statistics of {}", c.id), e))?;
+        let (system_cpu_ns, online_cpus) = stats::system_cpu(&host.proc_root);
+        Ok(Some(stats::StatsSample {
+            read,
+            job,
+            system_cpu_ns,
+            online_cpus,
+            host_memory: stats::host_memory(),
+        }))
     }
 
-    /// `HEAD/GET /containers/{id}/archive`: the stat header (base64 JSON in
-    /// `X-Docker-Container-Path-Stat`) and, for GET, a tar written to `out`.
-    pub fn archive_stat(&self, id: &str, path: &str) -> Result<serde_json::Value> {
-        let c = self.resolve(id)?;
+    /// What the path is in the container.
+    pub fn archive_stat(&self, id: &str, path: &str) -> Result<PathStat> {
+        let c = self.io_ref(id)?;
         archive::stat(&c.rootfs, path).map_err(|e| Self::archive_error(&c, path, e))
     }
+
+    /// A tar of the path in the container.
     pub fn archive_get(&self, id: &str, path: &str, out: &mut dyn Write) -> Result<()> {
-        let c = self.resolve(id)?;
+        let c = self.io_ref(id)?;
         archive::get(&c.rootfs, path, out).map_err(|e| Self::archive_error(&c, path, e))
     }
+
+    /// Extracts a tar at the path in the container.
     pub fn archive_put(&self, id: &str, path: &str, tar: &mut dyn Read) -> Result<()> {
-        let c = self.resolve(id)?;
+        let c = self.io_ref(id)?;
         archive::put(&c.rootfs, path, tar).map_err(|e| Self::archive_error(&c, path, e))
     }
+
+    /// A tar of the container's whole filesystem.
     pub fn export(&self, id: &str, out: &mut dyn Write) -> Result<()> {
-        let c = self.resolve(id)?;
+        let c = self.io_ref(id)?;
         archive::export(&c.rootfs, out).map_err(|e| Self::archive_error(&c, "/", e))
     }
 
     // ---- exec ----
-    pub fn exec_create(&self, id: &str, config: ExecConfig) -> Result<IdResponse> {
-        let c = self.resolve(id)?;
+
+    /// Registers an exec in a running container.
+    pub fn exec_create(&self, id: &str, spec: ExecSpec) -> Result<String> {
+        let c = self.io_ref(id)?;
         if c.paused {
-            return Err(EngineError::Conflict(format!(
+            return Err(Error::conflict(format!(
                 "Container {} is paused, unpause the container before exec",
                 c.id
             )));
         }
         if !c.running {
-            return Err(EngineError::Conflict(format!(
+            return Err(Error::conflict(format!(
                 "Container {} is not running",
                 c.id
             )));
         }
-        if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
-            return Err(EngineError::BadParameter(
-                "No exec command specified".into(),
-            ));
+        if spec.args.is_empty() {
+            return Err(Error::invalid("args", "No exec command specified"));
         }
-        let exec_id = exec::new_id();
-        let action = exec::event_action("exec_create", config.cmd.as_deref().unwrap_or_default());
-        exec::registry().lock().insert(
+        let exec_id = silo_sys::id::random_id();
+        let command = spec.args.clone();
+        self.execs.lock().insert(
             exec_id.clone(),
             exec::Exec {
-                id: exec_id.clone(),
-                container_id: c.id.clone(),
-                config,
+                info: ExecInfo {
+                    id: exec_id.clone(),
+                    container_id: c.id.clone(),
+                    spec,
+                    running: false,
+                    exit_code: None,
+                    pid: 0,
+                },
                 started: false,
-                running: false,
-                exit_code: None,
-                pid: 0,
                 master: None,
             },
         );
         self.emit(
-            "container",
-            &action,
+            Scope::Container,
+            Action::ExecCreate {
+                exec_id: exec_id.clone(),
+                command,
+            },
             &c.id,
-            HashMap::from([("execID".to_string(), exec_id.clone())]),
         );
-        Ok(IdResponse { id: exec_id })
+        Ok(exec_id)
     }
 
-    /// Detached: starts and returns None. Otherwise the stream to relay.
+    /// Starts an exec: detached (None) or with its stream.
     pub fn exec_start(
         &self,
         exec_id: &str,
         detach: bool,
         tty: bool,
     ) -> Result<Option<AttachStream>> {
-        let reg = exec::registry();
-        let (cid, mut cfg) = {
-            let mut map = reg.lock();
-            let e = map.get_mut(exec_id).ok_or_else(|| {
-                EngineError::NotFound(format!("No such exec instance: {exec_id}"))
-            })?;
+        let (cid, mut spec) = {
+            let mut map = self.execs.lock();
+            let e = map
+                .get_mut(exec_id)
+                .ok_or_else(|| Error::not_found(Kind::Exec, exec_id))?;
             if e.started {
-                return Err(EngineError::Conflict(format!(
+                return Err(Error::conflict(format!(
                     "Exec command {exec_id} is already running"
                 )));
             }
             e.started = true;
-            e.running = true;
-            (e.container_id.clone(), e.config.clone())
+            e.info.running = true;
+            (e.info.container_id.clone(), e.info.spec.clone())
         };
-        let fail = |err: EngineError| {
-            reg.finish(exec_id, 126);
+        let fail = |err: Error| {
+            self.execs.finish(exec_id, 126);
             err
         };
         if tty {
-            cfg.tty = Some(true);
+            spec.terminal = true;
         }
-        let c = self.resolve(&cid).map_err(fail)?;
+        let c = self.io_ref(&cid).map_err(fail)?;
         if c.paused {
-            return Err(fail(EngineError::Conflict(format!(
+            return Err(fail(Error::conflict(format!(
                 "Container {} is paused, unpause the container before exec",
                 c.id
             ))));
         }
         if !c.running {
-            return Err(fail(EngineError::Conflict(format!(
+            return Err(fail(Error::conflict(format!(
                 "Container {} is not running",
                 c.id
             ))));
         }
-        match self.exec_launch(exec_id, &c, &cfg, detach) {
-            Ok(s) => Ok(s),
-            Err(e) => Err(fail(e)),
-        }
+        self.exec_launch(exec_id, &c, &spec, detach).map_err(fail)
     }
 
     /// Runs the runtime's `exec` and wires up stdio, reaping, and events.
     fn exec_launch(
         &self,
         exec_id: &str,
-        c: &ContainerRef,
-        cfg: &ExecConfig,
+        c: &IoRef,
+        spec: &ExecSpec,
         detach: bool,
     ) -> Result<Option<AttachStream>> {
         use std::process::Stdio;
-        let tty = cfg.tty.unwrap_or(false);
-        let piped = |on: Option<bool>| {
-            if !detach && !tty && on.unwrap_or(false) {
+        let tty = spec.terminal;
+        let piped = |on: bool| {
+            if !detach && !tty && on {
                 Stdio::piped()
             } else {
                 Stdio::null()
@@ -590,12 +647,8 @@ impl Engine {
         let spawned = self.exec_spawn(
             exec_id,
             c,
-            cfg,
-            [
-                piped(cfg.attach_stdin),
-                piped(cfg.attach_stdout),
-                piped(cfg.attach_stderr),
-            ],
+            spec,
+            [piped(spec.stdin), piped(spec.stdout), piped(spec.stderr)],
         )?;
         let ExecSpawned {
             pid,
@@ -604,37 +657,47 @@ impl Engine {
             stdout: cout,
             stderr: cerr,
         } = spawned;
-        if let (Some(m), Some([h, w])) = (&master, cfg.console_size.as_deref()) {
-            if *h > 0 && *w > 0 {
-                let _ = exec::set_winsize(m, *h as u16, *w as u16);
+        if let (Some(m), Some((h, w))) = (&master, spec.console_size) {
+            if h > 0 && w > 0 {
+                let _ = exec::set_winsize(m, h, w);
             }
         }
-        let reg = exec::registry();
-        if let Some(e) = reg.lock().get_mut(exec_id) {
-            e.pid = pid;
+        if let Some(e) = self.execs.lock().get_mut(exec_id) {
+            e.info.pid = pid;
             e.master = master.clone();
         }
-        let attrs = HashMap::from([("execID".to_string(), exec_id.to_string())]);
         self.emit(
-            "container",
-            &exec::event_action("exec_start", cfg.cmd.as_deref().unwrap_or_default()),
+            Scope::Container,
+            Action::ExecStart {
+                exec_id: exec_id.to_string(),
+                command: spec.args.clone(),
+            },
             &c.id,
-            attrs.clone(),
         );
         // Reap it (it is ours once the runtime exited: we are a subreaper).
         let me = self.me.clone();
         let (xid, cid) = (exec_id.to_string(), c.id.clone());
         std::thread::spawn(move || {
             let code = exec::wait_pid(pid).unwrap_or(-1);
-            exec::registry().finish(&xid, code);
             if let Some(engine) = me.upgrade() {
-                let mut a = attrs;
-                a.insert("exitCode".into(), code.to_string());
-                engine.emit("container", "exec_die", &cid, a);
+                engine.execs.finish(&xid, code);
+                engine.emit(
+                    Scope::Container,
+                    Action::ExecDie {
+                        exec_id: xid,
+                        exit_code: code,
+                    },
+                    &cid,
+                );
             }
         });
+        let me = self.me.clone();
         let xid = exec_id.to_string();
-        let done = move || exec::registry().wait_exit(&xid, Duration::from_secs(5));
+        let done = move || {
+            if let Some(engine) = me.upgrade() {
+                engine.execs.wait_exit(&xid, Duration::from_secs(5));
+            }
+        };
         if detach {
             if let Some(m) = master {
                 // Keep the terminal open and drained while it runs.
@@ -646,19 +709,19 @@ impl Engine {
             }
             return Ok(None);
         }
-        let (ours, theirs) = UnixStream::pair().map_err(|e| internal("socketpair", e))?;
+        let (ours, theirs) = UnixStream::pair().map_err(|e| Error::internal("exec socket", e))?;
         let relayed = match master {
             Some(m) => exec::relay_tty(ours, m, done),
             None => exec::relay_pipes(ours, cin, cout, cerr, done),
         };
-        relayed.map_err(|e| internal("exec stdio relay", e))?;
+        relayed.map_err(|e| Error::internal("exec stdio relay", e))?;
         Ok(Some(AttachStream {
             tty,
             socket: theirs,
         }))
     }
 
-    /// Starts `cfg` in the container through the runtime's `exec
+    /// Starts `spec` in the container through the runtime's `exec
     /// --detach`, with `stdio` (stdin, stdout, stderr) handed to the
     /// process; a tty exec gets a pty instead. The process is our child
     /// once the runtime has exited (we are a subreaper): the caller reaps
@@ -666,18 +729,18 @@ impl Engine {
     pub(crate) fn exec_spawn(
         &self,
         exec_id: &str,
-        c: &ContainerRef,
-        cfg: &ExecConfig,
+        c: &IoRef,
+        spec: &ExecSpec,
         stdio: [std::process::Stdio; 3],
     ) -> Result<ExecSpawned> {
         use std::process::Command;
-        let tty = cfg.tty.unwrap_or(false);
+        let tty = spec.terminal;
         let host = self.compute_host()?;
         exec::become_subreaper();
-        // Without `-u` an exec runs as the container's user (Docker sets
-        // the exec's User to Config.User), resolved now in the container's
-        // files; the stored spec holds the user from before start.
-        let user = match cfg
+        // Without a user of its own an exec runs as the container's user,
+        // resolved now in the container's files (the stored spec holds the
+        // user from before start).
+        let user = match spec
             .user
             .as_deref()
             .filter(|u| !u.is_empty())
@@ -695,15 +758,16 @@ impl Engine {
                         .unwrap_or_default()
                 };
                 Some(
-                    spec::user_from_files(u, &read("etc/passwd"), &read("etc/group"))
-                        .map_err(EngineError::Internal)?,
+                    crate::spec::user_from_files(u, &read("etc/passwd"), &read("etc/group"))
+                        .map_err(|e| Error::invalid("user", e))?,
                 )
             }
         };
         let base = c.spec.process.clone().unwrap_or_default();
-        let process = exec::build_process(&base, cfg, user.as_ref());
+        let process = exec::build_process(&base, spec, user.as_ref());
         let work = self.config.exec_root.join("exec").join(exec_id);
-        std::fs::create_dir_all(&work).map_err(|e| internal(&work.display().to_string(), e))?;
+        std::fs::create_dir_all(&work)
+            .map_err(|e| Error::internal(format!("creating {}", work.display()), e))?;
         let cleanup = || {
             let _ = std::fs::remove_dir_all(&work);
         };
@@ -711,9 +775,10 @@ impl Engine {
         let pid_file = work.join("pid");
         let log_file = work.join("runtime.log");
         let sock = work.join("console.sock");
-        let bytes = serde_json::to_vec(&process).map_err(|e| internal("process.json", e))?;
+        let bytes = serde_json::to_vec(&process)
+            .map_err(|e| Error::internal("encoding process.json", e))?;
         std::fs::write(&proc_file, bytes)
-            .map_err(|e| internal(&proc_file.display().to_string(), e))?;
+            .map_err(|e| Error::internal(format!("writing {}", proc_file.display()), e))?;
         let mut cmd = Command::new(&self.config.runtime_binary);
         cmd.arg("--root").arg(&host.root);
         cmd.arg("--log")
@@ -726,7 +791,7 @@ impl Engine {
         cmd.arg("--process").arg(&proc_file);
         let listener = if tty {
             let l = std::os::unix::net::UnixListener::bind(&sock)
-                .map_err(|e| internal(&sock.display().to_string(), e))?;
+                .map_err(|e| Error::internal(format!("binding {}", sock.display()), e))?;
             cmd.arg("--console-socket").arg(&sock);
             Some(l)
         } else {
@@ -737,8 +802,8 @@ impl Engine {
         cmd.stdin(stdin).stdout(stdout).stderr(stderr);
         let mut child = cmd.spawn().map_err(|e| {
             cleanup();
-            internal(
-                &format!("running {}", self.config.runtime_binary.display()),
+            Error::internal(
+                format!("running {}", self.config.runtime_binary.display()),
                 e,
             )
         })?;
@@ -748,20 +813,24 @@ impl Engine {
         let (cin, cout, cerr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let status = child
             .wait()
-            .map_err(|e| internal("waiting for the runtime", e))?;
+            .map_err(|e| Error::internal("waiting for the runtime", e))?;
         if !status.success() {
             let msg = exec::runtime_error(&log_file).unwrap_or_else(|| format!("runtime {status}"));
             cleanup();
-            return Err(EngineError::Internal(format!(
-                "OCI runtime exec failed: {msg}"
-            )));
+            return Err(Error::internal(
+                "OCI runtime exec failed",
+                std::io::Error::other(msg),
+            ));
         }
         let pid: i32 = std::fs::read_to_string(&pid_file)
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .ok_or_else(|| {
                 cleanup();
-                EngineError::Internal(format!("no pid in {}", pid_file.display()))
+                Error::internal(
+                    "exec",
+                    std::io::Error::other(format!("no pid in {}", pid_file.display())),
+                )
             })?;
         let master = match listener {
             None => None,
@@ -777,7 +846,7 @@ impl Engine {
                     Ok(m) => Some(Arc::new(m)),
                     Err(e) => {
                         cleanup();
-                        return Err(internal("receiving the exec's pty master", e));
+                        return Err(Error::internal("receiving the exec's pty master", e));
                     }
                 }
             }
@@ -792,45 +861,27 @@ impl Engine {
         })
     }
 
-    pub fn exec_inspect(&self, exec_id: &str) -> Result<ExecInspectResponse> {
-        let map = exec::registry().lock();
-        let e = map
+    /// An exec instance.
+    pub fn exec_info(&self, exec_id: &str) -> Result<ExecInfo> {
+        self.execs
+            .lock()
             .get(exec_id)
-            .ok_or_else(|| EngineError::NotFound(format!("No such exec instance: {exec_id}")))?;
-        let cmd = e.config.cmd.clone().unwrap_or_default();
-        Ok(ExecInspectResponse {
-            can_remove: Some(false),
-            detach_keys: Some(e.config.detach_keys.clone().unwrap_or_default()),
-            id: Some(e.id.clone()),
-            running: Some(e.running),
-            exit_code: e.exit_code,
-            process_config: Some(ProcessConfig {
-                privileged: Some(e.config.privileged.unwrap_or(false)),
-                user: Some(e.config.user.clone().unwrap_or_default()),
-                tty: Some(e.config.tty.unwrap_or(false)),
-                entrypoint: cmd.first().cloned(),
-                arguments: Some(cmd.iter().skip(1).cloned().collect()),
-            }),
-            open_stdin: Some(e.config.attach_stdin.unwrap_or(false)),
-            open_stderr: Some(e.config.attach_stderr.unwrap_or(false)),
-            open_stdout: Some(e.config.attach_stdout.unwrap_or(false)),
-            container_id: Some(e.container_id.clone()),
-            pid: Some(i64::from(e.pid)),
-        })
+            .map(|e| e.info.clone())
+            .ok_or_else(|| Error::not_found(Kind::Exec, exec_id))
     }
 
+    /// Resizes an exec's terminal (nothing to do without one).
     pub fn exec_resize(&self, exec_id: &str, height: u16, width: u16) -> Result<()> {
         let master = {
-            let map = exec::registry().lock();
-            let e = map.get(exec_id).ok_or_else(|| {
-                EngineError::NotFound(format!("No such exec instance: {exec_id}"))
-            })?;
+            let map = self.execs.lock();
+            let e = map
+                .get(exec_id)
+                .ok_or_else(|| Error::not_found(Kind::Exec, exec_id))?;
             e.master.clone()
         };
         match master {
             Some(m) => exec::set_winsize(&m, height, width)
-                .map_err(|e| internal(&format!("resize exec {exec_id}"), e)),
-            // Docker ignores resizes of execs without a terminal.
+                .map_err(|e| Error::internal(format!("resize exec {exec_id}"), e)),
             None => Ok(()),
         }
     }
@@ -864,25 +915,30 @@ impl Engine {
             .map(Self::hcs_view)
             .collect())
     }
+
     /// The compute-system document (the OCI spec) with its properties and statistics.
     pub fn hcs_inspect(&self, id: &str) -> Result<serde_json::Value> {
         let host = self.compute_host()?;
         let sys = match silo_compute::open(&host, id) {
             Ok(s) => s,
-            Err(first) => {
-                let full = self
-                    .resolve_id(id)
-                    .map_err(|_| EngineError::NotFound(format!("compute system {id}: {first}")))?;
-                silo_compute::open(&host, &full)
-                    .map_err(|e| EngineError::NotFound(format!("compute system {full}: {e}")))?
+            Err(_) => {
+                let full = self.resolve_id(id).map_err(|_| {
+                    Error::not_found(Kind::Container, format!("compute system {id}"))
+                })?;
+                silo_compute::open(&host, &full).map_err(|_| {
+                    Error::not_found(Kind::Container, format!("compute system {full}"))
+                })?
             }
         };
         let mut v = Self::hcs_view(&sys);
-        v["Document"] = serde_json::to_value(&sys.record.spec).map_err(|e| internal("spec", e))?;
+        v["Document"] =
+            serde_json::to_value(&sys.record.spec).map_err(|e| Error::internal("spec", e))?;
         v["Properties"] = serde_json::json!({
             "CgroupPath": sys.record.cgroup_path,
             "Rootfs": sys.record.rootfs,
             "Namespaces": stats::namespaces(&host.proc_root, sys.pid()),
+            "NetworkNamespace": silo_isolation::pin::is_pinned(&self.netns_path(&sys.record.id))
+                .then(|| self.netns_path(&sys.record.id)),
         });
         Ok(v)
     }

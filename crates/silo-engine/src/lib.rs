@@ -1,156 +1,111 @@
-//! The engine behind `silod` (dockerd plus HCS on Windows): containers,
-//! images and volumes with Docker's semantics, persisted in a transactional
-//! store, each running container supervised by its own `silo-monitor`.
+//! The engine core behind `silod` (the HCS of the slides): containers,
+//! pods, images and volumes in silo's own terms, persisted in a
+//! transactional store, each running container supervised by its own
+//! `silo-monitor`.
 //!
-//! Every method is blocking and thread-safe; the HTTP layer (`silo-api`)
-//! calls them from blocking tasks. Wire types are Docker's own, from
-//! `bollard-stubs`, so the real `docker` CLI understands every answer.
+//! Front ends sit above it and translate: the Docker adapter
+//! (`silo-docker`) turns Docker's requests into [`ContainerConfig`]s and
+//! the engine's state into Docker's shapes; a CRI server will do the same
+//! for Kubernetes. Nothing here knows either protocol.
 //!
-//! Layout: `<data_root>/silo.db` (SQLite, WAL, synchronous=NORMAL: one row
-//! per container, every state change one transaction), and
-//! `<data_root>/containers/<id>/` per container (bundle config.json, the
-//! monitor's state dir with container-json.log and exit.json, generated
-//! hostname/hosts/resolv.conf). The runtime state root is
-//! `<exec_root>/runtime`.
+//! A container's life is a series of stages, each with an inverse:
+//! create (reserve the name) → prepare (directory, snapshot, volumes, OCI
+//! spec) → attach network (pin a network namespace, let the
+//! [`NetworkService`] connect it, write /etc files) → spawn (the monitor)
+//! → running → exit → detach (network) → remove. Teardown runs the
+//! inverses, carries on past a failure and reports every one
+//! ([`TeardownError`]); recovery after a crash runs the inverses of what a
+//! dead container still holds.
+//!
+//! Every method is blocking and thread-safe; front ends call them from
+//! blocking tasks.
+//!
+//! Layout: `<data_root>/silo.db` (SQLite: a row per container and per pod),
+//! `<data_root>/containers/<id>/` (bundle config.json, the monitor's state
+//! dir with the log and exit.json, the generated /etc files),
+//! `<data_root>/storage/` (images, layers, snapshots, volumes),
+//! `<exec_root>/runtime/` (the compute service's state),
+//! `<exec_root>/netns/<id>` (pinned network namespaces),
+//! `<exec_root>/pods/<id>/` (a pod's pinned namespaces and /etc files).
 
-use bollard_stubs::models::*;
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::mpsc::Receiver;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 
 mod containers;
-#[cfg(test)]
-mod e2e_tests;
+pub mod error;
 mod events;
 mod health;
 mod images;
 mod io;
-mod model;
-mod query;
+mod lifecycle;
+pub mod model;
+pub mod network;
+pub mod pods;
 mod recover;
 mod spec;
 mod store;
-mod system;
+mod teardown;
 mod volumes;
 
-/// Errors with the HTTP status Docker uses for them.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    /// 404
-    #[error("{0}")]
-    NotFound(String),
-    /// 409
-    #[error("{0}")]
-    Conflict(String),
-    /// 400
-    #[error("{0}")]
-    BadParameter(String),
-    /// 304 (e.g. stopping a stopped container)
-    #[error("{0}")]
-    NotModified(String),
-    /// 501
-    #[error("{0}")]
-    NotImplemented(String),
-    /// 500
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl EngineError {
-    /// The HTTP status code for this error.
-    pub fn status(&self) -> u16 {
-        match self {
-            EngineError::NotFound(_) => 404,
-            EngineError::Conflict(_) => 409,
-            EngineError::BadParameter(_) => 400,
-            EngineError::NotModified(_) => 304,
-            EngineError::NotImplemented(_) => 501,
-            EngineError::Internal(_) => 500,
-        }
-    }
-}
-
-pub type Result<T> = std::result::Result<T, EngineError>;
+pub use error::{Error, Kind, Result, Step, TeardownError};
+pub use events::{Action, Event, Scope};
+pub use io::exec::{ExecInfo, ExecSpec};
+pub use io::stats::StatsSample;
+pub use io::{AttachStream, LogChunk, LogOptions, PathStat, ProcessTable};
+pub use lifecycle::{CreateRequest, Created, Outcome, UpdateRequest, WaitCondition, WaitResult};
+pub use model::*;
+pub use network::{Attachment, LoopbackOnly, NetworkService};
+pub use pods::{Pod, PodConfig, PodStatus};
+pub use spec::{ALL_CAPS, INIT_TARGET};
+pub use store::{LegacyRecords, SCHEMA_VERSION};
+pub use volumes::VolumeUsage;
 
 /// Where the engine keeps things and which helper binaries it runs.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Persistent data: the store, images, volumes (default /var/lib/silo).
     pub data_root: PathBuf,
-    /// Runtime state: monitors' sockets, runtime root (default /run/silo).
+    /// Runtime state: monitors' sockets, runtime root, pinned namespaces
+    /// (default /run/silo).
     pub exec_root: PathBuf,
     /// The `silo-monitor` binary.
     pub monitor_binary: PathBuf,
-    /// The `silo-runtime` binary (used for `exec`).
+    /// The `silo-runtime` binary (used for exec).
     pub runtime_binary: PathBuf,
-    /// A static init (tini) for `HostConfig.Init`, bind-mounted read-only at
-    /// /sbin/docker-init as Docker does. None: `--init` is refused.
+    /// A static init (tini) for [`ContainerConfig::init`]. None: refused.
     pub init_binary: Option<PathBuf>,
 }
 
-/// Filters as the Docker API sends them: `{"status":["running"],"label":["a=b"]}`.
-pub type Filters = HashMap<String, Vec<String>>;
-
-/// `GET /containers/{id}/logs` options.
-#[derive(Debug, Clone, Default)]
-pub struct LogOptions {
-    pub follow: bool,
-    pub stdout: bool,
-    pub stderr: bool,
-    /// Unix seconds (fractions allowed), 0 = no bound.
-    pub since: f64,
-    pub until: f64,
-    pub timestamps: bool,
-    /// Number of lines from the end; None = all.
-    pub tail: Option<usize>,
+/// What the engine is given besides its configuration.
+pub struct Services<'a> {
+    /// Connects containers' network namespaces.
+    pub network: Arc<dyn NetworkService>,
+    /// Reads container rows of an older store schema, if any are left.
+    pub legacy: Option<&'a dyn LegacyRecords>,
 }
 
-/// One chunk of container output.
+impl Default for Services<'_> {
+    fn default() -> Self {
+        Services {
+            network: Arc::new(LoopbackOnly),
+            legacy: None,
+        }
+    }
+}
+
+/// Facts about the engine for front ends' info pages.
 #[derive(Debug, Clone)]
-pub struct LogChunk {
-    /// 1 = stdout, 2 = stderr.
-    pub stream: u8,
-    pub bytes: Vec<u8>,
-}
-
-/// `wait` conditions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WaitCondition {
-    NotRunning,
-    NextExit,
-    Removed,
-}
-
-/// A live attach (or exec start): a socket carrying Docker's stream format
-/// (8-byte frame headers without a TTY, raw bytes with one) in both directions.
-pub struct AttachStream {
-    pub tty: bool,
-    pub socket: UnixStream,
-}
-
-/// What the I/O operations need to know about one container.
-#[derive(Debug, Clone)]
-pub(crate) struct ContainerRef {
-    pub id: String,
-    pub name: String,
-    /// The monitor's state dir: container-json.log, attach.sock, control.sock, exit.json.
-    pub state_dir: PathBuf,
-    /// The container's merged root filesystem (mounted while it exists).
-    pub rootfs: PathBuf,
-    pub running: bool,
-    pub paused: bool,
-    /// Host pid of the init (0 when not running).
-    #[allow(dead_code)]
-    pub pid: i32,
-    pub tty: bool,
-    /// The OCI spec the container runs with (process defaults for exec).
-    pub spec: silo_oci::Spec,
-    /// The container's user, unresolved ([`model::Container::user`]): what
-    /// an exec without its own runs as.
-    pub user: String,
+pub struct EngineInfo {
+    pub containers: usize,
+    pub running: usize,
+    pub paused: usize,
+    pub images: usize,
+    /// The host is pure cgroup v2.
+    pub cgroup_v2: bool,
+    pub data_root: PathBuf,
+    pub runtime_binary: PathBuf,
 }
 
 /// The engine.
@@ -160,8 +115,10 @@ pub struct Engine {
     me: Weak<Engine>,
     db: store::Db,
     /// Every container on record, by id (the store's rows, in memory).
-    containers: Mutex<HashMap<String, model::Container>>,
-    /// Signalled on every container state change (wait, stop).
+    containers: Mutex<HashMap<String, Container>>,
+    /// Every pod on record, by id.
+    pods: Mutex<HashMap<String, Pod>>,
+    /// Signalled on every container state change (wait, stop, probes).
     changed: Condvar,
     /// One lock per container for lifecycle operations (start/stop/rm...).
     op_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
@@ -169,59 +126,75 @@ pub struct Engine {
     host: OnceLock<silo_compute::Host>,
     /// Images, layers, snapshots and volumes (`<data_root>/storage`).
     storage: silo_storage::Store,
+    network: Arc<dyn NetworkService>,
     /// Pure cgroup v2 host: containers get a cgroup namespace.
     cgroupns: bool,
-    /// Exit codes of removed containers (for `wait --condition removed`).
+    /// Exit codes of removed containers (for wait until removed).
     removed_exits: Mutex<HashMap<String, i64>>,
     /// Containers being restarted by hand: their exit does not trigger
-    /// AutoRemove (as in dockerd, `docker restart` keeps a --rm container).
-    restarting_by_hand: Mutex<std::collections::HashSet<String>>,
-}
-
-#[allow(dead_code)] // kept for operations still being filled in
-pub(crate) fn todo<T>(what: &str) -> Result<T> {
-    Err(EngineError::NotImplemented(format!(
-        "{what} is not implemented yet"
-    )))
+    /// auto-remove.
+    restarting_by_hand: Mutex<HashSet<String>>,
+    /// The default seccomp profile per capability set (compiling it costs
+    /// milliseconds).
+    seccomp_profiles: Mutex<Vec<(Vec<String>, silo_oci::Seccomp)>>,
+    /// The probe thread that should run for each container: a newer one
+    /// (after an unpause, a restart, a re-adoption) replaces an older one.
+    health_threads: Mutex<HashMap<String, u64>>,
+    next_health_thread: AtomicU64,
+    /// Attach clients waiting for a container to start, by id.
+    pending_attaches: Mutex<HashMap<String, u32>>,
+    /// Exec instances of this engine.
+    execs: io::exec::Registry,
 }
 
 impl Engine {
-    /// Opens (or creates) the store and re-adopts running containers.
-    pub fn open(config: Config) -> Result<Arc<Engine>> {
+    /// Opens (or creates) the store, migrates it, and re-adopts running
+    /// containers.
+    pub fn open(config: Config, services: Services<'_>) -> Result<Arc<Engine>> {
         let t0 = std::time::Instant::now();
-        for dir in [&config.data_root, &config.exec_root] {
+        let containers_dir = config.data_root.join("containers");
+        for dir in [&config.data_root, &config.exec_root, &containers_dir] {
             std::fs::create_dir_all(dir)
-                .map_err(|e| EngineError::Internal(format!("creating {}: {e}", dir.display())))?;
+                .map_err(|e| Error::internal(format!("creating {}", dir.display()), e))?;
         }
-        std::fs::create_dir_all(config.data_root.join("containers")).map_err(|e| {
-            EngineError::Internal(format!(
-                "creating {}: {e}",
-                config.data_root.join("containers").display()
-            ))
-        })?;
         let storage_root = config.data_root.join("storage");
         let storage = silo_storage::Store::open(&storage_root).map_err(|e| {
-            EngineError::Internal(format!("opening storage {}: {e}", storage_root.display()))
+            Error::internal(format!("opening storage {}", storage_root.display()), e)
         })?;
         let cgroupns = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
         let t_storage = t0.elapsed();
-        let db = store::Db::open(&config.data_root.join("silo.db"))?;
-        let rows = db.load_all()?;
+        let db = store::Db::open(&config.data_root.join("silo.db"), services.legacy)?;
+        let containers = db
+            .load_containers()?
+            .into_iter()
+            .map(|c| (c.id.clone(), c))
+            .collect();
+        let pods = db
+            .load_pods()?
+            .into_iter()
+            .map(|p| (p.id.clone(), p))
+            .collect();
         let t_load = t0.elapsed();
-        let containers = rows.into_iter().map(|c| (c.id.clone(), c)).collect();
         let engine = Arc::new_cyclic(|me| Engine {
             config,
             me: me.clone(),
             db,
             containers: Mutex::new(containers),
+            pods: Mutex::new(pods),
             changed: Condvar::new(),
             op_locks: Mutex::new(HashMap::new()),
-            events: events::Bus::new(),
+            events: events::Bus::default(),
             host: OnceLock::new(),
             storage,
+            network: services.network,
             cgroupns,
             removed_exits: Mutex::new(HashMap::new()),
-            restarting_by_hand: Mutex::new(Default::default()),
+            restarting_by_hand: Mutex::new(HashSet::new()),
+            seccomp_profiles: Mutex::new(Vec::new()),
+            health_threads: Mutex::new(HashMap::new()),
+            next_health_thread: AtomicU64::new(1),
+            pending_attaches: Mutex::new(HashMap::new()),
+            execs: io::exec::Registry::default(),
         });
         engine.recover();
         tracing::info!(
@@ -238,11 +211,16 @@ impl Engine {
         &self.config
     }
 
+    /// The image, layer, snapshot and volume store.
+    pub fn storage(&self) -> &silo_storage::Store {
+        &self.storage
+    }
+
     /// The per-container directory under the data root: bundle
     /// (config.json), the monitor's state dir (log, exit.json, sockets) and
-    /// the generated /etc files. It lives under the data root so logs and
-    /// exit records survive a daemon restart.
-    pub(crate) fn container_dir(&self, id: &str) -> PathBuf {
+    /// the generated /etc files. Under the data root so logs and exit
+    /// records survive a daemon restart.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
         self.config.data_root.join("containers").join(id)
     }
 
@@ -254,6 +232,11 @@ impl Engine {
         self.config.exec_root.join("s").join(id)
     }
 
+    /// A container's pinned network namespace.
+    pub(crate) fn netns_path(&self, id: &str) -> PathBuf {
+        self.config.exec_root.join("netns").join(id)
+    }
+
     /// Creates the state-dir symlink if it is missing (exec_root is
     /// usually a tmpfs, so it is recreated after a reboot).
     pub(crate) fn ensure_state_link(&self, id: &str) -> Result<PathBuf> {
@@ -263,90 +246,72 @@ impl Engine {
         }
         let parent = self.config.exec_root.join("s");
         std::fs::create_dir_all(&parent)
-            .map_err(|e| EngineError::Internal(format!("creating {}: {e}", parent.display())))?;
+            .map_err(|e| Error::internal(format!("creating {}", parent.display()), e))?;
         match std::os::unix::fs::symlink(self.container_dir(id), &link) {
             Ok(()) => Ok(link),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(link),
-            Err(e) => Err(EngineError::Internal(format!(
-                "linking {}: {e}",
-                link.display()
-            ))),
+            Err(e) => Err(Error::internal(format!("linking {}", link.display()), e)),
         }
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<String, model::Container>> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<String, Container>> {
         self.containers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Finds the id for a name or id (exact id, exact name, unique id prefix).
-    pub(crate) fn resolve_id(&self, name_or_id: &str) -> Result<String> {
+    pub fn resolve_id(&self, name_or_id: &str) -> Result<String> {
         let map = self.lock();
         model::find(&map, name_or_id).map(|c| c.id.clone())
     }
 
-    /// Looks a container up by full id, unique id prefix, or name (with or
-    /// without the leading '/'). Used by every per-container operation.
-    pub(crate) fn resolve(&self, name_or_id: &str) -> Result<ContainerRef> {
-        let r = self.resolve_locked(name_or_id)?;
-        // Recreated lazily (after a reboot wiped the exec root) rather than
-        // for every container at startup. A failure here is not the
-        // caller's: what needs the link reports its own error.
-        if let Err(e) = self.ensure_state_link(&r.id) {
-            tracing::warn!("state link of {}: {e}", r.id);
-        }
-        Ok(r)
-    }
-
-    fn resolve_locked(&self, name_or_id: &str) -> Result<ContainerRef> {
+    /// A copy of the container's record.
+    pub fn container(&self, name_or_id: &str) -> Result<Container> {
         let map = self.lock();
-        let c = model::find(&map, name_or_id)?;
-        Ok(ContainerRef {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            state_dir: self.state_dir(&c.id),
-            rootfs: PathBuf::from(
-                c.spec
-                    .root
-                    .as_ref()
-                    .map(|r| r.path.clone())
-                    .unwrap_or_default(),
-            ),
-            running: c.state.running,
-            paused: c.state.paused,
-            pid: if c.state.running { c.state.pid } else { 0 },
-            tty: c.body.tty.unwrap_or(false),
-            spec: (*c.spec).clone(),
-            user: c.user(),
-        })
+        model::find(&map, name_or_id).cloned()
     }
 
-    /// Publishes an event (`typ` "container", "image", "volume"; `action`
-    /// like "start", "die", "exec_start: sh") to subscribers. Container
-    /// events get the container's `name` and `image` attributes added.
-    pub(crate) fn emit(
-        &self,
-        typ: &str,
-        action: &str,
-        id: &str,
-        mut attributes: HashMap<String, String>,
-    ) {
-        if typ == "container" {
+    /// Copies of every container's record (not those being created).
+    pub fn containers(&self) -> Vec<Container> {
+        self.lock()
+            .values()
+            .filter(|c| c.state.status != Status::Creating)
+            .cloned()
+            .collect()
+    }
+
+    /// Publishes an event. Container events get the container's name,
+    /// image and labels as attributes.
+    pub(crate) fn emit(&self, scope: Scope, action: Action, id: &str) {
+        let mut attributes = std::collections::BTreeMap::new();
+        if scope == Scope::Container {
             let map = self.lock();
             if let Some(c) = map.get(id) {
-                attributes
-                    .entry("name".into())
-                    .or_insert_with(|| c.name.clone());
-                attributes
-                    .entry("image".into())
-                    .or_insert_with(|| c.image.clone());
-                for (k, v) in c.body.labels.iter().flatten() {
-                    attributes.entry(k.clone()).or_insert_with(|| v.clone());
-                }
+                attributes = container_attributes(c);
             }
         }
-        self.events.publish(typ, action, id, attributes);
+        self.events.publish(scope, action, id, attributes);
+    }
+
+    /// Publishes an event with the given attributes.
+    pub(crate) fn emit_with(
+        &self,
+        scope: Scope,
+        action: Action,
+        id: &str,
+        attributes: std::collections::BTreeMap<String, String>,
+    ) {
+        self.events.publish(scope, action, id, attributes);
+    }
+
+    /// Subscribes to events; past ones since `since` (unix seconds) come first.
+    pub fn events(
+        &self,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> std::sync::mpsc::Receiver<Event> {
+        self.events.subscribe(since, until)
     }
 
     /// The compute service's host (runtime state root under exec_root).
@@ -356,18 +321,38 @@ impl Engine {
         }
         let root = self.config.exec_root.join("runtime");
         let host = silo_compute::Host::detect(&root, false)
-            .map_err(|e| EngineError::Internal(format!("compute host {}: {e}", root.display())))?;
+            .map_err(|e| Error::internal(format!("compute host {}", root.display()), e))?;
         Ok(self.host.get_or_init(|| host).clone())
     }
 
-    // ---- system ----
-    /// Subscribe to events; past events since `since` (unix seconds) are replayed first.
-    pub fn events(
-        &self,
-        since: Option<i64>,
-        until: Option<i64>,
-        filters: &Filters,
-    ) -> Result<Receiver<EventMessage>> {
-        Ok(self.events.subscribe(since, until, filters))
+    /// Counts and host facts.
+    pub fn info(&self) -> EngineInfo {
+        let (mut containers, mut running, mut paused) = (0, 0, 0);
+        for c in self.lock().values() {
+            match c.state.status {
+                Status::Creating => continue,
+                Status::Running(_) => running += 1,
+                Status::Paused(_) => paused += 1,
+                _ => {}
+            }
+            containers += 1;
+        }
+        EngineInfo {
+            containers,
+            running,
+            paused,
+            images: self.storage.images().len(),
+            cgroup_v2: self.cgroupns,
+            data_root: self.config.data_root.clone(),
+            runtime_binary: self.config.runtime_binary.clone(),
+        }
     }
+}
+
+/// A container's event attributes: name, image, labels.
+fn container_attributes(c: &Container) -> std::collections::BTreeMap<String, String> {
+    let mut a = c.config.labels.clone();
+    a.insert("name".into(), c.name.clone());
+    a.insert("image".into(), c.config.image.name.clone());
+    a
 }

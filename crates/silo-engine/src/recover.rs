@@ -1,12 +1,14 @@
 //! Daemon restart: re-adopting containers whose monitors kept running,
-//! recording exits that happened while silod was down, and removing what a
-//! crash left half-created (rows in "creating", snapshots and directories
-//! without a row, runtime state without a row).
+//! recording exits that happened while silod was down, finishing what a
+//! crash interrupted (creates, removals), and running the inverses of what
+//! dead containers still hold (pinned namespaces, runtime records,
+//! snapshots and directories without a container).
 
-use crate::containers::{monitor_alive, read_exit, read_monitor, ExitRecord};
-use crate::model::Container;
-use crate::Engine;
-use std::collections::HashMap;
+use crate::error::Step;
+use crate::model::{Container, Run, Status};
+use crate::{teardown, Engine};
+use silo_monitor::protocol::{read_exit, read_monitor, ExitInfo};
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -17,49 +19,83 @@ pub(crate) enum Verdict {
     Keep,
     /// A crash during create: remove every trace.
     Discard,
-    /// The init exited while we were away: record this.
-    Exited(i64, bool, String),
-    /// The monitor is alive: keep Running and watch it (started_at, init pid, monitor pid).
-    Adopt(String, i32, i32),
-    /// Recorded running but the monitor is gone without an exit record.
-    Lost,
     /// A removal was interrupted: finish it.
     FinishRemoval,
+    /// The init exited while we were away: record this.
+    Exited(ExitInfo),
+    /// The monitor is alive: the container runs (this run).
+    Adopt(Run),
+    /// Recorded running but the monitor is gone without an exit record.
+    Lost,
 }
 
-/// Decides from the record and the monitor's files in `dir`.
-pub(crate) fn judge(c: &Container, dir: &Path, proc_root: &Path) -> Verdict {
-    match c.state.status.as_str() {
-        "creating" => return Verdict::Discard,
-        "removing" => return Verdict::FinishRemoval,
-        _ => {}
+/// Whether `pid` is a live silo-monitor (checked through
+/// `<proc>/<pid>/cmdline` so a recycled pid is not mistaken for it), and
+/// with `id`, the monitor of that container (`--id <id>`).
+pub(crate) fn monitor_alive(proc_root: &Path, pid: i32, id: Option<&str>) -> bool {
+    if pid <= 0 {
+        return false;
     }
-    // Files are read only when the answer depends on them: startup judges
-    // every container on record.
-    if c.state.running {
-        if let Some(e) = read_exit(dir) {
-            return Verdict::Exited(e.exit_code, e.oom_killed, e.finished_at);
+    let stat = std::fs::read_to_string(proc_root.join(format!("{pid}/stat"))).unwrap_or_default();
+    if let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) {
+        if rest.trim_start().starts_with('Z') {
+            return false;
         }
-        let pid = if c.state.monitor_pid > 0 {
-            c.state.monitor_pid
-        } else {
-            read_monitor(dir).map(|m| m.monitor_pid).unwrap_or(0)
-        };
-        if monitor_alive(proc_root, pid, Some(&c.id)) {
-            return Verdict::Adopt(c.state.started_at.clone(), c.state.pid, pid);
+    }
+    let Ok(cmdline) = std::fs::read(proc_root.join(format!("{pid}/cmdline"))) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let is_monitor = args
+        .first()
+        .is_some_and(|a| String::from_utf8_lossy(a).contains("silo-monitor"));
+    is_monitor
+        && id.is_none_or(|id| {
+            args.windows(2)
+                .any(|w| w[0] == b"--id" && w[1] == id.as_bytes())
+        })
+}
+
+/// Decides from the record and the monitor's files in `dir`. Files are
+/// read only when the answer depends on them: startup judges every
+/// container on record.
+pub(crate) fn judge(c: &Container, dir: &Path, proc_root: &Path) -> Verdict {
+    match &c.state.status {
+        Status::Creating => return Verdict::Discard,
+        Status::Removing => return Verdict::FinishRemoval,
+        Status::Running(run) | Status::Paused(run) => {
+            if let Some(e) = read_exit(dir) {
+                return Verdict::Exited(e);
+            }
+            let pid = if run.monitor_pid > 0 {
+                run.monitor_pid
+            } else {
+                read_monitor(dir).map_or(0, |m| m.monitor_pid)
+            };
+            return if monitor_alive(proc_root, pid, Some(&c.id)) {
+                Verdict::Adopt(Run {
+                    monitor_pid: pid,
+                    ..run.clone()
+                })
+            } else {
+                Verdict::Lost
+            };
         }
-        return Verdict::Lost;
+        _ => {}
     }
     // Not recorded running: did a start finish after the daemon died
     // (monitor.json newer than our record, no exit yet)?
     if let Some(m) = read_monitor(dir) {
         if monitor_alive(proc_root, m.monitor_pid, Some(&c.id)) && read_exit(dir).is_none() {
-            let started = if m.started_at.is_empty() {
-                crate::containers::now_rfc3339()
-            } else {
-                m.started_at
-            };
-            return Verdict::Adopt(started, m.init_pid, m.monitor_pid);
+            return Verdict::Adopt(Run {
+                pid: m.init_pid,
+                monitor_pid: m.monitor_pid,
+                started_at: if m.started_at.is_empty() {
+                    silo_units::now_rfc3339()
+                } else {
+                    m.started_at
+                },
+            });
         }
     }
     Verdict::Keep
@@ -82,69 +118,55 @@ impl Engine {
                 .collect()
         };
         for (c, verdict) in todo {
-            let dir = self.container_dir(&c.id);
+            let id = &c.id;
             match verdict {
                 Verdict::Keep => {}
                 Verdict::Discard => {
-                    tracing::info!("removing half-created container {}", c.id);
-                    let _ = self.storage.remove_snapshot(&c.id);
-                    let _ = std::fs::remove_dir_all(&dir);
-                    self.monitor_lost(&c.id);
-                    let _ = self.db.delete(&c.id);
-                    self.lock().remove(&c.id);
-                }
-                Verdict::FinishRemoval => {
-                    if let Err(e) = self.destroy(&c, false) {
-                        tracing::warn!("finishing the removal of {}: {e}", c.id);
+                    tracing::info!("removing half-created container {id}");
+                    let steps = [
+                        Step::Runtime,
+                        Step::Network,
+                        Step::Snapshot,
+                        Step::Files,
+                        Step::Record,
+                    ];
+                    if let Err(e) = teardown::run(self, &c, &steps, false) {
+                        tracing::warn!("{e}");
                     }
                 }
-                Verdict::Exited(code, oom, finished) => {
-                    self.on_exit(
-                        &c.id,
-                        &c.state.started_at,
-                        ExitRecord {
-                            exit_code: code,
-                            oom_killed: oom,
-                            finished_at: finished,
-                        },
-                        None,
-                    );
+                Verdict::FinishRemoval => {
+                    if let Err(e) = self.finish_removal(&c, false) {
+                        tracing::warn!("finishing the removal of {id}: {e}");
+                    }
                 }
-                Verdict::Adopt(started, pid, monitor_pid) => {
-                    let res = self.modify(&c.id, |c| {
-                        c.state.status = if c.state.paused { "paused" } else { "running" }.into();
-                        c.state.running = true;
-                        c.state.restarting = false;
-                        c.state.started_at = started.clone();
-                        if pid > 0 {
-                            c.state.pid = pid;
+                Verdict::Exited(exit) => {
+                    let started = c.state.status.run().map(|r| r.started_at.clone());
+                    self.on_exit(id, &started.unwrap_or_default(), exit, None);
+                }
+                Verdict::Adopt(run) => {
+                    let res = self.modify(id, |c| {
+                        if c.state.status.is_running() {
+                            c.state.readopted(run.clone())
+                        } else {
+                            c.state.started(run.clone())
                         }
-                        c.state.monitor_pid = monitor_pid;
                     });
                     if res.is_ok() {
                         // Its monitor writes through this link.
-                        let _ = self.ensure_state_link(&c.id);
-                        tracing::info!("re-adopted running container {}", c.id);
-                        self.watch(&c.id, &started);
-                        self.health_watch(&c.id);
+                        let _ = self.ensure_state_link(id);
+                        tracing::info!("re-adopted running container {id}");
+                        self.watch(id, &run.started_at);
+                        self.health_watch(id);
                     }
                 }
                 Verdict::Lost => {
-                    tracing::warn!("container {}: monitor lost while silod was down", c.id);
-                    self.monitor_lost(&c.id);
-                    self.on_exit(
-                        &c.id,
-                        &c.state.started_at,
-                        ExitRecord {
-                            exit_code: 255,
-                            oom_killed: false,
-                            finished_at: crate::containers::now_rfc3339(),
-                        },
-                        Some("monitor lost".into()),
-                    );
+                    tracing::warn!("container {id}: monitor lost while silod was down");
+                    let started = c.state.status.run().map(|r| r.started_at.clone());
+                    self.on_monitor_lost(id, &started.unwrap_or_default());
                 }
             }
         }
+        self.recover_pods();
         self.remove_orphans();
         self.restart_on_boot();
     }
@@ -162,7 +184,7 @@ impl Engine {
             let map = self.lock();
             starting_monitors(proc_root, &runtime_root)
                 .into_iter()
-                .filter(|(id, _)| map.get(id).is_some_and(|c| !c.state.running))
+                .filter(|(id, _)| map.get(id).is_some_and(|c| !c.state.status.is_running()))
                 .map(|(id, pids)| (self.container_dir(&id), pids))
                 .collect()
         };
@@ -178,12 +200,14 @@ impl Engine {
         }
     }
 
-    /// Snapshots, container directories and runtime records without a row.
+    /// What no container accounts for: snapshots, directories, links and
+    /// runtime records without a row; pinned network namespaces of
+    /// containers that do not run (the inverse of their network stage).
     fn remove_orphans(&self) {
-        let known: HashMap<String, ()> = self.lock().keys().map(|k| (k.clone(), ())).collect();
+        let known: HashSet<String> = self.lock().keys().cloned().collect();
         let snapshots = self.config.data_root.join("storage").join("snapshots");
         for id in dir_names(&snapshots) {
-            if !known.contains_key(&id) && !id.starts_with('.') {
+            if !known.contains(&id) && !id.starts_with('.') {
                 tracing::info!("removing orphan snapshot {id}");
                 if let Err(e) = self.storage.remove_snapshot(&id) {
                     tracing::warn!("orphan snapshot {id}: {e}");
@@ -191,67 +215,73 @@ impl Engine {
             }
         }
         for id in dir_names(&self.config.data_root.join("containers")) {
-            if !known.contains_key(&id) {
+            if !known.contains(&id) {
                 let _ = std::fs::remove_dir_all(self.container_dir(&id));
             }
         }
-        if let Ok(rd) = std::fs::read_dir(self.config.exec_root.join("s")) {
-            for e in rd.flatten() {
-                let id = e.file_name().to_string_lossy().into_owned();
-                if !known.contains_key(&id) {
-                    let _ = std::fs::remove_file(e.path());
-                }
+        for id in entry_names(&self.config.exec_root.join("s")) {
+            if !known.contains(&id) {
+                let _ = std::fs::remove_file(self.state_dir(&id));
             }
         }
         for id in dir_names(&self.config.exec_root.join("runtime")) {
-            if !known.contains_key(&id) && !id.starts_with('.') {
-                self.monitor_lost(&id);
+            if !known.contains(&id) && !id.starts_with('.') {
+                self.delete_runtime(&id);
+            }
+        }
+        for id in entry_names(&self.config.exec_root.join("netns")) {
+            let holder = self.lock().get(&id).cloned();
+            match holder {
+                Some(c) if c.state.status.is_running() => {}
+                Some(c) => self.release_leftovers(&c),
+                None => {
+                    tracing::info!("releasing the orphan network namespace of {id}");
+                    let _ = self.network.detach(&id);
+                    if let Err(e) = silo_isolation::pin::unpin(&self.netns_path(&id)) {
+                        tracing::warn!("{e}");
+                    }
+                }
             }
         }
     }
 
     /// Containers with restart policy always (or unless-stopped and not
-    /// stopped by hand) that are not running are started again, as dockerd
-    /// does when it comes up.
+    /// stopped by hand) that do not run are started again, and restarts
+    /// pending when silod died are scheduled again.
     fn restart_on_boot(&self) {
-        use bollard_stubs::models::RestartPolicyNameEnum as R;
-        // A restart that was pending when silod died is scheduled again.
-        let pending: Vec<(String, i64)> = self
+        use crate::model::RestartPolicy;
+        let pending: Vec<(String, u32)> = self
             .lock()
             .values()
-            .filter(|c| c.state.restarting && !c.state.running)
+            .filter(|c| matches!(c.state.status, Status::Restarting(_)))
             .map(|c| (c.id.clone(), c.restart_count))
             .collect();
         for (id, count) in pending {
             let keep = self
                 .get(&id)
-                .map(|c| self.should_restart(&c))
-                .unwrap_or(false);
+                .is_ok_and(|c| crate::lifecycle::should_restart(&c));
             if keep {
                 self.schedule_restart(&id, count);
             } else {
-                let _ = self.modify(&id, |c| {
-                    c.state.restarting = false;
-                    c.state.status = "exited".into();
-                });
+                let _ = self.modify(&id, |c| c.state.restart_cancelled());
             }
         }
         let todo: Vec<String> = self
             .lock()
             .values()
-            .filter(|c| !c.state.running && !c.state.restarting && c.state.status != "created")
-            .filter(|c| {
-                let rp = c.host_config().restart_policy.unwrap_or_default();
-                match rp.name.unwrap_or(R::EMPTY) {
-                    R::ALWAYS => true,
-                    R::UNLESS_STOPPED => !c.manual_stop,
-                    _ => false,
-                }
+            .filter(|c| matches!(c.state.status, Status::Exited(_)))
+            .filter(|c| match c.config.restart {
+                RestartPolicy::Always => true,
+                RestartPolicy::UnlessStopped => !c.manual_stop,
+                _ => false,
             })
             .map(|c| c.id.clone())
             .collect();
         for id in todo {
-            let _ = self.modify(&id, |c| c.manual_stop = false);
+            let _ = self.modify(&id, |c| {
+                c.manual_stop = false;
+                Ok(())
+            });
             if let Err(e) = self.start(&id) {
                 tracing::warn!("restarting {id} at daemon start: {e}");
             }
@@ -261,8 +291,11 @@ impl Engine {
 
 /// Live silo-monitor processes started with `--runtime-root runtime_root`,
 /// by their `--id`.
-fn starting_monitors(proc_root: &Path, runtime_root: &Path) -> HashMap<String, Vec<i32>> {
-    let mut found: HashMap<String, Vec<i32>> = HashMap::new();
+fn starting_monitors(
+    proc_root: &Path,
+    runtime_root: &Path,
+) -> std::collections::HashMap<String, Vec<i32>> {
+    let mut found: std::collections::HashMap<String, Vec<i32>> = Default::default();
     let Ok(rd) = std::fs::read_dir(proc_root) else {
         return found;
     };
@@ -296,7 +329,17 @@ fn dir_names(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|rd| {
             rd.flatten()
-                .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn entry_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect()
         })
@@ -306,20 +349,22 @@ fn dir_names(dir: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::State;
+    use crate::model::Exit;
 
-    fn c(status: &str, running: bool, monitor_pid: i32) -> Container {
-        Container {
-            state: State {
-                status: status.into(),
-                running,
-                pid: 1234,
-                monitor_pid,
-                started_at: "2026-01-01T00:00:00Z".into(),
-                ..Default::default()
-            },
-            ..Container::for_test("c1", "c1")
-        }
+    fn running(monitor_pid: i32) -> Container {
+        let mut c = Container::for_test("c1", "c1");
+        c.state.status = Status::Running(Run {
+            pid: 1234,
+            monitor_pid,
+            started_at: "2026-01-01T00:00:00Z".into(),
+        });
+        c
+    }
+
+    fn with(status: Status) -> Container {
+        let mut c = Container::for_test("c1", "c1");
+        c.state.status = status;
+        c
     }
 
     fn fake_proc(pid: i32, cmdline: &str) -> tempfile::TempDir {
@@ -343,45 +388,81 @@ mod tests {
         )
         .unwrap();
         let proc_root = fake_proc(77, "silo-monitor\0");
-        assert_eq!(
-            judge(&c("running", true, 77), dir.path(), proc_root.path()),
-            Verdict::Exited(42, true, "2026-01-01T00:00:05Z".into())
-        );
+        match judge(&running(77), dir.path(), proc_root.path()) {
+            Verdict::Exited(e) => assert_eq!((e.exit_code, e.oom_killed), (42, true)),
+            v => panic!("{v:?}"),
+        }
     }
 
     #[test]
     fn live_monitor_is_adopted_dead_one_is_lost() {
         let dir = tempfile::tempdir().unwrap();
         let proc_root = fake_proc(77, "/usr/local/bin/silo-monitor\0--id\0c1\0");
+        let run = |pid, monitor_pid, t: &str| Run {
+            pid,
+            monitor_pid,
+            started_at: t.into(),
+        };
         assert_eq!(
-            judge(&c("running", true, 77), dir.path(), proc_root.path()),
-            Verdict::Adopt("2026-01-01T00:00:00Z".into(), 1234, 77)
+            judge(&running(77), dir.path(), proc_root.path()),
+            Verdict::Adopt(run(1234, 77, "2026-01-01T00:00:00Z"))
         );
-        // Monitor pid recycled by another program.
         let other = fake_proc(77, "/usr/bin/vim\0");
-        assert_eq!(
-            judge(&c("running", true, 77), dir.path(), other.path()),
-            Verdict::Lost
-        );
-        // Monitor pid only in monitor.json.
+        assert_eq!(judge(&running(77), dir.path(), other.path()), Verdict::Lost);
         std::fs::write(
             dir.path().join("monitor.json"),
             r#"{"monitor_pid":77,"init_pid":1234,"started_at":"2026-01-01T00:00:01Z","tty":false}"#,
         )
         .unwrap();
         assert_eq!(
-            judge(&c("running", true, 0), dir.path(), proc_root.path()),
-            Verdict::Adopt("2026-01-01T00:00:00Z".into(), 1234, 77)
+            judge(&running(0), dir.path(), proc_root.path()),
+            Verdict::Adopt(run(1234, 77, "2026-01-01T00:00:00Z"))
         );
-        // A start that finished after the daemon died: created row, live monitor.
+        // A start that finished after the daemon died.
         assert_eq!(
-            judge(&c("created", false, 0), dir.path(), proc_root.path()),
-            Verdict::Adopt("2026-01-01T00:00:01Z".into(), 1234, 77)
+            judge(&with(Status::Created), dir.path(), proc_root.path()),
+            Verdict::Adopt(run(1234, 77, "2026-01-01T00:00:01Z"))
         );
         assert_eq!(
-            judge(&c("created", false, 0), dir.path(), other.path()),
+            judge(&with(Status::Created), dir.path(), other.path()),
             Verdict::Keep
         );
+    }
+
+    #[test]
+    fn half_done_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        assert_eq!(judge(&with(Status::Creating), p, p), Verdict::Discard);
+        assert_eq!(judge(&with(Status::Removing), p, p), Verdict::FinishRemoval);
+        let exited = Status::Exited(Exit {
+            code: 0,
+            oom_killed: false,
+            started_at: String::new(),
+            finished_at: String::new(),
+        });
+        assert_eq!(judge(&with(exited), p, p), Verdict::Keep);
+    }
+
+    #[test]
+    fn monitor_liveness_uses_cmdline() {
+        let proc_root = fake_proc(42, "/usr/bin/silo-monitor\0--id\0x\0");
+        let p = proc_root.path();
+        assert!(monitor_alive(p, 42, None));
+        assert!(monitor_alive(p, 42, Some("x")));
+        assert!(
+            !monitor_alive(p, 42, Some("y")),
+            "another container's monitor"
+        );
+        std::fs::write(p.join("42/cmdline"), b"/bin/bash\0silo-monitor\0").unwrap();
+        assert!(
+            !monitor_alive(p, 42, None),
+            "a recycled pid is not the monitor"
+        );
+        assert!(!monitor_alive(p, 43, None));
+        std::fs::write(p.join("42/cmdline"), b"silo-monitor\0").unwrap();
+        std::fs::write(p.join("42/stat"), "42 (silo-monitor) Z 1 2 3").unwrap();
+        assert!(!monitor_alive(p, 42, None), "a zombie is dead");
     }
 
     #[test]
@@ -393,23 +474,8 @@ mod tests {
         );
         let found = starting_monitors(proc_root.path(), Path::new(ours));
         assert_eq!(found.get("c1"), Some(&vec![77]));
-        // Another silod's monitor (other exec root) is not ours.
-        let found = starting_monitors(proc_root.path(), Path::new("/y/exec/runtime"));
-        assert!(found.is_empty(), "{found:?}");
-        // A zombie is not in flight.
+        assert!(starting_monitors(proc_root.path(), Path::new("/y/exec/runtime")).is_empty());
         std::fs::write(proc_root.path().join("77/stat"), "77 (silo-monitor) Z 1").unwrap();
         assert!(starting_monitors(proc_root.path(), Path::new(ours)).is_empty());
-    }
-
-    #[test]
-    fn half_done_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path();
-        assert_eq!(judge(&c("creating", false, 0), p, p), Verdict::Discard);
-        assert_eq!(
-            judge(&c("removing", false, 0), p, p),
-            Verdict::FinishRemoval
-        );
-        assert_eq!(judge(&c("exited", false, 0), p, p), Verdict::Keep);
     }
 }

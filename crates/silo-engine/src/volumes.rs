@@ -1,176 +1,103 @@
-//! Volume operations ("local" driver): wrappers over silo-storage that
-//! speak Docker's wire types, with usage counts from the engine's containers.
+//! Volumes (the "local" driver): the engine's operations over
+//! silo-storage's volumes, with the containers that use them.
 
-use crate::*;
+use crate::error::{Error, Kind, Result};
+use crate::events::{Action, Scope};
+use crate::Engine;
+use std::collections::{BTreeMap, HashMap};
+
+/// How much a volume holds and how many containers mount it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VolumeUsage {
+    pub size: u64,
+    pub ref_count: usize,
+}
 
 impl Engine {
-    fn to_wire(&self, v: silo_storage::Volume) -> Volume {
-        Volume {
-            name: v.name,
-            driver: v.driver,
-            mountpoint: v.mountpoint.to_string_lossy().into_owned(),
-            created_at: Some(v.created_at),
-            status: None,
-            labels: v.labels.into_iter().collect(),
-            scope: Some(VolumeScopeEnum::LOCAL),
-            cluster_volume: None,
-            options: HashMap::new(),
-            usage_data: None,
+    fn volume_error(name: &str, e: silo_storage::VolumeError) -> Error {
+        use silo_storage::VolumeError as V;
+        match e {
+            V::BadName { .. } => Error::invalid("name", e.to_string()),
+            V::InUse { .. } => Error::conflict(e.to_string()),
+            V::NotFound(_) => Error::not_found(Kind::Volume, name),
+            other => Error::internal(format!("volume {name}"), other),
         }
     }
 
-    fn volume_error(e: silo_storage::VolumeError) -> EngineError {
-        let msg = e.to_string();
-        if msg.contains("invalid volume name") {
-            EngineError::BadParameter(msg)
-        } else if msg.contains("in use") {
-            EngineError::Conflict(msg)
-        } else if msg.contains("no such volume") {
-            EngineError::NotFound(msg)
-        } else {
-            EngineError::Internal(msg)
-        }
-    }
-
-    pub fn volume_create(&self, req: VolumeCreateRequest) -> Result<Volume> {
-        if let Some(d) = req.driver.as_deref() {
-            if !d.is_empty() && d != "local" {
-                return Err(EngineError::NotFound(format!(
-                    "error looking up volume plugin {d}: plugin {d:?} not found"
-                )));
-            }
-        }
-        if req.driver_opts.as_ref().is_some_and(|o| !o.is_empty()) {
-            return Err(EngineError::BadParameter(
-                "DriverOpts: volume options are not supported by silo's local driver yet".into(),
-            ));
-        }
-        let name = req.name.clone().filter(|n| !n.is_empty());
-        let existed = name
-            .as_deref()
-            .is_some_and(|n| self.storage.volume(n).is_ok());
-        let labels = req.labels.unwrap_or_default().into_iter().collect();
+    /// Creates a volume (a name that exists gives it back); returns it and
+    /// whether it is new.
+    pub fn volume_create(
+        &self,
+        name: Option<&str>,
+        labels: BTreeMap<String, String>,
+    ) -> Result<(silo_storage::Volume, bool)> {
+        let existed = name.is_some_and(|n| self.storage.volume(n).is_ok());
         let v = self
             .storage
-            .create_volume(name.as_deref(), labels)
-            .map_err(Self::volume_error)?;
+            .create_volume(name, labels)
+            .map_err(|e| Self::volume_error(name.unwrap_or("<anonymous>"), e))?;
         if !existed {
-            self.emit(
-                "volume",
-                "create",
+            self.emit_with(
+                Scope::Volume,
+                Action::Create,
                 &v.name,
-                HashMap::from([("driver".to_string(), "local".to_string())]),
+                [("driver".to_string(), v.driver.clone())].into(),
             );
         }
-        Ok(self.to_wire(v))
+        Ok((v, !existed))
     }
 
-    pub fn volumes(&self, filters: &Filters) -> Result<VolumeListResponse> {
-        let mut out = Vec::new();
-        for v in self.storage.volumes() {
-            let mut ok = true;
-            for (key, values) in filters {
-                if values.is_empty() {
-                    continue;
-                }
-                ok &= match key.as_str() {
-                    "name" => values.iter().any(|x| v.name.contains(x.as_str())),
-                    "driver" => values.contains(&v.driver),
-                    "dangling" => values.iter().any(|x| {
-                        let want = x == "true" || x == "1";
-                        self.volume_in_use(&v.name) != want
-                    }),
-                    "label" => values.iter().any(|x| match x.split_once('=') {
-                        Some((k, val)) => v.labels.get(k).is_some_and(|y| y == val),
-                        None => v.labels.contains_key(x.as_str()),
-                    }),
-                    other => {
-                        return Err(EngineError::BadParameter(format!(
-                            "invalid filter '{other}'"
-                        )))
-                    }
-                };
-            }
-            if ok {
-                out.push(self.to_wire(v));
-            }
-        }
-        Ok(VolumeListResponse {
-            volumes: Some(out),
-            warnings: Some(vec![]),
-        })
+    pub fn volumes(&self) -> Vec<silo_storage::Volume> {
+        self.storage.volumes()
     }
 
-    pub fn volume_inspect(&self, name: &str) -> Result<Volume> {
-        let v = self
-            .storage
+    pub fn volume(&self, name: &str) -> Result<silo_storage::Volume> {
+        self.storage
             .volume(name)
-            .map_err(|_| EngineError::NotFound(format!("get {name}: no such volume")))?;
-        Ok(self.to_wire(v))
+            .map_err(|_| Error::not_found(Kind::Volume, name))
     }
 
+    /// Removes a volume; one in use is refused, a missing one is fine with `force`.
     pub fn volume_remove(&self, name: &str, force: bool) -> Result<()> {
         if self.storage.volume(name).is_err() {
             if force {
                 return Ok(());
             }
-            return Err(EngineError::NotFound(format!("get {name}: no such volume")));
+            return Err(Error::not_found(Kind::Volume, name));
         }
-        let users: Vec<String> = self
-            .lock()
-            .values()
-            .filter(|c| {
-                c.mounts
-                    .iter()
-                    .any(|m| m.typ.as_deref() == Some("volume") && m.name.as_deref() == Some(name))
-            })
-            .map(|c| c.id.clone())
-            .collect();
+        let users = self.volume_users(name);
         if !users.is_empty() {
-            return Err(EngineError::Conflict(format!(
+            return Err(Error::conflict(format!(
                 "remove {name}: volume is in use - [{}]",
                 users.join(", ")
             )));
         }
         self.storage
             .remove_volume(name, false, force)
-            .map_err(Self::volume_error)?;
-        self.emit("volume", "destroy", name, HashMap::new());
+            .map_err(|e| Self::volume_error(name, e))?;
+        self.emit_with(Scope::Volume, Action::Destroy, name, Default::default());
         Ok(())
     }
 
-    pub fn prune_volumes(&self, filters: &Filters) -> Result<VolumePruneResponse> {
-        // Docker prunes only anonymous volumes unless all=true.
-        let all = filters
-            .get("all")
-            .is_some_and(|v| v.iter().any(|x| x == "true" || x == "1"));
-        let labels: Vec<String> = filters.get("label").cloned().unwrap_or_default();
+    /// Removes the unused volumes `keep` does not keep; returns their names
+    /// and the bytes freed.
+    pub fn prune_volumes(
+        &self,
+        keep: &dyn Fn(&silo_storage::Volume) -> bool,
+    ) -> Result<(Vec<String>, u64)> {
         let known: HashMap<String, silo_storage::Volume> = self
             .storage
             .volumes()
             .into_iter()
             .map(|v| (v.name.clone(), v))
             .collect();
-        let keep = |name: &str| -> bool {
-            if self.volume_in_use(name) {
-                return true;
-            }
-            let Some(v) = known.get(name) else {
-                return true;
-            };
-            let anonymous = name.len() == 64 && name.chars().all(|c| c.is_ascii_hexdigit());
-            if !all && !anonymous {
-                return true;
-            }
-            !labels.iter().all(|l| match l.split_once('=') {
-                Some((k, val)) => v.labels.get(k).is_some_and(|y| y == val),
-                None => v.labels.contains_key(l.as_str()),
-            })
+        let skip = |name: &str| -> bool {
+            !self.volume_users(name).is_empty() || known.get(name).is_none_or(keep)
         };
         let report = self
             .storage
-            .prune_volumes(&keep)
-            .map_err(|e| EngineError::Internal(e.to_string()))?;
+            .prune_volumes(&skip)
+            .map_err(|e| Error::internal("pruning volumes", e))?;
         let names: Vec<String> = report
             .deleted
             .iter()
@@ -179,11 +106,26 @@ impl Engine {
             })
             .collect();
         for n in &names {
-            self.emit("volume", "destroy", n, HashMap::new());
+            self.emit_with(Scope::Volume, Action::Destroy, n, Default::default());
         }
-        Ok(VolumePruneResponse {
-            volumes_deleted: Some(names),
-            space_reclaimed: Some(report.space_reclaimed as i64),
-        })
+        Ok((names, report.space_reclaimed))
+    }
+
+    /// Size and users of every volume.
+    pub fn volume_usage(&self) -> HashMap<String, VolumeUsage> {
+        let du = self.storage.disk_usage();
+        self.storage
+            .volumes()
+            .into_iter()
+            .map(|v| {
+                let size = du
+                    .volumes
+                    .iter()
+                    .find(|(n, _)| *n == v.name)
+                    .map_or(0, |(_, s)| *s);
+                let ref_count = self.volume_users(&v.name).len();
+                (v.name, VolumeUsage { size, ref_count })
+            })
+            .collect()
     }
 }

@@ -47,7 +47,7 @@ enum StartError {
     #[error("opening the engine (data root {path}): {source}")]
     Engine {
         path: PathBuf,
-        source: silo_engine::EngineError,
+        source: silo_engine::Error,
     },
     #[error("starting the async runtime: {0}")]
     Runtime(std::io::Error),
@@ -148,13 +148,20 @@ fn run(started: Instant) -> Result<(), StartError> {
     })?;
 
     let engine_started = Instant::now();
-    let engine = silo_engine::Engine::open(silo_engine::Config {
-        data_root: s.data_root.clone(),
-        exec_root: s.exec_root.clone(),
-        monitor_binary: s.monitor.clone(),
-        runtime_binary: s.runtime.clone(),
-        init_binary: s.init_path.clone(),
-    })
+    let engine = silo_engine::Engine::open(
+        silo_engine::Config {
+            data_root: s.data_root.clone(),
+            exec_root: s.exec_root.clone(),
+            monitor_binary: s.monitor.clone(),
+            runtime_binary: s.runtime.clone(),
+            init_binary: s.init_path.clone(),
+        },
+        silo_engine::Services {
+            network: std::sync::Arc::new(silo_engine::LoopbackOnly),
+            // Rows of silods before the engine had its own model.
+            legacy: Some(&silo_docker::Legacy),
+        },
+    )
     .map_err(|source| StartError::Engine {
         path: s.data_root.clone(),
         source,
@@ -191,7 +198,7 @@ fn run(started: Instant) -> Result<(), StartError> {
                 _ = int.recv() => tracing::info!("SIGINT: shutting down, containers keep running"),
             }
         };
-        silo_api::serve(listener, engine, shutdown)
+        silo_api::serve(listener, silo_docker::Docker::new(engine), shutdown)
             .await
             .map_err(StartError::Serve)
     });

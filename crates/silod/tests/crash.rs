@@ -234,16 +234,36 @@ fn check_consistent(d: &Daemon, seen: &Ids, started: &Ids) -> Ids {
         assert_eq!(rows, listed, "rows in silo.db");
     }
 
+    // Mounts: snapshots of listed containers, and the pinned network
+    // namespaces of running ones (released when a container stops).
     let snapshots = d.data_root().join("storage/snapshots");
+    let netns = d.exec_root().join("netns");
     for m in mounts_under(d.dir()) {
-        let owner = Path::new(&m)
-            .strip_prefix(&snapshots)
-            .ok()
-            .and_then(|rest| rest.iter().next())
-            .map(|s| s.to_string_lossy().into_owned());
+        let owner = |root: &Path| {
+            Path::new(&m)
+                .strip_prefix(root)
+                .ok()
+                .and_then(|rest| rest.iter().next())
+                .map(|s| s.to_string_lossy().into_owned())
+        };
+        if let Some(id) = owner(&netns) {
+            assert!(
+                running.contains(&id),
+                "pinned netns {m} of a container that does not run"
+            );
+            continue;
+        }
         assert!(
-            owner.as_ref().is_some_and(|id| listed.contains(id)),
+            owner(&snapshots).is_some_and(|id| listed.contains(&id)),
             "mount {m} belongs to no listed container"
+        );
+    }
+    for id in &running {
+        assert!(
+            mounts_under(&netns)
+                .iter()
+                .any(|m| m.ends_with(id.as_str())),
+            "running {id} has no pinned network namespace"
         );
     }
 

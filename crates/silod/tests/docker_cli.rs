@@ -701,3 +701,152 @@ fn restart_keeps_a_rm_container_and_stop_removes_it() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Prints a container's net, ipc, pid and uts namespaces, a line each.
+const NS_LINKS: &str = "for t in net ipc pid uts; do readlink /proc/self/ns/$t; done";
+
+#[test]
+fn container_and_host_namespace_modes() {
+    let d = daemon();
+    d.import_busybox();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "donor",
+        "--ipc",
+        "shareable",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let ns = |args: &[&str]| -> String {
+        let mut all = vec!["run", "--rm"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["busybox", "sh", "-c", NS_LINKS]);
+        d.ok(&all)
+    };
+    let donor: Vec<String> = d
+        .ok(&["exec", "donor", "sh", "-c", NS_LINKS])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    // --network, --ipc and --pid container:<name> join the donor's.
+    let joined: Vec<String> = ns(&[
+        "--network",
+        "container:donor",
+        "--ipc",
+        "container:donor",
+        "--pid",
+        "container:donor",
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect();
+    assert_eq!(&joined[..3], &donor[..3], "net, ipc and pid are shared");
+    assert_ne!(joined[3], donor[3], "uts stays private");
+    // A private container shares none of them.
+    let private: Vec<String> = ns(&[]).lines().map(str::to_string).collect();
+    for i in 0..4 {
+        assert_ne!(private[i], donor[i]);
+    }
+    // --pid host and --uts host: the host's.
+    let host: Vec<String> = ns(&["--pid", "host", "--uts", "host", "--network", "host"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mine = |t: &str| {
+        std::fs::read_link(format!("/proc/self/ns/{t}"))
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    assert_eq!(host[0], mine("net"));
+    assert_eq!(host[2], mine("pid"));
+    assert_eq!(host[3], mine("uts"));
+    // A donor that did not make its IPC shareable is refused, as by dockerd.
+    d.ok(&["run", "-d", "--name", "closed", "busybox", "sleep", "1000"]);
+    let out = d.cli(&[
+        "run",
+        "--rm",
+        "--ipc",
+        "container:closed",
+        "busybox",
+        "true",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("non-shareable IPC"),
+        "{}",
+        stderr(&out)
+    );
+    // A hostname with another container's network conflicts, as in dockerd.
+    let out = d.cli(&[
+        "run",
+        "--rm",
+        "-h",
+        "x",
+        "--network",
+        "container:donor",
+        "busybox",
+        "true",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("conflicting options"),
+        "{}",
+        stderr(&out)
+    );
+    // Joining a stopped container is refused and leaves nothing.
+    d.ok(&["stop", "-t", "0", "closed"]);
+    let out = d.cli(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:closed",
+        "busybox",
+        "true",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not running"), "{}", stderr(&out));
+    d.ok(&["rm", "-f", "donor", "closed"]);
+    assert_eq!(d.ok(&["ps", "-aq"]).trim(), "", "containers left behind");
+}
+
+#[test]
+fn failed_start_of_rm_container_ends_and_removes_it() {
+    let d = daemon();
+    d.import_busybox();
+    // A missing command: 127, and an --rm container is removed, not left
+    // Created with the CLI waiting for its removal forever.
+    let out = d.cli(&["run", "--rm", "busybox", "nosuchcommand"]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nosuchcommand"), "{}", stderr(&out));
+    // A file that is not executable: 126.
+    let out = d.cli(&["run", "--rm", "busybox", "/etc/passwd"]);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    // Without --rm the container stays, as with dockerd.
+    let out = d.cli(&["run", "--name", "kept", "busybox", "nosuchcommand"]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert_eq!(d.ok(&["ps", "-a", "--format", "{{.Names}}"]).trim(), "kept");
+    d.ok(&["rm", "kept"]);
+    assert_eq!(d.ok(&["ps", "-aq"]).trim(), "", "containers left behind");
+    // Every monitor the daemon started has been reaped: no zombie children.
+    let pid = d.pid().unwrap();
+    let mut children = String::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let list = task.unwrap().path().join("children");
+        children += &std::fs::read_to_string(list).unwrap_or_default();
+        children.push(' ');
+    }
+    for child in children.split_whitespace() {
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .next();
+        assert_ne!(state, Some("Z"), "zombie child {child} of silod: {stat}");
+    }
+}

@@ -141,33 +141,8 @@ fn resolve(rootfs: &Path, path: &str) -> Result<Resolved, ArchiveError> {
     Ok(Resolved { host, name, stat })
 }
 
-/// Go's `os.FileMode` bits for a stat mode.
-pub(crate) fn go_mode(st_mode: u32) -> u32 {
-    let perm = st_mode & 0o777;
-    let mut m = perm;
-    match st_mode & libc::S_IFMT {
-        libc::S_IFDIR => m |= 1 << 31,
-        libc::S_IFLNK => m |= 1 << 27,
-        libc::S_IFIFO => m |= 1 << 25,
-        libc::S_IFSOCK => m |= 1 << 24,
-        libc::S_IFBLK => m |= 1 << 26,
-        libc::S_IFCHR => m |= (1 << 26) | (1 << 21),
-        _ => {}
-    }
-    if st_mode & libc::S_ISUID != 0 {
-        m |= 1 << 23;
-    }
-    if st_mode & libc::S_ISGID != 0 {
-        m |= 1 << 22;
-    }
-    if st_mode & libc::S_ISVTX != 0 {
-        m |= 1 << 20;
-    }
-    m
-}
-
-/// The stat Docker sends in `X-Docker-Container-Path-Stat`.
-pub(crate) fn stat(rootfs: &Path, path: &str) -> Result<serde_json::Value, ArchiveError> {
+/// What a path in the container is.
+pub(crate) fn stat(rootfs: &Path, path: &str) -> Result<crate::io::PathStat, ArchiveError> {
     let r = resolve(rootfs, path)?;
     let mut link_target = String::new();
     if r.stat.st_mode & libc::S_IFMT == libc::S_IFLNK {
@@ -184,13 +159,13 @@ pub(crate) fn stat(rootfs: &Path, path: &str) -> Result<serde_json::Value, Archi
             }
         }
     }
-    Ok(serde_json::json!({
-        "name": r.name,
-        "size": r.stat.st_size,
-        "mode": go_mode(r.stat.st_mode),
-        "mtime": silo_compute::store::rfc3339(r.stat.st_mtime, r.stat.st_mtime_nsec as u32),
-        "linkTarget": link_target,
-    }))
+    Ok(crate::io::PathStat {
+        name: r.name,
+        size: r.stat.st_size,
+        mode: r.stat.st_mode,
+        mtime: silo_units::format_rfc3339(r.stat.st_mtime, r.stat.st_mtime_nsec as u32),
+        link_target,
+    })
 }
 
 /// Writes a tar of the file or directory at `path`, the top entry named by
@@ -443,17 +418,17 @@ mod tests {
     }
 
     #[test]
-    fn stat_reports_go_modes_and_link_targets() {
+    fn stat_reports_modes_and_link_targets() {
         let d = fixture();
         let s = stat(d.path(), "/etc/hostname").unwrap();
-        assert_eq!(s["name"], "hostname");
-        assert_eq!(s["size"], 4);
-        assert_eq!(s["linkTarget"], "");
+        assert_eq!(s.name, "hostname");
+        assert_eq!(s.size, 4);
+        assert_eq!(s.link_target, "");
         let s = stat(d.path(), "/etc").unwrap();
-        assert_eq!(s["mode"].as_u64().unwrap() & (1 << 31), 1 << 31);
+        assert_eq!(s.mode & libc::S_IFMT, libc::S_IFDIR);
         let s = stat(d.path(), "/hn").unwrap();
-        assert_eq!(s["mode"].as_u64().unwrap() & (1 << 27), 1 << 27);
-        assert_eq!(s["linkTarget"], "/etc/hostname");
+        assert_eq!(s.mode & libc::S_IFMT, libc::S_IFLNK);
+        assert_eq!(s.link_target, "/etc/hostname");
         assert!(matches!(
             stat(d.path(), "/nope"),
             Err(ArchiveError::NotFound { .. })

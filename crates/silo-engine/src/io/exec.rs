@@ -1,8 +1,9 @@
-//! Exec instances (`docker exec`): kept in memory, run through the runtime
-//! binary, reaped by this process (a child subreaper), and their stdio
-//! relayed onto a socket in Docker's stream format.
+//! Exec instances: a process started in a running container, kept in
+//! memory, run through the runtime binary, reaped by this process (a child
+//! subreaper), and its stdio relayed onto a socket in the multiplexed
+//! stream format ([`silo_sys::frame`]).
 
-use bollard_stubs::models::ExecConfig;
+use silo_sys::frame::{frame, Stream};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -12,48 +13,69 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-/// One exec instance.
+/// What to run in a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecSpec {
+    /// argv; not empty.
+    pub args: Vec<String>,
+    /// `KEY=value`, over the container's environment.
+    pub env: Vec<String>,
+    /// The working directory; None: the container's.
+    pub cwd: Option<String>,
+    /// Resolved in the container's /etc files; None: the container's user.
+    pub user: Option<String>,
+    pub terminal: bool,
+    /// Which streams a client attached to the exec gets.
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    /// Every capability.
+    pub privileged: bool,
+    /// (height, width) of a terminal.
+    pub console_size: Option<(u16, u16)>,
+    /// The key sequence with which an attached client detaches.
+    pub detach_keys: String,
+}
+
+/// One exec instance, as front ends see it.
 #[derive(Debug, Clone)]
-pub(crate) struct Exec {
+pub struct ExecInfo {
     pub id: String,
     pub container_id: String,
-    pub config: ExecConfig,
-    pub started: bool,
+    pub spec: ExecSpec,
     pub running: bool,
     pub exit_code: Option<i64>,
+    /// Host pid (0 before it starts).
     pub pid: i32,
+}
+
+/// One exec instance and its terminal.
+#[derive(Debug, Clone)]
+pub(crate) struct Exec {
+    pub info: ExecInfo,
+    pub started: bool,
     /// The pty master (tty execs), for resize.
     pub master: Option<Arc<OwnedFd>>,
 }
 
-/// All exec instances of this process, and a condvar signalled on exits.
+/// The engine's exec instances, and a condvar signalled on exits.
+#[derive(Default)]
 pub(crate) struct Registry {
     pub map: Mutex<HashMap<String, Exec>>,
     pub exited: Condvar,
 }
 
-pub(crate) fn registry() -> &'static Registry {
-    static REG: OnceLock<Registry> = OnceLock::new();
-    REG.get_or_init(|| Registry {
-        map: Mutex::new(HashMap::new()),
-        exited: Condvar::new(),
-    })
-}
-
 impl Registry {
     pub fn lock(&self) -> MutexGuard<'_, HashMap<String, Exec>> {
-        match self.map.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records an exit and wakes waiters.
     pub fn finish(&self, id: &str, code: i64) {
         let mut map = self.lock();
         if let Some(e) = map.get_mut(id) {
-            e.running = false;
-            e.exit_code = Some(code);
+            e.info.running = false;
+            e.info.exit_code = Some(code);
             e.master = None;
         }
         drop(map);
@@ -66,7 +88,7 @@ impl Registry {
         let mut map = self.lock();
         loop {
             match map.get(id) {
-                Some(e) if e.running => {}
+                Some(e) if e.info.running => {}
                 _ => return,
             }
             let now = Instant::now();
@@ -81,114 +103,30 @@ impl Registry {
     }
 }
 
-/// A fresh 64-hex-digit id, like Docker's.
-pub(crate) fn new_id() -> String {
-    let mut b = [0u8; 32];
-    let ok = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
-    if ok.is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        b[..16].copy_from_slice(&t.to_le_bytes());
-        b[16..20].copy_from_slice(&std::process::id().to_le_bytes());
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Docker's multiplexed stream frame: [stream, 0, 0, 0, len_be32] + payload.
-pub(crate) fn frame(stream: u8, payload: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + payload.len());
-    v.extend_from_slice(&[stream, 0, 0, 0]);
-    v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    v.extend_from_slice(payload);
-    v
-}
-
-/// The action of an exec's `exec_create`/`exec_start` event, as dockerd
-/// writes it: `"<kind>: " + Entrypoint + " " + strings.Join(Args, " ")`,
-/// so a command without arguments keeps a trailing space ("exec_start: id ").
-pub(crate) fn event_action(kind: &str, cmd: &[String]) -> String {
-    match cmd.split_first() {
-        Some((entrypoint, args)) => format!("{kind}: {entrypoint} {}", args.join(" ")),
-        None => format!("{kind}:  "),
-    }
-}
-
-/// Every capability the kernel may know (privileged execs get them all).
-pub(crate) fn all_caps() -> Vec<String> {
-    [
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "DAC_READ_SEARCH",
-        "FOWNER",
-        "FSETID",
-        "KILL",
-        "SETGID",
-        "SETUID",
-        "SETPCAP",
-        "LINUX_IMMUTABLE",
-        "NET_BIND_SERVICE",
-        "NET_BROADCAST",
-        "NET_ADMIN",
-        "NET_RAW",
-        "IPC_LOCK",
-        "IPC_OWNER",
-        "SYS_MODULE",
-        "SYS_RAWIO",
-        "SYS_CHROOT",
-        "SYS_PTRACE",
-        "SYS_PACCT",
-        "SYS_ADMIN",
-        "SYS_BOOT",
-        "SYS_NICE",
-        "SYS_RESOURCE",
-        "SYS_TIME",
-        "SYS_TTY_CONFIG",
-        "MKNOD",
-        "LEASE",
-        "AUDIT_WRITE",
-        "AUDIT_CONTROL",
-        "SETFCAP",
-        "MAC_OVERRIDE",
-        "MAC_ADMIN",
-        "SYSLOG",
-        "WAKE_ALARM",
-        "BLOCK_SUSPEND",
-        "AUDIT_READ",
-        "PERFMON",
-        "BPF",
-        "CHECKPOINT_RESTORE",
-    ]
-    .iter()
-    .map(|c| format!("CAP_{c}"))
-    .collect()
-}
-
-/// The exec's OCI process: the container's process with Docker's overrides
-/// (`user`: the resolved user the exec runs as, None for the process's own).
+/// The exec's OCI process: the container's process with the exec's
+/// overrides (`user`: the resolved user it runs as, None for the process's own).
 pub(crate) fn build_process(
     base: &silo_oci::Process,
-    cfg: &ExecConfig,
+    spec: &ExecSpec,
     user: Option<&silo_oci::User>,
 ) -> silo_oci::Process {
     let mut p = base.clone();
-    p.args = cfg.cmd.clone().unwrap_or_default();
+    p.args = spec.args.clone();
     p.command_line = None;
-    p.terminal = cfg.tty.unwrap_or(false);
-    p.console_size = match cfg.console_size.as_deref() {
-        Some([h, w]) if p.terminal && *h > 0 && *w > 0 => Some(silo_oci::ConsoleSize {
-            height: *h as u16,
-            width: *w as u16,
+    p.terminal = spec.terminal;
+    p.console_size = match spec.console_size {
+        Some((h, w)) if p.terminal && h > 0 && w > 0 => Some(silo_oci::ConsoleSize {
+            height: h,
+            width: w,
         }),
         _ => None,
     };
-    for e in cfg.env.iter().flatten() {
+    for e in &spec.env {
         let key = e.split('=').next().unwrap_or("");
         p.env.retain(|x| x.split('=').next() != Some(key));
         p.env.push(e.clone());
     }
-    if let Some(w) = cfg.working_dir.as_deref().filter(|w| !w.is_empty()) {
+    if let Some(w) = spec.cwd.as_deref().filter(|w| !w.is_empty()) {
         p.cwd = w.to_string();
     }
     if let Some(u) = user {
@@ -197,8 +135,9 @@ pub(crate) fn build_process(
             ..u.clone()
         };
     }
-    if cfg.privileged.unwrap_or(false) {
-        let all = Some(all_caps());
+    if spec.privileged {
+        let all: Option<Vec<String>> =
+            Some(crate::ALL_CAPS.iter().map(|c| c.to_string()).collect());
         p.capabilities = Some(silo_oci::Capabilities {
             bounding: all.clone(),
             effective: all.clone(),
@@ -295,7 +234,7 @@ fn write_shared(out: &Shared, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Copies a pipe into framed output until EOF.
-fn pump_framed(mut src: impl Read, stream: u8, out: &Shared) {
+fn pump_framed(mut src: impl Read, stream: Stream, out: &Shared) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         match src.read(&mut buf) {
@@ -336,11 +275,15 @@ pub(crate) fn relay_pipes(
     let mut pumps = Vec::new();
     if let Some(r) = stdout {
         let o = out.clone();
-        pumps.push(std::thread::spawn(move || pump_framed(r, 1, &o)));
+        pumps.push(std::thread::spawn(move || {
+            pump_framed(r, Stream::Stdout, &o)
+        }));
     }
     if let Some(r) = stderr {
         let o = out.clone();
-        pumps.push(std::thread::spawn(move || pump_framed(r, 2, &o)));
+        pumps.push(std::thread::spawn(move || {
+            pump_framed(r, Stream::Stderr, &o)
+        }));
     }
     std::thread::spawn(move || {
         for p in pumps {
@@ -405,54 +348,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn frames_have_docker_headers() {
-        assert_eq!(
-            frame(1, b"hi\n"),
-            vec![1, 0, 0, 0, 0, 0, 0, 3, b'h', b'i', b'\n']
-        );
-        let big = vec![7u8; 70000];
-        let f = frame(2, &big);
-        assert_eq!(&f[..8], &[2, 0, 0, 0, 0, 1, 0x11, 0x70]);
-        assert_eq!(f.len(), 70008);
-    }
-
-    #[test]
-    fn event_actions_are_dockers() {
-        let cmd = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            event_action("exec_create", &cmd(&["id", "-u"])),
-            "exec_create: id -u"
-        );
-        assert_eq!(event_action("exec_start", &cmd(&["id"])), "exec_start: id ");
-        assert_eq!(
-            event_action("exec_start", &cmd(&["/bin/sh", "-c", "echo a  b"])),
-            "exec_start: /bin/sh -c echo a  b"
-        );
-    }
-
-    #[test]
-    fn ids_are_64_hex() {
-        let a = new_id();
-        assert_eq!(a.len(), 64);
-        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(a, new_id());
-    }
-
-    #[test]
-    fn process_gets_docker_overrides() {
+    fn process_gets_the_exec_overrides() {
         let base = silo_oci::Process {
             args: vec!["sleep".into()],
             env: vec!["PATH=/bin".into(), "A=1".into()],
             cwd: "/".into(),
             ..Default::default()
         };
-        let cfg = ExecConfig {
-            cmd: Some(vec!["echo".into(), "hi".into()]),
-            env: Some(vec!["A=2".into()]),
-            working_dir: Some("/tmp".into()),
-            tty: Some(true),
-            console_size: Some(vec![30, 100]),
-            privileged: Some(true),
+        let cfg = ExecSpec {
+            args: vec!["echo".into(), "hi".into()],
+            env: vec!["A=2".into()],
+            cwd: Some("/tmp".into()),
+            terminal: true,
+            console_size: Some((30, 100)),
+            privileged: true,
             ..Default::default()
         };
         let user = silo_oci::User {
@@ -493,8 +402,8 @@ mod tests {
         theirs.shutdown(std::net::Shutdown::Write).unwrap();
         let mut got = Vec::new();
         theirs.read_to_end(&mut got).unwrap();
-        let mut want = frame(1, b"out\n");
-        want.extend(frame(2, b"err\n"));
+        let mut want = frame(Stream::Stdout, b"out\n");
+        want.extend(frame(Stream::Stderr, b"err\n"));
         assert_eq!(got, want);
         let mut input = String::new();
         in_r.read_to_string(&mut input).unwrap();

@@ -9,8 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The log file the monitor appends to, inside its state dir.
-pub(crate) const LOG_FILE: &str = "container-json.log";
+use silo_monitor::protocol::LOG_FILE;
 /// How often a follower looks for new output.
 const POLL: Duration = Duration::from_millis(50);
 

@@ -2,9 +2,11 @@
 //! share a pipe (the first 4096 bytes are kept, as Docker does), killed
 //! when it outlives its timeout, and reaped here.
 
-use super::exec;
-use crate::*;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use super::exec::{self, ExecSpec};
+use crate::error::{Error, Result};
+use crate::events::{Action, Scope};
+use crate::Engine;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// Docker keeps this much of a probe's output.
@@ -94,10 +96,7 @@ fn try_reap(pid: i32) -> Option<i64> {
 }
 
 fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    // SAFETY: a non-negative result is a fresh descriptor that we now own.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    silo_sys::pidfd::PidFd::open(pid).ok().map(OwnedFd::from)
 }
 
 /// Reads what the pipe holds right now, without waiting for writers the
@@ -198,65 +197,66 @@ fn wait_probe(
 }
 
 impl Engine {
-    /// Runs `argv` in the running container `id` as `user` (empty: the
-    /// container's process user) with stdout and stderr together, and
-    /// waits up to `timeout`. A probe that outlives it is killed and gives
-    /// Docker's result: exit code -1, "Health check exceeded timeout (5s)"
-    /// and what it printed. Emits `exec_create`, `exec_start` and
-    /// `exec_die` like any exec (Docker does the same for probes).
+    /// Runs `argv` in the running container `id` as the container's user
+    /// with stdout and stderr together, and waits up to `timeout`. A probe
+    /// that outlives it is killed and gives exit code -1 with "Health
+    /// check exceeded timeout (5s)" and what it printed. Emits exec
+    /// events like any exec.
     pub(crate) fn run_probe(
         &self,
         id: &str,
         argv: &[String],
-        user: &str,
         timeout: Duration,
     ) -> Result<ProbeOutput> {
-        let c = self.resolve(id)?;
+        let c = self.io_ref(id)?;
         if !c.running || c.paused {
-            return Err(EngineError::Conflict(format!(
+            return Err(Error::conflict(format!(
                 "container {} is not running",
                 c.id
             )));
         }
-        let cfg = ExecConfig {
-            cmd: Some(argv.to_vec()),
-            user: Some(user.to_string()).filter(|u| !u.is_empty()),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            tty: Some(false),
-            privileged: Some(false),
+        let spec = ExecSpec {
+            args: argv.to_vec(),
+            stdout: true,
+            stderr: true,
             ..Default::default()
         };
-        let (reader, writer) =
-            std::io::pipe().map_err(|e| EngineError::Internal(format!("probe pipe: {e}")))?;
-        let writer2 = writer
-            .try_clone()
-            .map_err(|e| EngineError::Internal(format!("probe pipe: {e}")))?;
-        let exec_id = exec::new_id();
-        let attrs = HashMap::from([("execID".to_string(), exec_id.clone())]);
+        let pipe_err = |e| Error::internal("probe pipe", e);
+        let (reader, writer) = std::io::pipe().map_err(pipe_err)?;
+        let writer2 = writer.try_clone().map_err(pipe_err)?;
+        let exec_id = silo_sys::id::random_id();
         self.emit(
-            "container",
-            &exec::event_action("exec_create", argv),
+            Scope::Container,
+            Action::ExecCreate {
+                exec_id: exec_id.clone(),
+                command: argv.to_vec(),
+            },
             &c.id,
-            attrs.clone(),
         );
         let spawned = self.exec_spawn(
             &exec_id,
             &c,
-            &cfg,
+            &spec,
             [std::process::Stdio::null(), writer.into(), writer2.into()],
         )?;
         self.emit(
-            "container",
-            &exec::event_action("exec_start", argv),
+            Scope::Container,
+            Action::ExecStart {
+                exec_id: exec_id.clone(),
+                command: argv.to_vec(),
+            },
             &c.id,
-            attrs.clone(),
         );
         let (code, out, timed_out) = wait_probe(spawned.pid, reader, timeout);
         let code = code.unwrap_or(-1);
-        let mut a = attrs;
-        a.insert("exitCode".into(), code.to_string());
-        self.emit("container", "exec_die", &c.id, a);
+        self.emit(
+            Scope::Container,
+            Action::ExecDie {
+                exec_id,
+                exit_code: code,
+            },
+            &c.id,
+        );
         if timed_out {
             let mut msg = format!("Health check exceeded timeout ({})", go_duration(timeout));
             let text = out.text();

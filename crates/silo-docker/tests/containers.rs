@@ -1,81 +1,17 @@
-//! Engine-level end-to-end tests on the real kernel (root): a busybox image
-//! imported through silo-storage, containers run by the real `silo-monitor`.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+//! The Docker adapter end to end on the real kernel (root): Docker's
+//! requests through the adapter to the engine, real containers, Docker's
+//! answers (inspect, ps, events, health).
 
-use crate::*;
+mod common;
+
+use bollard_stubs::models::*;
+use common::{cgroup_exists, code, mounted, setup, wait_for};
+use silo_docker::{Docker, Filters};
+use silo_engine::WaitCondition;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The monitor binary, built on demand.
-fn monitor() -> PathBuf {
-    let p = repo().join("target/debug/silo-monitor");
-    if !p.exists() {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "-p", "silo-monitor"])
-            .current_dir(repo())
-            .status()
-            .unwrap();
-        assert!(st.success(), "building silo-monitor failed");
-    }
-    p
-}
-
-struct Env {
-    tmp: tempfile::TempDir,
-    config: Config,
-}
-
-impl Drop for Env {
-    /// Even when an assertion failed: remove every container so no mount,
-    /// cgroup or monitor outlives the test.
-    fn drop(&mut self) {
-        if let Ok(engine) = Engine::open(self.config.clone()) {
-            if let Ok(list) = engine.list(true, None, false, &Filters::new()) {
-                for c in list {
-                    let _ = engine.remove(c.id.as_deref().unwrap_or(""), true, true);
-                }
-            }
-        }
-        let _ = &self.tmp;
-    }
-}
-
-fn setup() -> (Env, Arc<Engine>) {
-    let tmp = tempfile::tempdir().unwrap();
-    let rootfs = tmp.path().join("rootfs");
-    let st = Command::new(repo().join("scripts/mkrootfs.sh"))
-        .arg(&rootfs)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "mkrootfs.sh failed");
-    let config = Config {
-        data_root: tmp.path().join("data"),
-        exec_root: tmp.path().join("exec"),
-        monitor_binary: monitor(),
-        runtime_binary: repo().join("target/debug/silo-runtime"),
-        init_binary: Some(std::path::PathBuf::from("/usr/bin/tini-static")).filter(|p| p.exists()),
-    };
-    let engine = Engine::open(config.clone()).unwrap();
-    let mut tar = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .args(["-c", "."])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = tar.stdout.take().unwrap();
-    let id = engine
-        .import_image(&mut out, Some("busybox"), Some("latest"), &[], None)
-        .unwrap();
-    assert!(tar.wait().unwrap().success());
-    assert!(id.starts_with("sha256:"));
-    (Env { tmp, config }, engine)
-}
 
 fn body(cmd: &[&str]) -> ContainerCreateBody {
     ContainerCreateBody {
@@ -87,18 +23,6 @@ fn body(cmd: &[&str]) -> ContainerCreateBody {
         }),
         ..Default::default()
     }
-}
-
-fn mounted(needle: &str) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .contains(needle)
-}
-
-fn cgroup_exists(id: &str) -> bool {
-    ["pids", "memory", "cpu", "freezer", "unified"]
-        .iter()
-        .any(|c| Path::new(&format!("/sys/fs/cgroup/{c}/silo/{id}")).exists())
 }
 
 #[test]
@@ -114,7 +38,7 @@ fn echo_runs_logs_persists_and_is_removed_cleanly() {
             },
         )
         .unwrap_err();
-    assert_eq!(e.status(), 404);
+    assert_eq!(code(&e), 404);
     assert_eq!(e.to_string(), "No such image: nosuch:latest");
 
     let created = engine
@@ -126,7 +50,7 @@ fn echo_runs_logs_persists_and_is_removed_cleanly() {
     let e = engine
         .create_container(Some("/e2e-echo"), body(&["true"]))
         .unwrap_err();
-    assert_eq!(e.status(), 409);
+    assert_eq!(code(&e), 409);
     assert!(e.to_string().contains(&id), "{e}");
     assert_eq!(
         engine
@@ -136,12 +60,17 @@ fn echo_runs_logs_persists_and_is_removed_cleanly() {
         1
     );
 
-    let events = engine.events(None, None, &Filters::new()).unwrap();
+    let events = engine.events(None, None, &Filters::new());
     engine.start("e2e-echo").unwrap();
     let w = engine.wait(&id, WaitCondition::NotRunning).unwrap();
     assert_eq!(w.status_code, 0);
-    let log =
-        std::fs::read_to_string(engine.container_dir(&id).join("container-json.log")).unwrap();
+    let log = std::fs::read_to_string(
+        engine
+            .engine()
+            .container_dir(&id)
+            .join("container-json.log"),
+    )
+    .unwrap();
     assert!(log.contains("\"log\":\"hi\\n\""), "log: {log}");
     let mut got: Vec<String> = Vec::new();
     while let Ok(e) = events.recv_timeout(Duration::from_secs(2)) {
@@ -174,7 +103,7 @@ fn echo_runs_logs_persists_and_is_removed_cleanly() {
     assert!(ps[0].status.as_deref().unwrap().starts_with("Exited (0)"));
 
     // A second engine on the same data root sees the same state.
-    let engine2 = Engine::open(env.config.clone()).unwrap();
+    let engine2 = common::open(&env.config);
     let ins = engine2.inspect("e2e-echo", false).unwrap();
     assert_eq!(ins.state.unwrap().exit_code, Some(0));
 
@@ -189,17 +118,17 @@ fn echo_runs_logs_persists_and_is_removed_cleanly() {
     );
 
     engine2.remove(&id, false, true).unwrap();
-    assert_eq!(engine2.inspect(&id, false).unwrap_err().status(), 404);
+    assert_eq!(code(&engine2.inspect(&id, false).unwrap_err()), 404);
     assert!(!mounted(&id), "snapshot still mounted");
     assert!(!cgroup_exists(&id), "cgroup left behind");
-    assert!(!engine2.container_dir(&id).exists());
+    assert!(!engine2.engine().container_dir(&id).exists());
     assert!(!env
         .config
         .data_root
         .join("storage/snapshots")
         .join(&id)
         .exists());
-    let engine3 = Engine::open(env.config.clone()).unwrap();
+    let engine3 = common::open(&env.config);
     assert!(
         engine3
             .list(true, None, false, &Filters::new())
@@ -224,7 +153,7 @@ fn stop_kill_readopt_and_force_remove() {
     assert!(Path::new(&format!("/proc/{pid}")).exists());
     // rm without force: 409.
     let e = engine.remove(&id, false, false).unwrap_err();
-    assert_eq!(e.status(), 409);
+    assert_eq!(code(&e), 409);
     assert!(
         e.to_string()
             .contains("You cannot remove a running container"),
@@ -232,11 +161,11 @@ fn stop_kill_readopt_and_force_remove() {
     );
     // kill on a stopped container is a 409, pause/unpause work.
     engine.pause(&id).unwrap();
-    assert_eq!(engine.pause(&id).unwrap_err().status(), 409);
+    assert_eq!(code(&engine.pause(&id).unwrap_err()), 409);
     engine.unpause(&id).unwrap();
 
     // A new engine (as after a silod restart) adopts the running container.
-    let engine2 = Engine::open(env.config.clone()).unwrap();
+    let engine2 = common::open(&env.config);
     let st = engine2.inspect(&id, false).unwrap().state.unwrap();
     assert_eq!(st.running, Some(true));
     assert_eq!(st.pid, Some(pid));
@@ -248,8 +177,8 @@ fn stop_kill_readopt_and_force_remove() {
     let st = engine2.inspect(&id, false).unwrap().state.unwrap();
     assert_eq!(st.running, Some(false));
     assert_eq!(st.exit_code, Some(137));
-    assert_eq!(engine2.stop(&id, None, None).unwrap_err().status(), 304);
-    assert_eq!(engine2.kill(&id, None).unwrap_err().status(), 409);
+    assert_eq!(code(&engine2.stop(&id, None, None).unwrap_err()), 304);
+    assert_eq!(code(&engine2.kill(&id, None).unwrap_err()), 409);
 
     // Start again and force-remove while running.
     engine2.start(&id).unwrap();
@@ -266,27 +195,11 @@ fn stop_kill_readopt_and_force_remove() {
 
 // ------------------------------------------------------------ healthchecks
 
-/// Polls `f` until it gives a value; the deadline is generous because the
-/// host may be busy, and nothing asserts on how long it took.
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn health_of(engine: &Engine, id: &str) -> Option<Health> {
+fn health_of(engine: &Docker, id: &str) -> Option<Health> {
     engine.inspect(id, false).unwrap().state.unwrap().health
 }
 
-fn status_of(engine: &Engine, id: &str) -> Option<HealthStatusEnum> {
+fn status_of(engine: &Docker, id: &str) -> Option<HealthStatusEnum> {
     health_of(engine, id).and_then(|h| h.status)
 }
 
@@ -304,7 +217,7 @@ fn with_health(test: &[&str], timeout_ms: i64, retries: i64) -> ContainerCreateB
     }
 }
 
-fn ps_ids(engine: &Engine, key: &str, value: &str) -> Vec<String> {
+fn ps_ids(engine: &Docker, key: &str, value: &str) -> Vec<String> {
     engine
         .list(
             false,
@@ -318,7 +231,7 @@ fn ps_ids(engine: &Engine, key: &str, value: &str) -> Vec<String> {
         .collect()
 }
 
-fn ps_status(engine: &Engine, id: &str) -> String {
+fn ps_status(engine: &Docker, id: &str) -> String {
     engine
         .list(true, None, false, &Filters::new())
         .unwrap()
@@ -344,13 +257,11 @@ fn threads_named(prefix: &str) -> usize {
 #[test]
 fn healthchecks_pass_fail_time_out_or_are_off() {
     let (env, engine) = setup();
-    let events = engine
-        .events(
-            None,
-            None,
-            &Filters::from([("event".to_string(), vec!["health_status".to_string()])]),
-        )
-        .unwrap();
+    let events = engine.events(
+        None,
+        None,
+        &Filters::from([("event".to_string(), vec!["health_status".to_string()])]),
+    );
     let create = |name: &str, b: ContainerCreateBody| {
         let id = engine.create_container(Some(name), b).unwrap().id;
         engine.start(&id).unwrap();
@@ -435,7 +346,7 @@ fn healthchecks_pass_fail_time_out_or_are_off() {
             &Filters::from([("health".to_string(), vec!["great".to_string()])]),
         )
         .unwrap_err();
-    assert_eq!(e.status(), 400);
+    assert_eq!(code(&e), 400);
 
     // One event per status change, in Docker's words.
     let mut seen: Vec<(String, String)> = Vec::new();
@@ -475,7 +386,7 @@ fn health_survives_silod_restart_pause_stop_and_rm_leaves_no_thread() {
         (status_of(&engine, &id) == Some(HealthStatusEnum::HEALTHY)).then_some(())
     });
 
-    let log_len = |e: &Engine| {
+    let log_len = |e: &Docker| {
         health_of(e, &id)
             .and_then(|h| h.log)
             .map(|l| l.len())
@@ -487,10 +398,10 @@ fn health_survives_silod_restart_pause_stop_and_rm_leaves_no_thread() {
 
     // A new engine (silod restarted) sees the persisted status and log,
     // and keeps probing: new log entries appear.
-    let engine2 = Engine::open(env.config.clone()).unwrap();
+    let engine2 = common::open(&env.config);
     assert_eq!(status_of(&engine2, &id), Some(HealthStatusEnum::HEALTHY));
     assert!(log_len(&engine2) >= 3, "probe results were not persisted");
-    let last_end = |e: &Engine| {
+    let last_end = |e: &Docker| {
         health_of(e, &id)
             .and_then(|h| h.log)
             .and_then(|l| l.last().and_then(|r| r.end.clone()))
@@ -609,7 +520,7 @@ fn image_healthcheck_is_inherited_and_no_healthcheck_turns_it_off() {
     let e = engine
         .create_container(None, with_health(&["CMD"], 10_000, 1))
         .unwrap_err();
-    assert_eq!(e.status(), 400);
+    assert_eq!(code(&e), 400);
     assert!(e.to_string().contains("Config.Healthcheck.Test"), "{e}");
     drop(env);
 }

@@ -1,6 +1,14 @@
-//! System operations: `version`, `info` and `system df`.
+//! System endpoints in Docker's shapes: version, info and `system df`.
 
-use crate::*;
+use crate::inspect::{now_secs, Filters};
+use crate::{Docker, Result};
+use bollard_stubs::models::*;
+use std::collections::HashMap;
+
+/// The API version silod speaks (the CLI negotiates down to it).
+pub const API_VERSION: &str = "1.45";
+/// The oldest API version accepted.
+pub const MIN_API_VERSION: &str = "1.24";
 
 fn read_trim(path: &str) -> String {
     std::fs::read_to_string(path)
@@ -21,27 +29,19 @@ fn mem_total() -> i64 {
     text.lines()
         .find_map(|l| l.strip_prefix("MemTotal:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
+        .map_or(0, |kb| kb * 1024)
 }
 
-fn arch() -> String {
+/// Go's architecture names, as Docker reports them in /version.
+pub(crate) fn go_arch() -> &'static str {
     match std::env::consts::ARCH {
-        "x86_64" => "x86_64".into(),
-        other => other.into(),
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
     }
 }
 
-/// Docker reports Go's architecture names in /version.
-fn go_arch() -> String {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64".into(),
-        "aarch64" => "arm64".into(),
-        other => other.into(),
-    }
-}
-
-impl Engine {
+impl Docker {
     pub fn version(&self) -> SystemVersion {
         let v = env!("CARGO_PKG_VERSION").to_string();
         SystemVersion {
@@ -53,16 +53,16 @@ impl Engine {
                 version: v.clone(),
                 details: Some(HashMap::from([(
                     "ApiVersion".to_string(),
-                    "1.45".to_string(),
+                    API_VERSION.to_string(),
                 )])),
             }]),
             version: Some(v),
-            api_version: Some("1.45".into()),
-            min_api_version: Some("1.24".into()),
+            api_version: Some(API_VERSION.into()),
+            min_api_version: Some(MIN_API_VERSION.into()),
             git_commit: Some(option_env!("SILO_GIT_COMMIT").unwrap_or("unknown").into()),
             go_version: Some("n/a".into()),
             os: Some("linux".into()),
-            arch: Some(go_arch()),
+            arch: Some(go_arch().into()),
             kernel_version: Some(read_trim("/proc/sys/kernel/osrelease")),
             experimental: Some(false),
             build_time: None,
@@ -70,27 +70,10 @@ impl Engine {
     }
 
     pub fn info(&self) -> Result<SystemInfo> {
-        let (total, running, paused) = {
-            let map = self.lock();
-            let visible = map.values().filter(|c| c.state.status != "creating");
-            let mut t = 0;
-            let mut r = 0;
-            let mut p = 0;
-            for c in visible {
-                t += 1;
-                if c.state.paused {
-                    p += 1;
-                } else if c.state.running {
-                    r += 1;
-                }
-            }
-            (t, r, p)
-        };
-        let ncpu = std::thread::available_parallelism()
-            .map(|n| n.get() as i64)
-            .unwrap_or(1);
+        let i = self.engine.info();
+        let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get() as i64);
         let mut warnings = Vec::new();
-        if !self.cgroupns {
+        if !i.cgroup_v2 {
             warnings.push(
                 "WARNING: cgroup v1 host: containers do not get a cgroup namespace".to_string(),
             );
@@ -99,19 +82,20 @@ impl Engine {
             "WARNING: no network drivers yet: containers get loopback-only network namespaces"
                 .to_string(),
         );
+        let (total, running, paused) = (i.containers as i64, i.running as i64, i.paused as i64);
         Ok(SystemInfo {
             id: Some(read_trim("/etc/machine-id")),
             containers: Some(total),
             containers_running: Some(running),
             containers_paused: Some(paused),
             containers_stopped: Some(total - running - paused),
-            images: Some(self.storage.images().len() as i64),
+            images: Some(i.images as i64),
             driver: Some("silo-overlay".into()),
             driver_status: Some(vec![vec!["Backing Filesystem".into(), "overlayfs".into()]]),
-            docker_root_dir: Some(self.config.data_root.to_string_lossy().into_owned()),
+            docker_root_dir: Some(i.data_root.to_string_lossy().into_owned()),
             logging_driver: Some("json-file".into()),
             cgroup_driver: Some(SystemInfoCgroupDriverEnum::CGROUPFS),
-            cgroup_version: Some(if self.cgroupns {
+            cgroup_version: Some(if i.cgroup_v2 {
                 SystemInfoCgroupVersionEnum::_2
             } else {
                 SystemInfoCgroupVersionEnum::_1
@@ -119,7 +103,7 @@ impl Engine {
             kernel_version: Some(read_trim("/proc/sys/kernel/osrelease")),
             operating_system: Some(os_name()),
             os_type: Some("linux".into()),
-            architecture: Some(arch()),
+            architecture: Some(std::env::consts::ARCH.into()),
             ncpu: Some(ncpu),
             mem_total: Some(mem_total()),
             name: Some(read_trim("/proc/sys/kernel/hostname")),
@@ -127,7 +111,7 @@ impl Engine {
             runtimes: Some(HashMap::from([(
                 "silo".to_string(),
                 Runtime {
-                    path: Some(self.config.runtime_binary.to_string_lossy().into_owned()),
+                    path: Some(i.runtime_binary.to_string_lossy().into_owned()),
                     ..Default::default()
                 },
             )])),
@@ -142,20 +126,23 @@ impl Engine {
     /// ContainerSummary, Volume with UsageData) as JSON values, which is
     /// what API versions before 1.52 return at the top level.
     pub fn system_df(&self) -> Result<SystemDataUsageResponse> {
-        let du = self.storage.disk_usage();
-        let containers = self.list(true, None, true, &Filters::new())?;
+        let du = self.engine.storage().disk_usage();
+        let now = now_secs();
+        let containers: Vec<ContainerSummary> = self
+            .engine
+            .containers()
+            .iter()
+            .map(|c| self.summary(c, true, now))
+            .collect();
         let images = self.images(true, &Filters::new())?;
         let mut image_items = Vec::new();
-        let mut image_total = 0i64;
-        let mut image_reclaim = 0i64;
-        let mut active_images = 0;
+        let (mut image_total, mut image_reclaim, mut active_images) = (0i64, 0i64, 0);
         for img in &images {
             let shared = du
                 .images
                 .iter()
                 .find(|u| u.id == img.id)
-                .map(|u| u.shared_size as i64)
-                .unwrap_or(0);
+                .map_or(0, |u| u.shared_size as i64);
             image_total += img.size;
             if img.containers > 0 {
                 active_images += 1;
@@ -166,9 +153,7 @@ impl Engine {
             v["SharedSize"] = shared.into();
             image_items.push(v);
         }
-        let mut c_total = 0i64;
-        let mut c_reclaim = 0i64;
-        let mut c_active = 0;
+        let (mut c_total, mut c_reclaim, mut c_active) = (0i64, 0i64, 0);
         let mut c_items = Vec::new();
         for c in &containers {
             let sz = c.size_rw.unwrap_or(0);
@@ -182,38 +167,18 @@ impl Engine {
             }
             c_items.push(serde_json::to_value(c).unwrap_or_default());
         }
-        let mut v_total = 0i64;
-        let mut v_reclaim = 0i64;
-        let mut v_active = 0;
+        let usage = self.engine.volume_usage();
+        let (mut v_total, mut v_reclaim, mut v_active) = (0i64, 0i64, 0);
         let mut v_items = Vec::new();
-        for v in self.storage.volumes() {
-            let size = du
-                .volumes
-                .iter()
-                .find(|(n, _)| *n == v.name)
-                .map(|(_, s)| *s as i64)
-                .unwrap_or(0);
-            let refs = self
-                .lock()
-                .values()
-                .filter(|c| {
-                    c.mounts
-                        .iter()
-                        .any(|m| m.name.as_deref() == Some(v.name.as_str()))
-                })
-                .count() as i64;
-            v_total += size;
-            if refs > 0 {
+        for v in self.engine.volumes() {
+            let u = usage.get(&v.name).copied().unwrap_or_default();
+            v_total += u.size as i64;
+            if u.ref_count > 0 {
                 v_active += 1;
             } else {
-                v_reclaim += size;
+                v_reclaim += u.size as i64;
             }
-            let mut w = self.volume_inspect(&v.name)?;
-            w.usage_data = Some(VolumeUsageData {
-                size,
-                ref_count: refs,
-            });
-            v_items.push(serde_json::to_value(w).unwrap_or_default());
+            v_items.push(serde_json::to_value(self.volume_with_usage(v, u)).unwrap_or_default());
         }
         Ok(SystemDataUsageResponse {
             image_usage: Some(ImagesDiskUsage {
@@ -239,5 +204,14 @@ impl Engine {
             }),
             build_cache_usage: None,
         })
+    }
+
+    /// silo's HCS views.
+    pub fn hcs_list(&self) -> Result<Vec<serde_json::Value>> {
+        Ok(self.engine.hcs_list()?)
+    }
+
+    pub fn hcs_inspect(&self, id: &str) -> Result<serde_json::Value> {
+        Ok(self.engine.hcs_inspect(id)?)
     }
 }

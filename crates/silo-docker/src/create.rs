@@ -1,0 +1,955 @@
+//! Docker's container create request (Config + HostConfig + the image's
+//! config) translated into the engine's [`ContainerConfig`], with
+//! Docker's defaults, Docker's rules (400 naming the field) for what is
+//! wrong, and a 400 naming the field for what silo does not support:
+//! nothing is accepted and ignored.
+
+use crate::{invalid, Docker, Result};
+use bollard_stubs::models::{
+    ContainerCreateBody, ContainerCreateResponse, HostConfig, MountType, RestartPolicyNameEnum,
+};
+use silo_engine::{
+    ContainerConfig, CreateRequest, ImageRef, MountRequest, NamespaceConfig, NetworkMode,
+    ProcessConfig, RestartPolicy, SeccompPolicy, SecurityConfig, Sharing,
+};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// The name under which the adapter keeps a container's create request.
+pub(crate) const EXTENSION: &str = "docker";
+
+/// The warning every container on the default network gets.
+pub(crate) const NETWORK_WARNING: &str = "silo has no network drivers yet: the default network mode gives the container its own network namespace with loopback only (use --network host or --network none to choose explicitly)";
+
+/// What the image contributes to a container.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ImageDefaults {
+    pub env: Vec<String>,
+    pub cmd: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub working_dir: String,
+    pub user: String,
+}
+
+impl ImageDefaults {
+    pub fn of(image: &silo_storage::Image) -> ImageDefaults {
+        let ic = &image.config.config;
+        ImageDefaults {
+            env: ic.env.clone().unwrap_or_default(),
+            cmd: ic.cmd.clone().unwrap_or_default(),
+            entrypoint: ic.entrypoint.clone().unwrap_or_default(),
+            working_dir: ic.working_dir.clone().unwrap_or_default(),
+            user: ic.user.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// Docker's default capabilities + CapAdd − CapDrop ("ALL" allowed on
+/// either side; the `CAP_` prefix is optional); privileged gets all.
+pub(crate) fn caps(hc: &HostConfig) -> Result<Vec<String>> {
+    let all = || silo_engine::ALL_CAPS.iter().map(|s| s.to_string());
+    if hc.privileged == Some(true) {
+        return Ok(all().collect());
+    }
+    let norm = |c: &String| {
+        let up = c.trim().to_ascii_uppercase();
+        if up == "ALL" || up.starts_with("CAP_") {
+            up
+        } else {
+            format!("CAP_{up}")
+        }
+    };
+    let add: Vec<String> = hc.cap_add.iter().flatten().map(norm).collect();
+    let drop: Vec<String> = hc.cap_drop.iter().flatten().map(norm).collect();
+    for (field, list) in [("HostConfig.CapAdd", &add), ("HostConfig.CapDrop", &drop)] {
+        for c in list {
+            if c != "ALL" && !silo_engine::ALL_CAPS.contains(&c.as_str()) {
+                return Err(invalid(
+                    field,
+                    format!("{field}: unknown capability: {c:?}"),
+                ));
+            }
+        }
+    }
+    let mut set: Vec<String> = if drop.iter().any(|c| c == "ALL") {
+        Vec::new()
+    } else {
+        silo_oci::DEFAULT_CAPS
+            .iter()
+            .map(|s| s.to_string())
+            .filter(|c| !drop.contains(c))
+            .collect()
+    };
+    if add.iter().any(|c| c == "ALL") {
+        set = all()
+            .filter(|c| !drop.contains(c) || add.contains(c))
+            .collect();
+    } else {
+        for c in add {
+            if !set.contains(&c) {
+                set.push(c);
+            }
+        }
+    }
+    Ok(set)
+}
+
+/// What SecurityOpt asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SecurityOpts {
+    pub seccomp: SeccompPolicy,
+    pub no_new_privileges: bool,
+}
+
+/// Parses SecurityOpt (a seccomp profile is resolved for `caps`).
+pub(crate) fn security_opts(hc: &HostConfig, caps: &[String]) -> Result<SecurityOpts> {
+    let field = "HostConfig.SecurityOpt";
+    let mut seccomp = SeccompPolicy::Default;
+    let mut nnp = false;
+    for opt in hc.security_opt.iter().flatten() {
+        let (key, value) = opt.split_once(['=', ':']).unwrap_or((opt.as_str(), ""));
+        match key {
+            "seccomp" => {
+                seccomp = if value == "unconfined" {
+                    SeccompPolicy::Unconfined
+                } else if value.trim_start().starts_with('{') {
+                    let p = silo_seccomp::resolve_docker_profile(value.as_bytes(), caps)
+                        .map_err(|e| invalid(field, format!("{field}: seccomp profile: {e}")))?;
+                    SeccompPolicy::Profile(Box::new(p))
+                } else if value == "builtin" || value == "default" {
+                    SeccompPolicy::Default
+                } else {
+                    return Err(invalid(
+                        field,
+                        format!("{field}: seccomp={value:?}: expected \"unconfined\" or the profile's JSON content"),
+                    ));
+                }
+            }
+            "no-new-privileges" => {
+                nnp = match value {
+                    "" | "true" => true,
+                    "false" => false,
+                    v => {
+                        return Err(invalid(
+                            field,
+                            format!("{field}: invalid no-new-privileges value {v:?}"),
+                        ))
+                    }
+                }
+            }
+            // No LSMs on this host: accepted and ignored, like dockerd without AppArmor/SELinux.
+            "apparmor" | "label" => {}
+            _ => {
+                return Err(invalid(
+                    field,
+                    format!("{field}: invalid --security-opt: {opt:?}"),
+                ))
+            }
+        }
+    }
+    Ok(SecurityOpts {
+        seccomp,
+        no_new_privileges: nnp,
+    })
+}
+
+/// A request field that is present and not empty.
+fn given<T: Emptiable>(v: &Option<T>) -> bool {
+    v.as_ref().is_some_and(|v| !v.is_empty())
+}
+
+trait Emptiable {
+    fn is_empty(&self) -> bool;
+}
+
+impl<T> Emptiable for Vec<T> {
+    fn is_empty(&self) -> bool {
+        Vec::is_empty(self)
+    }
+}
+
+impl Emptiable for String {
+    fn is_empty(&self) -> bool {
+        String::is_empty(self)
+    }
+}
+
+impl<K, V> Emptiable for HashMap<K, V> {
+    fn is_empty(&self) -> bool {
+        HashMap::is_empty(self)
+    }
+}
+
+fn check_port(port: &str, field: &str) -> Result<()> {
+    let (num, proto) = port.split_once('/').unwrap_or((port, "tcp"));
+    let ok_num = |s: &str| s.parse::<u16>().is_ok_and(|n| n > 0);
+    let nums_ok = match num.split_once('-') {
+        Some((a, b)) => ok_num(a) && ok_num(b),
+        None => ok_num(num),
+    };
+    if !nums_ok || !matches!(proto, "tcp" | "udp" | "sctp") {
+        return Err(invalid(field, format!("{field}: invalid port {port:?}: the port must be a number from 1 to 65535 with an optional /tcp, /udp or /sctp")));
+    }
+    Ok(())
+}
+
+/// A namespace mode: `container:<name>` or one of `plain`.
+enum Mode<'a> {
+    Plain(&'a str),
+    Container(&'a str),
+}
+
+fn mode(v: &Option<String>) -> Mode<'_> {
+    let v = v.as_deref().unwrap_or("");
+    match v.strip_prefix("container:") {
+        Some(t) => Mode::Container(t),
+        None => Mode::Plain(v),
+    }
+}
+
+pub(crate) fn network_mode_of(hc: &HostConfig) -> Result<NetworkMode> {
+    let field = "HostConfig.NetworkMode";
+    match mode(&hc.network_mode) {
+        Mode::Plain("" | "default" | "bridge") => Ok(NetworkMode::Default),
+        Mode::Plain("none") => Ok(NetworkMode::None),
+        Mode::Plain("host") => Ok(NetworkMode::Host),
+        Mode::Container(t) if !t.is_empty() => Ok(NetworkMode::Container(t.to_string())),
+        _ => Err(invalid(
+            field,
+            format!(
+                "{field} {:?} is not supported by silo yet (use default, bridge, none, host or container:<name>)",
+                hc.network_mode.as_deref().unwrap_or("")
+            ),
+        )),
+    }
+}
+
+/// IpcMode, PidMode or UTSMode as far as they can be read (for records
+/// written before the modes were checked): host, container:<id>, else private.
+pub(crate) fn sharing_of(v: &Option<String>) -> Sharing {
+    match mode(v) {
+        Mode::Plain("host") => Sharing::Host,
+        Mode::Container(t) if !t.is_empty() => Sharing::Container(t.to_string()),
+        _ => Sharing::Private,
+    }
+}
+
+/// IpcMode, PidMode or UTSMode: `allowed` plain modes mean private.
+fn sharing(v: &Option<String>, field: &str, allowed: &[&str], container: bool) -> Result<Sharing> {
+    match mode(v) {
+        Mode::Plain("host") => Ok(Sharing::Host),
+        Mode::Plain(p) if p.is_empty() || allowed.contains(&p) => Ok(Sharing::Private),
+        Mode::Container(t) if container && !t.is_empty() => Ok(Sharing::Container(t.to_string())),
+        _ => Err(invalid(
+            field,
+            format!(
+                "{field} {:?} is not supported by silo (use {}host{})",
+                v.as_deref().unwrap_or(""),
+                allowed.iter().map(|a| format!("{a}, ")).collect::<String>(),
+                if container {
+                    " or container:<name>"
+                } else {
+                    ""
+                }
+            ),
+        )),
+    }
+}
+
+/// Rejects what silo cannot honour (400 naming the field) and returns
+/// Docker-style warnings. Runs before anything is created.
+pub(crate) fn validate(body: &ContainerCreateBody) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    let hc = body.host_config.clone().unwrap_or_default();
+    if network_mode_of(&hc)? == NetworkMode::Default {
+        warnings.push(NETWORK_WARNING.to_string());
+    }
+    if matches!(mode(&hc.network_mode), Mode::Container(_))
+        && body.hostname.as_deref().is_some_and(|h| !h.is_empty())
+    {
+        return Err(invalid(
+            "Config.Hostname",
+            "conflicting options: hostname and the network mode",
+        ));
+    }
+    for port in body.exposed_ports.iter().flatten() {
+        check_port(port, "Config.ExposedPorts")?;
+    }
+    if let Some(pb) = &hc.port_bindings {
+        for (port, bindings) in pb {
+            check_port(port, "HostConfig.PortBindings")?;
+            if bindings.as_ref().is_some_and(|b| !b.is_empty()) {
+                return Err(invalid(
+                    "HostConfig.PortBindings",
+                    format!("HostConfig.PortBindings ({port}): publishing ports is not supported by silo yet"),
+                ));
+            }
+        }
+    }
+    sharing(
+        &hc.ipc_mode,
+        "HostConfig.IpcMode",
+        &["private", "shareable"],
+        true,
+    )?;
+    sharing(&hc.pid_mode, "HostConfig.PidMode", &["private"], true)?;
+    sharing(&hc.uts_mode, "HostConfig.UTSMode", &[], false)?;
+    let unsupported: [(&str, bool); 11] = [
+        ("HostConfig.Devices", given(&hc.devices)),
+        ("HostConfig.DeviceRequests", given(&hc.device_requests)),
+        (
+            "HostConfig.DeviceCgroupRules",
+            given(&hc.device_cgroup_rules),
+        ),
+        ("HostConfig.VolumesFrom", given(&hc.volumes_from)),
+        ("HostConfig.Links", given(&hc.links)),
+        (
+            "HostConfig.PublishAllPorts",
+            hc.publish_all_ports == Some(true),
+        ),
+        ("HostConfig.StorageOpt", given(&hc.storage_opt)),
+        ("HostConfig.CgroupParent", given(&hc.cgroup_parent)),
+        ("HostConfig.UsernsMode", given(&hc.userns_mode)),
+        (
+            "HostConfig.BlkioDeviceReadBps",
+            given(&hc.blkio_device_read_bps),
+        ),
+        (
+            "HostConfig.BlkioDeviceWriteBps",
+            given(&hc.blkio_device_write_bps),
+        ),
+    ];
+    for (field, set) in unsupported {
+        if set {
+            return Err(invalid(
+                field,
+                format!("{field} is not supported by silo yet"),
+            ));
+        }
+    }
+    if let Some(rt) = hc.runtime.as_deref() {
+        if !matches!(rt, "" | "silo" | "runc") {
+            return Err(invalid(
+                "HostConfig.Runtime",
+                format!("HostConfig.Runtime: unknown runtime {rt:?} (only \"silo\")"),
+            ));
+        }
+    }
+    if let Some(t) = hc.log_config.as_ref().and_then(|lc| lc.typ.as_deref()) {
+        if !matches!(t, "" | "json-file") {
+            return Err(invalid(
+                "HostConfig.LogConfig.Type",
+                format!(
+                    "HostConfig.LogConfig.Type {t:?} is not supported by silo (only json-file)"
+                ),
+            ));
+        }
+    }
+    restart_policy(&hc)?;
+    crate::health::validate(body.healthcheck.as_ref())?;
+    if let Some(m) = hc.memory {
+        if m != 0 && m < 6 * 1024 * 1024 {
+            return Err(invalid(
+                "HostConfig.Memory",
+                "HostConfig.Memory: minimum memory limit allowed is 6MB",
+            ));
+        }
+    }
+    if hc.nano_cpus.unwrap_or(0) != 0
+        && (hc.cpu_quota.unwrap_or(0) != 0 || hc.cpu_period.unwrap_or(0) != 0)
+    {
+        return Err(invalid("HostConfig.NanoCpus", "conflicting options: Nano CPUs and CPU Period/Quota cannot both be set (HostConfig.NanoCpus)"));
+    }
+    if let Some(s) = body.stop_signal.as_deref().filter(|s| !s.is_empty()) {
+        crate::signal(s)?;
+    }
+    let caps = caps(&hc)?;
+    security_opts(&hc, &caps)?;
+    Ok(warnings)
+}
+
+/// RestartPolicy: no, always, unless-stopped, on-failure[:max].
+pub(crate) fn restart_policy(hc: &HostConfig) -> Result<RestartPolicy> {
+    use RestartPolicyNameEnum as R;
+    let Some(rp) = &hc.restart_policy else {
+        return Ok(RestartPolicy::No);
+    };
+    let name = rp.name.unwrap_or(R::EMPTY);
+    if hc.auto_remove == Some(true) && !matches!(name, R::EMPTY | R::NO) {
+        return Err(invalid(
+            "HostConfig.RestartPolicy",
+            "conflicting options: cannot specify both --restart and --rm (HostConfig.RestartPolicy)",
+        ));
+    }
+    let max = rp.maximum_retry_count.unwrap_or(0);
+    if max != 0 && name != R::ON_FAILURE {
+        return Err(invalid(
+            "HostConfig.RestartPolicy.MaximumRetryCount",
+            "HostConfig.RestartPolicy.MaximumRetryCount: only allowed with on-failure",
+        ));
+    }
+    if max < 0 {
+        return Err(invalid(
+            "HostConfig.RestartPolicy.MaximumRetryCount",
+            "HostConfig.RestartPolicy.MaximumRetryCount: must not be negative",
+        ));
+    }
+    Ok(match name {
+        R::ALWAYS => RestartPolicy::Always,
+        R::UNLESS_STOPPED => RestartPolicy::UnlessStopped,
+        R::ON_FAILURE => RestartPolicy::OnFailure {
+            max_retries: u32::try_from(max).unwrap_or(u32::MAX),
+        },
+        _ => RestartPolicy::No,
+    })
+}
+
+/// Merges `KEY=value` lists; later entries replace earlier ones by key.
+pub(crate) fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for e in base.iter().chain(over) {
+        let key = e.split('=').next().unwrap_or("");
+        if let Some(slot) = out
+            .iter_mut()
+            .find(|x| x.split('=').next().unwrap_or("") == key)
+        {
+            *slot = e.clone();
+        } else {
+            out.push(e.clone());
+        }
+    }
+    out
+}
+
+/// The cgroup resources from HostConfig (also used by update).
+pub(crate) fn resources(hc: &HostConfig) -> Result<silo_oci::Resources> {
+    use silo_oci::{Cpu, DeviceCgroup, Memory, Pids, Resources};
+    let privileged = hc.privileged == Some(true);
+    let mut r = Resources {
+        devices: vec![DeviceCgroup {
+            allow: privileged,
+            access: Some("rwm".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut mem = Memory::default();
+    let pos = |v: Option<i64>| v.filter(|x| *x != 0);
+    mem.limit = pos(hc.memory);
+    mem.reservation = pos(hc.memory_reservation);
+    mem.swap = pos(hc.memory_swap);
+    if let (Some(l), Some(s)) = (mem.limit, mem.swap) {
+        if s > 0 && s < l {
+            return Err(invalid("HostConfig.MemorySwap", "HostConfig.MemorySwap: minimum memoryswap limit should be larger than memory limit"));
+        }
+    }
+    if mem.swap.is_some() && mem.limit.is_none() {
+        return Err(invalid("HostConfig.MemorySwap", "HostConfig.MemorySwap: you should always set the memory limit when using a memoryswap limit"));
+    }
+    if let Some(sw) = hc.memory_swappiness.filter(|s| *s >= 0) {
+        if sw > 100 {
+            return Err(invalid(
+                "HostConfig.MemorySwappiness",
+                format!("HostConfig.MemorySwappiness: {sw} is not in [0, 100]"),
+            ));
+        }
+        mem.swappiness = Some(sw as u64);
+    }
+    if hc.oom_kill_disable == Some(true) {
+        mem.disable_oom_killer = Some(true);
+    }
+    if mem != Memory::default() {
+        r.memory = Some(mem);
+    }
+    let mut cpu = Cpu::default();
+    if let Some(n) = pos(hc.nano_cpus) {
+        if n < 0 {
+            return Err(invalid(
+                "HostConfig.NanoCpus",
+                "HostConfig.NanoCpus: must not be negative",
+            ));
+        }
+        cpu.period = Some(100_000);
+        cpu.quota = Some(n * 100_000 / 1_000_000_000);
+    }
+    if let Some(q) = pos(hc.cpu_quota) {
+        cpu.quota = Some(q);
+    }
+    if let Some(p) = pos(hc.cpu_period) {
+        cpu.period = Some(p as u64);
+    }
+    if let Some(s) = pos(hc.cpu_shares) {
+        if s < 0 {
+            return Err(invalid(
+                "HostConfig.CpuShares",
+                "HostConfig.CpuShares: must not be negative",
+            ));
+        }
+        cpu.shares = Some(s as u64);
+    }
+    cpu.cpus = hc.cpuset_cpus.clone().filter(|s| !s.is_empty());
+    cpu.mems = hc.cpuset_mems.clone().filter(|s| !s.is_empty());
+    if cpu != Cpu::default() {
+        r.cpu = Some(cpu);
+    }
+    if let Some(p) = hc.pids_limit.filter(|p| *p != 0) {
+        r.pids = Some(Pids { limit: p });
+    }
+    if let Some(w) = hc.blkio_weight.filter(|w| *w != 0) {
+        if !(10..=1000).contains(&w) {
+            return Err(invalid(
+                "HostConfig.BlkioWeight",
+                format!("HostConfig.BlkioWeight: {w} is not in [10, 1000]"),
+            ));
+        }
+        r.block_io = Some(silo_oci::BlockIo {
+            weight: Some(w),
+            ..Default::default()
+        });
+    }
+    Ok(r)
+}
+
+/// The mounts, in Docker's order: Binds, Mounts, Tmpfs, then anonymous
+/// volumes for Config.Volumes at paths no other mount covers.
+pub(crate) fn mounts(body: &ContainerCreateBody) -> Result<Vec<MountRequest>> {
+    let hc = body.host_config.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    let mut targets: Vec<String> = Vec::new();
+    let claim = |targets: &mut Vec<String>, dst: &str, field: &str| -> Result<()> {
+        if !dst.starts_with('/') {
+            return Err(invalid(
+                field,
+                format!("{field}: invalid mount destination {dst:?}: it must be an absolute path"),
+            ));
+        }
+        if dst == "/" {
+            return Err(invalid(
+                field,
+                format!("{field}: invalid mount destination \"/\""),
+            ));
+        }
+        if targets.iter().any(|t| t == dst) {
+            return Err(invalid(
+                field,
+                format!("{field}: duplicate mount point: {dst}"),
+            ));
+        }
+        targets.push(dst.to_string());
+        Ok(())
+    };
+    for b in hc.binds.iter().flatten() {
+        let field = "HostConfig.Binds";
+        let parts: Vec<&str> = b.split(':').collect();
+        let (src, dst, opts) = match parts.as_slice() {
+            [s, d] => (*s, *d, ""),
+            [s, d, o] => (*s, *d, *o),
+            _ => {
+                return Err(invalid(
+                    field,
+                    format!("{field}: invalid volume specification: {b:?}"),
+                ))
+            }
+        };
+        let mut rw = true;
+        let mut propagation = "rprivate".to_string();
+        for o in opts.split(',').filter(|o| !o.is_empty()) {
+            match o {
+                "ro" => rw = false,
+                "rw" => rw = true,
+                "z" | "Z" | "nocopy" | "consistent" | "cached" | "delegated" => {}
+                "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => {
+                    propagation = o.to_string()
+                }
+                _ => {
+                    return Err(invalid(
+                        field,
+                        format!("{field}: invalid mode {o:?} in {b:?}"),
+                    ))
+                }
+            }
+        }
+        claim(&mut targets, dst, field)?;
+        if src.starts_with('/') {
+            // Docker's -v creates a missing host directory.
+            out.push(MountRequest::Bind {
+                source: src.to_string(),
+                destination: dst.to_string(),
+                readonly: !rw,
+                propagation,
+                create_source: true,
+                mode: opts.to_string(),
+            });
+        } else {
+            if src.is_empty() {
+                return Err(invalid(field, format!("{field}: empty source in {b:?}")));
+            }
+            out.push(MountRequest::Volume {
+                name: Some(src.to_string()),
+                destination: dst.to_string(),
+                readonly: !rw,
+            });
+        }
+    }
+    for m in hc.mounts.iter().flatten() {
+        let dst = m.target.clone().unwrap_or_default();
+        claim(&mut targets, &dst, "HostConfig.Mounts.Target")?;
+        let readonly = m.read_only == Some(true);
+        match m.typ {
+            Some(MountType::BIND) => {
+                let src = m.source.clone().unwrap_or_default();
+                if !src.starts_with('/') {
+                    return Err(invalid(
+                        "HostConfig.Mounts.Source",
+                        format!("HostConfig.Mounts.Source: invalid bind source {src:?}: it must be an absolute path"),
+                    ));
+                }
+                out.push(MountRequest::Bind {
+                    source: src,
+                    destination: dst,
+                    readonly,
+                    propagation: "rprivate".into(),
+                    create_source: false,
+                    mode: String::new(),
+                });
+            }
+            Some(MountType::VOLUME) => out.push(MountRequest::Volume {
+                name: m.source.clone().filter(|s| !s.is_empty()),
+                destination: dst,
+                readonly,
+            }),
+            Some(MountType::TMPFS) => {
+                let mut opts = vec!["nosuid".to_string(), "nodev".into(), "noexec".into()];
+                if let Some(t) = &m.tmpfs_options {
+                    if let Some(sz) = t.size_bytes.filter(|s| *s > 0) {
+                        opts.push(format!("size={sz}"));
+                    }
+                    if let Some(mode) = t.mode.filter(|m| *m > 0) {
+                        opts.push(format!("mode={mode:o}"));
+                    }
+                }
+                if readonly {
+                    opts.push("ro".into());
+                }
+                out.push(MountRequest::Tmpfs {
+                    destination: dst,
+                    options: opts,
+                });
+            }
+            other => {
+                return Err(invalid(
+                    "HostConfig.Mounts.Type",
+                    format!(
+                        "HostConfig.Mounts.Type: mount type {:?} is not supported by silo",
+                        other.map(|t| t.to_string()).unwrap_or_default()
+                    ),
+                ))
+            }
+        }
+    }
+    let mut tmpfs: Vec<(&String, &String)> = hc.tmpfs.iter().flatten().collect();
+    tmpfs.sort();
+    for (dst, opts) in tmpfs {
+        let field = "HostConfig.Tmpfs";
+        claim(&mut targets, dst, field)?;
+        let mut o = vec!["nosuid".to_string(), "nodev".into(), "noexec".into()];
+        for x in opts.split(',').filter(|x| !x.is_empty()) {
+            if let Some(sz) = x.strip_prefix("size=") {
+                let bytes = silo_units::parse_size(sz).map_err(|_| {
+                    invalid(field, format!("{field}: invalid size {sz:?} for {dst}"))
+                })?;
+                o.push(format!("size={bytes}"));
+            } else if x == "exec" {
+                o.retain(|y| y != "noexec");
+            } else if x == "suid" {
+                o.retain(|y| y != "nosuid");
+            } else if x == "dev" {
+                o.retain(|y| y != "nodev");
+            } else {
+                o.push(x.to_string());
+            }
+        }
+        out.push(MountRequest::Tmpfs {
+            destination: dst.clone(),
+            options: o,
+        });
+    }
+    let mut vols: Vec<String> = body.volumes.clone().unwrap_or_default();
+    vols.sort();
+    for dst in vols {
+        if targets.contains(&dst) {
+            continue;
+        }
+        claim(&mut targets, &dst, "Config.Volumes")?;
+        out.push(MountRequest::Volume {
+            name: None,
+            destination: dst,
+            readonly: false,
+        });
+    }
+    Ok(out)
+}
+
+/// The process: Entrypoint + Cmd (request over image; a request
+/// Entrypoint drops the image's Cmd), environment with Docker's
+/// defaults, working directory, limits, capabilities.
+pub(crate) fn process(
+    body: &ContainerCreateBody,
+    image: &ImageDefaults,
+    hostname: &str,
+) -> Result<ProcessConfig> {
+    let hc = body.host_config.clone().unwrap_or_default();
+    let req_cmd = body.cmd.clone().filter(|c| !c.is_empty());
+    let (entrypoint, cmd) = match body.entrypoint.clone() {
+        Some(ep) if !(ep.len() == 1 && ep[0].is_empty()) => (ep, req_cmd.unwrap_or_default()),
+        Some(_) => (Vec::new(), req_cmd.unwrap_or_default()),
+        None => (
+            image.entrypoint.clone(),
+            req_cmd.unwrap_or_else(|| image.cmd.clone()),
+        ),
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        return Err(invalid("Config.Cmd", "no command specified (Config.Cmd and Config.Entrypoint are empty, and the image has none)"));
+    }
+    let tty = body.tty == Some(true);
+    let mut env = merge_env(
+        &["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()],
+        &image.env,
+    );
+    env = merge_env(&env, &[format!("HOSTNAME={hostname}")]);
+    if tty {
+        env = merge_env(&env, &["TERM=xterm".to_string()]);
+    }
+    env = merge_env(&env, body.env.as_deref().unwrap_or(&[]));
+    let cwd = body
+        .working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .or_else(|| Some(image.working_dir.clone()).filter(|w| !w.is_empty()))
+        .unwrap_or_else(|| "/".to_string());
+    if !cwd.starts_with('/') {
+        return Err(invalid(
+            "Config.WorkingDir",
+            format!("Config.WorkingDir: the working directory {cwd:?} is invalid, it needs to be an absolute path"),
+        ));
+    }
+    let mut rlimits = Vec::new();
+    for u in hc.ulimits.iter().flatten() {
+        let field = "HostConfig.Ulimits";
+        let name = u.name.clone().unwrap_or_default();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(invalid(
+                field,
+                format!("{field}: invalid ulimit name {name:?}"),
+            ));
+        }
+        let soft = u.soft.unwrap_or(0);
+        let hard = u.hard.unwrap_or(soft);
+        if soft < -1 || hard < -1 || (hard >= 0 && soft > hard) {
+            return Err(invalid(
+                field,
+                format!("{field}: {name}: soft limit {soft} must not exceed hard limit {hard}"),
+            ));
+        }
+        let v = |x: i64| if x < 0 { u64::MAX } else { x as u64 };
+        rlimits.push(silo_oci::Rlimit {
+            typ: format!("RLIMIT_{}", name.to_ascii_uppercase()),
+            soft: v(soft),
+            hard: v(hard),
+        });
+    }
+    let oom_score_adj = match hc.oom_score_adj {
+        Some(v) if !(-1000..=1000).contains(&v) => {
+            return Err(invalid(
+                "HostConfig.OomScoreAdj",
+                format!("HostConfig.OomScoreAdj: {v} is out of range [-1000, 1000]"),
+            ))
+        }
+        Some(0) | None => None,
+        Some(v) => Some(v as i32),
+    };
+    let caps = caps(&hc)?;
+    let sec = security_opts(&hc, &caps)?;
+    Ok(ProcessConfig {
+        args,
+        env,
+        cwd,
+        user: body
+            .user
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| image.user.clone()),
+        terminal: tty,
+        stdin: body.open_stdin == Some(true),
+        capabilities: caps,
+        no_new_privileges: sec.no_new_privileges,
+        rlimits,
+        oom_score_adj,
+    })
+}
+
+/// The whole translation of a (validated, healthcheck-merged) request.
+pub(crate) fn config(
+    body: &ContainerCreateBody,
+    image: &silo_storage::Image,
+    image_name: &str,
+    hostname: &str,
+) -> Result<ContainerConfig> {
+    let hc = body.host_config.clone().unwrap_or_default();
+    let defaults = ImageDefaults::of(image);
+    let process = process(body, &defaults, hostname)?;
+    let shm_size = match hc.shm_size {
+        Some(s) if s < 0 => {
+            return Err(invalid(
+                "HostConfig.ShmSize",
+                "HostConfig.ShmSize: must not be negative",
+            ))
+        }
+        Some(s) => s as u64,
+        None => 0,
+    };
+    let sec = security_opts(&hc, &process.capabilities)?;
+    let mut sysctls = std::collections::BTreeMap::new();
+    for (k, v) in hc.sysctls.iter().flatten() {
+        sysctls.insert(k.clone(), v.clone());
+    }
+    if hc.network_mode.as_deref() == Some("host") {
+        if let Some(k) = sysctls.keys().find(|k| k.starts_with("net.")) {
+            return Err(invalid(
+                "HostConfig.Sysctls",
+                format!("HostConfig.Sysctls: {k} cannot be set with the host network namespace"),
+            ));
+        }
+    }
+    let stop_signal = match body.stop_signal.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(crate::signal(s)?),
+        None => None,
+    };
+    Ok(ContainerConfig {
+        image: ImageRef {
+            name: image_name.to_string(),
+            id: image.id.clone(),
+        },
+        process,
+        hostname: hostname.to_string(),
+        domainname: body.domainname.clone().unwrap_or_default(),
+        mounts: mounts(body)?,
+        shm_size,
+        resources: resources(&hc)?,
+        security: SecurityConfig {
+            privileged: hc.privileged == Some(true),
+            seccomp: sec.seccomp,
+            readonly_rootfs: hc.readonly_rootfs == Some(true),
+            sysctls,
+        },
+        namespaces: NamespaceConfig {
+            network: network_mode_of(&hc)?,
+            ipc: sharing(
+                &hc.ipc_mode,
+                "HostConfig.IpcMode",
+                &["private", "shareable"],
+                true,
+            )?,
+            pid: sharing(&hc.pid_mode, "HostConfig.PidMode", &["private"], true)?,
+            uts: sharing(&hc.uts_mode, "HostConfig.UTSMode", &[], false)?,
+        },
+        pod: None,
+        init: hc.init == Some(true),
+        auto_remove: hc.auto_remove == Some(true),
+        restart: restart_policy(&hc)?,
+        health: crate::health::policy(body),
+        stop_signal,
+        stop_timeout: body.stop_timeout,
+        labels: body
+            .labels
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        storage: Default::default(),
+        log: Default::default(),
+    })
+}
+
+impl Docker {
+    /// `POST /containers/create`.
+    pub fn create_container(
+        &self,
+        name: Option<&str>,
+        body: ContainerCreateBody,
+    ) -> Result<ContainerCreateResponse> {
+        let warnings = validate(&body)?;
+        let image_ref = body
+            .image
+            .clone()
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| invalid("Config.Image", "Config.Image: no image specified"))?;
+        let image = self.engine.image(&image_ref).map_err(|_| {
+            let shown = silo_storage::normalize_reference(&image_ref).unwrap_or(image_ref.clone());
+            silo_engine::Error::not_found(silo_engine::Kind::Image, shown)
+        })?;
+        self.check_ipc_donor(&body)?;
+        // The image's HEALTHCHECK fills in what the user left unset.
+        let body = ContainerCreateBody {
+            healthcheck: crate::health::merge(
+                body.healthcheck,
+                image.config.config.healthcheck.as_ref(),
+            ),
+            ..body
+        };
+        if body.host_config.as_ref().and_then(|h| h.init) == Some(true)
+            && self.engine.config().init_binary.is_none()
+        {
+            return Err(invalid(
+                "HostConfig.Init",
+                "HostConfig.Init: no init binary: install Debian's tini package or start silod with --init-path",
+            ));
+        }
+        let id = silo_sys::id::random_id();
+        let hostname = body
+            .hostname
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| id.chars().take(12).collect());
+        let config = config(&body, &image, &image_ref, &hostname)?;
+        let created = self.engine.create(CreateRequest {
+            id: Some(id),
+            name: name.map(str::to_string),
+            config,
+            extensions: crate::extension(&body)?,
+        })?;
+        Ok(ContainerCreateResponse {
+            id: created.id,
+            warnings,
+        })
+    }
+
+    /// `IpcMode: container:<name>` needs a donor that made its IPC
+    /// namespace shareable, as in Docker.
+    fn check_ipc_donor(&self, body: &ContainerCreateBody) -> Result<()> {
+        let hc = body.host_config.clone().unwrap_or_default();
+        if let Mode::Container(t) = mode(&hc.ipc_mode) {
+            let donor = self.engine.container(t)?;
+            let donor_mode = crate::body_of(&donor)
+                .host_config
+                .and_then(|h| h.ipc_mode)
+                .unwrap_or_default();
+            if donor_mode != "shareable" && donor_mode != "host" {
+                return Err(invalid(
+                    "HostConfig.IpcMode",
+                    format!("HostConfig.IpcMode: non-shareable IPC (hint: use IpcMode:shareable for the donor container {t})"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A Go duration in nanoseconds as a [`Duration`] (0 and below: `default`).
+pub(crate) fn nanos(ns: Option<i64>, default: Duration) -> Duration {
+    match ns {
+        Some(n) if n > 0 => Duration::from_nanos(n as u64),
+        _ => default,
+    }
+}

@@ -1,0 +1,242 @@
+//! Images in Docker's shapes: import (`docker import`), list with
+//! Docker's filters, inspect, tag, remove and prune.
+
+use crate::inspect::Filters;
+use crate::{health, invalid, Docker, Result};
+use bollard_stubs::models::{
+    DriverData, ImageDeleteResponseItem, ImageInspect, ImageInspectRootFs, ImagePruneResponse,
+    ImageSummary,
+};
+use std::collections::HashMap;
+use std::io::Read;
+
+fn removed_item(r: &silo_storage::Removed) -> ImageDeleteResponseItem {
+    match r {
+        silo_storage::Removed::Untagged(t) => ImageDeleteResponseItem {
+            untagged: Some(t.clone()),
+            deleted: None,
+        },
+        silo_storage::Removed::Deleted(d) => ImageDeleteResponseItem {
+            untagged: None,
+            deleted: Some(d.clone()),
+        },
+    }
+}
+
+fn to_hash(m: Option<std::collections::BTreeMap<String, String>>) -> HashMap<String, String> {
+    m.unwrap_or_default().into_iter().collect()
+}
+
+/// Docker's image list filters: reference, dangling, label, before, since.
+fn image_matches(
+    img: &silo_storage::Image,
+    filters: &Filters,
+    created_of: &dyn Fn(&str) -> Option<String>,
+) -> Result<bool> {
+    for (key, values) in filters {
+        if values.is_empty() {
+            continue;
+        }
+        let ok = match key.as_str() {
+            "dangling" => values.iter().any(|v| {
+                let want = v == "true" || v == "1";
+                img.repo_tags.is_empty() == want
+            }),
+            "reference" => values.iter().any(|v| {
+                img.repo_tags.iter().any(|t| {
+                    let repo = t.rsplit_once(':').map(|(r, _)| r).unwrap_or(t);
+                    glob(v, t) || glob(v, repo)
+                })
+            }),
+            "label" => values.iter().any(|v| {
+                let labels = img.config.config.labels.clone().unwrap_or_default();
+                match v.split_once('=') {
+                    Some((k, val)) => labels.get(k).is_some_and(|x| x == val),
+                    None => labels.contains_key(v.as_str()),
+                }
+            }),
+            "before" => values
+                .iter()
+                .any(|v| created_of(v).is_some_and(|c| img.created < c)),
+            "since" => values
+                .iter()
+                .any(|v| created_of(v).is_some_and(|c| img.created > c)),
+            "until" => true,
+            other => return Err(invalid("filters", format!("invalid filter '{other}'"))),
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// A tiny glob: `*` matches any run of characters.
+fn glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, rest)) => {
+            if !text.starts_with(head) {
+                return false;
+            }
+            let t = &text[head.len()..];
+            (0..=t.len()).any(|i| t.is_char_boundary(i) && glob(rest, &t[i..]))
+        }
+    }
+}
+
+impl Docker {
+    /// `POST /images/create?fromSrc=-` (docker import): returns the image id.
+    pub fn import_image(
+        &self,
+        tar: &mut dyn Read,
+        repo: Option<&str>,
+        tag: Option<&str>,
+        changes: &[String],
+        message: Option<&str>,
+    ) -> Result<String> {
+        let reference = match (
+            repo.filter(|r| !r.is_empty()),
+            tag.filter(|t| !t.is_empty()),
+        ) {
+            (Some(r), Some(t)) => Some(format!("{r}:{t}")),
+            (Some(r), None) => Some(r.to_string()),
+            (None, Some(t)) => {
+                return Err(invalid(
+                    "tag",
+                    format!("tag {t:?} given without a repository"),
+                ))
+            }
+            (None, None) => None,
+        };
+        let image = self
+            .engine
+            .import_image(tar, reference.as_deref(), changes, message)?;
+        Ok(image.id)
+    }
+
+    pub fn images(&self, _all: bool, filters: &Filters) -> Result<Vec<ImageSummary>> {
+        // Single-layer images have no intermediate images to hide (`all`).
+        let counts = self.engine.image_users();
+        let mut out = Vec::new();
+        for img in self.engine.images() {
+            let created_of = |r: &str| self.engine.image(r).ok().map(|i| i.created);
+            if !image_matches(&img, filters, &created_of)? {
+                continue;
+            }
+            out.push(ImageSummary {
+                id: img.id.clone(),
+                parent_id: String::new(),
+                repo_tags: img.repo_tags.clone(),
+                repo_digests: vec![],
+                created: silo_units::parse_rfc3339(&img.created).map_or(0, |(s, _)| s),
+                size: img.size as i64,
+                shared_size: -1,
+                labels: to_hash(img.config.config.labels.clone()),
+                containers: counts.get(&img.id).copied().unwrap_or(0) as i64,
+                manifests: None,
+                descriptor: None,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn image_inspect(&self, name: &str) -> Result<ImageInspect> {
+        let img = self.engine.image(name)?;
+        let cc = &img.config.config;
+        let config = bollard_stubs::models::ImageConfig {
+            user: Some(cc.user.clone().unwrap_or_default()),
+            exposed_ports: cc
+                .exposed_ports
+                .as_ref()
+                .map(|p| p.keys().cloned().collect()),
+            env: cc.env.clone(),
+            cmd: cc.cmd.clone(),
+            volumes: cc.volumes.as_ref().map(|p| p.keys().cloned().collect()),
+            working_dir: Some(cc.working_dir.clone().unwrap_or_default()),
+            entrypoint: cc.entrypoint.clone(),
+            labels: Some(to_hash(cc.labels.clone())),
+            stop_signal: cc.stop_signal.clone(),
+            healthcheck: cc.healthcheck.as_ref().map(health::from_image),
+            ..Default::default()
+        };
+        let comment = img
+            .config
+            .history
+            .last()
+            .and_then(|h| h.comment.clone())
+            .unwrap_or_default();
+        let storage = self.engine.storage();
+        Ok(ImageInspect {
+            id: Some(img.id.clone()),
+            repo_tags: Some(img.repo_tags.clone()),
+            repo_digests: Some(vec![]),
+            comment: Some(comment),
+            created: Some(img.created.clone()),
+            author: Some(img.config.author.clone().unwrap_or_default()),
+            config: Some(config),
+            architecture: Some(img.config.architecture.clone()),
+            os: Some(img.config.os.clone()),
+            size: Some(img.size as i64),
+            graph_driver: Some(DriverData {
+                name: "silo-overlay".into(),
+                data: HashMap::from([(
+                    "LowerDir".to_string(),
+                    img.diff_ids
+                        .iter()
+                        .rev()
+                        .map(|d| storage.layer_path(d).to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join(":"),
+                )]),
+            }),
+            root_fs: Some(ImageInspectRootFs {
+                typ: "layers".into(),
+                layers: Some(img.diff_ids.clone()),
+            }),
+            ..Default::default()
+        })
+    }
+
+    pub fn tag_image(&self, name: &str, repo: &str, tag: Option<&str>) -> Result<()> {
+        let target = match tag.filter(|t| !t.is_empty()) {
+            Some(t) => format!("{repo}:{t}"),
+            None => repo.to_string(),
+        };
+        Ok(self.engine.tag_image(name, &target)?)
+    }
+
+    pub fn remove_image(
+        &self,
+        name: &str,
+        force: bool,
+        _noprune: bool,
+    ) -> Result<Vec<ImageDeleteResponseItem>> {
+        let removed = self.engine.remove_image(name, force)?;
+        Ok(removed.iter().map(removed_item).collect())
+    }
+
+    pub fn prune_images(&self, filters: &Filters) -> Result<ImagePruneResponse> {
+        let dangling_only = !filters
+            .get("dangling")
+            .is_some_and(|v| v.iter().any(|x| x == "false" || x == "0"));
+        let report = self.engine.prune_images(dangling_only)?;
+        Ok(ImagePruneResponse {
+            images_deleted: Some(report.deleted.iter().map(removed_item).collect()),
+            space_reclaimed: Some(report.space_reclaimed as i64),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_globs() {
+        assert!(glob("busy*", "busybox"));
+        assert!(glob("*box:latest", "busybox:latest"));
+        assert!(glob("busybox", "busybox"));
+        assert!(!glob("alp*", "busybox"));
+    }
+}
