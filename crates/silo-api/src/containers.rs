@@ -253,11 +253,14 @@ pub async fn attach(
     params: Params,
     req: Request,
 ) -> ApiResult<Response> {
-    let stdin = params.flag("stdin", false)?;
-    let stdout = params.flag("stdout", false)?;
-    let stderr = params.flag("stderr", false)?;
-    let logs = params.flag("logs", false)?;
-    let stream = blocking(move || engine.attach(&id, stdin, stdout, stderr, logs)).await?;
+    let o = silo_engine::AttachOptions {
+        stdin: params.flag("stdin", false)?,
+        stdout: params.flag("stdout", false)?,
+        stderr: params.flag("stderr", false)?,
+        logs: params.flag("logs", false)?,
+        stream: params.flag("stream", false)?,
+    };
+    let stream = blocking(move || engine.attach(&id, o)).await?;
     Ok(hijack(req, stream))
 }
 

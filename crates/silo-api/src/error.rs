@@ -38,7 +38,7 @@ fn engine_status(e: &silo_engine::Error) -> u16 {
     match e {
         E::NotFound { .. } => 404,
         E::Conflict(_) => 409,
-        E::InvalidArgument { .. } => 400,
+        E::InvalidArgument { .. } | E::CommandFailed { .. } => 400,
         E::Unavailable(_) => 503,
         E::Internal { .. } | E::Teardown(_) => 500,
     }

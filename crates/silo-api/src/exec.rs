@@ -36,6 +36,25 @@ pub async fn start(
     let config: ExecStartConfig = json_body(&bytes, "exec start", true)?;
     let detach = config.detach.unwrap_or(false);
     let tty = config.tty.unwrap_or(false);
+    if !detach && crate::hijack::wants_upgrade(&parts.headers) {
+        // Checked before the 101, so a missing or used exec is a plain error.
+        let (e2, x2) = (engine.clone(), exec_id.clone());
+        let exec_tty = blocking(move || e2.exec_startable(&x2)).await?;
+        let req = Request::from_parts(parts, axum::body::Body::empty());
+        return Ok(crate::hijack::upgrade_then(
+            req,
+            tty || exec_tty,
+            move || {
+                engine.exec_start(&exec_id, false, tty)?.ok_or_else(|| {
+                    silo_engine::Error::internal(
+                        "exec start",
+                        std::io::Error::other("an attached exec came without a stream"),
+                    )
+                    .into()
+                })
+            },
+        ));
+    }
     let stream = blocking(move || engine.exec_start(&exec_id, detach, tty)).await?;
     match stream {
         None => Ok(StatusCode::OK.into_response()),

@@ -41,7 +41,7 @@ pub fn hijack(mut req: Request, stream: AttachStream) -> Response {
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
-                    if let Err(e) = relay(TokioIo::new(upgraded), stream.socket).await {
+                    if let Err(e) = relay(after_head(upgraded).await, stream.socket).await {
                         tracing::debug!(error = %e, "attach relay ended with an error");
                     }
                 }
@@ -91,6 +91,87 @@ pub fn hijack(mut req: Request, stream: AttachStream) -> Response {
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
+}
+
+/// Answers an upgrade request with `101` first and only then runs `start`
+/// (on the blocking pool) and relays its stream, as dockerd does for exec:
+/// a process started before the 101 is flushed may print before the
+/// client has read the response head, and a client that reads the head
+/// through a buffer (the Python SDK) loses those bytes. An error from
+/// `start` is written to the stream (framed on stdout unless `tty`),
+/// where dockerd writes it too.
+pub fn upgrade_then<F>(mut req: Request, tty: bool, start: F) -> Response
+where
+    F: FnOnce() -> silo_docker::Result<AttachStream> + Send + 'static,
+{
+    let content_type = if tty { RAW_STREAM } else { MULTIPLEXED_STREAM };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(error = %e, "connection upgrade failed");
+                return;
+            }
+        };
+        let mut client = after_head(upgraded).await;
+        match crate::stream::blocking(start).await {
+            Ok(stream) => {
+                if let Err(e) = relay(client, stream.socket).await {
+                    tracing::debug!(error = %e, "relay ended with an error");
+                }
+            }
+            Err(e) => {
+                let text = format!("{}\r\n", e.message());
+                let bytes = if tty {
+                    text.into_bytes()
+                } else {
+                    silo_sys::frame::frame(silo_sys::frame::Stream::Stdout, text.as_bytes())
+                };
+                let _ = client.write_all(&bytes).await;
+                let _ = client.shutdown().await;
+            }
+        }
+    });
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
+    resp
+}
+
+/// Any bidirectional byte stream to a client.
+pub trait Duplex: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Duplex for T {}
+
+/// The upgraded connection, returned once the client has read the 101
+/// head. A client that reads the head through a buffer and then switches
+/// to the raw socket (the Python SDK does) would lose stream bytes that
+/// arrived in the same read, so nothing is sent until the head has left
+/// the socket's queue (bounded: a client that does not read in 500 ms gets
+/// the stream anyway).
+async fn after_head(upgraded: hyper::upgrade::Upgraded) -> Box<dyn Duplex> {
+    let parts = match upgraded.downcast::<TokioIo<tokio::net::UnixStream>>() {
+        Ok(p) => p,
+        Err(other) => return Box::new(TokioIo::new(other)),
+    };
+    let io = parts.io.into_inner();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(500);
+    while tokio::time::Instant::now() < deadline {
+        match silo_sys::socket::unread_by_peer(&io) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+        }
+    }
+    if parts.read_buf.is_empty() {
+        return Box::new(io);
+    }
+    // Bytes the client sent right after its request (stdin) come first.
+    let (rd, wr) = io.into_split();
+    let early = std::io::Cursor::new(parts.read_buf);
+    Box::new(tokio::io::join(early.chain(rd), wr))
 }
 
 fn into_tokio(socket: std::os::unix::net::UnixStream) -> std::io::Result<tokio::net::UnixStream> {

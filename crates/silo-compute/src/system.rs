@@ -112,6 +112,16 @@ pub enum OpError {
     },
 }
 
+impl OpError {
+    /// Set when an exec's command itself could not be run.
+    pub fn command_failure(&self) -> Option<silo_isolation::CommandFailure> {
+        match self {
+            OpError::Spawn { source, .. } => source.command_failure(),
+            _ => None,
+        }
+    }
+}
+
 /// A compute system: the record plus handles to its kernel objects.
 pub struct ComputeSystem {
     host: Host,

@@ -9,7 +9,9 @@ use bollard_stubs::models::{
     ContainerTopResponse, ContainerUpdateBody, ContainerUpdateResponse, ContainerWaitExitError,
     ContainerWaitResponse,
 };
-use silo_engine::{AttachStream, LogChunk, LogOptions, Outcome, UpdateRequest, WaitCondition};
+use silo_engine::{
+    AttachOptions, AttachStream, LogChunk, LogOptions, Outcome, UpdateRequest, WaitCondition,
+};
 use std::io::{Read, Write};
 
 fn opt_signal(s: Option<&str>) -> Result<Option<i32>> {
@@ -164,15 +166,8 @@ impl Docker {
         Ok((tty, self.engine.logs(id, opts)?))
     }
 
-    pub fn attach(
-        &self,
-        id: &str,
-        stdin: bool,
-        stdout: bool,
-        stderr: bool,
-        logs: bool,
-    ) -> Result<AttachStream> {
-        Ok(self.engine.attach(id, stdin, stdout, stderr, logs)?)
+    pub fn attach(&self, id: &str, o: AttachOptions) -> Result<AttachStream> {
+        Ok(self.engine.attach(id, o)?)
     }
 
     pub fn resize(&self, id: &str, height: u16, width: u16) -> Result<()> {

@@ -2,7 +2,7 @@
 //! [`ExecSpec`], and exec instances shown as Docker's ExecInspect.
 
 use crate::{invalid, Docker, Result};
-use bollard_stubs::models::{ExecConfig, ExecInspectResponse, IdResponse, ProcessConfig};
+use bollard_stubs::models::{ExecConfig, ExecInspectResponse, ProcessConfig};
 use silo_engine::{AttachStream, ExecSpec};
 
 /// The engine's exec for Docker's request.
@@ -45,10 +45,19 @@ pub(crate) fn event_action(kind: &str, cmd: &[String]) -> String {
     }
 }
 
+/// The answer to an exec create: `{"Id": ...}`, as dockerd writes it
+/// (bollard-stubs' `IdResponse` would serialize `id`, which strict clients
+/// such as the Python SDK do not read).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ExecCreated {
+    #[serde(rename = "Id")]
+    pub id: String,
+}
+
 impl Docker {
-    pub fn exec_create(&self, id: &str, cfg: ExecConfig) -> Result<IdResponse> {
+    pub fn exec_create(&self, id: &str, cfg: ExecConfig) -> Result<ExecCreated> {
         let exec_id = self.engine.exec_create(id, spec(&cfg)?)?;
-        Ok(IdResponse { id: exec_id })
+        Ok(ExecCreated { id: exec_id })
     }
 
     pub fn exec_start(
@@ -58,6 +67,19 @@ impl Docker {
         tty: bool,
     ) -> Result<Option<AttachStream>> {
         Ok(self.engine.exec_start(exec_id, detach, tty)?)
+    }
+
+    /// Whether the exec can start (it exists and has not), and whether it
+    /// has a terminal: what an attached start must know before its 101.
+    pub fn exec_startable(&self, exec_id: &str) -> Result<bool> {
+        let e = self.engine.exec_info(exec_id)?;
+        if e.running || e.exit_code.is_some() {
+            return Err(silo_engine::Error::conflict(format!(
+                "Exec command {exec_id} is already running"
+            ))
+            .into());
+        }
+        Ok(e.spec.terminal)
     }
 
     pub fn exec_resize(&self, exec_id: &str, height: u16, width: u16) -> Result<()> {

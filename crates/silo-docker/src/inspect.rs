@@ -29,11 +29,90 @@ pub(crate) fn now_secs() -> i64 {
         .as_secs() as i64
 }
 
-/// The exit code Docker shows: the last exit's, while not running.
+/// The exit code Docker shows: while not running, the last failed
+/// start's (127, 126, 255) if it failed since, else the last exit's.
 fn exit_code(c: &Container) -> i64 {
     match c.state.status {
-        Status::Running(_) | Status::Paused(_) | Status::Created => 0,
+        Status::Running(_) | Status::Paused(_) => 0,
+        _ if c.state.error_code != 0 => c.state.error_code,
+        Status::Created => 0,
         _ => c.state.last_exit().map_or(0, |e| e.code),
+    }
+}
+
+/// Fills what the request left out with what dockerd shows for it, so
+/// every client finds the fields it reads (the Python SDK reads
+/// `HostConfig.LogConfig.Type` after every `containers.run`), whichever
+/// client made the container.
+fn fill_host_config(hc: &mut HostConfig, c: &Container) {
+    use bollard_stubs::models::HostConfigLogConfig;
+    fn or<T>(f: &mut Option<T>, v: T) {
+        if f.is_none() {
+            *f = Some(v);
+        }
+    }
+    let log = hc
+        .log_config
+        .get_or_insert_with(HostConfigLogConfig::default);
+    if log.typ.as_deref().is_none_or(str::is_empty) {
+        log.typ = Some("json-file".into());
+    }
+    or(&mut log.config, HashMap::new());
+    let rp = hc.restart_policy.get_or_insert_with(DockerRestart::default);
+    if matches!(rp.name, None | Some(RestartPolicyNameEnum::EMPTY)) {
+        rp.name = Some(RestartPolicyNameEnum::NO);
+    }
+    or(&mut rp.maximum_retry_count, 0);
+    or(&mut hc.container_id_file, String::new());
+    or(&mut hc.port_bindings, HashMap::new());
+    or(&mut hc.auto_remove, c.config.auto_remove);
+    or(&mut hc.volume_driver, String::new());
+    or(&mut hc.console_size, vec![0, 0]);
+    or(
+        &mut hc.cgroupns_mode,
+        bollard_stubs::models::HostConfigCgroupnsModeEnum::PRIVATE,
+    );
+    or(&mut hc.dns, vec![]);
+    or(&mut hc.dns_options, vec![]);
+    or(&mut hc.dns_search, vec![]);
+    or(&mut hc.ipc_mode, "private".into());
+    or(&mut hc.cgroup, String::new());
+    or(&mut hc.oom_score_adj, 0);
+    or(&mut hc.pid_mode, String::new());
+    or(&mut hc.privileged, false);
+    or(&mut hc.publish_all_ports, false);
+    or(&mut hc.readonly_rootfs, false);
+    or(&mut hc.uts_mode, String::new());
+    or(&mut hc.userns_mode, String::new());
+    or(&mut hc.shm_size, 64 << 20);
+    or(&mut hc.runtime, "silo".into());
+    or(
+        &mut hc.isolation,
+        bollard_stubs::models::HostConfigIsolationEnum::EMPTY,
+    );
+    or(&mut hc.cpu_shares, 0);
+    or(&mut hc.memory, 0);
+    or(&mut hc.nano_cpus, 0);
+    or(&mut hc.cgroup_parent, String::new());
+    or(&mut hc.blkio_weight, 0);
+    or(&mut hc.blkio_weight_device, vec![]);
+    or(&mut hc.cpu_period, 0);
+    or(&mut hc.cpu_quota, 0);
+    or(&mut hc.cpu_realtime_period, 0);
+    or(&mut hc.cpu_realtime_runtime, 0);
+    or(&mut hc.cpuset_cpus, String::new());
+    or(&mut hc.cpuset_mems, String::new());
+    or(&mut hc.devices, vec![]);
+    or(&mut hc.memory_reservation, 0);
+    or(&mut hc.memory_swap, 0);
+    or(&mut hc.oom_kill_disable, false);
+    or(&mut hc.cpu_count, 0);
+    or(&mut hc.cpu_percent, 0);
+    or(&mut hc.io_maximum_iops, 0);
+    or(&mut hc.io_maximum_bandwidth, 0);
+    if let Some(l) = c.spec.linux.as_ref() {
+        or(&mut hc.masked_paths, l.masked_paths.clone());
+        or(&mut hc.readonly_paths, l.readonly_paths.clone());
     }
 }
 
@@ -387,6 +466,7 @@ impl Docker {
         let storage = self.engine.storage();
         let mut hc = b.host_config.clone().unwrap_or_default();
         hc.network_mode = Some(network_name(&c, &b));
+        fill_host_config(&mut hc, &c);
         let or_zero =
             |s: Option<&str>| s.filter(|s| !s.is_empty()).unwrap_or(ZERO_TIME).to_string();
         let image = storage.image(&c.config.image.id).ok();

@@ -262,6 +262,7 @@ impl LegacyRecords for Legacy {
                 status,
                 previous,
                 error: st.error.clone(),
+                error_code: 0,
             },
             restart_count: u32::try_from(old.restart_count).unwrap_or(0),
             manual_stop: old.manual_stop,

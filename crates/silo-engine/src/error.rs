@@ -44,6 +44,10 @@ pub enum Error {
     /// (a helper binary, a kernel feature); saying how to get it.
     #[error("{0}")]
     Unavailable(String),
+    /// The container's or exec's own command could not be run: `code` is
+    /// the exit code a shell gives it (127 not found, 126 not executable).
+    #[error("{message}")]
+    CommandFailed { code: i64, message: String },
     /// The engine failed: `context` says what it was doing.
     #[error("{context}: {source}")]
     Internal {

@@ -56,6 +56,19 @@ pub struct AttachStream {
     pub socket: UnixStream,
 }
 
+/// Which streams an attach carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttachOptions {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    /// The output so far first (from the log).
+    pub logs: bool,
+    /// Live streams; without, only the past output (`logs`) is sent and
+    /// the stream ends.
+    pub stream: bool,
+}
+
 /// What a path inside a container is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathStat {
@@ -280,15 +293,18 @@ impl Engine {
     /// Attaches to the container's stdio; with `logs`, its output so far
     /// comes first. Attaching to a container not started yet connects
     /// before it starts, so no output is missed.
-    pub fn attach(
-        &self,
-        id: &str,
-        stdin: bool,
-        stdout: bool,
-        stderr: bool,
-        logs: bool,
-    ) -> Result<AttachStream> {
+    pub fn attach(&self, id: &str, o: AttachOptions) -> Result<AttachStream> {
+        let AttachOptions {
+            stdin,
+            stdout,
+            stderr,
+            logs,
+            stream,
+        } = o;
         let c = self.io_ref(id)?;
+        if !stream {
+            return self.attach_history(&c, o);
+        }
         if c.paused {
             return Err(Error::conflict(format!(
                 "container {} is paused, unpause the container before attach",
@@ -375,17 +391,46 @@ impl Engine {
         let mut out = ours;
         std::thread::spawn(move || {
             for chunk in history.into_iter().chain(live) {
-                let bytes = if tty {
-                    chunk.bytes
-                } else {
-                    let stream = silo_sys::frame::Stream::from_byte(chunk.stream);
-                    silo_sys::frame::frame(stream, &chunk.bytes)
-                };
-                if out.write_all(&bytes).is_err() {
+                if out.write_all(&chunk_bytes(tty, chunk)).is_err() {
                     return;
                 }
             }
             let _ = out.shutdown(std::net::Shutdown::Write);
+        });
+        Ok(AttachStream {
+            tty,
+            socket: theirs,
+        })
+    }
+
+    /// An attach without live streams: the past output when `logs`, then
+    /// the end of the stream, whatever the container's state.
+    fn attach_history(&self, c: &IoRef, o: AttachOptions) -> Result<AttachStream> {
+        let sock_err = |e| Error::internal("attach socket", e);
+        let (mut out, theirs) = UnixStream::pair().map_err(sock_err)?;
+        let past: Vec<LogChunk> = if o.logs && (o.stdout || o.stderr) {
+            let opts = LogOptions {
+                follow: false,
+                stdout: o.stdout,
+                stderr: o.stderr,
+                ..Default::default()
+            };
+            logs::open(&c.state_dir, opts, Box::new(|| false))
+                .map_err(|e| {
+                    Error::internal(format!("reading logs in {}", c.state_dir.display()), e)
+                })?
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let tty = c.tty;
+        std::thread::spawn(move || {
+            for chunk in past {
+                if out.write_all(&chunk_bytes(tty, chunk)).is_err() {
+                    return;
+                }
+            }
+            let _ = out.shutdown(std::net::Shutdown::Both);
         });
         Ok(AttachStream {
             tty,
@@ -624,7 +669,34 @@ impl Engine {
                 c.id
             ))));
         }
-        self.exec_launch(exec_id, &c, &spec, detach).map_err(fail)
+        match self.exec_launch(exec_id, &c, &spec, detach) {
+            // As dockerd: the command's own failure is the exec's exit code
+            // (127, 126); an attached client gets the message on its
+            // stream, a detached one as the error.
+            Err(Error::CommandFailed { code, message }) => {
+                self.execs.finish(exec_id, code);
+                if detach {
+                    return Err(Error::CommandFailed { code, message });
+                }
+                let text = format!("{message}\r\n");
+                let bytes = if spec.terminal {
+                    text.into_bytes()
+                } else {
+                    silo_sys::frame::frame(silo_sys::frame::Stream::Stdout, text.as_bytes())
+                };
+                let (mut ours, theirs) =
+                    UnixStream::pair().map_err(|e| Error::internal("exec socket", e))?;
+                // Far below a socket buffer: the write cannot block.
+                std::io::Write::write_all(&mut ours, &bytes)
+                    .map_err(|e| Error::internal("exec socket", e))?;
+                let _ = ours.shutdown(std::net::Shutdown::Write);
+                Ok(Some(AttachStream {
+                    tty: spec.terminal,
+                    socket: theirs,
+                }))
+            }
+            other => other.map_err(fail),
+        }
     }
 
     /// Runs the runtime's `exec` and wires up stdio, reaping, and events.
@@ -817,6 +889,14 @@ impl Engine {
         if !status.success() {
             let msg = exec::runtime_error(&log_file).unwrap_or_else(|| format!("runtime {status}"));
             cleanup();
+            // The runtime exits 127 or 126 when the command itself could
+            // not be run (see silo-runtime's main).
+            if let Some(code @ (126 | 127)) = status.code() {
+                return Err(Error::CommandFailed {
+                    code: i64::from(code),
+                    message: format!("OCI runtime exec failed: {msg}"),
+                });
+            }
             return Err(Error::internal(
                 "OCI runtime exec failed",
                 std::io::Error::other(msg),
@@ -941,5 +1021,16 @@ impl Engine {
                 .then(|| self.netns_path(&sys.record.id)),
         });
         Ok(v)
+    }
+}
+
+/// A log chunk as an attach stream carries it: raw with a terminal, else
+/// in Docker's frames.
+fn chunk_bytes(tty: bool, chunk: LogChunk) -> Vec<u8> {
+    if tty {
+        chunk.bytes
+    } else {
+        let stream = silo_sys::frame::Stream::from_byte(chunk.stream);
+        silo_sys::frame::frame(stream, &chunk.bytes)
     }
 }

@@ -53,7 +53,7 @@ pub use error::{Error, Kind, Result, Step, TeardownError};
 pub use events::{Action, Event, Scope};
 pub use io::exec::{ExecInfo, ExecSpec};
 pub use io::stats::StatsSample;
-pub use io::{AttachStream, LogChunk, LogOptions, PathStat, ProcessTable};
+pub use io::{AttachOptions, AttachStream, LogChunk, LogOptions, PathStat, ProcessTable};
 pub use lifecycle::{CreateRequest, Created, Outcome, UpdateRequest, WaitCondition, WaitResult};
 pub use model::*;
 pub use network::{Attachment, LoopbackOnly, NetworkService};

@@ -538,9 +538,8 @@ impl Engine {
                         tracing::warn!("after the failed start of {id}: {t}");
                     }
                 }
-                let msg = e.to_string();
                 let _ = self.modify(id, |c| {
-                    c.state.error = msg;
+                    c.state.start_failed(&e);
                     Ok(())
                 });
                 return Err(e);
@@ -924,9 +923,8 @@ impl Engine {
                 });
                 if let Err(e) = me.start_locked(&id) {
                     tracing::warn!("restart of {id}: {e}");
-                    let msg = e.to_string();
                     let _ = me.modify(&id, |c| {
-                        c.state.error = msg;
+                        c.state.start_failed(&e);
                         c.state.restart_cancelled()
                     });
                 }
@@ -963,7 +961,10 @@ pub(crate) fn name_taken(name: &str, owner: &str) -> Error {
 fn start_error(f: monitor::StartFailure) -> Error {
     let msg = format!("failed to create the container: {}", f.message);
     match f.command {
-        Some(_) => Error::invalid("process.args", msg),
+        Some(c) => Error::CommandFailed {
+            code: c.exit_code(),
+            message: msg,
+        },
         None => Error::internal("starting the container", std::io::Error::other(msg)),
     }
 }
@@ -1017,7 +1018,7 @@ mod tests {
             message: "exec: \"nope\": executable file not found in $PATH".into(),
             command: Some(monitor::CommandError::NotFound),
         });
-        assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+        assert!(matches!(e, Error::CommandFailed { code: 127, .. }), "{e}");
         // A message that mentions "not found" is not the command's fault.
         let e = start_error(monitor::StartFailure {
             message: "cgroup /x: not found".into(),

@@ -350,6 +350,14 @@ pub struct State {
     /// Why the last start failed (empty once a start succeeds).
     #[serde(default)]
     pub error: String,
+    /// The exit code of the last failed start: 127 (command not found),
+    /// 126 (not executable) or 255; 0 once a start succeeds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub error_code: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 impl State {
@@ -366,6 +374,16 @@ impl State {
             from: self.status.name(),
             to,
         }
+    }
+
+    /// Records a failed start: why, and the exit code it gives (see
+    /// [`State::error_code`]). The status does not change.
+    pub fn start_failed(&mut self, error: &crate::Error) {
+        self.error = error.to_string();
+        self.error_code = match error {
+            crate::Error::CommandFailed { code, .. } => *code,
+            _ => 255,
+        };
     }
 
     /// Moves to `next`, keeping the exit the old status carried in `previous`.
@@ -396,6 +414,7 @@ impl State {
             Status::Created | Status::Exited(_) | Status::Restarting(_) => {
                 self.go(Status::Running(run));
                 self.error.clear();
+                self.error_code = 0;
                 Ok(())
             }
             _ => Err(self.refuse("started")),

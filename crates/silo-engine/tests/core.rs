@@ -570,7 +570,7 @@ fn top_stats_attach_and_resize() {
         "short",
         config(&env, &["sh", "-c", "echo out; echo err >&2"]),
     );
-    let mut s = engine.attach(&short, false, true, true, false).unwrap();
+    let mut s = engine.attach(&short, live_output()).unwrap();
     engine.start(&short).unwrap();
     assert_eq!(deframe(&read_all(&mut s)), ("out\n".into(), "err\n".into()));
     engine.wait(&short, WaitCondition::NotRunning).unwrap();
@@ -599,10 +599,20 @@ fn top_stats_attach_and_resize() {
     let mut cfg = config(&env, &["sh", "-c", "sleep 1; stty size; echo done"]);
     cfg.process.terminal = true;
     let tty = run(&engine, "tty", cfg);
-    let mut s = engine.attach(&tty, false, true, true, false).unwrap();
+    let mut s = engine.attach(&tty, live_output()).unwrap();
     assert!(s.tty);
     engine.resize(&tty, 33, 99).unwrap();
     let text = String::from_utf8_lossy(&read_all(&mut s)).into_owned();
     assert!(text.contains("33 99") && text.contains("done"), "{text:?}");
     drop(env);
+}
+
+/// Attach options for the live stdout and stderr.
+fn live_output() -> silo_engine::AttachOptions {
+    silo_engine::AttachOptions {
+        stdout: true,
+        stderr: true,
+        stream: true,
+        ..Default::default()
+    }
 }

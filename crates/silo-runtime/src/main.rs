@@ -23,10 +23,25 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             logger.error(&message(&e));
-            1
+            command_failure(&e).map_or(1, |f| f.exit_code())
         }
     };
     std::process::exit(code);
+}
+
+/// A container or exec command that could not be run exits 127 (not
+/// found) or 126 (not executable), as a shell does, so callers (silod's
+/// exec) can tell the user's mistake from the runtime's failure without
+/// reading the message; every other failure exits 1, as runc's do.
+fn command_failure(e: &anyhow::Error) -> Option<silo_isolation::CommandFailure> {
+    e.chain().find_map(|c| {
+        c.downcast_ref::<silo_compute::OpError>()
+            .and_then(|o| o.command_failure())
+            .or_else(|| {
+                c.downcast_ref::<silo_compute::CreateError>()
+                    .and_then(|o| o.command_failure())
+            })
+    })
 }
 
 /// The error and its causes, skipping a cause whose text the message

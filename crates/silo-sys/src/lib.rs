@@ -1,10 +1,11 @@
 //! The one definition of each small helper that several silo crates need:
 //! atomic file writes ([`fs`]), random ids ([`id`]), signal names
-//! ([`signal`]), pidfds ([`pidfd`]) and Docker's multiplexed stdio framing
-//! ([`frame`]). A leaf: it knows nothing of containers, and nothing above it.
+//! ([`signal`]), pidfds ([`pidfd`]), Docker's multiplexed stdio framing
+//! ([`frame`]) and socket queries ([`socket`]). A leaf: it knows nothing of containers, and nothing above it.
 
 pub mod frame;
 pub mod fs;
 pub mod id;
 pub mod pidfd;
 pub mod signal;
+pub mod socket;

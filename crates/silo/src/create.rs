@@ -509,13 +509,33 @@ pub fn create(app: &App, a: RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// How `run` ends when the start failed, by docker's rule read from the
+/// daemon's message: 127 when the command was not found, 126 when it could
+/// not be executed, else 125 (an error of the daemon's).
+pub fn start_failure(e: anyhow::Error) -> anyhow::Error {
+    let Some(crate::http::HttpError::Api { message, .. }) = e.downcast_ref() else {
+        return e;
+    };
+    let m = message.to_ascii_lowercase();
+    let code = if m.contains("executable file not found") || m.contains("no such file or directory")
+    {
+        127
+    } else if m.contains("permission denied") || m.contains("is a directory") {
+        126
+    } else {
+        125
+    };
+    eprintln!("Error response from daemon: {message}");
+    crate::Exit(code).into()
+}
+
 pub fn run(app: &App, a: RunArgs) -> Result<()> {
-    if a.detach && a.rm {
-        // Allowed by docker too: the daemon removes the container when it exits.
-    }
+    // -d with --rm is allowed, as by docker: the daemon removes the
+    // container when it exits.
     let id = do_create(app, &a)?;
     if a.detach {
-        app.post_empty(&format!("/containers/{id}/start"))?;
+        app.post_empty(&format!("/containers/{id}/start"))
+            .map_err(start_failure)?;
         println!("{id}");
         return Ok(());
     }

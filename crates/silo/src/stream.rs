@@ -193,7 +193,7 @@ pub fn attach_start_wait(app: &App, id: &str, a: Attach) -> Result<i32> {
     if a.start {
         if let Err(e) = app.post_empty(&format!("/containers/{id}/start")) {
             drop(raw);
-            return Err(e);
+            return Err(crate::create::start_failure(e));
         }
     }
     if a.tty {

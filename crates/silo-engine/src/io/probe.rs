@@ -233,12 +233,22 @@ impl Engine {
             },
             &c.id,
         );
-        let spawned = self.exec_spawn(
+        let spawned = match self.exec_spawn(
             &exec_id,
             &c,
             &spec,
             [std::process::Stdio::null(), writer.into(), writer2.into()],
-        )?;
+        ) {
+            Ok(s) => s,
+            // A probe whose command cannot run fails with its exit code.
+            Err(Error::CommandFailed { code, message }) => {
+                return Ok(ProbeOutput {
+                    exit_code: code,
+                    output: message,
+                })
+            }
+            Err(e) => return Err(e),
+        };
         self.emit(
             Scope::Container,
             Action::ExecStart {

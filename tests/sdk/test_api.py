@@ -1,0 +1,86 @@
+"""Engine API conformance through the Docker SDK for Python (strict about
+key case and stream bytes, unlike the docker CLI)."""
+import docker
+import pytest
+
+
+def test_exec_run_answers_id_and_output(client):
+    c = client.containers.run("busybox", ["sleep", "1000"], detach=True)
+    try:
+        # exec_create must answer {"Id": ...}: the SDK reads that key.
+        created = client.api.exec_create(c.id, ["true"])
+        assert set(created) == {"Id"}, created
+        # The 101 goes out before the process starts: no lost first bytes.
+        for _ in range(20):
+            code, out = c.exec_run(["echo", "hello"])
+            assert (code, out) == (0, b"hello\n")
+        code, out = c.exec_run("whoami")
+        assert (code, out) == (0, b"root\n")
+        code, (out, err) = c.exec_run(["sh", "-c", "echo o; echo e >&2; exit 3"], demux=True)
+        assert (code, out, err) == (3, b"o\n", b"e\n")
+    finally:
+        c.remove(force=True)
+
+
+def test_exec_of_a_missing_binary_reports_its_exit_code(client):
+    c = client.containers.run("busybox", ["sleep", "1000"], detach=True)
+    try:
+        code, out = c.exec_run(["nosuchbinary"])
+        assert code == 127, (code, out)
+        assert b"nosuchbinary" in out, out
+        code, out = c.exec_run(["/etc/passwd"])
+        assert code == 126, (code, out)
+        # The container is unharmed.
+        assert c.exec_run(["true"]).exit_code == 0
+    finally:
+        c.remove(force=True)
+
+
+def test_run_with_and_without_detach_and_remove(client, silod):
+    # containers.run reads HostConfig.LogConfig.Type from inspect.
+    out = client.containers.run("busybox", ["echo", "hi"], remove=True)
+    assert out == b"hi\n"
+    c = client.containers.run("busybox", ["sh", "-c", "echo bye"], detach=True)
+    assert c.wait(timeout=30)["StatusCode"] == 0
+    assert c.logs() == b"bye\n"
+    c.reload()
+    assert c.attrs["HostConfig"]["LogConfig"]["Type"] == "json-file"
+    c.remove()
+    with pytest.raises(docker.errors.ContainerError) as e:
+        client.containers.run("busybox", ["sh", "-c", "exit 4"], remove=True)
+    assert e.value.exit_status == 4
+    assert client.containers.list(all=True) == []
+
+
+def test_failed_start_of_remove_container_removes_it(client, silod):
+    # auto_remove is the daemon's --rm: a failed start removes the container.
+    with pytest.raises(docker.errors.APIError) as e:
+        client.containers.run("busybox", ["nosuchcommand"], auto_remove=True,
+                              name="gone")
+    assert "nosuchcommand" in str(e.value)
+    assert e.value.status_code == 400
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get("gone")
+    # Without it the container stays, with dockerd's exit code.
+    c = client.containers.create("busybox", ["nosuchcommand"])
+    with pytest.raises(docker.errors.APIError):
+        c.start()
+    c.reload()
+    assert c.attrs["State"]["ExitCode"] == 127, c.attrs["State"]
+    assert "nosuchcommand" in c.attrs["State"]["Error"]
+    c.remove()
+    assert silod.zombies() == []
+
+
+def test_attach_without_stream_returns_the_logs(client):
+    c = client.containers.run("busybox", ["sh", "-c", "echo one; echo two >&2"], detach=True)
+    try:
+        assert c.wait(timeout=30)["StatusCode"] == 0
+        out = c.attach(stdout=True, stderr=True, logs=True, stream=False)
+        assert out == b"one\ntwo\n", out
+        out = c.attach(stdout=True, stderr=False, logs=True, stream=False)
+        assert out == b"one\n", out
+        # Nothing asked for: an empty answer, at once.
+        assert c.attach(stdout=True, stderr=True, logs=False, stream=False) == b""
+    finally:
+        c.remove(force=True)
