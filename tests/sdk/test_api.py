@@ -84,3 +84,18 @@ def test_attach_without_stream_returns_the_logs(client):
         assert c.attach(stdout=True, stderr=True, logs=False, stream=False) == b""
     finally:
         c.remove(force=True)
+
+
+def test_info_and_swarm(client):
+    info = client.info()
+    for key in ["ExperimentalBuild", "Debug", "NFd", "NGoroutines", "SystemTime",
+                "LiveRestoreEnabled", "Swarm", "Plugins", "IndexServerAddress",
+                "MemoryLimit", "OSVersion"]:
+        assert key in info, key
+    assert info["ExperimentalBuild"] is False
+    assert info["Swarm"]["LocalNodeState"] == "inactive"
+    # The SDK treats 503 as "not in a swarm".
+    with pytest.raises(docker.errors.APIError) as e:
+        client.swarm.reload()
+    assert e.value.status_code == 503
+    assert "not a swarm manager" in str(e.value)

@@ -420,7 +420,12 @@ pub async fn archive_put(
 ) -> ApiResult<Response> {
     let path = params.required("path")?.to_string();
     let mut reader = crate::stream::feed_reader(req.into_body());
-    blocking(move || engine.archive_put(&id, &path, &mut reader)).await?;
+    blocking(move || {
+        let done = engine.archive_put(&id, &path, &mut reader);
+        reader.drain(crate::stream::DRAIN_LIMIT);
+        done
+    })
+    .await?;
     Ok(StatusCode::OK.into_response())
 }
 

@@ -24,6 +24,9 @@ pub enum ApiError {
     /// No such endpoint.
     #[error("{0}")]
     NotFound(String),
+    /// Not available on this daemon (swarm: silod is never a manager).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<silo_engine::Error> for ApiError {
@@ -55,6 +58,7 @@ impl ApiError {
             ApiError::Docker(D::NotFound(_)) | ApiError::NotFound(_) => 404,
             ApiError::BadRequest(_) => 400,
             ApiError::Internal(_) => 500,
+            ApiError::Unavailable(_) => 503,
         };
         StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }

@@ -159,9 +159,16 @@ async fn after_head(upgraded: hyper::upgrade::Upgraded) -> Box<dyn Duplex> {
     };
     let io = parts.io.into_inner();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(500);
+    let mut tries = 0u32;
     while tokio::time::Instant::now() < deadline {
         match silo_sys::socket::unread_by_peer(&io) {
             Ok(0) | Err(_) => break,
+            // A client reading promptly takes microseconds: yield first,
+            // and only then wait in timer ticks.
+            Ok(_) if tries < 100 => {
+                tries += 1;
+                tokio::task::yield_now().await;
+            }
             Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
         }
     }

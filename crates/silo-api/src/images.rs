@@ -46,13 +46,15 @@ pub async fn create(
     let message = params.non_empty("message").map(str::to_string);
     let mut reader = feed_reader(req.into_body());
     let id = blocking(move || {
-        engine.import_image(
+        let done = engine.import_image(
             &mut reader,
             repo.as_deref(),
             tag.as_deref(),
             &changes,
             message.as_deref(),
-        )
+        );
+        reader.drain(crate::stream::DRAIN_LIMIT);
+        done
     })
     .await?;
     let mut line = serde_json::to_vec(&serde_json::json!({ "status": id }))

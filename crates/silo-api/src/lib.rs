@@ -137,9 +137,57 @@ fn rewrite_uri(uri: &Uri) -> Option<Uri> {
     pq.parse().ok()
 }
 
+/// (major, minor) of an API version such as "1.45".
+fn api_version(v: &str) -> Option<(u32, u32)> {
+    let (major, minor) = v.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// dockerd's answer to a client whose API version is outside what we
+/// serve; None when it is inside (or the path names none).
+fn version_refused(path: &str) -> Option<String> {
+    let stripped = strip_version(path);
+    if stripped.len() == path.len() {
+        return None;
+    }
+    let asked = path[2..path.len() - stripped.len()].trim_end_matches('/');
+    let wanted = api_version(asked)?;
+    if api_version(silo_docker::API_VERSION).is_some_and(|max| wanted > max) {
+        return Some(format!(
+            "client version {asked} is too new. Maximum supported API version is {}",
+            silo_docker::API_VERSION
+        ));
+    }
+    if api_version(silo_docker::MIN_API_VERSION).is_some_and(|min| wanted < min) {
+        return Some(format!(
+            "client version {asked} is too old. Minimum supported API version is {}, please upgrade your client to a newer version",
+            silo_docker::MIN_API_VERSION
+        ));
+    }
+    None
+}
+
+/// Swarm's endpoints: silod is never a swarm manager, and says so the way
+/// dockerd on a node outside a swarm does (503), which SDKs take as "no
+/// swarm" and go on.
+fn is_swarm_path(path: &str) -> bool {
+    [
+        "/swarm",
+        "/services",
+        "/nodes",
+        "/tasks",
+        "/secrets",
+        "/configs",
+    ]
+    .iter()
+    .any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
+}
+
 /// Routes one request: version prefix removed, Docker's headers added.
 pub async fn handle(router: Router, req: Request<Body>) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let (mut parts, body) = req.into_parts();
+    let refused = version_refused(parts.uri.path());
     if let Some(uri) = rewrite_uri(&parts.uri) {
         parts.uri = uri;
     }
@@ -147,9 +195,18 @@ pub async fn handle(router: Router, req: Request<Body>) -> axum::response::Respo
     let path = parts.uri.path().to_string();
     let req = Request::from_parts(parts, body);
     let started = std::time::Instant::now();
-    let mut resp = match router.oneshot(req).await {
-        Ok(r) => r,
-        Err(never) => match never {},
+    let mut resp = if let Some(message) = refused {
+        error::ApiError::BadRequest(message).into_response()
+    } else if is_swarm_path(&path) {
+        error::ApiError::Unavailable(
+            "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.".into(),
+        )
+        .into_response()
+    } else {
+        match router.oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
     };
     tracing::debug!(
         %method,

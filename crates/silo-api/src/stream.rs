@@ -87,6 +87,20 @@ impl Read for ChannelReader {
     }
 }
 
+impl ChannelReader {
+    /// Reads and drops what the client still sends, up to `limit` bytes, so
+    /// an answer given before the whole body was read (a tar's trailing
+    /// zero blocks and record padding, or a body refused early) does not
+    /// meet a client still writing into a closed connection.
+    pub fn drain(&mut self, limit: u64) {
+        let _ = io::copy(&mut self.take(limit), &mut io::sink());
+    }
+}
+
+/// What is drained of a request body after it was used (see
+/// [`ChannelReader::drain`]): the padding of a tar archive is at most 10 KiB.
+pub const DRAIN_LIMIT: u64 = 1 << 20;
+
 /// Starts copying a request body into a [`ChannelReader`].
 pub fn feed_reader(body: Body) -> ChannelReader {
     let (tx, rx) = mpsc::channel::<Chunk>(16);

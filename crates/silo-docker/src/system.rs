@@ -118,6 +118,48 @@ impl Docker {
             default_runtime: Some("silo".into()),
             security_options: Some(vec!["name=seccomp,profile=builtin".into()]),
             warnings: Some(warnings),
+            // What dockerd reports beside, in silo's terms.
+            plugins: Some(PluginsInfo {
+                volume: Some(vec!["local".into()]),
+                network: Some(vec!["host".into(), "none".into()]),
+                authorization: None,
+                log: Some(vec!["json-file".into()]),
+            }),
+            memory_limit: Some(true),
+            swap_limit: Some(true),
+            cpu_cfs_period: Some(true),
+            cpu_cfs_quota: Some(true),
+            cpu_shares: Some(true),
+            cpu_set: Some(true),
+            pids_limit: Some(true),
+            oom_kill_disable: Some(!i.cgroup_v2),
+            ipv4_forwarding: Some(read_trim("/proc/sys/net/ipv4/ip_forward") == "1"),
+            debug: Some(false),
+            nfd: Some(count_entries("/proc/self/fd")),
+            // silod has no goroutines; its threads are the nearest thing.
+            n_goroutines: Some(count_entries("/proc/self/task")),
+            system_time: Some(silo_units::now_rfc3339()),
+            n_events_listener: Some(0),
+            os_version: Some(os_field("VERSION_ID")),
+            index_server_address: Some("https://index.docker.io/v1/".into()),
+            http_proxy: Some(String::new()),
+            https_proxy: Some(String::new()),
+            no_proxy: Some(String::new()),
+            labels: Some(vec![]),
+            experimental_build: Some(false),
+            swarm: Some(SwarmInfo {
+                node_id: Some(String::new()),
+                node_addr: Some(String::new()),
+                local_node_state: Some(LocalNodeState::INACTIVE),
+                control_available: Some(false),
+                error: Some(String::new()),
+                remote_managers: None,
+                ..Default::default()
+            }),
+            // Containers keep running while silod restarts.
+            live_restore_enabled: Some(true),
+            init_binary: Some("docker-init".into()),
+            product_license: Some(String::new()),
             ..Default::default()
         })
     }
@@ -214,4 +256,19 @@ impl Docker {
     pub fn hcs_inspect(&self, id: &str) -> Result<serde_json::Value> {
         Ok(self.engine.hcs_inspect(id)?)
     }
+}
+
+/// How many entries a directory has (0 when it cannot be read).
+fn count_entries(dir: &str) -> i64 {
+    std::fs::read_dir(dir).map_or(0, |rd| rd.count() as i64)
+}
+
+/// A field of /etc/os-release, unquoted ("" when missing).
+fn os_field(key: &str) -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_default()
 }

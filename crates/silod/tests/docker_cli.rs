@@ -850,3 +850,47 @@ fn failed_start_of_rm_container_ends_and_removes_it() {
         assert_ne!(state, Some("Z"), "zombie child {child} of silod: {stat}");
     }
 }
+
+#[test]
+fn cp_into_a_container_never_breaks_the_pipe() {
+    let d = daemon();
+    d.import_busybox();
+    d.ok(&["run", "-d", "--name", "cp1", "busybox", "sleep", "1000"]);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("small.txt");
+    std::fs::write(&src, "hello\n").unwrap();
+    let src = src.to_str().unwrap().to_string();
+    // silod used to answer before reading the tar's padding, and the CLI,
+    // still writing, failed now and then with "broken pipe".
+    for i in 0..40 {
+        let dest = format!("cp1:/tmp/f{i}");
+        d.ok(&["cp", &src, &dest]);
+    }
+    let listed = d.ok(&["exec", "cp1", "sh", "-c", "cat /tmp/f* | wc -l"]);
+    assert_eq!(listed.trim(), "40");
+    d.ok(&["rm", "-f", "cp1"]);
+}
+
+#[test]
+fn api_versions_out_of_range_and_swarm_are_refused_like_dockerd() {
+    let d = daemon();
+    let (head, body) = d.http("GET", "/v1.99/version");
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert!(
+        body.contains("client version 1.99 is too new. Maximum supported API version is 1.45"),
+        "{body}"
+    );
+    let (head, body) = d.http("GET", "/v1.12/version");
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert!(body.contains("client version 1.12 is too old"), "{body}");
+    let (head, _) = d.http("GET", "/v1.24/version");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    for path in ["/swarm", "/v1.45/services", "/nodes/x", "/tasks"] {
+        let (head, body) = d.http("GET", path);
+        assert!(head.starts_with("HTTP/1.1 503"), "{path}: {head}");
+        assert!(body.contains("This node is not a swarm manager"), "{body}");
+    }
+    // A path that only starts like one is not swarm's.
+    let (head, _) = d.http("GET", "/swarmy");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+}
