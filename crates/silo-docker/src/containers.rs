@@ -162,8 +162,14 @@ impl Docker {
                 "you must choose at least one stream (stdout or stderr)",
             ));
         }
-        let tty = self.engine.container(id)?.config.process.terminal;
-        Ok((tty, self.engine.logs(id, opts)?))
+        let c = self.engine.container(id)?;
+        if !c.config.log.enabled {
+            // dockerd's words for the `none` driver.
+            return Err(Error::NotImplemented(
+                "configured logging driver does not support reading".into(),
+            ));
+        }
+        Ok((c.config.process.terminal, self.engine.logs(id, opts)?))
     }
 
     pub fn attach(&self, id: &str, o: AttachOptions) -> Result<AttachStream> {

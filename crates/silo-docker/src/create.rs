@@ -335,16 +335,7 @@ pub(crate) fn validate(body: &ContainerCreateBody) -> Result<Vec<String>> {
             ));
         }
     }
-    if let Some(t) = hc.log_config.as_ref().and_then(|lc| lc.typ.as_deref()) {
-        if !matches!(t, "" | "json-file") {
-            return Err(invalid(
-                "HostConfig.LogConfig.Type",
-                format!(
-                    "HostConfig.LogConfig.Type {t:?} is not supported by silo (only json-file)"
-                ),
-            ));
-        }
-    }
+    log_config(&hc)?;
     restart_policy(&hc)?;
     crate::health::validate(body.healthcheck.as_ref())?;
     if let Some(m) = hc.memory {
@@ -868,8 +859,96 @@ pub(crate) fn config(
             .into_iter()
             .collect(),
         storage: Default::default(),
-        log: Default::default(),
+        log: log_config(&hc)?,
     })
+}
+
+/// Docker's log driver and options as the engine's log policy: `json-file`
+/// (the default) and `local` (kept in the same format, with `local`'s
+/// default limits: 20 MB, 5 files) honour `max-size` and `max-file`;
+/// `none` logs nothing. What silo cannot honour is refused, with dockerd's
+/// message where dockerd has one.
+pub(crate) fn log_config(hc: &HostConfig) -> Result<silo_engine::LogConfig> {
+    const FIELD: &str = "HostConfig.LogConfig";
+    let lc = hc.log_config.clone().unwrap_or_default();
+    let driver = lc
+        .typ
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .unwrap_or("json-file");
+    let opts = lc.config.unwrap_or_default();
+    let mut out = silo_engine::LogConfig::default();
+    match driver {
+        "json-file" => {}
+        "local" => {
+            out.max_bytes = Some(20 << 20);
+            out.max_files = 5;
+        }
+        "none" => {
+            if let Some(k) = opts.keys().min() {
+                return Err(invalid(
+                    FIELD,
+                    format!("unknown log opt '{k}' for none log driver"),
+                ));
+            }
+            out.enabled = false;
+            return Ok(out);
+        }
+        other => {
+            return Err(invalid(
+                FIELD,
+                format!("logger: no log driver named '{other}' is registered"),
+            ))
+        }
+    }
+    let mut keys: Vec<&String> = opts.keys().collect();
+    keys.sort();
+    for k in keys {
+        let v = opts[k].as_str();
+        match k.as_str() {
+            "max-size" => {
+                let n = silo_units::parse_size(v).map_err(|e| {
+                    invalid(FIELD, format!("invalid max-size {v:?} for {driver}: {e}"))
+                })?;
+                // -1 is dockerd's "unlimited".
+                out.max_bytes = u64::try_from(n).ok().filter(|n| *n > 0);
+            }
+            "max-file" => {
+                out.max_files = v.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    invalid(FIELD, format!("max-file cannot be less than 1 (got {v:?})"))
+                })?;
+            }
+            "compress" => match v {
+                "false" | "0" => {}
+                "true" | "1" => {
+                    return Err(invalid(
+                        FIELD,
+                        "log opt 'compress': silo does not compress rotated logs yet; set compress=false",
+                    ))
+                }
+                _ => return Err(invalid(FIELD, format!("invalid value for compress: {v:?}"))),
+            },
+            "labels" | "labels-regex" | "env" | "env-regex" | "tag" if driver == "json-file" => {
+                return Err(invalid(
+                    FIELD,
+                    format!("log opt '{k}' is not supported by silo yet"),
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    FIELD,
+                    format!("unknown log opt '{k}' for {driver} log driver"),
+                ))
+            }
+        }
+    }
+    if out.max_files > 1 && out.max_bytes.is_none() && opts.contains_key("max-file") {
+        return Err(invalid(
+            FIELD,
+            "max-file can only be used together with max-size",
+        ));
+    }
+    Ok(out)
 }
 
 impl Docker {

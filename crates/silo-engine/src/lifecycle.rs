@@ -675,6 +675,8 @@ impl Engine {
             tty: c.config.process.terminal,
             stdin: c.config.process.stdin,
             log_max_bytes: c.config.log.max_bytes,
+            log_max_files: c.config.log.max_files,
+            no_log: !c.config.log.enabled,
             // Clients attached before start (docker run) must see all output.
             wait_attach: self.waiting_attaches(id),
             detach: true,

@@ -215,11 +215,40 @@ pub struct StorageConfig {
 }
 
 /// The container's output log.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogConfig {
-    /// Rotate the log once it would grow beyond this (one old file kept).
+    /// Whether output is logged at all (attached clients get it either way).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub enabled: bool,
+    /// Rotate the log once it would grow beyond this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bytes: Option<u64>,
+    /// How many files the log may span, the current one included (at
+    /// least 1: with 1, a full log starts again empty).
+    #[serde(default = "one")]
+    pub max_files: u32,
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig {
+            enabled: true,
+            max_bytes: None,
+            max_files: 1,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// What a container is.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 /// One-line usage text printed with argument errors.
 pub const USAGE: &str =
     "usage: silo-monitor --runtime-root DIR --id ID --bundle DIR --state-dir DIR \
-[--tty] [--stdin] [--log-max-bytes N] [--wait-attach N] [--detach]";
+[--tty] [--stdin] [--log-max-bytes N] [--log-max-files N] [--no-log] [--wait-attach N] [--detach]";
 
 /// What the monitor was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +27,10 @@ pub struct Args {
     pub stdin: bool,
     /// Rotate container-json.log once it would grow beyond this many bytes.
     pub log_max_bytes: Option<u64>,
+    /// How many files the log may span, the current one included (>= 1).
+    pub log_max_files: u32,
+    /// Write no log at all (Docker's `none` driver).
+    pub no_log: bool,
     /// Accept this many attach clients before starting the container, so
     /// `docker run` sees the output of even the shortest process.
     pub wait_attach: u32,
@@ -61,6 +65,8 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Args, ArgsErro
     let mut bundle = None;
     let mut state_dir = None;
     let mut log_max_bytes = None;
+    let mut log_max_files = 1u32;
+    let mut no_log = false;
     let mut wait_attach = 0u32;
     let (mut tty, mut stdin, mut detach) = (false, false, false);
     let mut it = args.into_iter();
@@ -84,8 +90,9 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Args, ArgsErro
             "--tty" | "-t" => switch(&mut tty)?,
             "--stdin" | "-i" => switch(&mut stdin)?,
             "--detach" | "-d" => switch(&mut detach)?,
+            "--no-log" => switch(&mut no_log)?,
             "--runtime-root" | "--id" | "--bundle" | "--state-dir" | "--log-max-bytes"
-            | "--wait-attach" => {
+            | "--log-max-files" | "--wait-attach" => {
                 let value: OsString = match inline {
                     Some(_) => {
                         // Keep non-UTF-8 bytes intact for the inline form too.
@@ -117,6 +124,17 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Args, ArgsErro
                             .parse()
                             .map_err(|_| ArgsError::BadNumber { flag, value: v })?;
                     }
+                    "--log-max-files" => {
+                        let flag = "--log-max-files";
+                        let v = value
+                            .into_string()
+                            .map_err(|_| ArgsError::NotUtf8 { flag })?;
+                        log_max_files = v
+                            .parse()
+                            .ok()
+                            .filter(|n| *n >= 1)
+                            .ok_or(ArgsError::BadNumber { flag, value: v })?;
+                    }
                     _ => {
                         let flag = "--log-max-bytes";
                         let v = value
@@ -140,6 +158,8 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Args, ArgsErro
         tty,
         stdin,
         log_max_bytes,
+        log_max_files,
+        no_log,
         wait_attach,
         detach,
     })
@@ -172,6 +192,13 @@ impl Args {
             v.push("--log-max-bytes".into());
             v.push(n.to_string().into());
         }
+        if self.log_max_files != 1 {
+            v.push("--log-max-files".into());
+            v.push(self.log_max_files.to_string().into());
+        }
+        if self.no_log {
+            v.push("--no-log".into());
+        }
         if self.wait_attach > 0 {
             v.push("--wait-attach".into());
             v.push(self.wait_attach.to_string().into());
@@ -198,6 +225,8 @@ mod tests {
             tty: true,
             stdin: false,
             log_max_bytes: Some(4096),
+            log_max_files: 3,
+            no_log: true,
             wait_attach: 2,
             detach: true,
         };
@@ -205,6 +234,8 @@ mod tests {
         let plain = Args {
             tty: false,
             log_max_bytes: None,
+            log_max_files: 1,
+            no_log: false,
             wait_attach: 0,
             detach: false,
             ..a
@@ -225,9 +256,13 @@ mod tests {
             "--tty",
             "--stdin",
             "--log-max-bytes=1000",
+            "--log-max-files",
+            "5",
+            "--no-log",
             "--detach",
         ])
         .unwrap();
+        assert_eq!((a.log_max_files, a.no_log), (5, true));
         assert_eq!(a.runtime_root, PathBuf::from("/run/silo"));
         assert_eq!(a.id, "c1");
         assert_eq!(a.bundle, PathBuf::from("/b"));
@@ -254,6 +289,13 @@ mod tests {
             p(&["--tty=yes"]),
             Err(ArgsError::UnexpectedValue { .. })
         ));
+        assert_eq!(
+            p(&["--log-max-files", "0"]),
+            Err(ArgsError::BadNumber {
+                flag: "--log-max-files",
+                value: "0".into()
+            })
+        );
         let e = p(&["--log-max-bytes", "x"]).unwrap_err().to_string();
         assert!(e.contains("--log-max-bytes") && e.contains("\"x\""), "{e}");
     }

@@ -137,7 +137,11 @@ struct LogErrors<'a> {
 /// The json-file writer for one container.
 pub struct LogWriter {
     path: PathBuf,
-    rotated: PathBuf,
+    dir: PathBuf,
+    /// The files the log may span, the current one included (>= 1).
+    max_files: u32,
+    /// Docker's `none` driver: nothing is written.
+    disabled: bool,
     errors_path: PathBuf,
     file: Option<File>,
     size: u64,
@@ -158,7 +162,9 @@ impl LogWriter {
         let path = dir.join(crate::protocol::LOG_FILE);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         LogWriter {
-            rotated: dir.join("container-json.log.1"),
+            dir: dir.to_path_buf(),
+            max_files: 2,
+            disabled: false,
             errors_path: dir.join(crate::protocol::LOG_ERRORS_FILE),
             path,
             file: None,
@@ -170,6 +176,18 @@ impl LogWriter {
             degraded: false,
             reserve,
         }
+    }
+
+    /// With at most `n` files (the current one included; at least 1).
+    pub fn max_files(mut self, n: u32) -> LogWriter {
+        self.max_files = n.max(1);
+        self
+    }
+
+    /// Writes nothing at all (Docker's `none` log driver).
+    pub fn disabled(mut self, off: bool) -> LogWriter {
+        self.disabled = off;
+        self
     }
 
     /// The space reserve, for the monitor's own state files.
@@ -184,6 +202,9 @@ impl LogWriter {
 
     /// Writes one record.
     pub fn write(&mut self, stream: Stream, chunk: &[u8], time: &str) {
+        if self.disabled {
+            return;
+        }
         self.line.clear();
         encode_line(&mut self.line, chunk, stream, time);
         let len = self.line.len() as u64;
@@ -270,15 +291,33 @@ impl LogWriter {
         Ok(())
     }
 
+    /// Shifts the rotated files up by one (the oldest beyond `max_files`
+    /// goes) and the current file to `.1`; with one file, the current file
+    /// is dropped and starts again empty.
     fn rotate(&mut self) -> Result<(), String> {
+        use crate::protocol::rotated_log;
         self.file = None;
-        std::fs::rename(&self.path, &self.rotated).map_err(|e| {
-            format!(
+        let moved = |from: &Path, to: &Path| match std::fs::rename(from, to) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!(
                 "rotating {} to {}: {e}",
-                self.path.display(),
-                self.rotated.display()
-            )
-        })?;
+                from.display(),
+                to.display()
+            )),
+            _ => Ok(()),
+        };
+        if self.max_files == 1 {
+            match std::fs::remove_file(&self.path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(format!("truncating {}: {e}", self.path.display()))
+                }
+                _ => {}
+            }
+        } else {
+            for k in (1..self.max_files - 1).rev() {
+                moved(&rotated_log(&self.dir, k), &rotated_log(&self.dir, k + 1))?;
+            }
+            moved(&self.path, &rotated_log(&self.dir, 1))?;
+        }
         self.size = 0;
         Ok(())
     }
@@ -362,6 +401,45 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
             assert_eq!(v["stream"], "stdout");
         }
+        assert_eq!(w.dropped_bytes(), 0);
+    }
+
+    #[test]
+    fn keeps_at_most_max_files() {
+        let d = tempfile::tempdir().unwrap();
+        let mut w = LogWriter::new(d.path(), Some(100), None).max_files(3);
+        for i in 0..40 {
+            w.write(Stream::Stdout, format!("line {i}\n").as_bytes(), "T");
+        }
+        let read = |n: &str| std::fs::read_to_string(d.path().join(n)).unwrap();
+        assert!(read("container-json.log").contains("line 39\\n"));
+        let (one, two) = (read("container-json.log.1"), read("container-json.log.2"));
+        assert!(!one.is_empty() && !two.is_empty());
+        assert!(!d.path().join("container-json.log.3").exists());
+        // Newest first: .1 holds later lines than .2.
+        let first = |s: &str| -> u32 {
+            let v: serde_json::Value = serde_json::from_str(s.lines().next().unwrap()).unwrap();
+            v["log"].as_str().unwrap().trim()[5..].parse().unwrap()
+        };
+        assert!(first(&one) > first(&two));
+        // One file: a full log starts again.
+        let d = tempfile::tempdir().unwrap();
+        let mut w = LogWriter::new(d.path(), Some(100), None).max_files(1);
+        for i in 0..40 {
+            w.write(Stream::Stdout, format!("line {i}\n").as_bytes(), "T");
+        }
+        assert!(!d.path().join("container-json.log.1").exists());
+        assert!(
+            std::fs::metadata(d.path().join("container-json.log"))
+                .unwrap()
+                .len()
+                <= 100
+        );
+        // Disabled: nothing written, nothing dropped.
+        let d = tempfile::tempdir().unwrap();
+        let mut w = LogWriter::new(d.path(), None, None).disabled(true);
+        w.write(Stream::Stdout, b"hello\n", "T");
+        assert!(!d.path().join("container-json.log").exists());
         assert_eq!(w.dropped_bytes(), 0);
     }
 

@@ -304,7 +304,9 @@ impl Monitor {
         let host = sys.host().clone();
         drop(sys);
         let reserve = Reserve::create(&dir.join(".monitor-reserve"), RESERVE_BYTES);
-        let log = LogWriter::new(&dir, args.log_max_bytes, reserve);
+        let log = LogWriter::new(&dir, args.log_max_bytes, reserve)
+            .max_files(args.log_max_files)
+            .disabled(args.no_log);
         Ok(Monitor {
             state_dir: dir,
             host,

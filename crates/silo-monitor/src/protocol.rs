@@ -15,8 +15,13 @@ use std::time::Duration;
 pub const MONITOR_FILE: &str = "monitor.json";
 /// [`ExitInfo`]: written when the init has exited.
 pub const EXIT_FILE: &str = "exit.json";
-/// Docker's json-file log of the container's output (rotated to `.1`).
+/// Docker's json-file log of the container's output (rotated to `.1`, `.2`, ...).
 pub const LOG_FILE: &str = "container-json.log";
+
+/// The `k`-th rotated log file (1 is the newest): `container-json.log.k`.
+pub fn rotated_log(dir: &std::path::Path, k: u32) -> std::path::PathBuf {
+    dir.join(format!("{LOG_FILE}.{k}"))
+}
 /// Log records the monitor could not write (a full disk), with counts.
 pub const LOG_ERRORS_FILE: &str = "log-errors.json";
 /// The monitor's own diagnostics.

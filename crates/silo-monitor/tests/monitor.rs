@@ -610,19 +610,23 @@ fn full_disk_drops_log_bytes_but_keeps_the_exit_code() {
 }
 
 #[test]
-fn log_rotation_keeps_one_old_file() {
+fn log_rotation_keeps_max_files() {
     let script = "i=0; while [ $i -lt 400 ]; do echo line-$i; i=$((i+1)); done";
     let mut c = Ctr::new(spec(&["sh", "-c", script], false));
-    c.start(&["--log-max-bytes", "4096"]);
+    c.start(&["--log-max-bytes", "4096", "--log-max-files", "3"]);
     assert_eq!(c.wait_exit(Duration::from_secs(20))["exit_code"], 0);
-    let cur = fs::metadata(c.state.join("container-json.log"))
-        .unwrap()
-        .len();
-    let old = fs::metadata(c.state.join("container-json.log.1"))
-        .unwrap()
-        .len();
-    assert!(cur <= 4096 && old <= 4096 && old > 3000, "{cur} {old}");
-    assert!(!c.state.join("container-json.log.2").exists());
+    let size = |n: &str| fs::metadata(c.state.join(n)).unwrap().len();
+    let (cur, one, two) = (
+        size("container-json.log"),
+        size("container-json.log.1"),
+        size("container-json.log.2"),
+    );
+    assert!(
+        cur <= 4096 && one <= 4096 && two <= 4096,
+        "{cur} {one} {two}"
+    );
+    assert!(one > 3000 && two > 3000, "{one} {two}");
+    assert!(!c.state.join("container-json.log.3").exists());
     let last = c.log_lines().pop().unwrap();
     assert_eq!(last["log"], "line-399\n");
 }

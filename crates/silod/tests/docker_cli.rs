@@ -894,3 +894,87 @@ fn api_versions_out_of_range_and_swarm_are_refused_like_dockerd() {
     let (head, _) = d.http("GET", "/swarmy");
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
 }
+
+#[test]
+fn log_drivers_and_rotation_limits() {
+    let d = daemon();
+    d.import_busybox();
+    // A flood: 3000 lines of about 150 bytes in json-file records.
+    let script = "i=0; while [ $i -lt 3000 ]; do echo $i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done";
+    let id = d
+        .ok(&[
+            "run",
+            "-d",
+            "--log-opt",
+            "max-size=50k",
+            "--log-opt",
+            "max-file=3",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(d.ok(&["wait", &id]).trim(), "0");
+    let dir = d.data_root().join("containers").join(&id);
+    let logs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("container-json.log")
+        })
+        .collect();
+    assert_eq!(logs.len(), 3, "{logs:?}");
+    for f in &logs {
+        let len = f.metadata().unwrap().len();
+        assert!(len <= 50 * 1024, "{:?} has {len} bytes", f.path());
+    }
+    // The newest lines are there, read from the end.
+    let last = d.ok(&["logs", "--tail", "2", &id]);
+    assert!(
+        last.starts_with("2998-") && last.contains("\n2999-"),
+        "{last}"
+    );
+    let inspect = d.ok(&["inspect", "-f", "{{json .HostConfig.LogConfig}}", &id]);
+    assert!(inspect.contains("\"max-size\":\"50k\""), "{inspect}");
+    // none: nothing is logged, and logs says so as dockerd does.
+    let id = d.ok(&["run", "-d", "--log-driver", "none", "busybox", "echo", "hi"]);
+    let id = id.trim();
+    d.ok(&["wait", id]);
+    let out = d.cli(&["logs", id]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("configured logging driver does not support reading"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!d
+        .data_root()
+        .join("containers")
+        .join(id)
+        .join("container-json.log")
+        .exists());
+    // What silo cannot honour is refused, and nothing is left behind.
+    for (args, want) in [
+        (
+            vec!["--log-driver", "syslog"],
+            "logger: no log driver named 'syslog' is registered",
+        ),
+        (vec!["--log-opt", "compress=true"], "compress"),
+        (vec!["--log-opt", "bogus=1"], "unknown log opt 'bogus'"),
+        (vec!["--log-opt", "max-size=lots"], "max-size"),
+    ] {
+        let mut all = vec!["create"];
+        all.extend_from_slice(&args);
+        all.extend_from_slice(&["busybox", "true"]);
+        let out = d.cli(&all);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+    }
+    d.ok(&["rm", "-f", id]);
+    let left = d.ok(&["ps", "-aq"]);
+    assert_eq!(left.lines().count(), 1, "only the flood container: {left}");
+}

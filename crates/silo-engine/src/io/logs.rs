@@ -75,6 +75,7 @@ fn chunk(e: Entry, opts: &LogOptions) -> LogChunk {
 }
 
 /// Selects from complete lines: filters, then keeps the last `tail`.
+#[cfg(test)]
 pub(crate) fn select(data: &[u8], opts: &LogOptions) -> Vec<LogChunk> {
     let mut picked: VecDeque<Entry> = VecDeque::new();
     for line in data.split(|&c| c == b'\n') {
@@ -95,30 +96,182 @@ pub(crate) fn select(data: &[u8], opts: &LogOptions) -> Vec<LogChunk> {
     picked.into_iter().map(|e| chunk(e, opts)).collect()
 }
 
-/// Reads the rotated file then the current one; returns the bytes of the
-/// complete lines, the open current file, and the offset reached in it.
-fn read_existing(dir: &Path) -> std::io::Result<(Vec<u8>, Option<File>, u64)> {
-    let mut data = Vec::new();
-    let rotated = dir.join(format!("{LOG_FILE}.1"));
-    match std::fs::read(&rotated) {
-        Ok(b) => data.extend_from_slice(&b),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+/// Log chunks as they are read.
+type Chunks = Box<dyn Iterator<Item = LogChunk> + Send>;
+
+/// How much is read at a time, forwards or backwards.
+const BLOCK: usize = 64 * 1024;
+
+/// The rotated log files, oldest first (`.N` … `.1`).
+fn rotated_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for k in 1.. {
+        let p = silo_monitor::protocol::rotated_log(dir, k);
+        if !p.exists() {
+            break;
+        }
+        out.push(p);
     }
-    if !data.is_empty() && !data.ends_with(b"\n") {
-        data.push(b'\n');
+    out.reverse();
+    out
+}
+
+/// Calls `each` with the complete lines of `f` before `end`, last first,
+/// until it returns false. Memory: one block and the longest line.
+fn lines_backwards(
+    f: &mut File,
+    end: u64,
+    mut each: impl FnMut(&[u8]) -> bool,
+) -> std::io::Result<bool> {
+    let mut pos = end;
+    let mut carry: Vec<u8> = Vec::new();
+    while pos > 0 {
+        let n = (BLOCK as u64).min(pos);
+        pos -= n;
+        let mut buf = vec![0u8; n as usize];
+        f.seek(SeekFrom::Start(pos))?;
+        f.read_exact(&mut buf)?;
+        buf.extend_from_slice(&carry);
+        let mut line_end = buf.len();
+        while let Some(i) = buf[..line_end].iter().rposition(|&c| c == b'\n') {
+            let line = &buf[i + 1..line_end];
+            if !line.is_empty() && !each(line) {
+                return Ok(false);
+            }
+            line_end = i;
+        }
+        carry = buf[..line_end].to_vec();
     }
-    let mut file = match File::open(dir.join(LOG_FILE)) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((data, None, 0)),
+    Ok(carry.is_empty() || each(&carry))
+}
+
+/// The last `n` wanted entries of the files (oldest first; the last one
+/// read up to `end`), read from the end: bounded by `n`, not by the log.
+fn tail(files: Vec<(File, u64)>, n: usize, opts: &LogOptions) -> Vec<LogChunk> {
+    let mut picked: Vec<Entry> = Vec::new();
+    for (mut f, end) in files.into_iter().rev() {
+        if picked.len() >= n {
+            break;
+        }
+        let _ = lines_backwards(&mut f, end, |line| {
+            if let Some(e) = decode(line) {
+                if wanted(&e, opts) {
+                    picked.push(e);
+                }
+            }
+            picked.len() < n
+        });
+    }
+    picked.reverse();
+    picked.into_iter().map(|e| chunk(e, opts)).collect()
+}
+
+/// The wanted entries of the files (oldest first), read forwards one
+/// block at a time.
+struct Forward {
+    files: VecDeque<std::io::BufReader<std::io::Take<File>>>,
+    line: Vec<u8>,
+    opts: LogOptions,
+}
+
+impl Iterator for Forward {
+    type Item = LogChunk;
+
+    fn next(&mut self) -> Option<LogChunk> {
+        use std::io::BufRead;
+        loop {
+            let r = self.files.front_mut()?;
+            self.line.clear();
+            match r.read_until(b'\n', &mut self.line) {
+                Ok(0) | Err(_) => {
+                    self.files.pop_front();
+                }
+                Ok(_) => {
+                    // A torn last line (no newline) is skipped.
+                    if self.line.last() != Some(&b'\n') {
+                        continue;
+                    }
+                    let Some(e) = decode(&self.line[..self.line.len() - 1]) else {
+                        continue;
+                    };
+                    if self.opts.until > 0.0 && e.at > self.opts.until {
+                        self.files.clear();
+                        return None;
+                    }
+                    if wanted(&e, &self.opts) {
+                        return Some(chunk(e, &self.opts));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The output so far: the wanted entries of the rotated files and of the
+/// current file's complete lines, the open current file, and where its
+/// complete lines end (where a follower goes on).
+fn history(dir: &Path, opts: &LogOptions) -> std::io::Result<(Chunks, Option<File>, u64)> {
+    let mut files: Vec<(File, u64)> = Vec::new();
+    for p in rotated_files(dir) {
+        match File::open(&p) {
+            Ok(f) => {
+                let len = f.metadata()?.len();
+                files.push((f, len));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let current = match File::open(dir.join(LOG_FILE)) {
+        Ok(mut f) => {
+            let len = f.metadata()?.len();
+            let whole = whole_lines_end(&mut f, len)?;
+            Some((f, whole))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
-    let mut cur = Vec::new();
-    file.read_to_end(&mut cur)?;
-    // Only whole lines; a partial last line is read again by the follower.
-    let whole = cur.iter().rposition(|&c| c == b'\n').map_or(0, |p| p + 1);
-    data.extend_from_slice(&cur[..whole]);
-    Ok((data, Some(file), whole as u64))
+    let mut follow_from = None;
+    if let Some((f, whole)) = current {
+        follow_from = Some((f.try_clone()?, whole));
+        files.push((f, whole));
+    }
+    let past: Chunks = match opts.tail {
+        Some(n) => Box::new(tail(files, n, opts).into_iter()),
+        None => {
+            let mut readers = VecDeque::new();
+            for (mut f, end) in files {
+                f.seek(SeekFrom::Start(0))?;
+                readers.push_back(std::io::BufReader::with_capacity(BLOCK, f.take(end)));
+            }
+            Box::new(Forward {
+                files: readers,
+                line: Vec::new(),
+                opts: opts.clone(),
+            })
+        }
+    };
+    Ok(match follow_from {
+        Some((f, whole)) => (past, Some(f), whole),
+        None => (past, None, 0),
+    })
+}
+
+/// Where the complete lines of a file of `len` bytes end (a partial last
+/// line is the monitor's write in progress).
+fn whole_lines_end(f: &mut File, len: u64) -> std::io::Result<u64> {
+    let mut end = len;
+    while end > 0 {
+        let n = (BLOCK as u64).min(end);
+        let mut buf = vec![0u8; n as usize];
+        f.seek(SeekFrom::Start(end - n))?;
+        f.read_exact(&mut buf)?;
+        if let Some(i) = buf.iter().rposition(|&c| c == b'\n') {
+            return Ok(end - n + i as u64 + 1);
+        }
+        end -= n;
+    }
+    Ok(0)
 }
 
 /// Returns the log chunks; with `follow`, `alive` is polled and the
@@ -128,14 +281,14 @@ pub(crate) fn open(
     opts: LogOptions,
     alive: Box<dyn Fn() -> bool + Send>,
 ) -> std::io::Result<Box<dyn Iterator<Item = LogChunk> + Send>> {
-    let (data, file, offset) = read_existing(dir)?;
-    let first = select(&data, &opts);
+    let (past, file, offset) = history(dir, &opts)?;
     if !opts.follow {
-        return Ok(Box::new(first.into_iter()));
+        return Ok(past);
     }
     Ok(Box::new(Follower {
         path: dir.join(LOG_FILE),
-        pending: first.into(),
+        past: Some(past),
+        pending: VecDeque::new(),
         file,
         offset,
         partial: Vec::new(),
@@ -161,6 +314,7 @@ pub(crate) fn follow_new(
     };
     Box::new(Follower {
         path,
+        past: None,
         pending: VecDeque::new(),
         file,
         offset,
@@ -174,6 +328,8 @@ pub(crate) fn follow_new(
 /// Streams new lines as the monitor appends them.
 struct Follower {
     path: PathBuf,
+    /// The output from before, sent first.
+    past: Option<Box<dyn Iterator<Item = LogChunk> + Send>>,
     pending: VecDeque<LogChunk>,
     file: Option<File>,
     offset: u64,
@@ -247,6 +403,12 @@ impl Iterator for Follower {
     type Item = LogChunk;
 
     fn next(&mut self) -> Option<LogChunk> {
+        if let Some(past) = self.past.as_mut() {
+            match past.next() {
+                Some(c) => return Some(c),
+                None => self.past = None,
+            }
+        }
         loop {
             if let Some(c) = self.pending.pop_front() {
                 return Some(c);
@@ -382,6 +544,46 @@ mod tests {
         assert_eq!(got.len(), 5);
         assert_eq!(got[0], (1, "old\n".into()));
         assert_eq!(got[4], (1, "four\n".into()));
+    }
+
+    #[test]
+    fn tail_reads_from_the_end_across_rotated_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let many = |from: usize, to: usize| -> String {
+            (from..to)
+                .map(|i| line("stdout", &format!("l{i}\n"), "2026-11-29T12:00:00Z"))
+                .collect()
+        };
+        // .2 is the oldest, then .1, then the current file with a torn end.
+        std::fs::write(dir.path().join(format!("{LOG_FILE}.2")), many(0, 5000)).unwrap();
+        std::fs::write(dir.path().join(format!("{LOG_FILE}.1")), many(5000, 5003)).unwrap();
+        std::fs::write(
+            dir.path().join(LOG_FILE),
+            many(5003, 5005) + "{\"log\":\"to",
+        )
+        .unwrap();
+        let tail = |n: usize| {
+            let mut o = all();
+            o.tail = Some(n);
+            text(
+                &open(dir.path(), o, Box::new(|| false))
+                    .unwrap()
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(tail(1), vec![(1, "l5004\n".into())]);
+        let t = tail(7);
+        assert_eq!(t.len(), 7);
+        assert_eq!(t[0], (1, "l4998\n".into()));
+        assert_eq!(t[6], (1, "l5004\n".into()));
+        assert!(tail(0).is_empty());
+        assert_eq!(tail(100_000).len(), 5005);
+        // Without a tail, every file in order.
+        let everything: Vec<_> = open(dir.path(), all(), Box::new(|| false))
+            .unwrap()
+            .collect();
+        assert_eq!(everything.len(), 5005);
+        assert_eq!(everything[0].bytes, b"l0\n");
     }
 
     #[test]
