@@ -99,3 +99,32 @@ def test_info_and_swarm(client):
         client.swarm.reload()
     assert e.value.status_code == 503
     assert "not a swarm manager" in str(e.value)
+
+
+def test_group_add_is_honoured(client):
+    # By number and by name (the test rootfs has group silo, 1000).
+    out = client.containers.run("busybox", ["id", "-G"], group_add=["4242", "silo"],
+                                remove=True)
+    gids = out.decode().split()
+    assert "4242" in gids and "1000" in gids, gids
+    c = client.containers.run("busybox", ["sleep", "1000"], group_add=["4243"], detach=True)
+    try:
+        # Execs get the container's groups too, as with dockerd.
+        code, out = c.exec_run(["id", "-G"])
+        assert code == 0 and "4243" in out.decode().split(), out
+    finally:
+        c.remove(force=True)
+    with pytest.raises(docker.errors.APIError) as e:
+        client.containers.run("busybox", ["true"], group_add=["nosuchgroup"],
+                              auto_remove=True)
+    assert "Unable to find group nosuchgroup" in str(e.value)
+
+
+def test_mount_options_not_honoured_are_refused(client):
+    from docker.types import Mount
+    m = Mount("/data", "vol1", type="volume")
+    m["VolumeOptions"] = {"Subpath": "sub"}
+    with pytest.raises(docker.errors.APIError) as e:
+        client.containers.create("busybox", ["true"], mounts=[m])
+    assert e.value.status_code == 400
+    assert "Subpath" in str(e.value)

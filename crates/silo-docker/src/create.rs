@@ -585,6 +585,7 @@ pub(crate) fn mounts(body: &ContainerCreateBody) -> Result<Vec<MountRequest>> {
     for m in hc.mounts.iter().flatten() {
         let dst = m.target.clone().unwrap_or_default();
         claim(&mut targets, &dst, "HostConfig.Mounts.Target")?;
+        refuse_mount_options(m)?;
         let readonly = m.read_only == Some(true);
         match m.typ {
             Some(MountType::BIND) => {
@@ -595,12 +596,18 @@ pub(crate) fn mounts(body: &ContainerCreateBody) -> Result<Vec<MountRequest>> {
                         format!("HostConfig.Mounts.Source: invalid bind source {src:?}: it must be an absolute path"),
                     ));
                 }
+                let bo = m.bind_options.clone().unwrap_or_default();
+                let propagation = bo
+                    .propagation
+                    .map(|p| p.to_string())
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| "rprivate".into());
                 out.push(MountRequest::Bind {
                     source: src,
                     destination: dst,
                     readonly,
-                    propagation: "rprivate".into(),
-                    create_source: false,
+                    propagation,
+                    create_source: bo.create_mountpoint == Some(true),
                     mode: String::new(),
                 });
             }
@@ -771,6 +778,7 @@ pub(crate) fn process(
             .clone()
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| image.user.clone()),
+        groups: hc.group_add.clone().unwrap_or_default(),
         terminal: tty,
         stdin: body.open_stdin == Some(true),
         capabilities: caps,
@@ -861,6 +869,60 @@ pub(crate) fn config(
         storage: Default::default(),
         log: log_config(&hc)?,
     })
+}
+
+/// The parts of a `HostConfig.Mounts` entry silo does not honour yet,
+/// refused (never accepted and ignored).
+fn refuse_mount_options(m: &bollard_stubs::models::Mount) -> Result<()> {
+    let no = |what: &str| {
+        Err(invalid(
+            "HostConfig.Mounts",
+            format!("HostConfig.Mounts: {what} is not supported by silo yet"),
+        ))
+    };
+    if let Some(b) = &m.bind_options {
+        if b.non_recursive == Some(true) {
+            return no("BindOptions.NonRecursive");
+        }
+        if b.read_only_non_recursive == Some(true) || b.read_only_force_recursive == Some(true) {
+            return no("BindOptions.ReadOnlyNonRecursive/ReadOnlyForceRecursive");
+        }
+        if m.typ != Some(MountType::BIND) {
+            return no("BindOptions on a mount that is not a bind");
+        }
+    }
+    if let Some(v) = &m.volume_options {
+        if m.typ != Some(MountType::VOLUME) {
+            return no("VolumeOptions on a mount that is not a volume");
+        }
+        if v.subpath.as_deref().is_some_and(|s| !s.is_empty()) {
+            return no("VolumeOptions.Subpath");
+        }
+        if v.labels.as_ref().is_some_and(|l| !l.is_empty()) {
+            return no("VolumeOptions.Labels (create the volume with its labels first)");
+        }
+        if let Some(d) = &v.driver_config {
+            if d.name
+                .as_deref()
+                .is_some_and(|n| !n.is_empty() && n != "local")
+                || d.options.as_ref().is_some_and(|o| !o.is_empty())
+            {
+                return no("VolumeOptions.DriverConfig (only the local driver, without options)");
+            }
+        }
+    }
+    if m.image_options.is_some() {
+        return no("ImageOptions");
+    }
+    if let Some(t) = &m.tmpfs_options {
+        if m.typ != Some(MountType::TMPFS) {
+            return no("TmpfsOptions on a mount that is not a tmpfs");
+        }
+        if t.options.as_ref().is_some_and(|o| !o.is_empty()) {
+            return no("TmpfsOptions.Options");
+        }
+    }
+    Ok(())
 }
 
 /// Docker's log driver and options as the engine's log policy: `json-file`

@@ -208,6 +208,8 @@ impl LegacyRecords for Legacy {
                     .clone()
                     .filter(|u| !u.is_empty())
                     .unwrap_or(old.image_user.clone()),
+                // Old silod accepted GroupAdd and ignored it; kept so.
+                groups: vec![],
                 terminal: p.terminal,
                 stdin: body.open_stdin == Some(true),
                 capabilities: caps,

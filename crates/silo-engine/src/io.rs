@@ -15,7 +15,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 #[path = "io/archive.rs"]
-mod archive;
+pub(crate) mod archive;
 #[path = "io/exec.rs"]
 pub(crate) mod exec;
 #[path = "io/logs.rs"]
@@ -105,6 +105,8 @@ pub(crate) struct IoRef {
     pub spec: silo_oci::Spec,
     /// The container's user, unresolved: what an exec without one runs as.
     pub user: String,
+    /// The container's supplementary groups (`--group-add`), for execs too.
+    pub groups: Vec<String>,
 }
 
 fn mtime(p: &Path) -> Option<SystemTime> {
@@ -237,6 +239,7 @@ impl Engine {
                 tty: c.config.process.terminal,
                 spec: (*c.spec).clone(),
                 user: c.config.process.user.clone(),
+                groups: c.config.process.groups.clone(),
             }
         };
         if let Err(e) = self.ensure_state_link(&r.id) {
@@ -812,28 +815,23 @@ impl Engine {
         // Without a user of its own an exec runs as the container's user,
         // resolved now in the container's files (the stored spec holds the
         // user from before start).
-        let user = match spec
+        let name = spec
             .user
             .as_deref()
             .filter(|u| !u.is_empty())
-            .or(Some(c.user.as_str()).filter(|u| !u.is_empty()))
-        {
-            None => None,
-            Some(u) => {
-                let read = |p: &str| -> String {
-                    archive::open_root(&c.rootfs)
-                        .ok()
-                        .and_then(|r| {
-                            archive::open_in_root(&r, Path::new(p), rustix::fs::OFlags::RDONLY).ok()
-                        })
-                        .and_then(|fd| std::io::read_to_string(std::fs::File::from(fd)).ok())
-                        .unwrap_or_default()
-                };
-                Some(
-                    crate::spec::user_from_files(u, &read("etc/passwd"), &read("etc/group"))
-                        .map_err(|e| Error::invalid("user", e))?,
-                )
-            }
+            .or(Some(c.user.as_str()).filter(|u| !u.is_empty()));
+        let user = if name.is_none() && c.groups.is_empty() {
+            None
+        } else {
+            let read = |p: &str| archive::read_in_root(&c.rootfs, p);
+            let group = read("etc/group");
+            let mut user = match name {
+                Some(u) => crate::spec::user_from_files(u, &read("etc/passwd"), &group)
+                    .map_err(|e| Error::invalid("user", e))?,
+                None => silo_oci::User::default(),
+            };
+            crate::spec::add_groups(&mut user, &c.groups, &group)?;
+            Some(user)
         };
         let base = c.spec.process.clone().unwrap_or_default();
         let process = exec::build_process(&base, spec, user.as_ref());

@@ -506,7 +506,7 @@ impl Engine {
             .map_err(|e| Error::internal("mounting the container filesystem", e))?;
         let mut spec: silo_oci::Spec = (*c.spec).clone();
         if let Some(p) = spec.process.as_mut() {
-            p.user = spec::resolve_user(&rootfs, &c.config.process.user)?;
+            p.user = spec::resolve_user(&rootfs, &c.config.process.user, &c.config.process.groups)?;
         }
         if let Some(r) = spec.root.as_mut() {
             r.path = rootfs.to_string_lossy().into_owned();

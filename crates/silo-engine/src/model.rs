@@ -36,6 +36,10 @@ pub struct ProcessConfig {
     /// in the container's own /etc/passwd and /etc/group at each start.
     /// Execs and health probes without a user of their own run as it too.
     pub user: String,
+    /// Supplementary groups added to the user's (by gid, or by name in the
+    /// container's /etc/group), resolved at each start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
     pub terminal: bool,
     /// Keep stdin open (attach clients feed it).
     pub stdin: bool,

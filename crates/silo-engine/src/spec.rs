@@ -247,13 +247,55 @@ pub(crate) fn seccomp(
 
 /// Resolves a user ("uid", "uid:gid", "name", "name:group") in the
 /// container's root filesystem (/etc/passwd and /etc/group there).
-pub(crate) fn resolve_user(rootfs: &Path, user: &str) -> Result<User> {
-    if user.is_empty() {
+pub(crate) fn resolve_user(rootfs: &Path, user: &str, groups: &[String]) -> Result<User> {
+    if user.is_empty() && groups.is_empty() {
         return Ok(User::default());
     }
-    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
-    let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
-    user_from_files(user, &passwd, &group).map_err(|e| Error::invalid("process.user", e))
+    let read = |rel: &str| crate::io::archive::read_in_root(rootfs, rel);
+    let group = read("etc/group");
+    let mut u = if user.is_empty() {
+        User::default()
+    } else {
+        user_from_files(user, &read("etc/passwd"), &group)
+            .map_err(|e| Error::invalid("process.user", e))?
+    };
+    add_groups(&mut u, groups, &group)?;
+    Ok(u)
+}
+
+/// Adds `groups` (see [`group_ids`]) to the user's supplementary groups.
+pub(crate) fn add_groups(u: &mut User, groups: &[String], group_file: &str) -> Result<()> {
+    let ids = group_ids(groups, group_file).map_err(|e| Error::invalid("process.groups", e))?;
+    for gid in ids {
+        if gid != u.gid && !u.additional_gids.contains(&gid) {
+            u.additional_gids.push(gid);
+        }
+    }
+    Ok(())
+}
+
+/// Supplementary groups by number or by name in the container's
+/// /etc/group (Docker's `--group-add`).
+pub(crate) fn group_ids(
+    groups: &[String],
+    group_file: &str,
+) -> std::result::Result<Vec<u32>, String> {
+    groups
+        .iter()
+        .map(|g| {
+            if let Ok(n) = g.parse::<u32>() {
+                return Ok(n);
+            }
+            group_file
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|e| e.first() == Some(&g.as_str()))
+                .and_then(|e| e.get(2)?.parse().ok())
+                .ok_or_else(|| {
+                    format!("Unable to find group {g}: no matching entries in group file")
+                })
+        })
+        .collect()
 }
 
 /// [`resolve_user`] over the contents of /etc/passwd and /etc/group (the
@@ -476,16 +518,27 @@ mod tests {
         )
         .unwrap();
         let r = root.path();
-        let u = resolve_user(r, "www").unwrap();
+        let u = resolve_user(r, "www", &[]).unwrap();
         assert_eq!((u.uid, u.gid, u.additional_gids), (33, 33, vec![50, 29]));
-        let u = resolve_user(r, "www:staff").unwrap();
+        let u = resolve_user(r, "www:staff", &[]).unwrap();
         assert_eq!((u.uid, u.gid), (33, 50));
         assert!(
             u.additional_gids.is_empty(),
             "a named group means no supplementary groups"
         );
-        assert_eq!(resolve_user(r, "").unwrap(), User::default());
-        let e = resolve_user(r, "nobody").unwrap_err();
+        assert_eq!(resolve_user(r, "", &[]).unwrap(), User::default());
+        // --group-add: by name and by number, on top of membership.
+        let u = resolve_user(r, "www", &["staff".into(), "4242".into(), "audio".into()]).unwrap();
+        assert_eq!(u.additional_gids, vec![50, 29, 4242]);
+        let u = resolve_user(r, "", &["audio".into()]).unwrap();
+        assert_eq!((u.uid, u.gid, u.additional_gids), (0, 0, vec![29]));
+        let e = resolve_user(r, "www", &["nogroup".into()]).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { ref field, .. } if field == "process.groups"));
+        assert!(
+            e.to_string().contains("Unable to find group nogroup"),
+            "{e}"
+        );
+        let e = resolve_user(r, "nobody", &[]).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument { ref field, .. } if field == "process.user"));
         assert!(e.to_string().contains("nobody"));
     }

@@ -67,6 +67,17 @@ pub(crate) fn split(path: &str) -> Split {
 }
 
 /// Opens the root directory of a container.
+/// The text of `rel` inside the container's root (resolved inside it, so
+/// a hostile image's symlinks cannot point at the host's files); empty
+/// when it cannot be read.
+pub(crate) fn read_in_root(rootfs: &Path, rel: &str) -> String {
+    open_root(rootfs)
+        .ok()
+        .and_then(|r| open_in_root(&r, Path::new(rel), OFlags::RDONLY).ok())
+        .and_then(|fd| std::io::read_to_string(std::fs::File::from(fd)).ok())
+        .unwrap_or_default()
+}
+
 pub(crate) fn open_root(rootfs: &Path) -> Result<OwnedFd, ArchiveError> {
     rfs::open(
         rootfs,
