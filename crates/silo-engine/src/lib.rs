@@ -43,6 +43,7 @@ mod lifecycle;
 pub mod model;
 pub mod network;
 pub mod pods;
+mod reaper;
 mod recover;
 mod spec;
 mod store;
@@ -197,6 +198,7 @@ impl Engine {
             execs: io::exec::Registry::default(),
         });
         engine.recover();
+        reaper::start(Arc::downgrade(&engine));
         tracing::info!(
             storage_ms = t_storage.as_secs_f64() * 1e3,
             load_ms = t_load.as_secs_f64() * 1e3,

@@ -832,23 +832,88 @@ fn failed_start_of_rm_container_ends_and_removes_it() {
     d.ok(&["rm", "kept"]);
     assert_eq!(d.ok(&["ps", "-aq"]).trim(), "", "containers left behind");
     // Every monitor the daemon started has been reaped: no zombie children.
-    let pid = d.pid().unwrap();
+    let z = zombies(d.pid().unwrap());
+    assert!(z.is_empty(), "zombie children of silod: {z:?}");
+}
+
+/// The zombie children (of any thread) of process `pid`, with their stat lines.
+fn zombies(pid: u32) -> Vec<String> {
     let mut children = String::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let list = task.unwrap().path().join("children");
         children += &std::fs::read_to_string(list).unwrap_or_default();
         children.push(' ');
     }
-    for child in children.split_whitespace() {
-        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-        let state = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .next();
-        assert_ne!(state, Some("Z"), "zombie child {child} of silod: {stat}");
+    children
+        .split_whitespace()
+        .filter_map(|child| {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+            let state = stat.rsplit(')').next()?.split_whitespace().next()?;
+            (state == "Z").then_some(stat)
+        })
+        .collect()
+}
+
+/// Waits (at most 20 s) until silod has no zombie children.
+fn until_no_zombies(pid: u32) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let z = zombies(pid);
+        if z.is_empty() || Instant::now() > deadline {
+            return z;
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn orphans_are_reaped_after_killed_monitors_and_concurrent_removals() {
+    let d = daemon();
+    d.import_busybox();
+    let pid = d.pid().unwrap();
+    // A killed monitor: the container's init is reparented to silod.
+    let id = d.ok(&["run", "-d", "busybox", "sleep", "1000"]);
+    let id = id.trim().to_string();
+    let info: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            d.data_root()
+                .join("containers")
+                .join(&id)
+                .join("monitor.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let monitor = info["monitor_pid"].as_i64().unwrap() as i32;
+    let init = d.ok(&["inspect", "-f", "{{.State.Pid}}", &id]);
+    let init: i32 = init.trim().parse().unwrap();
+    let killed = Command::new("kill")
+        .args(["-9", &monitor.to_string(), &init.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // Concurrent removals.
+    let ids: Vec<String> = (0..10)
+        .map(|_| {
+            d.ok(&["run", "-d", "busybox", "sleep", "1000"])
+                .trim()
+                .to_string()
+        })
+        .collect();
+    let handles: Vec<_> = ids
+        .iter()
+        .map(|i| {
+            let mut c = Command::new(DOCKER);
+            d.client_env(&mut c).args(["rm", "-f", i]);
+            std::thread::spawn(move || c.output().unwrap().status.success())
+        })
+        .collect();
+    for h in handles {
+        assert!(h.join().unwrap());
+    }
+    let z = until_no_zombies(pid);
+    assert!(z.is_empty(), "zombie children of silod: {z:?}");
+    d.ok(&["rm", "-f", &id]);
 }
 
 #[test]
