@@ -128,3 +128,33 @@ def test_mount_options_not_honoured_are_refused(client):
         client.containers.create("busybox", ["true"], mounts=[m])
     assert e.value.status_code == 400
     assert "Subpath" in str(e.value)
+
+
+def test_diff(client):
+    c = client.containers.run(
+        "busybox", ["sh", "-c", "touch /tmp/new && echo x >> /etc/group && rm /bin/vi"],
+        detach=True)
+    try:
+        assert c.wait(timeout=30)["StatusCode"] == 0
+        changes = {ch["Path"]: ch["Kind"] for ch in c.diff()}
+        assert changes.get("/tmp/new") == 1, changes
+        assert changes.get("/tmp") == 0, changes
+        assert changes.get("/bin/vi") == 2, changes
+        assert changes.get("/etc/group") == 0, changes
+        assert "/bin" in changes and "/etc/passwd" not in changes, changes
+    finally:
+        c.remove(force=True)
+
+
+def test_inspect_network_settings_and_stats_networks(client):
+    c = client.containers.run("busybox", ["sleep", "1000"], detach=True)
+    try:
+        ns = c.attrs["NetworkSettings"]
+        for key in ["MacAddress", "IPAddress", "Gateway", "Ports", "Networks", "SandboxKey"]:
+            assert key in ns, key
+        s = c.stats(stream=False)
+        # Loopback is left out: a loopback-only container has no networks yet.
+        assert s["networks"] == {}, s.get("networks")
+        assert s["pids_stats"]["current"] >= 1
+    finally:
+        c.remove(force=True)

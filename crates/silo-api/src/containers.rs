@@ -53,7 +53,7 @@ pub async fn inspect(
     params: Params,
 ) -> ApiResult<Response> {
     let size = params.flag("size", false)?;
-    let doc = blocking(move || engine.inspect(&id, size)).await?;
+    let doc = blocking(move || engine.inspect_document(&id, size)).await?;
     Ok(Json(doc).into_response())
 }
 
@@ -278,6 +278,11 @@ pub async fn resize(
     let (h, w) = size_args(&params)?;
     blocking(move || engine.resize(&id, h, w)).await?;
     Ok(StatusCode::OK.into_response())
+}
+
+pub async fn changes(State(engine): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
+    let changes = blocking(move || engine.changes(&id)).await?;
+    Ok(Json(changes).into_response())
 }
 
 pub async fn top(

@@ -66,6 +66,7 @@ pub fn router(engine: Docker) -> Router {
         .route("/containers/{id}/attach", post(containers::attach))
         .route("/containers/{id}/resize", post(containers::resize))
         .route("/containers/{id}/top", get(containers::top))
+        .route("/containers/{id}/changes", get(containers::changes))
         .route("/containers/{id}/stats", get(containers::stats))
         .route(
             "/containers/{id}/archive",

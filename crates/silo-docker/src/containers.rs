@@ -180,6 +180,24 @@ impl Docker {
         Ok(self.engine.resize(id, height, width)?)
     }
 
+    /// `GET /containers/{id}/changes` (`docker diff`).
+    pub fn changes(&self, id: &str) -> Result<Vec<FilesystemChange>> {
+        use silo_storage::ChangeKind as K;
+        Ok(self
+            .engine
+            .changes(id)?
+            .into_iter()
+            .map(|c| FilesystemChange {
+                path: c.path,
+                kind: match c.kind {
+                    K::Modified => 0,
+                    K::Added => 1,
+                    K::Deleted => 2,
+                },
+            })
+            .collect())
+    }
+
     pub fn top(&self, id: &str, ps_args: Option<&str>) -> Result<ContainerTopResponse> {
         let t = self.engine.top(id, ps_args)?;
         Ok(ContainerTopResponse {
@@ -211,6 +229,16 @@ impl Docker {
     pub fn export(&self, id: &str, out: &mut dyn Write) -> Result<()> {
         Ok(self.engine.export(id, out)?)
     }
+}
+
+/// One entry of `docker diff` as the Engine API writes it: Kind 0 is a
+/// change, 1 an addition, 2 a deletion.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FilesystemChange {
+    #[serde(rename = "Path")]
+    pub path: String,
+    #[serde(rename = "Kind")]
+    pub kind: u8,
 }
 
 #[cfg(test)]

@@ -458,6 +458,39 @@ impl Docker {
         }
     }
 
+    /// `GET /containers/{id}/json` as sent: [`Docker::inspect`] plus the
+    /// top-level `NetworkSettings` fields that API 1.45 still carries and
+    /// bollard-stubs (made for newer APIs) no longer has (`MacAddress`,
+    /// `IPAddress`, `Gateway`, ...), empty while silo has no networks.
+    pub fn inspect_document(&self, id: &str, size: bool) -> Result<serde_json::Value> {
+        let doc = self.inspect(id, size)?;
+        let mut v = serde_json::to_value(&doc)
+            .map_err(|e| silo_engine::Error::internal("encoding the inspect document", e))?;
+        if let Some(ns) = v.get_mut("NetworkSettings").and_then(|n| n.as_object_mut()) {
+            for (k, empty) in [
+                ("Bridge", serde_json::json!("")),
+                ("HairpinMode", serde_json::json!(false)),
+                ("LinkLocalIPv6Address", serde_json::json!("")),
+                ("LinkLocalIPv6PrefixLen", serde_json::json!(0)),
+                ("SecondaryIPAddresses", serde_json::Value::Null),
+                ("SecondaryIPv6Addresses", serde_json::Value::Null),
+                ("EndpointID", serde_json::json!("")),
+                ("Gateway", serde_json::json!("")),
+                ("GlobalIPv6Address", serde_json::json!("")),
+                ("GlobalIPv6PrefixLen", serde_json::json!(0)),
+                ("IPAddress", serde_json::json!("")),
+                ("IPPrefixLen", serde_json::json!(0)),
+                ("IPv6Gateway", serde_json::json!("")),
+                ("MacAddress", serde_json::json!("")),
+                ("Ports", serde_json::json!({})),
+                ("SandboxID", serde_json::json!("")),
+            ] {
+                ns.entry(k).or_insert(empty);
+            }
+        }
+        Ok(v)
+    }
+
     /// `GET /containers/{id}/json`.
     pub fn inspect(&self, id: &str, size: bool) -> Result<ContainerInspectResponse> {
         let c = self.engine.container(id)?;

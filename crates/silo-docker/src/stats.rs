@@ -64,6 +64,27 @@ pub(crate) fn convert(s: &StatsSample) -> (ContainerCpuStats, ContainerStatsResp
         }),
         num_procs: Some(0),
         os_type: Some("linux".into()),
+        networks: Some(
+            s.networks
+                .iter()
+                .map(|(name, n)| {
+                    (
+                        name.clone(),
+                        ContainerNetworkStats {
+                            rx_bytes: Some(n.rx_bytes),
+                            rx_packets: Some(n.rx_packets),
+                            rx_errors: Some(n.rx_errors),
+                            rx_dropped: Some(n.rx_dropped),
+                            tx_bytes: Some(n.tx_bytes),
+                            tx_packets: Some(n.tx_packets),
+                            tx_errors: Some(n.tx_errors),
+                            tx_dropped: Some(n.tx_dropped),
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect(),
+        ),
         ..Default::default()
     };
     (cpu, resp)
@@ -139,6 +160,14 @@ mod tests {
             system_cpu_ns: 1_000_000_000,
             online_cpus: 2,
             host_memory: 1 << 34,
+            networks: vec![(
+                "eth0".into(),
+                silo_engine::InterfaceCounters {
+                    rx_bytes: 7,
+                    tx_packets: 3,
+                    ..Default::default()
+                },
+            )],
         }
     }
 
@@ -151,6 +180,8 @@ mod tests {
         assert_eq!(u.usage_in_usermode, Some(3_000_000));
         assert_eq!(cpu.system_cpu_usage, Some(1_000_000_000));
         assert_eq!(cpu.online_cpus, Some(2));
+        let eth0 = &r.networks.as_ref().unwrap()["eth0"];
+        assert_eq!((eth0.rx_bytes, eth0.tx_packets), (Some(7), Some(3)));
         let m = r.memory_stats.as_ref().unwrap();
         assert_eq!(
             (m.usage, m.max_usage, m.limit, m.failcnt),

@@ -506,6 +506,14 @@ impl Engine {
     }
 
     /// `ps` (with `ps_args`, default `-ef`) limited to the container's processes.
+    /// What the container changed in its filesystem, whatever its state.
+    pub fn changes(&self, id: &str) -> Result<Vec<silo_storage::Change>> {
+        let id = self.resolve_id(id)?;
+        self.storage
+            .changes(&id)
+            .map_err(|e| Error::internal("reading the container's changes", e))
+    }
+
     pub fn top(&self, id: &str, ps_args: Option<&str>) -> Result<ProcessTable> {
         let c = self.io_ref(id)?;
         if !c.running {
@@ -550,12 +558,22 @@ impl Engine {
             .and_then(|s| s.stats())
             .map_err(|e| Error::internal(format!("statistics of {}", c.id), e))?;
         let (system_cpu_ns, online_cpus) = stats::system_cpu(&host.proc_root);
+        // The interfaces of the container's own network namespace (none
+        // for one on the host's network).
+        let record = self.get(&c.id)?;
+        let networks = match (&record.config.namespaces.network, record.state.status.run()) {
+            (crate::model::NetworkMode::Host, _) | (_, None) => vec![],
+            (_, Some(run)) => {
+                stats::interfaces(&host.proc_root.join(format!("{}/net/dev", run.pid)))
+            }
+        };
         Ok(Some(stats::StatsSample {
             read,
             job,
             system_cpu_ns,
             online_cpus,
             host_memory: stats::host_memory(),
+            networks,
         }))
     }
 

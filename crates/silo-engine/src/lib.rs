@@ -53,7 +53,7 @@ mod volumes;
 pub use error::{Error, Kind, Result, Step, TeardownError};
 pub use events::{Action, Event, Scope};
 pub use io::exec::{ExecInfo, ExecSpec};
-pub use io::stats::StatsSample;
+pub use io::stats::{InterfaceCounters, StatsSample};
 pub use io::{AttachOptions, AttachStream, LogChunk, LogOptions, PathStat, ProcessTable};
 pub use lifecycle::{CreateRequest, Created, Outcome, UpdateRequest, WaitCondition, WaitResult};
 pub use model::*;

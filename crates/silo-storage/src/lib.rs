@@ -39,7 +39,7 @@ pub use changes::ChangeError;
 pub use config::{ContainerConfig, Empty, HealthConfig, History, ImageConfig, RootFs};
 pub use extract::{ExtractError, MAX_PATH};
 pub use reference::{normalize as normalize_reference, ReferenceError};
-pub use snapshot::{SnapshotError, SnapshotPaths};
+pub use snapshot::{Change, ChangeKind, SnapshotError, SnapshotPaths};
 pub use volume::{Volume, VolumeError};
 
 use fsutil::{hex, is_hex, random_hex, sync_dir, tree_size, write_atomic, TMP_PREFIX};

@@ -102,6 +102,22 @@ fn unmount_path(p: &Path) -> io::Result<()> {
     }
 }
 
+/// One entry of `docker diff`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Absolute, inside the container.
+    pub path: String,
+    pub kind: ChangeKind,
+}
+
+/// What happened to a path (Docker's Kind 0, 1, 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Modified,
+    Added,
+    Deleted,
+}
+
 /// The directories of a container's snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotPaths {
@@ -404,6 +420,67 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// What the container changed in its filesystem (`docker diff`), from
+    /// its upper dir: an overlay whiteout is a deletion; an entry that a
+    /// layer below also has is a change (a directory holding changes is
+    /// one too, as in Docker); anything else was added. Sorted by path.
+    pub fn changes(&self, container_id: &str) -> Result<Vec<Change>, SnapshotError> {
+        Self::check_id(container_id)?;
+        let lowers: Vec<PathBuf> = {
+            let mut st = self.lock();
+            let meta = st.snapshot(&self.root, container_id).ok_or_else(|| {
+                SnapshotError::NoSuchSnapshot {
+                    id: container_id.to_string(),
+                }
+            })?;
+            meta.diff_ids.iter().map(|d| self.layer_path(d)).collect()
+        };
+        let upper = self.snapshot_dir(container_id).join("upper");
+        let mut out = Vec::new();
+        let mut stack = vec![PathBuf::new()];
+        while let Some(rel) = stack.pop() {
+            let dir = upper.join(&rel);
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Err(SnapshotError::Io {
+                        id: container_id.to_string(),
+                        op: "reading",
+                        path: dir,
+                        source,
+                    })
+                }
+            };
+            for e in entries.flatten() {
+                let rel = rel.join(e.file_name());
+                let Ok(meta) = e.metadata() else { continue };
+                use std::os::unix::fs::{FileTypeExt, MetadataExt};
+                let whiteout = meta.file_type().is_char_device() && meta.rdev() == 0;
+                // Lower paths are only looked at, never followed out of the layer.
+                let below = lowers
+                    .iter()
+                    .any(|l| std::fs::symlink_metadata(l.join(&rel)).is_ok());
+                let kind = if whiteout {
+                    ChangeKind::Deleted
+                } else if below {
+                    ChangeKind::Modified
+                } else {
+                    ChangeKind::Added
+                };
+                out.push(Change {
+                    path: format!("/{}", rel.display()),
+                    kind,
+                });
+                if meta.is_dir() {
+                    stack.push(rel);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
     }
 
     /// Bytes written by the container (its upper dir).

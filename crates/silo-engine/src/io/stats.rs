@@ -15,6 +15,52 @@ pub struct StatsSample {
     pub online_cpus: u32,
     /// The host's memory in bytes (the limit of an unlimited container).
     pub host_memory: u64,
+    /// The container's network interfaces but loopback, by name.
+    pub networks: Vec<(String, InterfaceCounters)>,
+}
+
+/// One interface's counters (from `/proc/<pid>/net/dev`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InterfaceCounters {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errors: u64,
+    pub tx_dropped: u64,
+}
+
+/// The interfaces listed in a `net/dev` file, loopback left out.
+pub(crate) fn interfaces(net_dev: &Path) -> Vec<(String, InterfaceCounters)> {
+    let text = std::fs::read_to_string(net_dev).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            let name = name.trim();
+            let n: Vec<u64> = rest
+                .split_whitespace()
+                .map(|x| x.parse().unwrap_or(0))
+                .collect();
+            if name == "lo" || n.len() < 12 {
+                return None;
+            }
+            Some((
+                name.to_string(),
+                InterfaceCounters {
+                    rx_bytes: n[0],
+                    rx_packets: n[1],
+                    rx_errors: n[2],
+                    rx_dropped: n[3],
+                    tx_bytes: n[8],
+                    tx_packets: n[9],
+                    tx_errors: n[10],
+                    tx_dropped: n[11],
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Clock ticks per second for /proc/stat (USER_HZ).
@@ -119,6 +165,31 @@ pub(crate) fn namespaces(proc_root: &Path, pid: i32) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn interfaces_but_loopback() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("dev");
+        std::fs::write(
+            &p,
+            "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0\n  eth0:    1500      10    1    2    0     0          0         0      900       8    3    4    0     0       0          0\n",
+        )
+        .unwrap();
+        let got = interfaces(&p);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, "eth0");
+        let c = got[0].1;
+        assert_eq!(
+            (c.rx_bytes, c.rx_packets, c.rx_errors, c.rx_dropped),
+            (1500, 10, 1, 2)
+        );
+        assert_eq!(
+            (c.tx_bytes, c.tx_packets, c.tx_errors, c.tx_dropped),
+            (900, 8, 3, 4)
+        );
+        assert!(interfaces(&d.path().join("missing")).is_empty());
+    }
+
     use super::*;
 
     #[test]
