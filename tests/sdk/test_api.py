@@ -158,3 +158,52 @@ def test_inspect_network_settings_and_stats_networks(client):
         assert s["pids_stats"]["current"] >= 1
     finally:
         c.remove(force=True)
+
+
+def _tar(name, data):
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_archive_on_a_created_container_sees_volumes_and_binds(client, tmp_path):
+    import io
+    import tarfile
+    bind = tmp_path / "bind"
+    bind.mkdir()
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    c = client.containers.create(
+        "busybox", ["sh", "-c", "cat /data/a.txt /bind/b.txt"],
+        volumes={"sdkvol": {"bind": "/data", "mode": "rw"},
+                 str(bind): {"bind": "/bind", "mode": "rw"},
+                 str(ro): {"bind": "/ro", "mode": "ro"}})
+    try:
+        assert c.put_archive("/data", _tar("a.txt", b"in the volume\n"))
+        assert c.put_archive("/bind/", _tar("b.txt", b"in the bind\n"))
+        assert (bind / "b.txt").read_bytes() == b"in the bind\n"
+        stream, stat = c.get_archive("/data/a.txt")
+        assert stat["name"] == "a.txt"
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as t:
+            assert t.extractfile("a.txt").read() == b"in the volume\n"
+        stream, stat = c.get_archive("/data")
+        assert stat["name"] == "data"
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as t:
+            assert "data/a.txt" in t.getnames(), t.getnames()
+        with pytest.raises(docker.errors.APIError) as e:
+            c.put_archive("/ro", _tar("x", b"x"))
+        assert "read-only" in str(e.value)
+        c.start()
+        assert c.wait(timeout=30)["StatusCode"] == 0
+        assert c.logs() == b"in the volume\nin the bind\n"
+    finally:
+        c.remove(force=True, v=True)
+        try:
+            client.volumes.get("sdkvol").remove()
+        except docker.errors.NotFound:
+            pass

@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Kind, Result};
 use crate::events::{Action, Scope};
-use crate::model::Status;
+use crate::model::{MountPoint, Status};
 use crate::Engine;
 use silo_monitor::protocol::{self as monitor, AttachRequest, ControlRequest, Resize};
 use std::io::{Read, Write};
@@ -577,22 +577,66 @@ impl Engine {
         }))
     }
 
+    /// Where a container path lives on the host, whatever the container's
+    /// state: inside the volume or bind mounted at or above it (the
+    /// deepest one), else inside the root filesystem. Returns the root to
+    /// resolve in, the path inside it, and the mount when there is one.
+    fn archive_place(
+        &self,
+        c: &IoRef,
+        path: &str,
+    ) -> Result<(PathBuf, String, Option<MountPoint>)> {
+        let norm = archive::normalize(path);
+        let record = self.get(&c.id)?;
+        let mount = record
+            .mounts
+            .iter()
+            .filter(|m| m.kind != crate::model::MountKind::Tmpfs && !m.source.is_empty())
+            .filter(|m| {
+                let d = archive::normalize(&m.destination);
+                norm == d || norm.starts_with(&format!("{}/", d.trim_end_matches('/')))
+            })
+            .max_by_key(|m| archive::normalize(&m.destination).len())
+            .cloned();
+        Ok(match mount {
+            Some(m) => {
+                let d = archive::normalize(&m.destination);
+                let rest = norm[d.len()..].trim_start_matches('/');
+                (PathBuf::from(&m.source), format!("/{rest}"), Some(m))
+            }
+            None => (c.rootfs.clone(), norm, None),
+        })
+    }
+
     /// What the path is in the container.
     pub fn archive_stat(&self, id: &str, path: &str) -> Result<PathStat> {
         let c = self.io_ref(id)?;
-        archive::stat(&c.rootfs, path).map_err(|e| Self::archive_error(&c, path, e))
+        let (root, inner, _) = self.archive_place(&c, path)?;
+        let mut st = archive::stat(&root, &inner).map_err(|e| Self::archive_error(&c, path, e))?;
+        if inner == "/" {
+            st.name = archive::basename(path);
+        }
+        Ok(st)
     }
 
     /// A tar of the path in the container.
     pub fn archive_get(&self, id: &str, path: &str, out: &mut dyn Write) -> Result<()> {
         let c = self.io_ref(id)?;
-        archive::get(&c.rootfs, path, out).map_err(|e| Self::archive_error(&c, path, e))
+        let (root, inner, _) = self.archive_place(&c, path)?;
+        let top = (inner == "/").then(|| archive::basename(path));
+        archive::get_named(&root, &inner, top.as_deref(), out)
+            .map_err(|e| Self::archive_error(&c, path, e))
     }
 
     /// Extracts a tar at the path in the container.
     pub fn archive_put(&self, id: &str, path: &str, tar: &mut dyn Read) -> Result<()> {
         let c = self.io_ref(id)?;
-        archive::put(&c.rootfs, path, tar).map_err(|e| Self::archive_error(&c, path, e))
+        let (root, inner, mount) = self.archive_place(&c, path)?;
+        if mount.as_ref().is_some_and(|m| m.readonly) {
+            // dockerd's words.
+            return Err(Error::invalid("path", "mounted volume is marked read-only"));
+        }
+        archive::put(&root, &inner, tar).map_err(|e| Self::archive_error(&c, path, e))
     }
 
     /// A tar of the container's whole filesystem.

@@ -179,11 +179,45 @@ pub(crate) fn stat(rootfs: &Path, path: &str) -> Result<crate::io::PathStat, Arc
     })
 }
 
-/// Writes a tar of the file or directory at `path`, the top entry named by
-/// its basename.
-pub(crate) fn get(rootfs: &Path, path: &str, out: &mut dyn Write) -> Result<(), ArchiveError> {
+/// `path` made absolute with `.` and `..` resolved lexically ("/a/../b"
+/// is "/b"; nothing goes above "/").
+pub(crate) fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// The last component of a container path ("/" for the root).
+pub(crate) fn basename(path: &str) -> String {
+    let n = normalize(path);
+    match n.rsplit('/').next() {
+        Some("") | None => "/".into(),
+        Some(b) => b.to_string(),
+    }
+}
+
+/// Writes a tar of the file or directory at `path`, the top entry named
+/// `top` (default: its basename).
+pub(crate) fn get_named(
+    rootfs: &Path,
+    path: &str,
+    top: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<(), ArchiveError> {
     let r = resolve(rootfs, path)?;
-    let top = if r.name == "/" { "." } else { r.name.as_str() };
+    let top = match top {
+        Some(t) if t != "/" => t,
+        _ if r.name == "/" => ".",
+        _ => r.name.as_str(),
+    };
     let mut b = tar::Builder::new(out);
     b.follow_symlinks(false);
     let res = if r.stat.st_mode & libc::S_IFMT == libc::S_IFDIR {
@@ -379,6 +413,16 @@ pub(crate) fn put(rootfs: &Path, path: &str, tar_in: &mut dyn Read) -> Result<()
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn paths_normalize_lexically() {
+        assert_eq!(normalize("/a/../b"), "/b");
+        assert_eq!(normalize("../../etc//x/."), "/etc/x");
+        assert_eq!(normalize(""), "/");
+        assert_eq!(basename("/data/"), "data");
+        assert_eq!(basename("/"), "/");
+    }
+
     use super::*;
 
     fn fixture() -> tempfile::TempDir {
@@ -450,7 +494,7 @@ mod tests {
     fn get_names_the_top_entry_by_basename() {
         let d = fixture();
         let mut buf = Vec::new();
-        get(d.path(), "/etc", &mut buf).unwrap();
+        get_named(d.path(), "/etc", None, &mut buf).unwrap();
         let mut ar = tar::Archive::new(buf.as_slice());
         let names: Vec<String> = ar
             .entries()
@@ -462,7 +506,7 @@ mod tests {
         assert!(names.contains(&"etc/sub/a".to_string()));
         // The escaping symlink is archived as a link, not followed.
         let mut buf = Vec::new();
-        get(d.path(), "/escape", &mut buf).unwrap();
+        get_named(d.path(), "/escape", None, &mut buf).unwrap();
         let mut ar = tar::Archive::new(buf.as_slice());
         let e = ar.entries().unwrap().next().unwrap().unwrap();
         assert_eq!(e.header().entry_type(), tar::EntryType::Symlink);
