@@ -136,6 +136,12 @@ fn read_start_time(proc_root: &Path, pid: i32) -> Option<u64> {
     rest.split(' ').nth(19)?.parse().ok()
 }
 
+/// (device, inode) of the file at `p`, following symlinks.
+fn file_id(p: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+}
+
 fn write_pid_file(path: &Path, pid: i32) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, pid.to_string())?;
@@ -233,7 +239,12 @@ impl ParentSide for Parent<'_> {
             silo_isolation::oom::set_score_adj(&self.host.proc_root, pid, adj)
                 .map_err(|e| e.to_string())?;
         }
-        self.state = self.state_json(pid, Status::Creating);
+        // The state the create-time hooks (prestart, createRuntime,
+        // createContainer) get. The spec's lifecycle runs them after the
+        // runtime environment exists (step 2), which its state section
+        // calls "created"; runc passes "creating", the spec's own tests
+        // expect "created". We follow the spec (docs/ARCHITECTURE.md).
+        self.state = self.state_json(pid, Status::Created);
         Ok(self.state.clone())
     }
 
@@ -398,7 +409,9 @@ pub fn create(host: &Host, id: &str, opts: CreateOptions) -> Result<ComputeSyste
         dir,
     };
     if !opts.wait_for_start {
-        system.poststart();
+        // The init is a clone of this process (no re-exec): until it
+        // executes the user's program its executable is ours.
+        system.poststart(file_id(Path::new("/proc/self/exe")));
     }
     Ok(system)
 }
@@ -566,13 +579,15 @@ impl ComputeSystem {
                     self.failed("start", format!("opening {}: {e}", fifo.display()))
                 }
             })?;
+        // The init's executable while it still waits (for poststart).
+        let before = file_id(&self.init_exe());
         f.write_all(&[0]).map_err(|e| self.failed("start", e))?;
         drop(f);
         let _ = std::fs::remove_file(&fifo);
         self.wait_start_hooks()?;
         self.record.status = Status::Running;
         self.record.save(&self.dir)?;
-        self.poststart();
+        self.poststart(before);
         Ok(())
     }
 
@@ -622,13 +637,40 @@ impl ComputeSystem {
         serde_json::to_vec(&st).unwrap_or_default()
     }
 
-    fn poststart(&self) {
+    /// Runs the poststart hooks once the container's process has been
+    /// executed (the spec's order), every one even if some fail (a failing
+    /// poststart hook is only logged).
+    fn poststart(&self, before: Option<(u64, u64)>) {
         if let Some(h) = &self.record.spec.hooks {
             if !h.poststart.is_empty() {
+                self.wait_exec(before);
                 let state = self.hook_state(Status::Running);
-                if let Err(e) = silo_isolation::hooks::run_all("poststart", &h.poststart, &state) {
+                for e in silo_isolation::hooks::run_each("poststart", &h.poststart, &state) {
                     crate::events::warn(&e.to_string());
                 }
+            }
+        }
+    }
+
+    fn init_exe(&self) -> std::path::PathBuf {
+        self.host.proc_root.join(format!("{}/exe", self.record.pid))
+    }
+
+    /// Waits (at most 10 s) until the init has replaced itself with the
+    /// user's program: its executable is no longer `before` (the one it
+    /// had while blocked in create), or it is gone.
+    fn wait_exec(&self, before: Option<(u64, u64)>) {
+        let Some(before) = before else {
+            return;
+        };
+        let exe = self.init_exe();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            match file_id(&exe) {
+                Some(now) if now == before => {
+                    std::thread::sleep(std::time::Duration::from_millis(1))
+                }
+                _ => return,
             }
         }
     }
@@ -701,7 +743,8 @@ impl ComputeSystem {
         if let Some(h) = &self.record.spec.hooks {
             if !h.poststop.is_empty() {
                 let state = self.hook_state(Status::Stopped);
-                if let Err(e) = silo_isolation::hooks::run_all("poststop", &h.poststop, &state) {
+                // Every poststop hook runs; a failing one is only logged.
+                for e in silo_isolation::hooks::run_each("poststop", &h.poststop, &state) {
                     crate::events::warn(&e.to_string());
                 }
             }
@@ -890,7 +933,13 @@ fn device_rules(linux: Option<&silo_oci::Linux>) -> Vec<silo_oci::DeviceCgroup> 
         rule("c", Some(136), None, "rwm"),
     ]);
     for d in linux.map(|l| l.devices.as_slice()).unwrap_or(&[]) {
-        let typ = if d.typ == "u" { "c" } else { d.typ.as_str() };
+        // A FIFO needs no device access: the device cgroup knows only
+        // character and block devices (runc skips it too).
+        let typ = match d.typ.as_str() {
+            "u" => "c",
+            "p" => continue,
+            t => t,
+        };
         rules.push(rule(typ, Some(d.major), Some(d.minor), "rwm"));
     }
     rules

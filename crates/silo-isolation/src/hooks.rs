@@ -284,6 +284,17 @@ pub fn run_all(kind: &str, hooks: &[silo_oci::Hook], state_json: &[u8]) -> Resul
     Ok(())
 }
 
+/// Runs every hook even when some fail (poststart and poststop: the spec
+/// says a failure there is logged and the remaining hooks still run);
+/// returns the failures.
+pub fn run_each(kind: &str, hooks: &[silo_oci::Hook], state_json: &[u8]) -> Vec<HookError> {
+    hooks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| run(kind, i, h, state_json).err())
+        .collect()
+}
+
 /// SIGKILL to the hook's whole process group (the hook leads it).
 fn kill_group(pid: u32) {
     // SAFETY: kill(2) with a negative pid signals that process group.

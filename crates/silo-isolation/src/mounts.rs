@@ -321,11 +321,13 @@ pub fn bind_remount(target: &CStr, flags: libc::c_ulong) -> std::io::Result<()> 
 
 /// Rootfs steps 1–4 (see the module docs).
 pub fn prepare_rootfs(cfg: &RootfsConfig) -> Result<(), MountError> {
-    let prop = root_propagation(cfg.propagation)?;
-    sys_mount(None, c"/", None, prop, None).map_err(sys_err(
-        "setting the propagation of \"/\" (linux.rootfsPropagation)",
-        Path::new("/"),
-    ))?;
+    // The asked propagation goes on the new "/" after the switch of root
+    // ([`finish_rootfs`]): applied here, "unbindable" would forbid the
+    // bind of the rootfs onto itself below, and "shared" would let the
+    // container's mounts reach the host. Until then everything is rslave.
+    root_propagation(cfg.propagation)?;
+    sys_mount(None, c"/", None, libc::MS_SLAVE | libc::MS_REC, None)
+        .map_err(sys_err("making \"/\" rslave", Path::new("/")))?;
     let rootfs_c = cstr(cfg.rootfs.as_os_str().as_bytes())?;
     sys_mount(
         Some(&rootfs_c),

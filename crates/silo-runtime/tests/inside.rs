@@ -443,3 +443,89 @@ fn symlinked_mount_destination_stays_in_rootfs() {
         .is_none());
     c.assert_gone();
 }
+
+#[test]
+fn failing_post_hooks_do_not_stop_the_others_and_poststart_sees_the_program() {
+    let rt = Runtime::new();
+    let marks = tempfile::Builder::new()
+        .prefix("silo-hooks-")
+        .tempdir()
+        .expect("hooks dir");
+    let mdir = marks.path().to_str().expect("utf8").to_string();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    let sh = |script: String| json!({"path": "/bin/sh", "args": ["sh", "-c", script]});
+    // The pid from the state on stdin, then what that process runs.
+    let cmdline = format!(
+        "pid=$(sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/'); tr '\\0' ' ' < /proc/$pid/cmdline > {mdir}/poststart"
+    );
+    {
+        let cfg = b.config_mut();
+        cfg["hooks"] = json!({
+            "prestart": [sh(format!("cat > {mdir}/prestart.json"))],
+            "poststart": [sh("exit 3".into()), sh(cmdline)],
+            "poststop": [sh("exit 4".into()), sh(format!("touch {mdir}/poststop"))],
+        });
+        // A FIFO among the devices: made, and no device cgroup rule for it.
+        cfg["linux"]["devices"] = json!([{"path": "/dev/myfifo", "type": "p", "fileMode": 420}]);
+    }
+    let c = rt.container(&mut b);
+    assert_ok(&c.create());
+    assert_ok(&c.start());
+    c.wait_status("running", WAIT);
+    let ran = fs::read_to_string(marks.path().join("poststart")).expect("second poststart hook");
+    assert_eq!(
+        ran.trim(),
+        "sleep 1000",
+        "poststart ran before the program was executed"
+    );
+    let o = c.exec(&[], &["test", "-p", "/dev/myfifo"]);
+    assert_ok(&o);
+    if !is_runc() {
+        // The spec's state for the create-time hooks (runc says "creating").
+        let st: Value =
+            serde_json::from_str(&fs::read_to_string(marks.path().join("prestart.json")).unwrap())
+                .unwrap();
+        assert_eq!(st["status"], "created", "{st}");
+    }
+    assert_ok(&c.delete_force());
+    assert!(
+        marks.path().join("poststop").exists(),
+        "second poststop hook did not run"
+    );
+    c.assert_gone();
+}
+
+#[test]
+fn rootfs_propagation_is_applied_to_the_new_root() {
+    let rt = Runtime::new();
+    for (prop, want) in [
+        ("unbindable", Some("unbindable")),
+        ("shared", Some("shared:")),
+        ("private", None),
+    ] {
+        let mut b = Bundle::new(&["sleep", "1000"]);
+        b.config_mut()["linux"]["rootfsPropagation"] = json!(prop);
+        let c = rt.container(&mut b);
+        assert_ok(&c.run_detached());
+        let o = c.exec(&[], &["cat", "/proc/self/mountinfo"]);
+        assert_ok(&o);
+        let out = stdout(&o);
+        let root = out
+            .lines()
+            .find(|l| l.split_whitespace().nth(4) == Some("/"))
+            .unwrap_or_else(|| panic!("no \"/\" in mountinfo:\n{out}"));
+        // The optional fields sit between the mount options and " - ".
+        let optional = root.split(" - ").next().unwrap_or("");
+        match want {
+            Some(tag) => assert!(optional.contains(tag), "{prop}: {root}"),
+            None => assert!(
+                !optional.contains("shared:")
+                    && !optional.contains("master:")
+                    && !optional.contains("unbindable"),
+                "{prop}: {root}"
+            ),
+        }
+        assert_ok(&c.delete_force());
+        c.assert_gone();
+    }
+}
