@@ -207,3 +207,37 @@ def test_archive_on_a_created_container_sees_volumes_and_binds(client, tmp_path)
             client.volumes.get("sdkvol").remove()
         except docker.errors.NotFound:
             pass
+
+
+def test_volumes_from_devices_and_device_cgroup_rules(client):
+    donor = client.containers.create("busybox", ["true"],
+                                     volumes={"sdkshared": {"bind": "/shared", "mode": "rw"}})
+    try:
+        out = client.containers.run("busybox", ["sh", "-c", "echo hi > /shared/f; cat /shared/f"],
+                                    volumes_from=[donor.id], remove=True)
+        assert out == b"hi\n"
+        # :ro makes them read-only.
+        with pytest.raises(docker.errors.ContainerError):
+            client.containers.run("busybox", ["sh", "-c", "echo x > /shared/g"],
+                                  volumes_from=[donor.id + ":ro"], remove=True)
+        # A host device at another path, usable inside.
+        out = client.containers.run(
+            "busybox", ["sh", "-c", "test -c /dev/mynull && echo ok > /dev/mynull && echo fine"],
+            devices=["/dev/null:/dev/mynull:rwm"], device_cgroup_rules=["c 1:3 rwm"],
+            remove=True)
+        assert out == b"fine\n"
+        with pytest.raises(docker.errors.APIError) as e:
+            client.containers.create("busybox", ["true"], device_cgroup_rules=["x 1:3 rwm"])
+        assert "invalid device cgroup rule" in str(e.value)
+        with pytest.raises(docker.errors.APIError) as e:
+            client.containers.create("busybox", ["true"], devices=["/etc/passwd"])
+        assert "not a device" in str(e.value)
+        with pytest.raises(docker.errors.APIError) as e:
+            client.containers.create("busybox", ["true"], volumes_from=["nosuchcontainer"])
+        assert e.value.status_code == 404
+    finally:
+        donor.remove(force=True, v=True)
+        try:
+            client.volumes.get("sdkshared").remove()
+        except docker.errors.NotFound:
+            pass

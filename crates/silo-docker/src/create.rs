@@ -294,14 +294,10 @@ pub(crate) fn validate(body: &ContainerCreateBody) -> Result<Vec<String>> {
     )?;
     sharing(&hc.pid_mode, "HostConfig.PidMode", &["private"], true)?;
     sharing(&hc.uts_mode, "HostConfig.UTSMode", &[], false)?;
-    let unsupported: [(&str, bool); 11] = [
-        ("HostConfig.Devices", given(&hc.devices)),
+    devices(&hc)?;
+    device_cgroup_rules(&hc)?;
+    let unsupported: [(&str, bool); 8] = [
         ("HostConfig.DeviceRequests", given(&hc.device_requests)),
-        (
-            "HostConfig.DeviceCgroupRules",
-            given(&hc.device_cgroup_rules),
-        ),
-        ("HostConfig.VolumesFrom", given(&hc.volumes_from)),
         ("HostConfig.Links", given(&hc.links)),
         (
             "HostConfig.PublishAllPorts",
@@ -834,8 +830,13 @@ pub(crate) fn config(
         hostname: hostname.to_string(),
         domainname: body.domainname.clone().unwrap_or_default(),
         mounts: mounts(body)?,
+        devices: devices(&hc)?,
         shm_size,
-        resources: resources(&hc)?,
+        resources: {
+            let mut r = resources(&hc)?;
+            r.devices.extend(device_cgroup_rules(&hc)?);
+            r
+        },
         security: SecurityConfig {
             privileged: hc.privileged == Some(true),
             seccomp: sec.seccomp,
@@ -869,6 +870,111 @@ pub(crate) fn config(
         storage: Default::default(),
         log: log_config(&hc)?,
     })
+}
+
+/// `HostConfig.Devices` (`--device /dev/x[:/dev/y[:rwm]]`): each host
+/// path must be a character or block device; silo grants a device all of
+/// rwm, so narrower permissions are refused rather than ignored.
+pub(crate) fn devices(hc: &HostConfig) -> Result<Vec<silo_oci::Device>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    const FIELD: &str = "HostConfig.Devices";
+    let mut out = Vec::new();
+    for d in hc.devices.iter().flatten() {
+        let host = d.path_on_host.clone().unwrap_or_default();
+        let inside = d
+            .path_in_container
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| host.clone());
+        let perms = d
+            .cgroup_permissions
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "rwm".into());
+        if perms.is_empty() || !perms.chars().all(|c| "rwm".contains(c)) {
+            return Err(invalid(FIELD, format!("invalid device mode: {perms}")));
+        }
+        if perms.len() != 3 || !"rwm".chars().all(|c| perms.contains(c)) {
+            return Err(invalid(
+                FIELD,
+                format!(
+                    "device {host}: permissions {perms:?} are not supported by silo yet (only rwm)"
+                ),
+            ));
+        }
+        if !host.starts_with('/') || !inside.starts_with('/') {
+            return Err(invalid(
+                FIELD,
+                format!("device {host}:{inside}: both paths must be absolute"),
+            ));
+        }
+        let meta = std::fs::metadata(&host).map_err(|e| {
+            invalid(
+                FIELD,
+                format!(
+                    "error gathering device information while adding custom device {host:?}: {e}"
+                ),
+            )
+        })?;
+        let ft = meta.file_type();
+        let typ = if ft.is_char_device() {
+            "c"
+        } else if ft.is_block_device() {
+            "b"
+        } else {
+            return Err(invalid(
+                FIELD,
+                format!("{host} is not a device node (directories of devices are not supported by silo yet)"),
+            ));
+        };
+        let rdev = meta.rdev();
+        out.push(silo_oci::Device {
+            typ: typ.into(),
+            path: inside,
+            major: i64::from(libc::major(rdev)),
+            minor: i64::from(libc::minor(rdev)),
+            file_mode: Some(meta.mode() & 0o7777),
+            uid: Some(0),
+            gid: Some(0),
+        });
+    }
+    Ok(out)
+}
+
+/// `HostConfig.DeviceCgroupRules` (`--device-cgroup-rule 'c 1:3 rwm'`) as
+/// device cgroup allow rules.
+pub(crate) fn device_cgroup_rules(hc: &HostConfig) -> Result<Vec<silo_oci::DeviceCgroup>> {
+    const FIELD: &str = "HostConfig.DeviceCgroupRules";
+    let bad = |r: &str| invalid(FIELD, format!("invalid device cgroup rule format: '{r}'"));
+    let mut out = Vec::new();
+    for r in hc.device_cgroup_rules.iter().flatten() {
+        let parts: Vec<&str> = r.split_whitespace().collect();
+        let [typ, numbers, access] = parts.as_slice() else {
+            return Err(bad(r));
+        };
+        if !matches!(*typ, "a" | "b" | "c")
+            || access.is_empty()
+            || !access.chars().all(|c| "rwm".contains(c))
+        {
+            return Err(bad(r));
+        }
+        let (major, minor) = numbers.split_once(':').ok_or_else(|| bad(r))?;
+        let num = |s: &str| -> Result<Option<i64>> {
+            if s == "*" {
+                Ok(None)
+            } else {
+                s.parse().map(Some).map_err(|_| bad(r))
+            }
+        };
+        out.push(silo_oci::DeviceCgroup {
+            allow: true,
+            typ: Some(typ.to_string()),
+            major: num(major)?,
+            minor: num(minor)?,
+            access: Some(access.to_string()),
+        });
+    }
+    Ok(out)
 }
 
 /// The parts of a `HostConfig.Mounts` entry silo does not honour yet,
@@ -1053,7 +1159,9 @@ impl Docker {
             .clone()
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| id.chars().take(12).collect());
-        let config = config(&body, &image, &image_ref, &hostname)?;
+        let mut config = config(&body, &image, &image_ref, &hostname)?;
+        let inherited = self.volumes_from(&body, &config.mounts)?;
+        config.mounts.extend(inherited);
         let created = self.engine.create(CreateRequest {
             id: Some(id),
             name: name.map(str::to_string),
@@ -1064,6 +1172,75 @@ impl Docker {
             id: created.id,
             warnings,
         })
+    }
+
+    /// `HostConfig.VolumesFrom` (`container[:ro|:rw]`): the volumes and
+    /// binds of those containers, at the same destinations, read-only when
+    /// they were or when `:ro` says so (`:rw` makes them writable).
+    /// Destinations the container mounts itself keep its own.
+    fn volumes_from(
+        &self,
+        body: &ContainerCreateBody,
+        own: &[MountRequest],
+    ) -> Result<Vec<MountRequest>> {
+        const FIELD: &str = "HostConfig.VolumesFrom";
+        let hc = body.host_config.clone().unwrap_or_default();
+        let dest = |m: &MountRequest| -> String {
+            match m {
+                MountRequest::Bind { destination, .. }
+                | MountRequest::Volume { destination, .. }
+                | MountRequest::Tmpfs { destination, .. } => {
+                    destination.trim_end_matches('/').to_string()
+                }
+            }
+        };
+        let mut taken: Vec<String> = own.iter().map(dest).collect();
+        let mut out = Vec::new();
+        for spec in hc.volumes_from.iter().flatten() {
+            let (name, mode) = match spec.rsplit_once(':') {
+                Some((n, m)) if m == "ro" || m == "rw" => (n, Some(m)),
+                Some((_, m))
+                    if !m.is_empty() && !m.contains('/') && spec.matches(':').count() == 1 =>
+                {
+                    return Err(invalid(
+                        FIELD,
+                        format!("{FIELD}: invalid mode {m:?} in {spec:?} (ro or rw)"),
+                    ))
+                }
+                _ => (spec.as_str(), None),
+            };
+            let donor = self.engine.container(name)?;
+            for m in &donor.mounts {
+                let readonly = match mode {
+                    Some("ro") => true,
+                    Some(_) => false,
+                    None => m.readonly,
+                };
+                let req = match m.kind {
+                    silo_engine::MountKind::Volume => MountRequest::Volume {
+                        name: m.name.clone(),
+                        destination: m.destination.clone(),
+                        readonly,
+                    },
+                    silo_engine::MountKind::Bind => MountRequest::Bind {
+                        source: m.source.clone(),
+                        destination: m.destination.clone(),
+                        readonly,
+                        propagation: m.propagation.clone(),
+                        create_source: false,
+                        mode: m.mode.clone(),
+                    },
+                    // A tmpfs is the donor's own memory: Docker does not share it either.
+                    silo_engine::MountKind::Tmpfs => continue,
+                };
+                let d = dest(&req);
+                if !taken.contains(&d) {
+                    taken.push(d);
+                    out.push(req);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// `IpcMode: container:<name>` needs a donor that made its IPC

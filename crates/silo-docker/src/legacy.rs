@@ -220,6 +220,8 @@ impl LegacyRecords for Legacy {
             hostname: spec.hostname.clone().unwrap_or_default(),
             domainname: body.domainname.clone().unwrap_or_default(),
             mounts: crate::create::mounts(body).map_err(|e| e.to_string())?,
+            // Old silod refused Devices: none to carry over.
+            devices: vec![],
             shm_size: shm,
             resources: linux.resources.clone().unwrap_or_default(),
             security: SecurityConfig {

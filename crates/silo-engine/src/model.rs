@@ -265,6 +265,10 @@ pub struct ContainerConfig {
     #[serde(default)]
     pub domainname: String,
     pub mounts: Vec<MountRequest>,
+    /// Host devices made in the container's /dev (and allowed by its
+    /// device cgroup).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<silo_oci::Device>,
     /// Size of /dev/shm in bytes; 0: 64 MiB.
     pub shm_size: u64,
     pub resources: silo_oci::Resources,

@@ -173,6 +173,7 @@ pub(crate) fn generate(
         linux: Some(Linux {
             sysctl: cfg.security.sysctls.clone(),
             resources: Some(cfg.resources.clone()),
+            devices: cfg.devices.clone(),
             cgroups_path: Some(format!("/silo/{id}")),
             namespaces: namespaces(cfg, cgroupns),
             seccomp: None,
