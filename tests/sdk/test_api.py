@@ -241,3 +241,72 @@ def test_volumes_from_devices_and_device_cgroup_rules(client):
             client.volumes.get("sdkshared").remove()
         except docker.errors.NotFound:
             pass
+
+
+def _read_until(sock, want, limit=10):
+    """Reads until `want` has come (the stream stays open)."""
+    import time
+    raw = sock._sock
+    raw.settimeout(limit)
+    data = b""
+    deadline = time.time() + limit
+    while want not in data and time.time() < deadline:
+        chunk = raw.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    assert want in data, data
+    return data
+
+
+def _read_until_eof(sock, limit=10):
+    import socket as pysocket
+    import time
+    raw = sock._sock
+    raw.settimeout(limit)
+    data = b""
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        try:
+            chunk = raw.recv(4096)
+        except pysocket.timeout:
+            raise AssertionError("the attach did not end: %r" % data)
+        if not chunk:
+            return data
+        data += chunk
+    raise AssertionError("the attach did not end: %r" % data)
+
+
+def test_detach_keys_let_the_client_go_and_keep_the_container(client):
+    c = client.containers.run("busybox", ["cat"], stdin_open=True, detach=True)
+    try:
+        s = client.api.attach_socket(c.id, params={"stdin": 1, "stdout": 1, "stream": 1,
+                                                   "detachKeys": "ctrl-x,x"})
+        s._sock.sendall(b"one\n")
+        _read_until(s, b"one\n")
+        s._sock.sendall(b"\x18x")
+        _read_until_eof(s)
+        c.reload()
+        assert c.status == "running", "detaching stopped the container"
+        # Its stdin is still open: another client can write to it.
+        s = client.api.attach_socket(c.id, params={"stdin": 1, "stdout": 1, "stream": 1})
+        s._sock.sendall(b"two\n")
+        _read_until(s, b"two\n")
+        s._sock.sendall(b"\x10\x11")  # the default keys
+        _read_until_eof(s)
+        c.reload()
+        assert c.status == "running"
+        # Exec with detach keys.
+        exec_id = client.api.exec_create(c.id, ["cat"], stdin=True, detach_keys="ctrl-a")["Id"]
+        s = client.api.exec_start(exec_id, socket=True)
+        s._sock.sendall(b"three\n")
+        _read_until(s, b"three\n")
+        s._sock.sendall(b"\x01")
+        _read_until_eof(s)
+        assert client.api.exec_inspect(exec_id)["Running"] is True
+        with pytest.raises(docker.errors.APIError) as e:
+            client.api.attach_socket(c.id, params={"stdin": 1, "stream": 1,
+                                                   "detachKeys": "ctrl-1"})
+        assert "Invalid detach keys" in str(e.value)
+    finally:
+        c.remove(force=True)

@@ -259,6 +259,8 @@ pub async fn attach(
         stderr: params.flag("stderr", false)?,
         logs: params.flag("logs", false)?,
         stream: params.flag("stream", false)?,
+        detach_keys: silo_docker::detach_keys(params.non_empty("detachKeys").unwrap_or(""))
+            .map_err(ApiError::Docker)?,
     };
     let stream = blocking(move || engine.attach(&id, o)).await?;
     Ok(hijack(req, stream))

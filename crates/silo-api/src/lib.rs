@@ -8,6 +8,7 @@
 mod containers;
 mod error;
 mod exec;
+mod fold;
 pub mod hijack;
 mod images;
 mod params;

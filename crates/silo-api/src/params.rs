@@ -148,8 +148,10 @@ pub fn json_body<T: DeserializeOwned>(bytes: &[u8], what: &str, allow_empty: boo
     } else {
         bytes
     };
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("{what}: invalid JSON: {e}")))?;
+    // Keys match fields ignoring case, as with dockerd's Go decoder.
+    serde_path_to_error::deserialize(crate::fold::Folded(value)).map_err(|e| {
         let path = e.path().to_string();
         if path == "." || path.is_empty() {
             ApiError::BadRequest(format!("{what}: invalid JSON: {}", e.inner()))

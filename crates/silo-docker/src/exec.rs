@@ -32,7 +32,43 @@ pub(crate) fn spec(cfg: &ExecConfig) -> Result<ExecSpec> {
         privileged: cfg.privileged.unwrap_or(false),
         console_size,
         detach_keys: cfg.detach_keys.clone().unwrap_or_default(),
+        detach_sequence: detach_keys(cfg.detach_keys.as_deref().unwrap_or(""))?,
     })
+}
+
+/// Docker's detach keys ("ctrl-p,ctrl-q", the default when empty; "a",
+/// "ctrl-@" … "ctrl-_") as the bytes a client types.
+pub fn detach_keys(spec: &str) -> Result<Vec<u8>> {
+    let spec = if spec.is_empty() {
+        "ctrl-p,ctrl-q"
+    } else {
+        spec
+    };
+    let bad = || {
+        invalid(
+            "detachKeys",
+            format!("Invalid detach keys ({spec}) provided"),
+        )
+    };
+    spec.split(',')
+        .map(|k| {
+            let k = k.trim();
+            if let Some(c) = k.strip_prefix("ctrl-") {
+                let [c] = c.as_bytes() else { return Err(bad()) };
+                match c.to_ascii_lowercase() {
+                    c @ b'a'..=b'z' => Ok(c - b'a' + 1),
+                    b'@' => Ok(0),
+                    c @ (b'[' | b'\\' | b']' | b'^' | b'_') => Ok(c - b'@'),
+                    _ => Err(bad()),
+                }
+            } else {
+                match k.as_bytes() {
+                    [c] => Ok(*c),
+                    _ => Err(bad()),
+                }
+            }
+        })
+        .collect()
 }
 
 /// The action of an exec event as dockerd writes it: `"<kind>: " +
@@ -114,6 +150,23 @@ impl Docker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detach_keys_as_docker_spells_them() {
+        assert_eq!(detach_keys("").unwrap(), vec![0x10, 0x11]);
+        assert_eq!(detach_keys("ctrl-a,x").unwrap(), vec![1, b'x']);
+        assert_eq!(
+            detach_keys("ctrl-@,ctrl-[,ctrl-_").unwrap(),
+            vec![0, 27, 31]
+        );
+        let e = detach_keys("ctrl-1").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("Invalid detach keys (ctrl-1) provided"),
+            "{e}"
+        );
+        assert!(detach_keys("ab").is_err());
+    }
 
     #[test]
     fn event_actions_are_dockers() {

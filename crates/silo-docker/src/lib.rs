@@ -27,7 +27,7 @@ mod system;
 mod volumes;
 
 pub use events::EventStream;
-pub use exec::ExecCreated;
+pub use exec::{detach_keys, ExecCreated};
 pub use inspect::Filters;
 pub use legacy::Legacy;
 pub use stats::StatsStream;

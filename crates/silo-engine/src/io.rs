@@ -57,7 +57,7 @@ pub struct AttachStream {
 }
 
 /// Which streams an attach carries.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AttachOptions {
     pub stdin: bool,
     pub stdout: bool,
@@ -67,6 +67,9 @@ pub struct AttachOptions {
     /// Live streams; without, only the past output (`logs`) is sent and
     /// the stream ends.
     pub stream: bool,
+    /// Detach keys: once stdin carries this sequence the client is let go
+    /// and the container keeps its stdin open. Empty: none.
+    pub detach_keys: Vec<u8>,
 }
 
 /// What a path inside a container is.
@@ -147,12 +150,13 @@ fn hung_up(fd: i32) -> bool {
     n > 0 && p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
 }
 
-fn attach_request(stdin: bool, stdout: bool, stderr: bool) -> AttachRequest {
+fn attach_request(stdin: bool, stdout: bool, stderr: bool, detach_keys: &[u8]) -> AttachRequest {
     AttachRequest {
         stdin,
         stdout,
         stderr,
         logs: false,
+        detach_keys: detach_keys.to_vec(),
     }
 }
 
@@ -303,10 +307,12 @@ impl Engine {
             stderr,
             logs,
             stream,
+            ref detach_keys,
         } = o;
+        let keys = detach_keys.clone();
         let c = self.io_ref(id)?;
         if !stream {
-            return self.attach_history(&c, o);
+            return self.attach_history(&c, &o);
         }
         if c.paused {
             return Err(Error::conflict(format!(
@@ -315,7 +321,10 @@ impl Engine {
             )));
         }
         if c.running && !logs {
-            match monitor::attach(&c.state_dir, &attach_request(stdin, stdout, stderr)) {
+            match monitor::attach(
+                &c.state_dir,
+                &attach_request(stdin, stdout, stderr, &o.detach_keys),
+            ) {
                 Ok(socket) => return Ok(AttachStream { tty: c.tty, socket }),
                 Err(e) => {
                     tracing::debug!(id = %c.id, error = %e, "attach socket; following the log")
@@ -323,7 +332,7 @@ impl Engine {
             }
         }
         if !c.running && !logs {
-            return self.attach_before_start(&c, stdin, stdout, stderr);
+            return self.attach_before_start(&c, stdin, stdout, stderr, keys);
         }
         // History wanted: output comes from the log (lossless from this
         // moment), input goes to the monitor once it is up.
@@ -370,7 +379,9 @@ impl Engine {
             let pending = (!c.running).then(|| PendingAttach::new(self, &c.id));
             std::thread::spawn(move || {
                 let mon = loop {
-                    if let Ok(s) = monitor::attach(&dir, &attach_request(stdin, false, false)) {
+                    if let Ok(s) =
+                        monitor::attach(&dir, &attach_request(stdin, false, false, &keys))
+                    {
                         break s;
                     }
                     if hung_up(from_client.as_raw_fd())
@@ -408,7 +419,7 @@ impl Engine {
 
     /// An attach without live streams: the past output when `logs`, then
     /// the end of the stream, whatever the container's state.
-    fn attach_history(&self, c: &IoRef, o: AttachOptions) -> Result<AttachStream> {
+    fn attach_history(&self, c: &IoRef, o: &AttachOptions) -> Result<AttachStream> {
         let sock_err = |e| Error::internal("attach socket", e);
         let (mut out, theirs) = UnixStream::pair().map_err(sock_err)?;
         let past: Vec<LogChunk> = if o.logs && (o.stdout || o.stderr) {
@@ -453,6 +464,7 @@ impl Engine {
         stdin: bool,
         stdout: bool,
         stderr: bool,
+        keys: Vec<u8>,
     ) -> Result<AttachStream> {
         // The state dir link normally appears at start; attaching before
         // start watches it to notice a container removed meanwhile.
@@ -462,7 +474,7 @@ impl Engine {
         let dir = c.state_dir.clone();
         let t0 = SystemTime::now();
         std::thread::spawn(move || {
-            let req = attach_request(stdin, stdout, stderr);
+            let req = attach_request(stdin, stdout, stderr, &keys);
             let mon = loop {
                 if let Ok(s) = monitor::attach(&dir, &req) {
                     break s;
@@ -848,8 +860,8 @@ impl Engine {
         }
         let (ours, theirs) = UnixStream::pair().map_err(|e| Error::internal("exec socket", e))?;
         let relayed = match master {
-            Some(m) => exec::relay_tty(ours, m, done),
-            None => exec::relay_pipes(ours, cin, cout, cerr, done),
+            Some(m) => exec::relay_tty(ours, m, spec.detach_sequence.clone(), done),
+            None => exec::relay_pipes(ours, cin, cout, cerr, spec.detach_sequence.clone(), done),
         };
         relayed.map_err(|e| Error::internal("exec stdio relay", e))?;
         Ok(Some(AttachStream {

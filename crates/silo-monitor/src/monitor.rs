@@ -124,6 +124,7 @@ fn accept_early(listener: &UnixListener, n: u32) -> Result<Vec<Client>, StartErr
         out.push(Client {
             fd: s.into(),
             hello: None,
+            escape: silo_sys::escape::Escape::new(req.detach_keys.clone()),
             req,
             pending: Vec::new(),
             read_open: true,
@@ -138,6 +139,8 @@ struct Client {
     /// Some while the request line is still being read.
     hello: Option<Vec<u8>>,
     req: AttachRequest,
+    /// Watches the input for the client's detach keys.
+    escape: silo_sys::escape::Escape,
     pending: Vec<u8>,
     read_open: bool,
     dead: bool,
@@ -581,6 +584,7 @@ impl Monitor {
                             fd: s.into(),
                             hello: Some(Vec::new()),
                             req: AttachRequest::default(),
+                            escape: Default::default(),
                             pending: Vec::new(),
                             read_open: true,
                             dead: false,
@@ -778,6 +782,7 @@ impl Monitor {
             hello.extend_from_slice(&data[..nl]);
             match serde_json::from_slice::<AttachRequest>(hello) {
                 Ok(req) => {
+                    c.escape = silo_sys::escape::Escape::new(req.detach_keys.clone());
                     c.req = req;
                     c.hello = None;
                 }
@@ -790,8 +795,17 @@ impl Monitor {
         } else {
             data
         };
-        if c.req.stdin && !data.is_empty() && !matches!(self.stdin, StdinTarget::None) {
-            self.stdin_pending.extend_from_slice(data);
+        if !c.req.stdin || data.is_empty() {
+            return;
+        }
+        let mut pass = Vec::new();
+        if c.escape.feed(data, &mut pass) {
+            // Detached: the client goes, the container's stdin stays open.
+            c.req.stdin = false;
+            c.dead = true;
+        }
+        if !pass.is_empty() && !matches!(self.stdin, StdinTarget::None) {
+            self.stdin_pending.extend_from_slice(&pass);
             self.flush_stdin();
         }
     }

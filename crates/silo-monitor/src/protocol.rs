@@ -57,7 +57,7 @@ pub struct ExitInfo {
 }
 
 /// The first line an attach client sends.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct AttachRequest {
     pub stdin: bool,
@@ -65,6 +65,10 @@ pub struct AttachRequest {
     pub stderr: bool,
     /// Replaying the log is silod's job (it reads [`LOG_FILE`]); ignored.
     pub logs: bool,
+    /// Detach keys: once the client's input holds this sequence the
+    /// client is let go, and the container's stdin stays open. Empty: none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub detach_keys: Vec<u8>,
 }
 
 /// A control command (one JSON line on [`CONTROL_SOCK`]).

@@ -33,8 +33,12 @@ pub struct ExecSpec {
     pub privileged: bool,
     /// (height, width) of a terminal.
     pub console_size: Option<(u16, u16)>,
-    /// The key sequence with which an attached client detaches.
+    /// The key sequence with which an attached client detaches, as the
+    /// front end spelled it (shown back).
     pub detach_keys: String,
+    /// That sequence as bytes: stdin carrying it lets the client go and
+    /// leaves the process running with its stdin open. Empty: none.
+    pub detach_sequence: Vec<u8>,
 }
 
 /// One exec instance, as front ends see it.
@@ -256,20 +260,53 @@ fn pump_framed(mut src: impl Read, stream: Stream, out: &Shared) {
 /// Relays a non-tty exec: stdout/stderr pipes framed onto `ours`, input
 /// from `ours` to the stdin pipe (EOF closes it). When the output is done
 /// and the exec has exited (bounded wait), the write side is shut down.
+/// Copies the client's input to `w` until it ends (false) or carries the
+/// detach keys (true: the client's socket is shut down, it is let go).
+fn copy_input(client: &mut UnixStream, w: &mut impl Write, keys: &[u8]) -> bool {
+    let mut escape = silo_sys::escape::Escape::new(keys.to_vec());
+    let mut buf = vec![0u8; 8192];
+    let mut pass = Vec::new();
+    loop {
+        let n = match client.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                pass.clear();
+                escape.flush(&mut pass);
+                let _ = w.write_all(&pass);
+                return false;
+            }
+            Ok(n) => n,
+        };
+        pass.clear();
+        let detached = escape.feed(&buf[..n], &mut pass);
+        if w.write_all(&pass).is_err() {
+            return false;
+        }
+        if detached {
+            let _ = client.shutdown(std::net::Shutdown::Both);
+            return true;
+        }
+    }
+}
+
 pub(crate) fn relay_pipes(
     ours: UnixStream,
     stdin: Option<impl Write + Send + 'static>,
     stdout: Option<impl Read + Send + 'static>,
     stderr: Option<impl Read + Send + 'static>,
+    keys: Vec<u8>,
     done: impl FnOnce() + Send + 'static,
 ) -> std::io::Result<()> {
     let reader = ours.try_clone()?;
     let out: Shared = Arc::new(Mutex::new(ours));
+    // A detached client leaves the process's stdin open until it is done.
+    let (keep, kept) = std::sync::mpsc::channel::<Box<dyn Send>>();
     if let Some(mut w) = stdin {
         let mut r = reader.try_clone()?;
         std::thread::spawn(move || {
-            let _ = std::io::copy(&mut r, &mut w);
-            // Dropping `w` closes the process's stdin.
+            if copy_input(&mut r, &mut w, &keys) {
+                let _ = keep.send(Box::new(w));
+            }
+            // Otherwise dropping `w` closes the process's stdin.
         });
     }
     let mut pumps = Vec::new();
@@ -290,6 +327,7 @@ pub(crate) fn relay_pipes(
             let _ = p.join();
         }
         done();
+        drop(kept);
         let _ = reader.shutdown(std::net::Shutdown::Write);
     });
     Ok(())
@@ -299,6 +337,7 @@ pub(crate) fn relay_pipes(
 pub(crate) fn relay_tty(
     ours: UnixStream,
     master: Arc<OwnedFd>,
+    keys: Vec<u8>,
     done: impl FnOnce() + Send + 'static,
 ) -> std::io::Result<()> {
     let mut from_client = ours.try_clone()?;
@@ -307,7 +346,7 @@ pub(crate) fn relay_tty(
     let mut m_out = File::from(master.try_clone()?);
     std::thread::spawn(move || {
         let mut m_in = m_in;
-        let _ = std::io::copy(&mut from_client, &mut m_in);
+        copy_input(&mut from_client, &mut m_in, &keys);
     });
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 32 * 1024];
@@ -391,7 +430,7 @@ mod tests {
         let (out_r, mut out_w) = std::io::pipe().unwrap();
         let (err_r, mut err_w) = std::io::pipe().unwrap();
         let (mut in_r, in_w) = std::io::pipe().unwrap();
-        relay_pipes(ours, Some(in_w), Some(out_r), Some(err_r), || {}).unwrap();
+        relay_pipes(ours, Some(in_w), Some(out_r), Some(err_r), vec![], || {}).unwrap();
         out_w.write_all(b"out\n").unwrap();
         drop(out_w);
         // Sequence the streams so the frame order is fixed.
@@ -408,6 +447,47 @@ mod tests {
         let mut input = String::new();
         in_r.read_to_string(&mut input).unwrap();
         assert_eq!(input, "input");
+    }
+
+    #[test]
+    fn detach_keys_let_the_client_go_and_keep_stdin_open() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let (out_r, out_w) = std::io::pipe().unwrap();
+        let (mut in_r, in_w) = std::io::pipe().unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        relay_pipes(
+            ours,
+            Some(in_w),
+            Some(out_r),
+            None::<std::io::PipeReader>,
+            vec![0x10, 0x11],
+            move || {
+                let _ = done_rx.recv();
+            },
+        )
+        .unwrap();
+        theirs.write_all(b"ab\x10\x11cd").unwrap();
+        // The client is let go: its socket ends.
+        let mut got = Vec::new();
+        theirs.read_to_end(&mut got).unwrap();
+        assert!(got.is_empty());
+        let mut buf = [0u8; 2];
+        in_r.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ab");
+        // stdin stays open while the process runs: no EOF yet.
+        let mut pfd = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&in_r),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid pollfd.
+        let ready = unsafe { libc::poll(&mut pfd, 1, 200) };
+        assert_eq!(ready, 0, "stdin was closed");
+        // Once it is done (its output ended), stdin closes.
+        drop(out_w);
+        done_tx.send(()).unwrap();
+        let mut more = [0u8; 1];
+        assert_eq!(in_r.read(&mut more).unwrap(), 0);
     }
 
     #[test]
