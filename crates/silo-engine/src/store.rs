@@ -111,6 +111,17 @@ fn v1_to_v2(tx: &Transaction<'_>, legacy: Option<&dyn LegacyRecords>) -> Result<
 pub(crate) struct Db {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Space held on the data root's filesystem, given back when a write
+    /// finds the disk full so that `rm -f`, the user's way out of a full
+    /// disk, can still record what it does.
+    reserve: Mutex<Option<silo_sys::fs::Reserve>>,
+}
+
+/// The size of [`Db::reserve`].
+const RESERVE_BYTES: usize = 8 << 20;
+
+fn disk_full(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull)
 }
 
 impl Db {
@@ -166,10 +177,54 @@ impl Db {
                 );
             }
         }
-        Ok(Db {
+        let db = Db {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
-        })
+            reserve: Mutex::new(None),
+        };
+        db.refill_reserve();
+        Ok(db)
+    }
+
+    fn reserve_path(&self) -> PathBuf {
+        self.path.with_extension("reserve")
+    }
+
+    /// Makes the reserve again if it was given back (best effort: not
+    /// while the disk is still full).
+    pub fn refill_reserve(&self) {
+        let mut r = self.reserve.lock().unwrap_or_else(|p| p.into_inner());
+        if r.is_none() {
+            *r = silo_sys::fs::Reserve::create(&self.reserve_path(), RESERVE_BYTES);
+        }
+    }
+
+    /// Runs a write; when the disk is full, gives the reserve back and
+    /// tries once more.
+    fn write<T>(&self, op: impl Fn(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+        let conn = self.conn();
+        match op(&conn) {
+            Err(e) if disk_full(&e) => {
+                let taken = self
+                    .reserve
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
+                match taken {
+                    Some(r) => {
+                        tracing::warn!(
+                            "state store {}: the disk is full; giving back the {} MiB reserve",
+                            self.path.display(),
+                            RESERVE_BYTES >> 20
+                        );
+                        r.release();
+                        op(&conn)
+                    }
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -206,14 +261,16 @@ impl Db {
     /// Inserts or replaces a row in one transaction. A name another row
     /// has is a conflict naming it.
     fn put(&self, table: &str, kind: &str, id: &str, name: &str, json: &str) -> Result<()> {
+        let res = self.write(|conn| {
+            conn.execute(
+                &format!(
+                    "INSERT INTO {table} (id, name, record) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(id) DO UPDATE SET name=?2, record=?3"
+                ),
+                params![id, name, json],
+            )
+        });
         let conn = self.conn();
-        let res = conn.execute(
-            &format!(
-                "INSERT INTO {table} (id, name, record) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(id) DO UPDATE SET name=?2, record=?3"
-            ),
-            params![id, name, json],
-        );
         match res {
             Ok(_) => Ok(()),
             Err(rusqlite::Error::SqliteFailure(f, _))
@@ -238,9 +295,10 @@ impl Db {
     }
 
     fn delete(&self, table: &str, id: &str) -> Result<()> {
-        self.conn()
-            .execute(&format!("DELETE FROM {table} WHERE id = ?1"), params![id])
+        self.write(|conn| conn.execute(&format!("DELETE FROM {table} WHERE id = ?1"), params![id]))
             .map_err(|e| self.err(format!("deleting {id} from {table}"), e))?;
+        // A removal is what frees space: hold some again for next time.
+        self.refill_reserve();
         Ok(())
     }
 

@@ -3,8 +3,7 @@
 //! reserve so a full disk cannot cost us the exit code.
 
 use serde::Serialize;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Writes `bytes` to `path` atomically and durably (fsynced): readers see
 /// the old content or the new one, never a mix.
@@ -55,39 +54,7 @@ pub fn write_json_with<T: Serialize>(
     }
 }
 
-/// A file of real (not sparse) blocks held on the state directory's
-/// filesystem, given back when the disk fills up so the state files still fit.
-#[derive(Debug)]
-pub struct Reserve {
-    path: PathBuf,
-}
-
-impl Reserve {
-    /// Creates `path` with `size` bytes written out. Best effort: returns
-    /// None when there is no room even for that.
-    pub fn create(path: &Path, size: usize) -> Option<Reserve> {
-        let zeros = [0u8; 4096];
-        let mut f = std::fs::File::create(path).ok()?;
-        let mut left = size;
-        while left > 0 {
-            let n = left.min(zeros.len());
-            if f.write_all(&zeros[..n]).is_err() {
-                drop(f);
-                let _ = std::fs::remove_file(path);
-                return None;
-            }
-            left -= n;
-        }
-        Some(Reserve {
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// Frees the space.
-    pub fn release(self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
+pub use silo_sys::fs::Reserve;
 
 #[cfg(test)]
 mod tests {

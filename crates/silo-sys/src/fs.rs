@@ -69,6 +69,41 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// A file of real (not sparse) blocks held on a filesystem, given back when the disk
+/// fills up so the state that must still be written fits (the monitor's
+/// files, the engine's database).
+#[derive(Debug)]
+pub struct Reserve {
+    path: PathBuf,
+}
+
+impl Reserve {
+    /// Creates `path` with `size` bytes written out. Best effort: returns
+    /// None when there is no room even for that.
+    pub fn create(path: &Path, size: usize) -> Option<Reserve> {
+        let zeros = [0u8; 4096];
+        let mut f = std::fs::File::create(path).ok()?;
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(zeros.len());
+            if f.write_all(&zeros[..n]).is_err() {
+                drop(f);
+                let _ = std::fs::remove_file(path);
+                return None;
+            }
+            left -= n;
+        }
+        Some(Reserve {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Frees the space.
+    pub fn release(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1043,3 +1043,99 @@ fn log_drivers_and_rotation_limits() {
     let left = d.ok(&["ps", "-aq"]);
     assert_eq!(left.lines().count(), 1, "only the flood container: {left}");
 }
+
+/// A small ext4 filesystem on a loop device, mounted at `at` (removed on drop).
+struct SmallDisk {
+    image: std::path::PathBuf,
+    at: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(image: &Path, at: &Path, mib: u32) -> SmallDisk {
+        let run = |cmd: &mut Command| {
+            let out = cmd.output().unwrap();
+            assert!(out.status.success(), "{cmd:?}: {}", stderr(&out));
+        };
+        run(Command::new("truncate")
+            .args(["-s", &format!("{mib}M")])
+            .arg(image));
+        run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(image));
+        std::fs::create_dir_all(at).unwrap();
+        run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(image)
+            .arg(at));
+        SmallDisk {
+            image: image.to_path_buf(),
+            at: at.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Lazily, in case something still holds it; the loop device goes with it.
+        let _ = Command::new("umount").arg("-l").arg(&self.at).status();
+        let _ = std::fs::remove_file(&self.image);
+    }
+}
+
+#[test]
+fn rm_f_works_on_a_full_data_root() {
+    let mut d = daemon();
+    d.terminate();
+    let image = d.dir().join("disk.img");
+    let disk = SmallDisk::mount(&image, &d.data_root(), 48);
+    d.spawn();
+    d.import_busybox();
+    let id = d
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "flooder",
+            "busybox",
+            "sh",
+            "-c",
+            "yes $(head -c 1000 /dev/zero | tr '\\0' x)",
+        ])
+        .trim()
+        .to_string();
+    // Wait until the disk is full (the monitor drops what does not fit).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let df = Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(&disk.at)
+            .output()
+            .unwrap();
+        let avail: u64 = String::from_utf8_lossy(&df.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(u64::MAX);
+        if avail < 1 << 20 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the disk never filled ({avail} bytes free)"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Another writer takes what the monitor left free: now nothing is.
+    let filler = disk.at.join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(Stdio::null())
+        .status();
+    // The way out works at once, and leaves nothing.
+    d.ok(&["rm", "-f", "flooder"]);
+    assert_eq!(d.ok(&["ps", "-aq"]).trim(), "", "rm -f left {id}");
+    // And the daemon works again afterwards.
+    let out = d.ok(&["run", "--rm", "busybox", "echo", "ok"]);
+    assert_eq!(out, "ok\n");
+    d.terminate();
+    drop(disk);
+}
