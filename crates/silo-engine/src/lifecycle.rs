@@ -868,6 +868,17 @@ impl Engine {
         if let Err(e) = crate::teardown::run(self, &current, &[Step::Network], false) {
             tracing::warn!("after the exit of {id}: {e}");
         }
+        // Output the monitor could not log is said where users look: the
+        // daemon log and the container's State.Error.
+        let lost = monitor::read_log_errors(&self.container_dir(id)).map(|e| {
+            let msg = format!(
+                "{} bytes of the container's output were not logged: {}",
+                e.dropped_bytes, e.last_error
+            );
+            tracing::warn!("container {id}: {msg}");
+            msg
+        });
+        let error = error.or(lost);
         let updated = self.modify(id, |c| {
             c.state.exited(record.clone())?;
             c.state.error = error.clone().unwrap_or_default();

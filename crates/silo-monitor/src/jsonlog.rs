@@ -3,7 +3,6 @@
 //! the container (dropped bytes are counted in `log-errors.json`).
 
 use crate::files;
-use serde::Serialize;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -125,13 +124,6 @@ pub fn encode_line(out: &mut Vec<u8>, log: &[u8], stream: Stream, time: &str) {
     out.extend_from_slice(b"\",\"time\":\"");
     out.extend_from_slice(time.as_bytes());
     out.extend_from_slice(b"\"}\n");
-}
-
-/// The content of `log-errors.json`.
-#[derive(Debug, Serialize)]
-struct LogErrors<'a> {
-    dropped_bytes: u64,
-    last_error: &'a str,
 }
 
 /// The json-file writer for one container.
@@ -261,9 +253,9 @@ impl LogWriter {
             self.last_error = why.to_string();
         }
         self.shrink();
-        let doc = LogErrors {
+        let doc = crate::protocol::LogErrors {
             dropped_bytes: self.dropped,
-            last_error: &self.last_error,
+            last_error: self.last_error.clone(),
         };
         // Best effort: the disk may be the very thing that is full.
         let _ = files::write_json(&self.errors_path, &doc, Some(&mut self.reserve));

@@ -24,6 +24,23 @@ pub fn rotated_log(dir: &std::path::Path, k: u32) -> std::path::PathBuf {
 }
 /// Log records the monitor could not write (a full disk), with counts.
 pub const LOG_ERRORS_FILE: &str = "log-errors.json";
+
+/// What [`LOG_ERRORS_FILE`] says: container output the monitor could not
+/// log (a full disk), and why.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct LogErrors {
+    pub dropped_bytes: u64,
+    pub last_error: String,
+}
+
+/// Reads [`LOG_ERRORS_FILE`] in `dir` (None when nothing was lost).
+pub fn read_log_errors(dir: &std::path::Path) -> Option<LogErrors> {
+    let text = std::fs::read(dir.join(LOG_ERRORS_FILE)).ok()?;
+    serde_json::from_slice::<LogErrors>(&text)
+        .ok()
+        .filter(|e| e.dropped_bytes > 0)
+}
 /// The monitor's own diagnostics.
 pub const MONITOR_LOG: &str = "monitor.log";
 /// Attach clients connect here and send an [`AttachRequest`] line.
