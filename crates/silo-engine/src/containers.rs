@@ -216,9 +216,10 @@ impl Engine {
                         .removed_exits
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .get(&id)
-                        .copied()
-                        .unwrap_or(0);
+                        .iter()
+                        .rev()
+                        .find(|(r, _)| *r == id)
+                        .map_or(0, |(_, code)| *code);
                     return Ok(WaitResult {
                         exit_code: code,
                         error: None,

@@ -29,6 +29,9 @@
 //! `<exec_root>/pods/<id>/` (a pod's pinned namespaces and /etc files).
 
 use std::collections::{HashMap, HashSet};
+
+/// How many removed containers' exit codes are kept for their waiters.
+pub(crate) const REMOVED_EXITS_KEPT: usize = 1024;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
@@ -130,8 +133,9 @@ pub struct Engine {
     network: Arc<dyn NetworkService>,
     /// Pure cgroup v2 host: containers get a cgroup namespace.
     cgroupns: bool,
-    /// Exit codes of removed containers (for wait until removed).
-    removed_exits: Mutex<HashMap<String, i64>>,
+    /// Exit codes of recently removed containers, for the waits that were
+    /// waiting for the removal (bounded: waiters read it at once).
+    removed_exits: Mutex<std::collections::VecDeque<(String, i64)>>,
     /// Containers being restarted by hand: their exit does not trigger
     /// auto-remove.
     restarting_by_hand: Mutex<HashSet<String>>,
@@ -189,7 +193,7 @@ impl Engine {
             storage,
             network: services.network,
             cgroupns,
-            removed_exits: Mutex::new(HashMap::new()),
+            removed_exits: Mutex::new(std::collections::VecDeque::new()),
             restarting_by_hand: Mutex::new(HashSet::new()),
             seccomp_profiles: Mutex::new(Vec::new()),
             health_threads: Mutex::new(HashMap::new()),

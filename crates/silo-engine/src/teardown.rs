@@ -112,10 +112,11 @@ impl Undo for Engine {
             Step::Record => {
                 self.db.delete_container(id).map_err(|e| e.to_string())?;
                 if let Some(exit) = c.state.last_exit() {
-                    self.removed_exits
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(id.clone(), exit.code);
+                    let mut recent = self.removed_exits.lock().unwrap_or_else(|p| p.into_inner());
+                    if recent.len() >= crate::REMOVED_EXITS_KEPT {
+                        recent.pop_front();
+                    }
+                    recent.push_back((id.clone(), exit.code));
                 }
                 self.lock().remove(id);
                 self.op_locks
