@@ -195,7 +195,7 @@ impl Db {
     pub fn refill_reserve(&self) {
         let mut r = self.reserve.lock().unwrap_or_else(|p| p.into_inner());
         if r.is_none() {
-            *r = silo_sys::fs::Reserve::create(&self.reserve_path(), RESERVE_BYTES);
+            *r = silo_sys::fs::Reserve::adopt_or_create(&self.reserve_path(), RESERVE_BYTES);
         }
     }
 

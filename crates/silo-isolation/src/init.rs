@@ -382,8 +382,35 @@ fn resolve_program(process: &Process, env: &[String]) -> Result<CString, sync::F
         .first()
         .ok_or_else(|| "process.args: must not be empty".to_string())?;
     if name.contains('/') {
-        return Ok(CString::new(name.as_bytes())
-            .map_err(|_| "process.args[0]: contains a NUL byte".to_string())?);
+        let c = CString::new(name.as_bytes())
+            .map_err(|_| "process.args[0]: contains a NUL byte".to_string())?;
+        // Checked now, while a failure is still the start's (as runc and
+        // Docker report it), not an exit of the container.
+        // SAFETY: access(2) on a valid NUL-terminated path.
+        if unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 || Path::new(name).is_dir() {
+            let err = std::io::Error::last_os_error();
+            let (command, why) = if Path::new(name).is_dir() {
+                (
+                    crate::spawn::CommandFailure::NotExecutable,
+                    "is a directory".to_string(),
+                )
+            } else if err.raw_os_error() == Some(libc::ENOENT) {
+                (
+                    crate::spawn::CommandFailure::NotFound,
+                    "no such file or directory".to_string(),
+                )
+            } else {
+                (
+                    crate::spawn::CommandFailure::NotExecutable,
+                    "permission denied".to_string(),
+                )
+            };
+            return Err(sync::Failure {
+                command: Some(command),
+                message: format!("exec: {name:?}: {why}"),
+            });
+        }
+        return Ok(c);
     }
     let path = env
         .iter()

@@ -98,6 +98,18 @@ impl Reserve {
         })
     }
 
+    /// Takes over `path` when an earlier run left it whole (`size` bytes,
+    /// which [`Reserve::create`] wrote out), else creates it: a restart
+    /// does not write the reserve again.
+    pub fn adopt_or_create(path: &Path, size: usize) -> Option<Reserve> {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() && m.len() == size as u64 => Some(Reserve {
+                path: path.to_path_buf(),
+            }),
+            _ => Reserve::create(path, size),
+        }
+    }
+
     /// Frees the space.
     pub fn release(self) {
         let _ = std::fs::remove_file(&self.path);
@@ -106,6 +118,25 @@ impl Reserve {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_whole_reserve_is_adopted_not_rewritten() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("r");
+        let r = Reserve::create(&p, 8192).unwrap();
+        let before = std::fs::metadata(&p).unwrap().modified().unwrap();
+        drop(r);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let r = Reserve::adopt_or_create(&p, 8192).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().modified().unwrap(), before);
+        r.release();
+        assert!(!p.exists());
+        // A short one is made again at the right size.
+        std::fs::write(&p, b"x").unwrap();
+        let _r = Reserve::adopt_or_create(&p, 8192).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 8192);
+    }
+
     use super::*;
 
     #[test]

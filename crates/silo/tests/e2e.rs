@@ -102,6 +102,14 @@ fn run_rm_echo_hello_then_ps_is_empty() {
     let out = d.cli(&["run", "--rm", "nosuchimage", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("Error response from daemon: "));
+    // A command that is not there: 127 as with docker, and --rm removes it.
+    let out = d.cli(&["run", "--rm", "busybox", "nosuchcommand"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuchcommand"));
+    let out = d.cli(&["run", "-d", "busybox", "/etc/passwd"]);
+    assert_eq!(out.status.code(), Some(126));
+    let left = d.ok(&["ps", "-aq"]);
+    assert_eq!(left.lines().count(), 1, "only the -d one stays: {left}");
 }
 
 #[test]
