@@ -58,13 +58,13 @@ fn fill_host_config(hc: &mut HostConfig, c: &Container) {
         log.typ = Some("json-file".into());
     }
     or(&mut log.config, HashMap::new());
+    // Unset stays "" as Debian's dockerd shows it.
     let rp = hc.restart_policy.get_or_insert_with(DockerRestart::default);
-    if matches!(rp.name, None | Some(RestartPolicyNameEnum::EMPTY)) {
-        rp.name = Some(RestartPolicyNameEnum::NO);
+    if rp.name.is_none() {
+        rp.name = Some(RestartPolicyNameEnum::EMPTY);
     }
     or(&mut rp.maximum_retry_count, 0);
     or(&mut hc.container_id_file, String::new());
-    or(&mut hc.port_bindings, HashMap::new());
     or(&mut hc.auto_remove, c.config.auto_remove);
     or(&mut hc.volume_driver, String::new());
     or(&mut hc.console_size, vec![0, 0]);
@@ -72,9 +72,6 @@ fn fill_host_config(hc: &mut HostConfig, c: &Container) {
         &mut hc.cgroupns_mode,
         bollard_stubs::models::HostConfigCgroupnsModeEnum::PRIVATE,
     );
-    or(&mut hc.dns, vec![]);
-    or(&mut hc.dns_options, vec![]);
-    or(&mut hc.dns_search, vec![]);
     or(&mut hc.ipc_mode, "private".into());
     or(&mut hc.cgroup, String::new());
     or(&mut hc.oom_score_adj, 0);
@@ -95,14 +92,12 @@ fn fill_host_config(hc: &mut HostConfig, c: &Container) {
     or(&mut hc.nano_cpus, 0);
     or(&mut hc.cgroup_parent, String::new());
     or(&mut hc.blkio_weight, 0);
-    or(&mut hc.blkio_weight_device, vec![]);
     or(&mut hc.cpu_period, 0);
     or(&mut hc.cpu_quota, 0);
     or(&mut hc.cpu_realtime_period, 0);
     or(&mut hc.cpu_realtime_runtime, 0);
     or(&mut hc.cpuset_cpus, String::new());
     or(&mut hc.cpuset_mems, String::new());
-    or(&mut hc.devices, vec![]);
     or(&mut hc.memory_reservation, 0);
     or(&mut hc.memory_swap, 0);
     or(&mut hc.oom_kill_disable, false);
@@ -466,6 +461,49 @@ impl Docker {
         let doc = self.inspect(id, size)?;
         let mut v = serde_json::to_value(&doc)
             .map_err(|e| silo_engine::Error::internal("encoding the inspect document", e))?;
+        // Keys dockerd writes as null (or 0) when unset, which
+        // bollard-stubs leaves out.
+        let null = serde_json::Value::Null;
+        if let Some(top) = v.as_object_mut() {
+            top.entry("ExecIDs").or_insert(null.clone());
+        }
+        if let Some(cfg) = v.get_mut("Config").and_then(|c| c.as_object_mut()) {
+            for k in ["Entrypoint", "OnBuild", "Volumes"] {
+                cfg.entry(k).or_insert(null.clone());
+            }
+        }
+        if let Some(hc) = v.get_mut("HostConfig").and_then(|h| h.as_object_mut()) {
+            for k in [
+                "Binds",
+                "BlkioWeightDevice",
+                "BlkioDeviceReadBps",
+                "BlkioDeviceReadIOps",
+                "BlkioDeviceWriteBps",
+                "BlkioDeviceWriteIOps",
+                "CapAdd",
+                "CapDrop",
+                "DeviceCgroupRules",
+                "DeviceRequests",
+                "Devices",
+                "Dns",
+                "DnsOptions",
+                "DnsSearch",
+                "ExtraHosts",
+                "GroupAdd",
+                "Links",
+                "MemorySwappiness",
+                "PidsLimit",
+                "PortBindings",
+                "SecurityOpt",
+                "Ulimits",
+                "VolumesFrom",
+            ] {
+                hc.entry(k).or_insert(null.clone());
+            }
+            for k in ["KernelMemory", "KernelMemoryTCP"] {
+                hc.entry(k).or_insert(serde_json::json!(0));
+            }
+        }
         if let Some(ns) = v.get_mut("NetworkSettings").and_then(|n| n.as_object_mut()) {
             for (k, empty) in [
                 ("Bridge", serde_json::json!("")),
