@@ -310,3 +310,28 @@ def test_detach_keys_let_the_client_go_and_keep_the_container(client):
         assert "Invalid detach keys" in str(e.value)
     finally:
         c.remove(force=True)
+
+
+def test_log_config_is_honoured_or_refused(client):
+    from docker.types import LogConfig
+    c = client.containers.run("busybox", ["echo", "hi"], detach=True,
+                              log_config=LogConfig(type="none"))
+    try:
+        c.wait(timeout=30)
+        with pytest.raises(docker.errors.APIError) as e:
+            c.logs()
+        assert "does not support reading" in str(e.value)
+    finally:
+        c.remove(force=True)
+    c = client.containers.run("busybox", ["echo", "hi"], detach=True,
+                              log_config=LogConfig(type="json-file",
+                                                   config={"max-size": "1m", "max-file": "2"}))
+    try:
+        c.wait(timeout=30)
+        assert c.logs() == b"hi\n"
+        assert c.attrs["HostConfig"]["LogConfig"]["Config"] == {"max-size": "1m", "max-file": "2"}
+    finally:
+        c.remove(force=True)
+    with pytest.raises(docker.errors.APIError) as e:
+        client.containers.create("busybox", ["true"], log_config=LogConfig(type="syslog"))
+    assert "no log driver named 'syslog'" in str(e.value)

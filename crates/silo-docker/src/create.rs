@@ -294,8 +294,6 @@ pub(crate) fn validate(body: &ContainerCreateBody) -> Result<Vec<String>> {
     )?;
     sharing(&hc.pid_mode, "HostConfig.PidMode", &["private"], true)?;
     sharing(&hc.uts_mode, "HostConfig.UTSMode", &[], false)?;
-    devices(&hc)?;
-    device_cgroup_rules(&hc)?;
     let unsupported: [(&str, bool); 8] = [
         ("HostConfig.DeviceRequests", given(&hc.device_requests)),
         ("HostConfig.Links", given(&hc.links)),
@@ -331,7 +329,6 @@ pub(crate) fn validate(body: &ContainerCreateBody) -> Result<Vec<String>> {
             ));
         }
     }
-    log_config(&hc)?;
     restart_policy(&hc)?;
     crate::health::validate(body.healthcheck.as_ref())?;
     if let Some(m) = hc.memory {

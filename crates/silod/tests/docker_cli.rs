@@ -766,36 +766,32 @@ fn container_and_host_namespace_modes() {
     assert_eq!(host[3], mine("uts"));
     // A donor that did not make its IPC shareable is refused, as by dockerd.
     d.ok(&["run", "-d", "--name", "closed", "busybox", "sleep", "1000"]);
-    let out = d.cli(&[
-        "run",
-        "--rm",
-        "--ipc",
-        "container:closed",
-        "busybox",
-        "true",
-    ]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("non-shareable IPC"),
-        "{}",
-        stderr(&out)
+    refused(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--ipc",
+            "container:closed",
+            "busybox",
+            "true",
+        ],
+        "non-shareable IPC",
     );
     // A hostname with another container's network conflicts, as in dockerd.
-    let out = d.cli(&[
-        "run",
-        "--rm",
-        "-h",
-        "x",
-        "--network",
-        "container:donor",
-        "busybox",
-        "true",
-    ]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("conflicting options"),
-        "{}",
-        stderr(&out)
+    refused(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "-h",
+            "x",
+            "--network",
+            "container:donor",
+            "busybox",
+            "true",
+        ],
+        "conflicting options",
     );
     // Joining a stopped container is refused and leaves nothing.
     d.ok(&["stop", "-t", "0", "closed"]);
@@ -1129,4 +1125,118 @@ fn rm_f_works_on_a_full_data_root() {
     assert_eq!(out, "ok\n");
     d.terminate();
     drop(disk);
+}
+
+/// Runs the CLI, expects it to fail, and its stderr to name `want`.
+fn refused(d: &Daemon, args: &[&str], want: &str) {
+    let out = d.cli(args);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+}
+
+#[test]
+fn cli_diff_group_add_devices_volumes_from_cp_and_exec_codes() {
+    let d = daemon();
+    d.import_busybox();
+    // docker diff
+    d.ok(&[
+        "run",
+        "--name",
+        "changer",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /tmp/new && rm /bin/vi",
+    ]);
+    let diff = d.ok(&["diff", "changer"]);
+    for line in ["C /tmp", "A /tmp/new", "D /bin/vi"] {
+        assert!(diff.lines().any(|l| l == line), "{line} not in:\n{diff}");
+    }
+    // --group-add, by number and by name
+    let gids = d.ok(&[
+        "run",
+        "--rm",
+        "--group-add",
+        "4242",
+        "--group-add",
+        "silo",
+        "busybox",
+        "id",
+        "-G",
+    ]);
+    let gids: Vec<&str> = gids.split_whitespace().collect();
+    assert!(gids.contains(&"4242") && gids.contains(&"1000"), "{gids:?}");
+    refused(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--group-add",
+            "nosuchgroup",
+            "busybox",
+            "true",
+        ],
+        "Unable to find group nosuchgroup",
+    );
+    // --device and --device-cgroup-rule
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/null:/dev/mynull",
+        "--device-cgroup-rule",
+        "c 1:3 rwm",
+        "busybox",
+        "sh",
+        "-c",
+        "test -c /dev/mynull && echo ok > /dev/mynull && echo fine",
+    ]);
+    assert_eq!(out, "fine\n");
+    refused(
+        &d,
+        &["create", "--device", "/etc/passwd", "busybox", "true"],
+        "not a device",
+    );
+    // --volumes-from, and docker cp into a created container's volume
+    d.ok(&[
+        "create",
+        "--name",
+        "donor",
+        "-v",
+        "clivol:/shared",
+        "busybox",
+        "true",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("f.txt");
+    std::fs::write(&src, "from cp\n").unwrap();
+    d.ok(&["cp", src.to_str().unwrap(), "donor:/shared/f.txt"]);
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "donor:ro",
+        "busybox",
+        "cat",
+        "/shared/f.txt",
+    ]);
+    assert_eq!(out, "from cp\n");
+    let out = d.cli(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "donor:ro",
+        "busybox",
+        "touch",
+        "/shared/g",
+    ]);
+    assert!(!out.status.success(), "a :ro volume was writable");
+    // docker exec of a missing or non-executable program: its exit code
+    d.ok(&["run", "-d", "--name", "sleeper", "busybox", "sleep", "1000"]);
+    let out = d.cli(&["exec", "sleeper", "nosuchprogram"]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    let out = d.cli(&["exec", "sleeper", "/etc/passwd"]);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    d.ok(&["rm", "-f", "changer", "donor", "sleeper"]);
+    d.ok(&["volume", "rm", "clivol"]);
 }
