@@ -1,5 +1,6 @@
-//! OCI runtime-spec types, kept here so every layer shares one schema for
-//! `config.json`, the state document and the features document.
+//! OCI runtime-spec and image-spec types, kept here so every layer shares one
+//! schema for `config.json`, the state document, the features document, image
+//! manifests, indexes and configs, and image references.
 //!
 //! Every field is public and optional where the spec lets it be absent, and
 //! unknown fields are ignored (the spec says a runtime must not fail on
@@ -7,6 +8,9 @@
 //! JSON path of the bad field (for example `linux.namespaces[2].type`).
 
 mod defaults;
+pub mod image;
+pub mod image_config;
+pub mod reference;
 mod spec;
 mod state;
 

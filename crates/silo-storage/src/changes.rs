@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use thiserror::Error;
 
-use crate::config::{ContainerConfig, Empty, HealthConfig};
+use silo_oci::image_config::{ContainerConfig, Empty, HealthConfig};
 
 /// Why a change instruction was rejected.
 #[derive(Debug, Error, PartialEq, Eq)]

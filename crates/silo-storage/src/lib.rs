@@ -18,10 +18,8 @@
 //! Everything is blocking; the daemon calls it from `spawn_blocking`.
 
 mod changes;
-mod config;
 mod extract;
 mod fsutil;
-mod reference;
 mod snapshot;
 mod volume;
 
@@ -36,9 +34,12 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 pub use changes::ChangeError;
-pub use config::{ContainerConfig, Empty, HealthConfig, History, ImageConfig, RootFs};
 pub use extract::{ExtractError, MAX_PATH};
-pub use reference::{normalize as normalize_reference, ReferenceError};
+pub use silo_oci::image_config::{
+    ContainerConfig, Empty, HealthConfig, History, ImageConfig, RootFs,
+};
+use silo_oci::reference;
+pub use silo_oci::reference::{normalize as normalize_reference, ReferenceError};
 pub use snapshot::{Change, ChangeKind, SnapshotError, SnapshotPaths};
 pub use volume::{Volume, VolumeError};
 

@@ -1,4 +1,4 @@
-//! The OCI image configuration document (images/<id>.json) as serde types,
+//! The OCI image configuration document as serde types,
 //! with Docker's field spellings so the engine can return it unchanged.
 
 use std::collections::BTreeMap;
