@@ -15,7 +15,12 @@
 //! * hard links: the target is resolved inside the layer and must already exist,
 //!   otherwise the import fails (so `x -> /etc/shadow` can never link a host file);
 //! * device nodes are skipped (images get no devices); fifos are created;
-//! * whiteouts (`.wh.*`) are skipped: a single-layer import has nothing below it;
+//! * whiteouts (`.wh.*`): in an image's layer ([`Whiteouts::Overlay`]) they
+//!   become what overlayfs reads, a 0:0 character device for a deleted path
+//!   and the `trusted.overlay.opaque` xattr for `.wh..wh..opq`; in an import
+//!   ([`Whiteouts::Skip`]) there is nothing below, so they are dropped;
+//! * extended attributes (PAX `SCHILY.xattr.*`) are kept on files and
+//!   directories, except `trusted.overlay.*`, which would steer overlayfs;
 //! * a data stream shorter than the header says, or an archive without its
 //!   end-of-archive block, fails the import (truncated upload).
 //!
@@ -74,6 +79,15 @@ pub enum ExtractError {
     },
 }
 
+/// What to do with whiteout entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whiteouts {
+    /// Drop them (a single layer with nothing below it).
+    Skip,
+    /// Turn them into overlayfs whiteouts (a layer in a stack).
+    Overlay,
+}
+
 /// Result of unpacking one layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unpacked {
@@ -104,20 +118,47 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// Wraps `input` in a gzip decoder when it starts with the gzip magic.
-pub(crate) fn decompressed<'a>(input: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
-    let mut br = BufReader::with_capacity(64 * 1024, input);
-    let head = br.fill_buf()?;
-    if head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b {
-        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(br)))
-    } else {
-        Ok(Box::new(br))
+/// Compression of a layer stream, by its magic bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    pub fn detect(head: &[u8]) -> Compression {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
     }
 }
 
-/// Unpacks the tar stream `input` (plain or gzip) into the existing, empty
-/// directory `dest`.
-pub fn unpack(input: impl Read, dest: &Path) -> Result<Unpacked, ExtractError> {
+/// Wraps `input` in a gzip or zstd decoder when it starts with that magic.
+pub(crate) fn decompressed<'a>(input: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+    let mut br = BufReader::with_capacity(256 * 1024, input);
+    let head = br.fill_buf()?;
+    match Compression::detect(head) {
+        Compression::Gzip => Ok(Box::new(flate2::bufread::MultiGzDecoder::new(br))),
+        Compression::Zstd => Ok(Box::new(
+            ruzstd::decoding::StreamingDecoder::new(br)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?,
+        )),
+        Compression::None => Ok(Box::new(br)),
+    }
+}
+
+/// Unpacks the tar stream `input` (plain, gzip or zstd) into the existing,
+/// empty directory `dest`.
+pub fn unpack(
+    input: impl Read,
+    dest: &Path,
+    whiteouts: Whiteouts,
+) -> Result<Unpacked, ExtractError> {
     let read = |source| ExtractError::Read { source };
     let root: OwnedFd = File::open(dest).map_err(read)?.into();
     let reader = Hashing {
@@ -130,7 +171,7 @@ pub fn unpack(input: impl Read, dest: &Path) -> Result<Unpacked, ExtractError> {
     let mut dir_times: Vec<(Vec<Vec<u8>>, u64)> = Vec::new();
     for entry in archive.entries().map_err(read)? {
         let mut entry = entry.map_err(read)?;
-        if let Some(n) = unpack_entry(&root, &mut entry, &mut dir_times)? {
+        if let Some(n) = unpack_entry(&root, &mut entry, &mut dir_times, whiteouts)? {
             size += n;
         }
     }
@@ -208,6 +249,53 @@ fn open_dir(root: &OwnedFd, comps: &[Vec<u8>]) -> io::Result<OwnedFd> {
     }
 }
 
+/// Opens an existing directory of the layer for reading (an fd that takes
+/// xattrs), resolving symlinks inside it.
+fn open_dir_rw(root: &OwnedFd, comps: &[Vec<u8>]) -> io::Result<OwnedFd> {
+    let p = join(comps);
+    loop {
+        match rustix::fs::openat2(
+            root,
+            OsStr::from_bytes(&p),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Err(Errno::AGAIN) => continue,
+            r => return r.map_err(io::Error::from),
+        }
+    }
+}
+
+/// The entry's PAX extended attributes, minus the ones that steer overlayfs.
+fn xattrs_of<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    if let Some(exts) = entry.pax_extensions()? {
+        for ext in exts {
+            let ext = ext?;
+            let Ok(key) = ext.key() else { continue };
+            if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+                if !name.starts_with("trusted.overlay.") {
+                    out.push((name.to_string(), ext.value_bytes().to_vec()));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Sets extended attributes; a filesystem without support for one is not
+/// an error (as with Docker).
+fn set_xattrs(fd: impl AsFd, xattrs: &[(String, Vec<u8>)]) -> io::Result<()> {
+    for (k, v) in xattrs {
+        match rustix::fs::fsetxattr(&fd, k.as_str(), v, rustix::fs::XattrFlags::empty()) {
+            Ok(()) | Err(Errno::NOTSUP) => {}
+            Err(e) => return Err(io::Error::other(format!("{k}: {e}"))),
+        }
+    }
+    Ok(())
+}
+
 /// Opens a directory of the layer, creating missing ones (mode 0755) on the way.
 fn ensure_dir(root: &OwnedFd, comps: &[Vec<u8>]) -> io::Result<OwnedFd> {
     match (open_dir(root, comps), comps.split_last()) {
@@ -272,6 +360,7 @@ fn unpack_entry<R: Read>(
     root: &OwnedFd,
     entry: &mut tar::Entry<'_, R>,
     dir_times: &mut Vec<(Vec<Vec<u8>>, u64)>,
+    whiteouts: Whiteouts,
 ) -> Result<Option<u64>, ExtractError> {
     let raw = entry.path_bytes().into_owned();
     let name_str = String::from_utf8_lossy(&raw).into_owned();
@@ -313,10 +402,37 @@ fn unpack_entry<R: Read>(
         }
         return Ok(None);
     };
-    if last.starts_with(b".wh.") {
+    if let Some(hidden) = last.strip_prefix(b".wh.") {
+        if whiteouts == Whiteouts::Skip {
+            return Ok(None);
+        }
+        let parent = ensure_dir(root, parent_comps).map_err(io_err("creating parent"))?;
+        if hidden == b".wh..opq" {
+            let dir = open_dir_rw(root, parent_comps).map_err(io_err("opening opaque dir"))?;
+            rustix::fs::fsetxattr(
+                &dir,
+                "trusted.overlay.opaque",
+                b"y",
+                rustix::fs::XattrFlags::empty(),
+            )
+            .map_err(|e| io_err("marking opaque")(e.into()))?;
+            return Ok(None);
+        }
+        let name = OsStr::from_bytes(hidden);
+        create_replacing(&parent, name, || {
+            rustix::fs::mknodat(
+                &parent,
+                name,
+                FileType::CharacterDevice,
+                Mode::empty(),
+                rustix::fs::makedev(0, 0),
+            )
+        })
+        .map_err(io_err("creating whiteout"))?;
         return Ok(None);
     }
     let name = OsStr::from_bytes(last);
+    let xattrs = xattrs_of(entry).map_err(io_err("reading xattrs"))?;
 
     if kind.is_file() || kind == tar::EntryType::Continuous || kind == tar::EntryType::GNUSparse {
         let parent = ensure_dir(root, parent_comps).map_err(io_err("creating parent"))?;
@@ -351,6 +467,7 @@ fn unpack_entry<R: Read>(
             .map_err(|e| io_err("chown")(e.into()))?;
         rustix::fs::fchmod(file.as_fd(), Mode::from_raw_mode(mode))
             .map_err(|e| io_err("chmod")(e.into()))?;
+        set_xattrs(&file, &xattrs).map_err(io_err("setting xattrs"))?;
         rustix::fs::futimens(file.as_fd(), &times(mtime))
             .map_err(|e| io_err("set mtime")(e.into()))?;
         return Ok(Some(got));
@@ -373,6 +490,10 @@ fn unpack_entry<R: Read>(
         }
         set_owner_mode(&parent, name, uid, gid, Some(mode))
             .map_err(io_err("setting owner/mode"))?;
+        if !xattrs.is_empty() {
+            let dir = open_dir_rw(root, &comps).map_err(io_err("opening directory"))?;
+            set_xattrs(&dir, &xattrs).map_err(io_err("setting xattrs"))?;
+        }
         dir_times.push((comps.clone(), mtime));
         return Ok(None);
     }

@@ -4,9 +4,11 @@
 //!
 //! ```text
 //! <root>/layers/<diffid-hex>/        unpacked layer (shared, read-only lower dir)
-//! <root>/layers/<diffid-hex>.json    {"size": bytes}
+//! <root>/layers/<diffid-hex>.json    {"size": bytes, "blobs": [descriptors of its archives]}
+//! <root>/blobs/sha256/<hex>          content store: manifests, indexes, layer archives
 //! <root>/images/<image-id-hex>.json  OCI image config; the id is its sha256
-//! <root>/repositories.json           {"tags": {"repo:tag": "sha256:<id>"}}
+//! <root>/repositories.json           {"tags": {"repo:tag": "sha256:<id>"},
+//!                                     "digests": {"repo@sha256:<manifest>": "sha256:<id>"}}
 //! <root>/snapshots/<cid>/{upper,work,merged,meta.json}
 //! <root>/volumes/<name>/{_data,meta.json}
 //! ```
@@ -17,9 +19,11 @@
 //! leftovers, so a crash or failed import leaves nothing visible behind.
 //! Everything is blocking; the daemon calls it from `spawn_blocking`.
 
+mod blobs;
 mod changes;
 mod extract;
 mod fsutil;
+mod layers;
 mod snapshot;
 mod volume;
 
@@ -33,8 +37,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+pub use blobs::{BlobError, Ingest};
 pub use changes::ChangeError;
-pub use extract::{ExtractError, MAX_PATH};
+pub use extract::{Compression, ExtractError, Whiteouts, MAX_PATH};
+pub use layers::{layer_media_type, LayerError, Lease};
 pub use silo_oci::image_config::{
     ContainerConfig, Empty, HealthConfig, History, ImageConfig, RootFs,
 };
@@ -43,7 +49,7 @@ pub use silo_oci::reference::{normalize as normalize_reference, ReferenceError};
 pub use snapshot::{Change, ChangeKind, SnapshotError, SnapshotPaths};
 pub use volume::{Volume, VolumeError};
 
-use fsutil::{hex, is_hex, random_hex, sync_dir, tree_size, write_atomic, TMP_PREFIX};
+use fsutil::{hex, is_hex, tree_size, write_atomic, TMP_PREFIX};
 use silo_units::now_rfc3339;
 
 /// An image as the engine reports it.
@@ -60,6 +66,8 @@ pub struct Image {
     pub config: ImageConfig,
     /// Layer digests, bottom first ("sha256:<hex>").
     pub diff_ids: Vec<String>,
+    /// "repo@sha256:<manifest digest>" for each pull or push of the image.
+    pub repo_digests: Vec<String>,
 }
 
 /// One line of an image removal, as in Docker's ImageDeleteResponseItem.
@@ -192,11 +200,36 @@ pub enum PruneError {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Repositories {
     tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    digests: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct LayerMeta {
     size: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    blobs: Vec<silo_oci::image::Descriptor>,
+}
+
+/// [`Store::add_image`] failed; nothing was stored.
+#[derive(Debug, Error)]
+pub enum AddImageError {
+    #[error("image config {digest}: {source}")]
+    Config {
+        digest: String,
+        source: serde_json::Error,
+    },
+    #[error("image config {digest}: layer {diff_id} is not stored")]
+    MissingLayer { digest: String, diff_id: String },
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error("storing image {digest}: {op} {path}: {source}")]
+    Io {
+        digest: String,
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -205,8 +238,14 @@ struct State {
     images: BTreeMap<String, ImageConfig>,
     /// "repo:tag" → "sha256:<hex>"
     tags: BTreeMap<String, String>,
+    /// "repo@sha256:<manifest>" → "sha256:<image id>"
+    digests: BTreeMap<String, String>,
     /// diff_id hex → size
     layers: BTreeMap<String, u64>,
+    /// diff_id hex → the blobs that hold its archive
+    layer_blobs: BTreeMap<String, Vec<silo_oci::image::Descriptor>>,
+    /// diff_id hex → number of operations that will reference it soon
+    leases: BTreeMap<String, usize>,
     /// container id → snapshot metadata; None until its meta.json is
     /// read (on first use, so opening a store with a thousand containers
     /// does not read a thousand files).
@@ -217,6 +256,15 @@ impl State {
     /// The "repo:tag" references of image `id` ("sha256:<hex>").
     fn tags_of(&self, id: &str) -> Vec<String> {
         self.tags
+            .iter()
+            .filter(|(_, v)| *v == id)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// The "repo@sha256:…" references of image `id`.
+    fn digests_of(&self, id: &str) -> Vec<String> {
+        self.digests
             .iter()
             .filter(|(_, v)| *v == id)
             .map(|(k, _)| k.clone())
@@ -302,7 +350,14 @@ impl Store {
 
     /// Like [`Store::open`] with an explicit mountinfo file (for tests).
     pub fn open_with_mountinfo(root: &Path, mountinfo: &Path) -> Result<Store, OpenError> {
-        for sub in ["", "layers", "images", "snapshots", "volumes"] {
+        for sub in [
+            "",
+            "layers",
+            "images",
+            "snapshots",
+            "volumes",
+            "blobs/sha256",
+        ] {
             let p = root.join(sub);
             fs::create_dir_all(&p).map_err(|source| OpenError::CreateDir { path: p, source })?;
         }
@@ -344,14 +399,20 @@ impl Store {
                 let meta = root.join("layers").join(format!("{name}.json"));
                 let size = match fs::read(&meta) {
                     Ok(b) => {
-                        serde_json::from_slice::<LayerMeta>(&b)
-                            .map_err(parse_err(&meta))?
-                            .size
+                        let m =
+                            serde_json::from_slice::<LayerMeta>(&b).map_err(parse_err(&meta))?;
+                        if !m.blobs.is_empty() {
+                            state.layer_blobs.insert(name.clone(), m.blobs);
+                        }
+                        m.size
                     }
                     Err(_) => {
                         let size = tree_size(&path);
-                        let _ = serde_json::to_vec(&LayerMeta { size })
-                            .map(|b| write_atomic(&meta, &b));
+                        let _ = serde_json::to_vec(&LayerMeta {
+                            size,
+                            blobs: Vec::new(),
+                        })
+                        .map(|b| write_atomic(&meta, &b));
                         size
                     }
                 };
@@ -380,6 +441,11 @@ impl Store {
                     .into_iter()
                     .filter(|(_, id)| state.images.contains_key(diff_hex(id)))
                     .collect();
+                state.digests = r
+                    .digests
+                    .into_iter()
+                    .filter(|(_, id)| state.images.contains_key(diff_hex(id)))
+                    .collect();
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(read_err(&repos)(e)),
@@ -390,6 +456,9 @@ impl Store {
         }
         // Volumes: only sweep temporaries; they are read from disk on demand.
         list(&root.join("volumes"))?;
+        // Blobs: sweep interrupted downloads too (a resume needs the daemon
+        // that started it).
+        list(&root.join("blobs").join("sha256"))?;
 
         Ok(Store {
             root,
@@ -423,6 +492,7 @@ impl Store {
     fn save_tags(&self, st: &State) -> io::Result<()> {
         let r = Repositories {
             tags: st.tags.clone(),
+            digests: st.digests.clone(),
         };
         let bytes = serde_json::to_vec_pretty(&r).map_err(io::Error::other)?;
         write_atomic(&self.repositories_path(), &bytes)
@@ -444,11 +514,20 @@ impl Store {
             size,
             config: cfg.clone(),
             diff_ids: cfg.rootfs.diff_ids.clone(),
+            repo_digests: st.digests_of(&format!("sha256:{hexid}")),
         }
     }
 
     /// Resolves a tag, full id or unique id prefix to (id hex, tag used).
     fn resolve(st: &State, name_or_id: &str) -> Result<(String, Option<String>), NotFound> {
+        if let Ok(r) = reference::Reference::parse(name_or_id) {
+            if let Some(d) = &r.digest {
+                let key = format!("{}@{d}", r.familiar_repo());
+                if let Some(id) = st.digests.get(&key) {
+                    return Ok((diff_hex(id).to_string(), None));
+                }
+            }
+        }
         if let Ok(tag) = reference::normalize(name_or_id) {
             if let Some(id) = st.tags.get(&tag) {
                 return Ok((diff_hex(id).to_string(), Some(tag)));
@@ -472,10 +551,11 @@ impl Store {
         })
     }
 
-    /// `docker import`: turns a root-filesystem tar (plain or gzip) into a
-    /// one-layer image, optionally tagged `reference`, with `changes`
+    /// `docker import`: turns a root-filesystem tar (plain, gzip or zstd)
+    /// into a one-layer image, optionally tagged `reference`, with `changes`
     /// (Dockerfile-like instructions) applied to its config and `message`
-    /// recorded in its history. On any error nothing is left on disk.
+    /// recorded in its history. The archive is kept as the layer's blob (for
+    /// push and save). On any error nothing is left on disk.
     pub fn import(
         &self,
         tar: impl Read,
@@ -486,23 +566,7 @@ impl Store {
         let tag = reference.map(reference::normalize).transpose()?;
         let mut cc = ContainerConfig::default();
         changes::apply(&mut cc, changes)?;
-        let io_err = |op: &'static str, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| ImportError::Io { op, path, source }
-        };
-
-        let layers = self.root.join("layers");
-        let suffix = random_hex(16);
-        let tmp = layers.join(format!("{TMP_PREFIX}import-{suffix}"));
-        fs::create_dir(&tmp).map_err(io_err("creating", &tmp))?;
-        let unpacked = match extract::unpack(tar, &tmp) {
-            Ok(u) => u,
-            Err(source) => {
-                let _ = fs::remove_dir_all(&tmp);
-                return Err(ImportError::Unpack { path: tmp, source });
-            }
-        };
-        let diff_id = format!("sha256:{}", unpacked.diff_id_hex);
+        let (diff_id, _lease) = self.import_layer(tar, Whiteouts::Skip)?;
         let now = now_rfc3339();
         let cfg = ImageConfig {
             architecture: go_arch().to_string(),
@@ -512,7 +576,7 @@ impl Store {
             config: cc,
             rootfs: RootFs {
                 kind: "layers".to_string(),
-                diff_ids: vec![diff_id],
+                diff_ids: vec![diff_id.clone()],
             },
             history: vec![History {
                 created: Some(now),
@@ -527,70 +591,156 @@ impl Store {
                 empty_layer: false,
             }],
         };
-        let bytes = match serde_json::to_vec(&cfg) {
-            Ok(b) => b,
+        let bytes = serde_json::to_vec(&cfg).map_err(|e| ImportError::Io {
+            op: "encoding config for",
+            path: self.root.join("images"),
+            source: io::Error::other(e),
+        })?;
+        match self.add_image(&bytes, tag.as_deref(), None) {
+            Ok(img) => Ok(img),
             Err(e) => {
-                let _ = fs::remove_dir_all(&tmp);
-                return Err(io_err("encoding config for", &tmp)(io::Error::other(e)));
-            }
-        };
-        let id_hex = hex(&Sha256::digest(&bytes));
-
-        let mut st = self.lock();
-        let layer_dir = layers.join(&unpacked.diff_id_hex);
-        let new_layer = !st.layers.contains_key(&unpacked.diff_id_hex) && !layer_dir.exists();
-        let image_path = self.image_path(&id_hex);
-        let commit = (|| -> Result<(), ImportError> {
-            if new_layer {
-                fs::rename(&tmp, &layer_dir).map_err(io_err("renaming into place", &layer_dir))?;
-                sync_dir(&layers).map_err(io_err("syncing", &layers))?;
-                let meta = layers.join(format!("{}.json", unpacked.diff_id_hex));
-                let mb = serde_json::to_vec(&LayerMeta {
-                    size: unpacked.size,
+                drop(_lease);
+                self.forget_layer(&diff_id);
+                Err(ImportError::Io {
+                    op: "storing",
+                    path: self.root.join("images"),
+                    source: io::Error::other(e.to_string()),
                 })
-                .map_err(|e| io_err("encoding", &meta)(io::Error::other(e)))?;
-                write_atomic(&meta, &mb).map_err(io_err("writing", &meta))?;
-            } else {
-                let _ = fs::remove_dir_all(&tmp);
             }
-            write_atomic(&image_path, &bytes).map_err(io_err("writing", &image_path))?;
-            Ok(())
-        })();
-        if let Err(e) = commit {
-            let _ = fs::remove_dir_all(&tmp);
-            let _ = remove_file_if_exists(&image_path);
-            if new_layer {
-                let _ = remove_tree(&layer_dir);
-                let _ =
-                    remove_file_if_exists(&layers.join(format!("{}.json", unpacked.diff_id_hex)));
-            }
-            return Err(e);
         }
-        st.layers
-            .entry(unpacked.diff_id_hex.clone())
-            .or_insert(unpacked.size);
-        st.images.insert(id_hex.clone(), cfg.clone());
-        if let Some(t) = tag {
-            let old = st.tags.insert(t.clone(), format!("sha256:{id_hex}"));
-            if let Err(source) = self.save_tags(&st) {
-                match old {
-                    Some(o) => st.tags.insert(t, o),
-                    None => st.tags.remove(&t),
-                };
-                st.images.remove(&id_hex);
-                let _ = remove_file_if_exists(&image_path);
-                if new_layer {
-                    st.layers.remove(&unpacked.diff_id_hex);
-                    let _ = remove_tree(&layer_dir);
-                    let _ = remove_file_if_exists(
-                        &layers.join(format!("{}.json", unpacked.diff_id_hex)),
-                    );
-                }
-                return Err(ImportError::Io {
-                    op: "writing",
-                    path: self.repositories_path(),
+    }
+
+    /// Unpacks a layer archive read from `tar` and keeps the archive as the
+    /// layer's blob. Returns the diffID and a lease that keeps the layer
+    /// until an image references it.
+    pub fn import_layer(
+        &self,
+        tar: impl Read,
+        whiteouts: Whiteouts,
+    ) -> Result<(String, Lease<'_>), ImportError> {
+        let blob_err = |e: BlobError| ImportError::Io {
+            op: "storing the archive in",
+            path: self.root.join("blobs"),
+            source: io::Error::other(e.to_string()),
+        };
+        let ingest = self.ingest(None).map_err(blob_err)?;
+        let mut tee = Tee {
+            inner: tar,
+            copy: ingest,
+            head: Vec::new(),
+        };
+        let (diff_id, lease) = match self.unpack_new_layer(&mut tee, "(import)", None, whiteouts) {
+            Ok((dh, _, lease)) => (format!("sha256:{dh}"), lease),
+            Err(LayerError::Unpack { source, .. }) => {
+                tee.copy.discard();
+                return Err(ImportError::Unpack {
+                    path: self.root.join("layers"),
                     source,
                 });
+            }
+            Err(e) => {
+                tee.copy.discard();
+                return Err(ImportError::Io {
+                    op: "unpacking into",
+                    path: self.root.join("layers"),
+                    source: io::Error::other(e.to_string()),
+                });
+            }
+        };
+        // The decoder may stop before the end of the raw stream (gzip
+        // trailer, padding): the blob must hold all of it.
+        let rest = io::copy(&mut tee, &mut io::sink());
+        let Tee { copy, head, .. } = tee;
+        let recorded = rest
+            .map_err(|source| ImportError::Io {
+                op: "reading the archive for",
+                path: self.root.join("blobs"),
+                source,
+            })
+            .and_then(|_| {
+                let blob_size = copy.size();
+                let digest = copy.commit(None).map_err(blob_err)?;
+                let media = layers::layer_media_type(Compression::detect(&head), false);
+                let desc = silo_oci::image::Descriptor::new(media, &digest, blob_size);
+                self.add_layer_from_blob(&desc, &diff_id)
+                    .map_err(|e| ImportError::Io {
+                        op: "recording the archive of",
+                        path: self.root.join("layers"),
+                        source: io::Error::other(e.to_string()),
+                    })
+            });
+        if let Err(e) = recorded {
+            drop(lease);
+            self.forget_layer(&diff_id);
+            return Err(e);
+        }
+        Ok((diff_id, lease))
+    }
+
+    /// Deletes layer `diff_id` (and its blobs) if nothing uses or leases it:
+    /// the clean-up after a failed import, pull or load.
+    pub fn forget_layer(&self, diff_id: &str) {
+        let mut st = self.lock();
+        let _ = self.drop_layer_if_unused(&mut st, diff_id);
+    }
+
+    /// Stores an image whose config is `config` (the exact bytes; the image
+    /// id is their digest) and whose layers are all stored; tags it `tag`
+    /// ("repo:tag") and records `repo_digest` ("repo@sha256:…") if given.
+    pub fn add_image(
+        &self,
+        config: &[u8],
+        tag: Option<&str>,
+        repo_digest: Option<&str>,
+    ) -> Result<Image, AddImageError> {
+        let id_hex = hex(&Sha256::digest(config));
+        let digest = format!("sha256:{id_hex}");
+        let cfg: ImageConfig =
+            serde_json::from_slice(config).map_err(|source| AddImageError::Config {
+                digest: digest.clone(),
+                source,
+            })?;
+        let tag = tag.map(reference::normalize).transpose()?;
+        let mut st = self.lock();
+        for d in &cfg.rootfs.diff_ids {
+            if !st.layers.contains_key(diff_hex(d)) {
+                return Err(AddImageError::MissingLayer {
+                    digest,
+                    diff_id: d.clone(),
+                });
+            }
+        }
+        let io_err = |op, path: &Path| {
+            let (digest, path) = (digest.clone(), path.to_path_buf());
+            move |source| AddImageError::Io {
+                digest,
+                op,
+                path,
+                source,
+            }
+        };
+        let image_path = self.image_path(&id_hex);
+        let new_image = !st.images.contains_key(&id_hex);
+        if new_image {
+            write_atomic(&image_path, config).map_err(io_err("writing", &image_path))?;
+            st.images.insert(id_hex.clone(), cfg.clone());
+        }
+        let (old_tags, old_digests) = (st.tags.clone(), st.digests.clone());
+        if let Some(t) = &tag {
+            st.tags.insert(t.clone(), digest.clone());
+        }
+        if let Some(r) = repo_digest {
+            st.digests.insert(r.to_string(), digest.clone());
+        }
+        if tag.is_some() || repo_digest.is_some() {
+            if let Err(e) = self.save_tags(&st) {
+                st.tags = old_tags;
+                st.digests = old_digests;
+                if new_image {
+                    st.images.remove(&id_hex);
+                    let _ = remove_file_if_exists(&image_path);
+                }
+                return Err(io_err("writing", &self.repositories_path())(e));
             }
         }
         Ok(Self::image_of(&st, &id_hex, &cfg))
@@ -647,12 +797,30 @@ impl Store {
         hexid: &str,
         out: &mut Vec<Removed>,
     ) -> Result<u64, (&'static str, PathBuf, io::Error)> {
+        let id = format!("sha256:{hexid}");
+        let refs = st.digests_of(&id);
+        if !refs.is_empty() {
+            for r in &refs {
+                st.digests.remove(r);
+            }
+            self.save_tags(st)
+                .map_err(|e| ("writing", self.repositories_path(), e))?;
+            for r in refs {
+                // The manifest (or index) blob goes when no reference names it.
+                if let Some((_, d)) = r.split_once('@') {
+                    if !st.digests.keys().any(|k| k.ends_with(&format!("@{d}"))) {
+                        let _ = self.delete_blob(d);
+                    }
+                }
+                out.push(Removed::Untagged(r));
+            }
+        }
         let p = self.image_path(hexid);
         remove_file_if_exists(&p).map_err(|e| ("deleting", p.clone(), e))?;
         let Some(cfg) = st.images.remove(hexid) else {
             return Ok(0);
         };
-        out.push(Removed::Deleted(format!("sha256:{hexid}")));
+        out.push(Removed::Deleted(id));
         let mut freed = 0;
         for d in &cfg.rootfs.diff_ids {
             if let Some(n) = self.drop_layer_if_unused(st, d)? {
@@ -679,7 +847,8 @@ impl Store {
                 .all_snapshots(&self.root)
                 .any(|s| s.diff_ids.iter().any(|x| diff_hex(x) == dh))
             // A snapshot whose metadata cannot be read may use it: keep it.
-            || st.snapshots.values().any(Option::is_none);
+            || st.snapshots.values().any(Option::is_none)
+            || st.leases.contains_key(dh);
         if used || !st.layers.contains_key(dh) {
             return Ok(None);
         }
@@ -687,7 +856,17 @@ impl Store {
         remove_tree(&dir).map_err(|e| ("deleting layer", dir.clone(), e))?;
         let meta = self.root.join("layers").join(format!("{dh}.json"));
         let _ = remove_file_if_exists(&meta);
-        Ok(Some(st.layers.remove(dh).unwrap_or(0)))
+        let mut freed = st.layers.remove(dh).unwrap_or(0);
+        for b in st.layer_blobs.remove(dh).unwrap_or_default() {
+            let still_used = st
+                .layer_blobs
+                .values()
+                .any(|v| v.iter().any(|x| x.digest == b.digest));
+            if !still_used {
+                freed += self.delete_blob(&b.digest).unwrap_or(0);
+            }
+        }
+        Ok(Some(freed))
     }
 
     /// `docker rmi`: removing a tag while the image has other tags only
@@ -852,6 +1031,26 @@ impl Store {
             snapshots,
             volumes,
         }
+    }
+}
+
+/// Copies everything read through it into a blob, and keeps the first bytes
+/// (to tell the compression).
+struct Tee<R> {
+    inner: R,
+    copy: Ingest,
+    head: Vec<u8>,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        io::Write::write_all(&mut self.copy, &buf[..n])?;
+        if self.head.len() < 8 {
+            let take = (8 - self.head.len()).min(n);
+            self.head.extend_from_slice(&buf[..take]);
+        }
+        Ok(n)
     }
 }
 

@@ -122,6 +122,7 @@ fn assert_empty(f: &Fixture) {
         names(&f.root.join("layers"))
     );
     assert!(names(&f.root.join("images")).is_empty());
+    assert!(names(&f.root.join("blobs/sha256")).is_empty());
     assert!(f.store.images().is_empty());
     if let Ok(b) = fs::read(f.root.join("repositories.json")) {
         let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
@@ -400,7 +401,10 @@ fn assert_host_untouched(f: &Fixture, tag: &str) {
     assert_eq!(names(&f.outer), ["root"]);
     let mut top = names(&f.root);
     top.retain(|n| n != "repositories.json");
-    assert_eq!(top, ["images", "layers", "snapshots", "volumes"]);
+    assert_eq!(top, ["blobs", "images", "layers", "snapshots", "volumes"]);
+    // No partial archive was kept either.
+    let blobs = names(&f.root.join("blobs/sha256"));
+    assert!(!blobs.iter().any(|n| n.starts_with(".tmp-")), "{blobs:?}");
 }
 
 #[test]
@@ -538,14 +542,15 @@ fn prune_images() {
             Removed::Deleted(dangling.diff_ids[0].clone())
         ]
     );
-    assert_eq!(rep.space_reclaimed, 7);
+    // The layer's 7 bytes of files and its stored archive.
+    assert_eq!(rep.space_reclaimed, 7 + small.len() as u64);
     assert!(f.store.image(&tagged.id).is_ok());
     // In use: kept even by a full prune.
     let rep = f.store.prune_images(false, &|id| id == tagged.id).unwrap();
     assert!(rep.deleted.is_empty());
     let rep = f.store.prune_images(false, &|_| false).unwrap();
     assert_eq!(rep.deleted[0], Removed::Untagged("keep:1".into()));
-    assert_eq!(rep.space_reclaimed, tagged.size);
+    assert_eq!(rep.space_reclaimed, tagged.size + tar.len() as u64);
     assert_empty(&f);
 }
 
