@@ -169,14 +169,14 @@ fn an_image_needs_its_layers_and_keeps_its_config_bytes() {
     assert!(s.images().is_empty());
     // An import makes the layer and keeps its archive.
     let imported = s.import(&raw[..], None, &[], None).unwrap();
-    assert_eq!(imported.diff_ids, [diff.clone()]);
+    assert_eq!(imported.diff_ids, std::slice::from_ref(&diff));
     assert_eq!(s.layer_blobs(&diff)[0].digest, digest(&raw));
     let rd = format!("a@{}", digest(b"manifest"));
     let img = s
         .add_image(config.as_bytes(), Some("a:1"), Some(&rd))
         .unwrap();
     assert_eq!(img.id, digest(config.as_bytes()));
-    assert_eq!(img.repo_digests, [rd.clone()]);
+    assert_eq!(img.repo_digests, std::slice::from_ref(&rd));
     assert_eq!(s.read_blob(&img.id).unwrap(), config.as_bytes());
     assert_eq!(s.image(&rd).unwrap().id, img.id);
     // gzip made on demand for a push, and kept.
