@@ -44,6 +44,12 @@ fn engine_status(e: &silo_engine::Error) -> u16 {
         E::InvalidArgument { .. } | E::CommandFailed { .. } => 400,
         E::Unavailable(_) => 503,
         E::Internal { .. } | E::Teardown(_) => 500,
+        E::Registry { failure, .. } => match failure {
+            silo_engine::RegistryFailure::NotFound => 404,
+            silo_engine::RegistryFailure::Unauthorized => 401,
+            silo_engine::RegistryFailure::Denied => 403,
+            silo_engine::RegistryFailure::Failed => 500,
+        },
     }
 }
 

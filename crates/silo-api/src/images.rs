@@ -1,24 +1,42 @@
-//! Image endpoints: import (`POST /images/create?fromSrc=-`), list,
-//! inspect, tag, remove, prune. Pulling is refused until the registry issue.
+//! Image endpoints: pull and import (`POST /images/create`), push, list,
+//! inspect, tag, remove, prune, and the registry's `/auth` and
+//! `/distribution/{name}/json`.
 
 use crate::error::{ApiError, ApiResult};
 use crate::params::{split_repo_tag, Params};
-use crate::stream::{blocking, feed_reader};
+use crate::stream::{blocking, feed_reader, progress_stream};
 use crate::Shared;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+
+/// The credentials in `X-Registry-Auth`, if any.
+fn credentials(headers: &HeaderMap) -> ApiResult<Option<silo_engine::Credentials>> {
+    let h = headers
+        .get("x-registry-auth")
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::BadRequest("X-Registry-Auth is not ASCII".to_string()))
+        })
+        .transpose()?;
+    silo_docker::registry_auth(h).map_err(ApiError::Docker)
+}
 
 pub async fn create(
     State(engine): State<Shared>,
     params: Params,
     req: Request,
 ) -> ApiResult<Response> {
-    if params.non_empty("fromImage").is_some() {
-        return Err(ApiError::NotImplemented(
-            "pulling from a registry is not supported yet".to_string(),
-        ));
+    if let Some(from) = params.non_empty("fromImage") {
+        let reference =
+            silo_docker::pull_reference(from, params.non_empty("tag")).map_err(ApiError::Docker)?;
+        let platform = params.non_empty("platform").map(str::to_string);
+        let creds = credentials(req.headers())?;
+        return progress_stream(move |emit| {
+            engine.pull(&reference, platform.as_deref(), creds, emit)
+        })
+        .await;
     }
     match params.non_empty("fromSrc") {
         Some("-") => {}
@@ -87,6 +105,7 @@ pub async fn by_name(
     State(engine): State<Shared>,
     Path(rest): Path<String>,
     method: Method,
+    headers: HeaderMap,
     params: Params,
 ) -> ApiResult<Response> {
     if method == Method::DELETE {
@@ -103,6 +122,13 @@ pub async fn by_name(
         }
     }
     if method == Method::POST {
+        if let Some(name) = rest.strip_suffix("/push") {
+            let name = name.to_string();
+            let tag = params.non_empty("tag").map(str::to_string);
+            let creds = credentials(&headers)?;
+            return progress_stream(move |emit| engine.push(&name, tag.as_deref(), creds, emit))
+                .await;
+        }
         if let Some(name) = rest.strip_suffix("/tag") {
             let name = name.to_string();
             let repo = params.required("repo")?;
@@ -114,4 +140,24 @@ pub async fn by_name(
         }
     }
     Err(crate::system::not_found().await)
+}
+
+/// `POST /auth`: checks credentials with the registry (the client stores them).
+pub async fn auth(State(engine): State<Shared>, body: axum::body::Bytes) -> ApiResult<Response> {
+    let answer = blocking(move || engine.login(&body)).await?;
+    Ok(Json(answer).into_response())
+}
+
+/// `GET /distribution/{name}/json`: the registry's descriptor and platforms.
+pub async fn distribution(
+    State(engine): State<Shared>,
+    Path(rest): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let Some(name) = rest.strip_suffix("/json").map(str::to_string) else {
+        return Err(crate::system::not_found().await);
+    };
+    let creds = credentials(&headers)?;
+    let answer = blocking(move || engine.distribution(&name, creds)).await?;
+    Ok(Json(answer).into_response())
 }

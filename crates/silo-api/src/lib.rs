@@ -43,6 +43,8 @@ pub fn router(engine: Docker) -> Router {
         .route("/_ping", get(system::ping).head(system::ping))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
+        .route("/auth", post(images::auth))
+        .route("/distribution/{*rest}", get(images::distribution))
         .route("/events", get(system::events))
         .route("/system/df", get(system::system_df))
         // containers

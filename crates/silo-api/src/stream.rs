@@ -121,6 +121,55 @@ pub fn feed_reader(body: Body) -> ChannelReader {
     }
 }
 
+/// Runs a blocking transfer (pull, push) that reports progress as lines of
+/// JSON, and answers the way dockerd does: a failure before the first line
+/// is an HTTP error status; after it, the status is 200 and the failure is
+/// the stream's last line (`errorDetail`).
+pub async fn progress_stream<F>(run: F) -> ApiResult<axum::response::Response>
+where
+    F: FnOnce(&(dyn Fn(Vec<u8>) + Sync)) -> silo_docker::Result<()> + Send + 'static,
+{
+    let (tx, body) = channel_body(64);
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<silo_docker::Result<()>>();
+    let started = std::sync::Mutex::new(Some(started_tx));
+    tokio::task::spawn_blocking(move || {
+        let begin = |r: silo_docker::Result<()>| match started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            Some(s) => {
+                let _ = s.send(r);
+                None
+            }
+            None => Some(r),
+        };
+        let emit = |line: Vec<u8>| {
+            let _ = begin(Ok(()));
+            // A client that went away does not stop the transfer (the
+            // image is still wanted by the next try).
+            let _ = tx.blocking_send(Ok(Bytes::from(line)));
+        };
+        let result = run(&emit);
+        if let Some(Err(e)) = begin(result) {
+            let message = ApiError::Docker(e).message();
+            let _ = tx.blocking_send(Ok(Bytes::from(silo_docker::error_line(&message))));
+        }
+    });
+    match started_rx.await {
+        Ok(Err(e)) => Err(ApiError::Docker(e)),
+        Err(_) => Err(ApiError::Internal("the transfer task died".to_string())),
+        Ok(Ok(())) => {
+            let mut resp = axum::response::Response::new(body);
+            resp.headers_mut().insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            );
+            Ok(resp)
+        }
+    }
+}
+
 /// Docker's stream framing of one chunk ([`silo_sys::frame`]).
 pub fn frame(stream: u8, bytes: &[u8]) -> Bytes {
     let stream = silo_sys::frame::Stream::from_byte(stream);

@@ -57,6 +57,8 @@ pub(crate) fn to_docker(ev: &Event) -> EventMessage {
             "prune".into()
         }
         Action::Import => "import".into(),
+        Action::Pull => "pull".into(),
+        Action::Push => "push".into(),
         Action::Tag => "tag".into(),
         Action::Untag => "untag".into(),
         Action::Delete => "delete".into(),

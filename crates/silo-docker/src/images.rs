@@ -128,7 +128,7 @@ impl Docker {
                 id: img.id.clone(),
                 parent_id: String::new(),
                 repo_tags: img.repo_tags.clone(),
-                repo_digests: vec![],
+                repo_digests: img.repo_digests.clone(),
                 created: silo_units::parse_rfc3339(&img.created).map_or(0, |(s, _)| s),
                 size: img.size as i64,
                 shared_size: -1,
@@ -170,7 +170,7 @@ impl Docker {
         Ok(ImageInspect {
             id: Some(img.id.clone()),
             repo_tags: Some(img.repo_tags.clone()),
-            repo_digests: Some(vec![]),
+            repo_digests: Some(img.repo_digests.clone()),
             comment: Some(comment),
             created: Some(img.created.clone()),
             author: Some(img.config.author.clone().unwrap_or_default()),

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 mod containers;
 mod create;
+mod distribution;
 mod events;
 mod exec;
 mod health;
@@ -26,6 +27,7 @@ mod stats;
 mod system;
 mod volumes;
 
+pub use distribution::{error_line, pull_reference, registry_auth};
 pub use events::EventStream;
 pub use exec::{detach_keys, ExecCreated};
 pub use inspect::Filters;

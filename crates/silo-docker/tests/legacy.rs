@@ -59,6 +59,7 @@ fn extract() -> Config {
         runtime_binary: binary("silo-runtime"),
         init_binary: Some("/usr/bin/tini-static".into())
             .filter(|p: &std::path::PathBuf| p.exists()),
+        registry: Default::default(),
     }
 }
 

@@ -48,6 +48,12 @@ pub enum Error {
     /// the exit code a shell gives it (127 not found, 126 not executable).
     #[error("{message}")]
     CommandFailed { code: i64, message: String },
+    /// A registry refused or failed a pull, push or login.
+    #[error("{message}")]
+    Registry {
+        failure: RegistryFailure,
+        message: String,
+    },
     /// The engine failed: `context` says what it was doing.
     #[error("{context}: {source}")]
     Internal {
@@ -87,6 +93,19 @@ impl Error {
             source: source.into(),
         }
     }
+}
+
+/// How a registry operation failed, for front ends' status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryFailure {
+    /// No such repository, tag, manifest or blob (or none for the platform).
+    NotFound,
+    /// Credentials are needed or were wrong.
+    Unauthorized,
+    /// The credentials do not allow it.
+    Denied,
+    /// Anything else: the registry's error or an unreachable registry.
+    Failed,
 }
 
 /// Shorthand for engine results.

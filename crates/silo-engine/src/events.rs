@@ -60,6 +60,8 @@ pub enum Action {
         reclaimed: u64,
     },
     Import,
+    Pull,
+    Push,
     Tag,
     Untag,
     Delete,

@@ -37,6 +37,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 
 mod containers;
+pub mod distribution;
 pub mod error;
 mod events;
 mod health;
@@ -53,7 +54,8 @@ mod store;
 mod teardown;
 mod volumes;
 
-pub use error::{Error, Kind, Result, Step, TeardownError};
+pub use distribution::{Progress, TransferRequest};
+pub use error::{Error, Kind, RegistryFailure, Result, Step, TeardownError};
 pub use events::{Action, Event, Scope};
 pub use io::exec::{ExecInfo, ExecSpec};
 pub use io::stats::{InterfaceCounters, StatsSample};
@@ -62,6 +64,7 @@ pub use lifecycle::{CreateRequest, Created, Outcome, UpdateRequest, WaitConditio
 pub use model::*;
 pub use network::{Attachment, LoopbackOnly, NetworkService};
 pub use pods::{Pod, PodConfig, PodStatus};
+pub use silo_registry::{Config as RegistryConfig, Credentials};
 pub use spec::{ALL_CAPS, INIT_TARGET};
 pub use store::{LegacyRecords, SCHEMA_VERSION};
 pub use volumes::VolumeUsage;
@@ -80,6 +83,8 @@ pub struct Config {
     pub runtime_binary: PathBuf,
     /// A static init (tini) for [`ContainerConfig::init`]. None: refused.
     pub init_binary: Option<PathBuf>,
+    /// Insecure registries and Docker Hub mirrors.
+    pub registry: silo_registry::Config,
 }
 
 /// What the engine is given besides its configuration.
@@ -130,6 +135,8 @@ pub struct Engine {
     host: OnceLock<silo_compute::Host>,
     /// Images, layers, snapshots and volumes (`<data_root>/storage`).
     storage: silo_storage::Store,
+    /// The registry client (pulls and pushes).
+    registry: silo_registry::Client,
     network: Arc<dyn NetworkService>,
     /// Pure cgroup v2 host: containers get a cgroup namespace.
     cgroupns: bool,
@@ -180,7 +187,9 @@ impl Engine {
             .map(|p| (p.id.clone(), p))
             .collect();
         let t_load = t0.elapsed();
+        let registry = silo_registry::Client::new(config.registry.clone());
         let engine = Arc::new_cyclic(|me| Engine {
+            registry,
             config,
             me: me.clone(),
             db,

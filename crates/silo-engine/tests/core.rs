@@ -69,6 +69,7 @@ fn setup() -> (Env, Arc<Engine>) {
         monitor_binary: binary("silo-monitor"),
         runtime_binary: binary("silo-runtime"),
         init_binary: None,
+        registry: Default::default(),
     };
     let engine = Engine::open(config.clone(), Services::default()).unwrap();
     let mut tar = Command::new("tar")

@@ -183,6 +183,17 @@ pub struct Index {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// The OCI digest ("sha256:<hex>") of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let mut s = String::with_capacity(71);
+    s.push_str("sha256:");
+    for b in sha2::Sha256::digest(bytes) {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
 /// The annotation naming an image inside an OCI layout ("ref name").
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// containerd's and Docker's annotation with the full image name.

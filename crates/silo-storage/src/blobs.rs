@@ -313,6 +313,23 @@ impl Store {
         ing.commit(Some(bytes.len() as u64))
     }
 
+    /// Deletes a blob no layer and no image reference needs (the clean-up
+    /// of a failed pull or load).
+    pub fn discard_blob(&self, digest: &str) {
+        let st = self.lock();
+        let used = st
+            .layer_blobs
+            .values()
+            .any(|v| v.iter().any(|b| b.digest == digest))
+            || st
+                .digests
+                .keys()
+                .any(|k| k.ends_with(&format!("@{digest}")));
+        if !used {
+            let _ = self.delete_blob(digest);
+        }
+    }
+
     /// Deletes a blob from `blobs/` (configs in `images/` go with their image).
     pub(crate) fn delete_blob(&self, digest: &str) -> io::Result<u64> {
         let Some(h) = digest_hex(digest) else {

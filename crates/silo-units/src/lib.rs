@@ -19,7 +19,7 @@ mod size;
 mod time;
 
 pub use duration::parse_go_duration;
-pub use human::human_duration;
+pub use human::{bytes_size, human_duration, human_size};
 pub use size::parse_size;
 pub use time::{format_rfc3339, now_rfc3339, parse_rfc3339, UtcTime};
 

@@ -41,46 +41,7 @@ pub fn parse_cpus(s: &str) -> Result<i64, UnitError> {
     Ok((v * 1e9).round() as i64)
 }
 
-/// Decimal human size with 3 significant digits, like docker's `HumanSize`: "4.26MB".
-pub fn human_size(bytes: f64) -> String {
-    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    let mut v = bytes;
-    let mut i = 0;
-    while v >= 1000.0 && i < UNITS.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    format!("{}{}", sig3(v), UNITS[i])
-}
-
-/// Binary human size, like docker's `BytesSize`: "1.5MiB".
-pub fn bytes_size(bytes: f64) -> String {
-    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut v = bytes;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    format!("{}{}", sig3(v), UNITS[i])
-}
-
-/// Go's `%.4g`-like rendering with at most 3 significant digits, trailing zeros dropped.
-fn sig3(v: f64) -> String {
-    let decimals = if v >= 100.0 {
-        0
-    } else if v >= 10.0 {
-        1
-    } else {
-        2
-    };
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
-}
+pub use silo_units::{bytes_size, human_size};
 
 pub use silo_units::human_duration;
 

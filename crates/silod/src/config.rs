@@ -22,6 +22,8 @@ pub enum ConfigError {
     ExecRootTooLong { path: PathBuf, len: usize },
     #[error("finding the silod binary's directory: {0}")]
     CurrentExe(std::io::Error),
+    #[error("registry mirror {mirror:?}: want an http:// or https:// URL with a host and no path")]
+    Mirror { mirror: String },
 }
 
 /// The config file (`--config`), dockerd-style key names.
@@ -41,6 +43,12 @@ pub struct FileConfig {
     pub init_path: Option<PathBuf>,
     #[serde(rename = "log-level")]
     pub log_level: Option<String>,
+    /// Registries reached over HTTP or unchecked HTTPS ("host:port" or CIDR).
+    #[serde(rename = "insecure-registries", default)]
+    pub insecure_registries: Vec<String>,
+    /// Docker Hub mirrors, tried in order before Docker Hub for pulls.
+    #[serde(rename = "registry-mirrors", default)]
+    pub registry_mirrors: Vec<String>,
 }
 
 impl FileConfig {
@@ -89,6 +97,14 @@ pub struct Flags {
     /// Log filter (error, warn, info, debug, trace, or a tracing directive).
     #[arg(short = 'l', long)]
     pub log_level: Option<String>,
+    /// A registry reached over HTTP or unchecked HTTPS ("host:port" or a
+    /// CIDR range; loopback always is). Repeatable; adds to the file's list.
+    #[arg(long = "insecure-registry")]
+    pub insecure_registries: Vec<String>,
+    /// A Docker Hub mirror URL, tried before Docker Hub. Repeatable; adds
+    /// to the file's list.
+    #[arg(long = "registry-mirror")]
+    pub registry_mirrors: Vec<String>,
 }
 
 /// The merged settings.
@@ -102,6 +118,8 @@ pub struct Settings {
     /// None when no init binary was configured or found: `--init` is then refused.
     pub init_path: Option<PathBuf>,
     pub log_level: String,
+    pub insecure_registries: Vec<String>,
+    pub registry_mirrors: Vec<String>,
 }
 
 /// Where an init binary is looked for when none is configured: Debian's
@@ -148,7 +166,22 @@ pub fn merge(flags: Flags, file: FileConfig, bin_dir: &Path) -> Result<Settings,
             len,
         });
     }
+    let mut registry_mirrors = file.registry_mirrors;
+    registry_mirrors.extend(flags.registry_mirrors);
+    for m in &registry_mirrors {
+        let rest = m
+            .strip_prefix("https://")
+            .or_else(|| m.strip_prefix("http://"))
+            .map(|r| r.trim_end_matches('/'));
+        if rest.is_none_or(|r| r.is_empty() || r.contains('/')) {
+            return Err(ConfigError::Mirror { mirror: m.clone() });
+        }
+    }
+    let mut insecure_registries = file.insecure_registries;
+    insecure_registries.extend(flags.insecure_registries);
     Ok(Settings {
+        insecure_registries,
+        registry_mirrors,
         socket: socket_path(&host)?,
         data_root: flags
             .data_root

@@ -177,6 +177,14 @@ fn run(started: Instant) -> Result<(), StartError> {
             monitor_binary: s.monitor.clone(),
             runtime_binary: s.runtime.clone(),
             init_binary: s.init_path.clone(),
+            registry: silo_engine::RegistryConfig {
+                insecure: s.insecure_registries.clone(),
+                mirrors: s
+                    .registry_mirrors
+                    .iter()
+                    .map(|m| m.trim_end_matches('/').to_string())
+                    .collect(),
+            },
         },
         silo_engine::Services {
             network: std::sync::Arc::new(silo_engine::LoopbackOnly),

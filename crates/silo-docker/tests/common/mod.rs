@@ -87,6 +87,7 @@ pub fn setup() -> (Env, Docker) {
         monitor_binary: binary("silo-monitor"),
         runtime_binary: binary("silo-runtime"),
         init_binary: Some(PathBuf::from("/usr/bin/tini-static")).filter(|p| p.exists()),
+        registry: Default::default(),
     };
     let docker = open(&config);
     import(&docker, &rootfs, "busybox", &[]);
