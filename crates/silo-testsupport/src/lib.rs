@@ -102,6 +102,9 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+mod registry;
+pub use registry::{Fault, Proxy, Registry};
+
 /// The command-line client a [`Daemon`] is driven with.
 #[derive(Clone, Debug)]
 pub enum Cli {
@@ -143,17 +146,25 @@ pub struct Daemon {
     silod: PathBuf,
     cli: Cli,
     child: Option<Child>,
+    /// Extra silod flags (registry mirrors, insecure registries...).
+    extra: Vec<String>,
 }
 
 impl Daemon {
     /// Starts silod (the binary at `silod`) and waits until it listens.
     pub fn start(silod: &Path, cli: Cli) -> Daemon {
+        Self::start_with(silod, cli, &[])
+    }
+
+    /// Like [`Daemon::start`] with extra silod flags.
+    pub fn start_with(silod: &Path, cli: Cli, extra: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut d = Daemon {
             dir,
             silod: silod.to_path_buf(),
             cli,
             child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         d.spawn();
         d
@@ -193,6 +204,7 @@ impl Daemon {
             .arg(sibling(&self.silod, "silo-runtime"))
             .arg("--log-level")
             .arg("debug")
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -56,15 +56,12 @@ fn ping_version_prefix_and_unknown_paths() {
 }
 
 #[test]
-fn pull_is_refused_clearly() {
+fn pull_from_an_unreachable_registry_fails_naming_it() {
     let d = daemon();
-    let out = d.cli(&["pull", "busybox"]);
+    let out = d.cli(&["pull", "127.0.0.1:1/nothing:1"]);
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("pulling from a registry is not supported yet"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("127.0.0.1:1"), "{}", stderr(&out));
+    assert!(d.ok(&["images", "-q"]).trim().is_empty());
 }
 
 #[test]
