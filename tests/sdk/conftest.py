@@ -5,6 +5,7 @@ overrides); the busybox image is imported from a rootfs built by
 scripts/mkrootfs.sh, as the Rust tests do.
 """
 import os
+import shutil
 import socket
 import subprocess
 import tarfile
@@ -116,3 +117,89 @@ def silod(rootfs_tar):
 @pytest.fixture
 def client(silod):
     return silod.client
+
+
+@pytest.fixture(scope="module")
+def dockerd(rootfs_tar):
+    """Debian's dockerd on a private socket and data root, with busybox."""
+    tag = os.getpid()
+    run = f"/run/silo-sdk-dockerd-{tag}"
+    data = f"/var/lib/silo-sdk-dockerd-{tag}"
+    os.makedirs(run, exist_ok=True)
+    os.makedirs(data, exist_ok=True)
+    sock = run + "/docker.sock"
+    log = open(run + "/dockerd.log", "w")
+    proc = subprocess.Popen(
+        ["dockerd", "-H", "unix://" + sock, "--data-root", data, "--exec-root", run + "/exec",
+         "--pidfile", run + "/docker.pid", "--bridge", "none", "--iptables=false",
+         "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
+         "--userland-proxy=false"],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    client = None
+    deadline = time.time() + 60
+    while time.time() < deadline and client is None:
+        if os.path.exists(sock):
+            try:
+                c = docker.DockerClient(base_url="unix://" + sock, timeout=60)
+                c.ping()
+                client = c
+            except Exception:
+                pass
+        time.sleep(0.25)
+    try:
+        assert client is not None, "dockerd did not answer: " + open(run + "/dockerd.log").read()
+        client.api.import_image(src=rootfs_tar, repository="busybox", tag="latest")
+        yield client
+    finally:
+        if client is not None:
+            for c in client.containers.list(all=True):
+                c.remove(force=True)
+            client.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        subprocess.run(["sh", "-c", f"grep -o '[^ ]*{data}[^ ]*' /proc/self/mounts | sort -r | xargs -r -n1 umount -l"],
+                       check=False)
+        shutil.rmtree(run, ignore_errors=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """Debian's docker-registry on a free port of 127.0.0.1; yields "127.0.0.1:PORT"."""
+    d = tmp_path_factory.mktemp("registry")
+    port = free_port()
+    cfg = d / "config.yml"
+    cfg.write_text(
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
+        f"    rootdirectory: {d}/data\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n")
+    log = open(d / "registry.log", "w")
+    proc = subprocess.Popen(["docker-registry", "serve", str(cfg)],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        raise RuntimeError("docker-registry did not listen")
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()

@@ -1,64 +1,10 @@
 """The same SDK calls against Debian's dockerd and silod: every key dockerd's
 container inspect document has, silod's has too (values may differ)."""
-import os
-import shutil
-import subprocess
-import time
-
-import docker
 import pytest
 
 # What silod leaves out on purpose: it has no networks until the network
 # service lands, so no endpoint under NetworkSettings.Networks.
 ALLOWED_MISSING = ("NetworkSettings.Networks.",)
-
-
-@pytest.fixture(scope="module")
-def dockerd(rootfs_tar):
-    tag = os.getpid()
-    run = f"/run/silo-sdk-dockerd-{tag}"
-    data = f"/var/lib/silo-sdk-dockerd-{tag}"
-    os.makedirs(run, exist_ok=True)
-    os.makedirs(data, exist_ok=True)
-    sock = run + "/docker.sock"
-    log = open(run + "/dockerd.log", "w")
-    proc = subprocess.Popen(
-        ["dockerd", "-H", "unix://" + sock, "--data-root", data, "--exec-root", run + "/exec",
-         "--pidfile", run + "/docker.pid", "--bridge", "none", "--iptables=false",
-         "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
-         "--userland-proxy=false"],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    client = None
-    deadline = time.time() + 60
-    while time.time() < deadline and client is None:
-        if os.path.exists(sock):
-            try:
-                c = docker.DockerClient(base_url="unix://" + sock, timeout=60)
-                c.ping()
-                client = c
-            except Exception:
-                pass
-        time.sleep(0.25)
-    try:
-        assert client is not None, "dockerd did not answer: " + open(run + "/dockerd.log").read()
-        client.api.import_image(src=rootfs_tar, repository="busybox", tag="latest")
-        yield client
-    finally:
-        if client is not None:
-            for c in client.containers.list(all=True):
-                c.remove(force=True)
-            client.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        subprocess.run(["sh", "-c", f"grep -o '[^ ]*{data}[^ ]*' /proc/self/mounts | sort -r | xargs -r -n1 umount -l"],
-                       check=False)
-        shutil.rmtree(run, ignore_errors=True)
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def key_paths(value, prefix=""):

@@ -376,7 +376,7 @@ pub async fn archive_head(
 }
 
 /// Runs `produce` on the blocking pool writing into a streaming body.
-fn tar_stream<F>(produce: F) -> Body
+pub(crate) fn tar_stream<F>(produce: F) -> Body
 where
     F: FnOnce(&mut dyn Write) -> silo_docker::Result<()> + Send + 'static,
 {
@@ -397,7 +397,7 @@ where
     body
 }
 
-fn tar_response(body: Body) -> Response {
+pub(crate) fn tar_response(body: Body) -> Response {
     let mut resp = Response::new(body);
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -115,6 +115,9 @@ pub async fn by_name(
         return Ok(Json(deleted).into_response());
     }
     if method == Method::GET {
+        if let Some(name) = rest.strip_suffix("/get") {
+            return save(engine, vec![name.to_string()]).await;
+        }
         if let Some(name) = rest.strip_suffix("/json") {
             let name = name.to_string();
             let doc = blocking(move || engine.image_inspect(&name)).await?;
@@ -160,4 +163,39 @@ pub async fn distribution(
     let creds = credentials(&headers)?;
     let answer = blocking(move || engine.distribution(&name, creds)).await?;
     Ok(Json(answer).into_response())
+}
+
+/// `GET /images/get?names=…`: several images in one archive.
+pub async fn get(State(engine): State<Shared>, params: Params) -> ApiResult<Response> {
+    save(engine, params.all("names")).await
+}
+
+async fn save(engine: Shared, names: Vec<String>) -> ApiResult<Response> {
+    let items = {
+        let engine = engine.clone();
+        blocking(move || engine.save_items(&names)).await?
+    };
+    let body = crate::containers::tar_stream(move |out| engine.save(&items, out));
+    Ok(crate::containers::tar_response(body))
+}
+
+/// `POST /images/load`: an image archive in the body.
+pub async fn load(State(engine): State<Shared>, req: Request) -> ApiResult<Response> {
+    let mut reader = feed_reader(req.into_body());
+    let lines = blocking(move || {
+        let done = engine.load(&mut reader);
+        reader.drain(crate::stream::DRAIN_LIMIT);
+        done
+    })
+    .await?;
+    // A stream (chunked), as dockerd answers: the SDK reads a body without
+    // chunking as one JSON document.
+    let chunks =
+        futures_util::stream::iter([Ok::<_, std::io::Error>(axum::body::Bytes::from(lines))]);
+    let mut resp = Response::new(axum::body::Body::from_stream(chunks));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
 }

@@ -87,6 +87,8 @@ pub fn router(engine: Docker) -> Router {
         .route("/images/create", post(images::create))
         .route("/images/json", get(images::list))
         .route("/images/prune", post(images::prune))
+        .route("/images/get", get(images::get))
+        .route("/images/load", post(images::load))
         .route(
             "/images/{*rest}",
             get(images::by_name)

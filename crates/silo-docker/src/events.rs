@@ -59,6 +59,8 @@ pub(crate) fn to_docker(ev: &Event) -> EventMessage {
         Action::Import => "import".into(),
         Action::Pull => "pull".into(),
         Action::Push => "push".into(),
+        Action::Load => "load".into(),
+        Action::Save => "save".into(),
         Action::Tag => "tag".into(),
         Action::Untag => "untag".into(),
         Action::Delete => "delete".into(),

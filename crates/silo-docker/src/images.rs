@@ -8,7 +8,7 @@ use bollard_stubs::models::{
     ImageSummary,
 };
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{Read, Write};
 
 fn removed_item(r: &silo_storage::Removed) -> ImageDeleteResponseItem {
     match r {
@@ -86,6 +86,42 @@ fn glob(pattern: &str, text: &str) -> bool {
 }
 
 impl Docker {
+    /// Checks the names of `docker save` (before any byte is sent).
+    pub fn save_items(&self, names: &[String]) -> Result<Vec<silo_storage::SaveItem>> {
+        if names.is_empty() {
+            return Err(invalid("names", "no image names given"));
+        }
+        Ok(self.engine.save_items(names)?)
+    }
+
+    /// `GET /images/get`: writes the archive.
+    pub fn save(&self, items: &[silo_storage::SaveItem], out: &mut dyn Write) -> Result<()> {
+        Ok(self.engine.save_images(items, out)?)
+    }
+
+    /// `POST /images/load`: returns Docker's JSON stream lines (one per
+    /// image: "Loaded image: …" or "Loaded image ID: …").
+    pub fn load(&self, input: &mut dyn Read) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.engine.load_images(input, &mut |l| {
+            let lines: Vec<String> = if l.tags.is_empty() {
+                vec![format!("Loaded image ID: {}\n", l.id)]
+            } else {
+                l.tags
+                    .iter()
+                    .map(|t| format!("Loaded image: {t}\n"))
+                    .collect()
+            };
+            for text in lines {
+                if let Ok(mut b) = serde_json::to_vec(&serde_json::json!({ "stream": text })) {
+                    b.push(b'\n');
+                    out.extend(b);
+                }
+            }
+        })?;
+        Ok(out)
+    }
+
     /// `POST /images/create?fromSrc=-` (docker import): returns the image id.
     pub fn import_image(
         &self,

@@ -62,6 +62,8 @@ pub enum Action {
     Import,
     Pull,
     Push,
+    Load,
+    Save,
     Tag,
     Untag,
     Delete,

@@ -126,3 +126,85 @@ impl Engine {
         Ok(report)
     }
 }
+
+impl Engine {
+    /// Resolves the names `docker save` was given into the images and the
+    /// tags to save them under: a tag saves that tag, an id saves the image
+    /// untagged, a repository without a tag saves every tag of it.
+    pub fn save_items(&self, names: &[String]) -> Result<Vec<silo_storage::SaveItem>> {
+        let mut items: Vec<silo_storage::SaveItem> = Vec::new();
+        for name in names {
+            let img = self.image(name)?;
+            let explicit_tag = silo_oci::reference::Reference::parse(name)
+                .ok()
+                .filter(|r| r.digest.is_none());
+            let tags: Vec<String> = match explicit_tag {
+                Some(r)
+                    if img
+                        .repo_tags
+                        .iter()
+                        .any(|t| r.familiar_tagged().as_deref() == Some(t.as_str())) =>
+                {
+                    r.familiar_tagged().into_iter().collect()
+                }
+                Some(r) if r.tag.is_none() => img
+                    .repo_tags
+                    .iter()
+                    .filter(|t| {
+                        t.rsplit_once(':')
+                            .is_some_and(|(repo, _)| repo == r.familiar_repo())
+                    })
+                    .cloned()
+                    .collect(),
+                _ => Vec::new(),
+            };
+            match items.iter_mut().find(|i| i.image.id == img.id) {
+                Some(existing) => {
+                    for t in tags {
+                        if !existing.tags.contains(&t) {
+                            existing.tags.push(t);
+                        }
+                    }
+                }
+                None => items.push(silo_storage::SaveItem { image: img, tags }),
+            }
+        }
+        Ok(items)
+    }
+
+    /// `docker save`: writes the images as one archive.
+    pub fn save_images(
+        &self,
+        items: &[silo_storage::SaveItem],
+        out: &mut dyn std::io::Write,
+    ) -> Result<()> {
+        self.storage.save(items, out).map_err(|e| match e {
+            silo_storage::SaveError::NotFound(n) => Error::not_found(Kind::Image, n.to_string()),
+            silo_storage::SaveError::Layer { .. } => Error::invalid("image", e.to_string()),
+            other => Error::internal("saving images", other),
+        })
+    }
+
+    /// `docker load`: stores the images of an archive; `report` gets each
+    /// one stored.
+    pub fn load_images(
+        &self,
+        input: &mut dyn Read,
+        report: &mut dyn FnMut(&silo_storage::Loaded),
+    ) -> Result<Vec<silo_storage::Loaded>> {
+        let loaded = self.storage.load(input, report).map_err(|e| match e {
+            silo_storage::LoadError::Io { .. } => Error::internal("loading images", e),
+            other => Error::invalid("archive", other.to_string()),
+        })?;
+        for l in &loaded {
+            let name = l.tags.first().cloned().unwrap_or_else(|| l.id.clone());
+            self.emit_with(
+                Scope::Image,
+                Action::Load,
+                &l.id,
+                [("name".to_string(), name)].into(),
+            );
+        }
+        Ok(loaded)
+    }
+}

@@ -19,6 +19,7 @@
 //! leftovers, so a crash or failed import leaves nothing visible behind.
 //! Everything is blocking; the daemon calls it from `spawn_blocking`.
 
+mod archive;
 mod blobs;
 mod changes;
 mod extract;
@@ -37,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+pub use archive::{LoadError, Loaded, SaveError, SaveItem};
 pub use blobs::{BlobError, Ingest};
 pub use changes::ChangeError;
 pub use extract::{Compression, ExtractError, Whiteouts, MAX_PATH};
