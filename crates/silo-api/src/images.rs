@@ -118,6 +118,11 @@ pub async fn by_name(
         if let Some(name) = rest.strip_suffix("/get") {
             return save(engine, vec![name.to_string()]).await;
         }
+        if let Some(name) = rest.strip_suffix("/history") {
+            let name = name.to_string();
+            let doc = blocking(move || engine.history(&name)).await?;
+            return Ok(Json(doc).into_response());
+        }
         if let Some(name) = rest.strip_suffix("/json") {
             let name = name.to_string();
             let doc = blocking(move || engine.image_inspect(&name)).await?;
@@ -198,4 +203,45 @@ pub async fn load(State(engine): State<Shared>, req: Request) -> ApiResult<Respo
         HeaderValue::from_static("application/json"),
     );
     Ok(resp)
+}
+
+/// `POST /commit?container=…`: a container's changes as a new image.
+pub async fn commit(
+    State(engine): State<Shared>,
+    params: Params,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let container = params.required("container")?.to_string();
+    let (repo, inline_tag) = match params.non_empty("repo") {
+        Some(r) => {
+            let (name, t) = split_repo_tag(r);
+            (Some(name.to_string()), t.map(str::to_string))
+        }
+        None => (None, None),
+    };
+    let tag = params.non_empty("tag").map(str::to_string).or(inline_tag);
+    let comment = params.non_empty("comment").map(str::to_string);
+    let author = params.non_empty("author").map(str::to_string);
+    let pause = params.flag("pause", true)?;
+    let changes = params.all("changes");
+    let config: Option<bollard_stubs::models::ContainerConfig> =
+        if body.iter().all(u8::is_ascii_whitespace) || &body[..] == b"null" {
+            None
+        } else {
+            Some(crate::params::json_body(&body, "commit config", true)?)
+        };
+    let id = blocking(move || {
+        engine.commit(
+            &container,
+            repo.as_deref(),
+            tag.as_deref(),
+            comment.as_deref(),
+            author.as_deref(),
+            pause,
+            &changes,
+            config,
+        )
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "Id": id }))).into_response())
 }

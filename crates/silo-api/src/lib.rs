@@ -44,6 +44,7 @@ pub fn router(engine: Docker) -> Router {
         .route("/version", get(system::version))
         .route("/info", get(system::info))
         .route("/auth", post(images::auth))
+        .route("/commit", post(images::commit))
         .route("/distribution/{*rest}", get(images::distribution))
         .route("/events", get(system::events))
         .route("/system/df", get(system::system_df))

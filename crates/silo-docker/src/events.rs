@@ -61,6 +61,7 @@ pub(crate) fn to_docker(ev: &Event) -> EventMessage {
         Action::Push => "push".into(),
         Action::Load => "load".into(),
         Action::Save => "save".into(),
+        Action::Commit => "commit".into(),
         Action::Tag => "tag".into(),
         Action::Untag => "untag".into(),
         Action::Delete => "delete".into(),

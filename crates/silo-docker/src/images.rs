@@ -122,6 +122,141 @@ impl Docker {
         Ok(out)
     }
 
+    /// `POST /commit`: the container's config (with `body`'s fields over
+    /// it) becomes the new image's; returns the image id.
+    #[allow(clippy::too_many_arguments)]
+    pub fn commit(
+        &self,
+        container: &str,
+        repo: Option<&str>,
+        tag: Option<&str>,
+        comment: Option<&str>,
+        author: Option<&str>,
+        pause: bool,
+        changes: &[String],
+        body: Option<bollard_stubs::models::ContainerConfig>,
+    ) -> Result<String> {
+        let tag = match (
+            repo.filter(|r| !r.is_empty()),
+            tag.filter(|t| !t.is_empty()),
+        ) {
+            (Some(r), Some(t)) => Some(format!("{r}:{t}")),
+            (Some(r), None) => Some(r.to_string()),
+            (None, Some(t)) => {
+                return Err(invalid(
+                    "tag",
+                    format!("tag {t:?} given without a repository"),
+                ))
+            }
+            (None, None) => None,
+        };
+        let inspect = self.inspect(container, false)?;
+        let mut cfg = inspect.config.unwrap_or_default();
+        if let Some(b) = body {
+            let d = bollard_stubs::models::ContainerConfig::default();
+            macro_rules! over {
+                ($($f:ident),*) => { $( if b.$f != d.$f { cfg.$f = b.$f.clone(); } )* };
+            }
+            over!(
+                user,
+                exposed_ports,
+                env,
+                cmd,
+                entrypoint,
+                volumes,
+                working_dir,
+                labels,
+                stop_signal,
+                healthcheck
+            );
+        }
+        let set = |v: Option<Vec<String>>| -> Option<std::collections::BTreeMap<String, silo_storage::Empty>> {
+            v.filter(|v| !v.is_empty())
+                .map(|v| v.into_iter().map(|k| (k, silo_storage::Empty {})).collect())
+        };
+        let created_by = inspect
+            .path
+            .into_iter()
+            .chain(inspect.args.unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let config = silo_storage::ContainerConfig {
+            user: cfg.user.filter(|u| !u.is_empty()),
+            exposed_ports: set(cfg.exposed_ports),
+            env: cfg.env,
+            entrypoint: cfg.entrypoint,
+            cmd: cfg.cmd,
+            volumes: set(cfg.volumes),
+            working_dir: cfg.working_dir.filter(|w| !w.is_empty()),
+            labels: cfg
+                .labels
+                .filter(|l| !l.is_empty())
+                .map(|l| l.into_iter().collect()),
+            stop_signal: cfg.stop_signal,
+            healthcheck: cfg.healthcheck.map(|h| silo_storage::HealthConfig {
+                test: h.test,
+                interval: h.interval,
+                timeout: h.timeout,
+                start_period: h.start_period,
+                start_interval: h.start_interval,
+                retries: h.retries,
+            }),
+        };
+        let req = silo_engine::CommitRequest {
+            spec: silo_storage::CommitSpec {
+                config,
+                changes: changes.to_vec(),
+                comment: comment.map(str::to_string),
+                author: author.map(str::to_string),
+                created_by: Some(created_by),
+                tag,
+            },
+            pause,
+        };
+        Ok(self.engine.commit(container, &req)?.id)
+    }
+
+    /// `GET /images/{name}/history`: newest first, as Docker lists it.
+    pub fn history(
+        &self,
+        name: &str,
+    ) -> Result<Vec<bollard_stubs::models::ImageHistoryResponseItem>> {
+        let img = self.engine.image(name)?;
+        let storage = self.engine.storage();
+        let mut layers = img.diff_ids.iter();
+        let mut out = Vec::new();
+        let n = img.config.history.len();
+        for (i, h) in img.config.history.iter().enumerate() {
+            let size = if h.empty_layer {
+                0
+            } else {
+                layers.next().map_or(0, |d| storage.layer_size(d) as i64)
+            };
+            out.push(bollard_stubs::models::ImageHistoryResponseItem {
+                id: if i + 1 == n {
+                    img.id.clone()
+                } else {
+                    "<missing>".to_string()
+                },
+                created: h
+                    .created
+                    .as_deref()
+                    .and_then(|c| silo_units::parse_rfc3339(c).ok())
+                    .map_or(0, |(s, _)| s),
+                created_by: h.created_by.clone().unwrap_or_default(),
+                tags: if i + 1 == n {
+                    img.repo_tags.clone()
+                } else {
+                    Vec::new()
+                },
+                size,
+                comment: h.comment.clone().unwrap_or_default(),
+            });
+        }
+        out.reverse();
+        Ok(out)
+    }
+
     /// `POST /images/create?fromSrc=-` (docker import): returns the image id.
     pub fn import_image(
         &self,

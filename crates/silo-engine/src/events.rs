@@ -64,6 +64,7 @@ pub enum Action {
     Push,
     Load,
     Save,
+    Commit,
     Tag,
     Untag,
     Delete,

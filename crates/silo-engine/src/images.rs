@@ -208,3 +208,43 @@ impl Engine {
         Ok(loaded)
     }
 }
+
+/// `docker commit` in the engine's terms.
+#[derive(Debug, Clone, Default)]
+pub struct CommitRequest {
+    pub spec: silo_storage::CommitSpec,
+    /// Pause a running container while its filesystem is read.
+    pub pause: bool,
+}
+
+impl Engine {
+    /// Commits a container's filesystem changes as a new image.
+    pub fn commit(&self, id: &str, req: &CommitRequest) -> Result<silo_storage::Image> {
+        let c = self.container(id)?;
+        let paused_here = req.pause && matches!(c.state.status, crate::Status::Running(_));
+        if paused_here {
+            self.pause(&c.id)?;
+        }
+        let result = self.storage.commit(&c.id, &req.spec);
+        if paused_here {
+            if let Err(e) = self.unpause(&c.id) {
+                tracing::warn!("commit {}: unpausing: {e}", c.id);
+            }
+        }
+        let image = result.map_err(|e| match e {
+            silo_storage::CommitError::Change(_)
+            | silo_storage::CommitError::Image(silo_storage::AddImageError::Reference(_)) => {
+                Error::invalid("changes", e.to_string())
+            }
+            silo_storage::CommitError::NoSnapshot { .. } => Error::conflict(e.to_string()),
+            other => Error::internal("committing", other),
+        })?;
+        let mut attrs = std::collections::BTreeMap::new();
+        attrs.insert("name".to_string(), c.name.clone());
+        if let Some(t) = &req.spec.tag {
+            attrs.insert("imageName".to_string(), t.clone());
+        }
+        self.emit_with(Scope::Container, Action::Commit, &c.id, attrs);
+        Ok(image)
+    }
+}

@@ -57,6 +57,7 @@ mod volumes;
 pub use distribution::{Progress, TransferRequest};
 pub use error::{Error, Kind, RegistryFailure, Result, Step, TeardownError};
 pub use events::{Action, Event, Scope};
+pub use images::CommitRequest;
 pub use io::exec::{ExecInfo, ExecSpec};
 pub use io::stats::{InterfaceCounters, StatsSample};
 pub use io::{AttachOptions, AttachStream, LogChunk, LogOptions, PathStat, ProcessTable};

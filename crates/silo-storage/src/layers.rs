@@ -98,6 +98,15 @@ impl Store {
         }
     }
 
+    /// The unpacked size of layer `diff_id` (0 if unknown).
+    pub fn layer_size(&self, diff_id: &str) -> u64 {
+        self.lock()
+            .layers
+            .get(diff_hex(diff_id))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Whether layer `diff_id` is unpacked.
     pub fn has_layer(&self, diff_id: &str) -> bool {
         self.lock().layers.contains_key(diff_hex(diff_id))

@@ -22,6 +22,7 @@
 mod archive;
 mod blobs;
 mod changes;
+mod commit;
 mod extract;
 mod fsutil;
 mod layers;
@@ -41,6 +42,7 @@ use thiserror::Error;
 pub use archive::{LoadError, Loaded, SaveError, SaveItem};
 pub use blobs::{BlobError, Ingest};
 pub use changes::ChangeError;
+pub use commit::{CommitError, CommitSpec};
 pub use extract::{Compression, ExtractError, Whiteouts, MAX_PATH};
 pub use layers::{layer_media_type, LayerError, Lease};
 pub use silo_oci::image_config::{

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use rustix::mount::{
@@ -511,7 +511,7 @@ impl Store {
             self.mount_meta(container_id, meta)?;
             (merged, !was)
         };
-        let res = write_tree_tar(&merged, out).map_err(|source| SnapshotError::Export {
+        let res = write_tree_tar(&merged, out, false).map_err(|source| SnapshotError::Export {
             id: container_id.to_string(),
             source,
         });
@@ -526,8 +526,11 @@ impl Store {
 }
 
 /// Writes every file under `dir` (sorted, not following symlinks, sockets
-/// skipped) to a tar stream on `out`, with paths relative to `dir`.
-fn write_tree_tar(dir: &Path, out: impl Write) -> io::Result<()> {
+/// skipped) to a tar stream on `out`, with paths relative to `dir`. With
+/// `overlay`, `dir` is an overlay upper dir and its whiteouts become the
+/// image-spec ones: a 0:0 character device `x` is written as an empty
+/// `.wh.x`, an opaque directory gets a `.wh..wh..opq` entry.
+pub(crate) fn write_tree_tar(dir: &Path, out: impl Write, overlay: bool) -> io::Result<()> {
     let mut b = tar::Builder::new(out);
     b.follow_symlinks(false);
     b.mode(tar::HeaderMode::Complete);
@@ -549,6 +552,18 @@ fn write_tree_tar(dir: &Path, out: impl Write) -> io::Result<()> {
             if ft.is_socket() {
                 continue;
             }
+            if overlay && ft.is_char_device() && md.rdev() == 0 {
+                let mut h = tar::Header::new_gnu();
+                h.set_metadata_in_mode(&md, tar::HeaderMode::Complete);
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
+                h.set_size(0);
+                let mut wh = std::ffi::OsString::from(".wh.");
+                wh.push(&n);
+                b.append_data(&mut h, rel.join(wh), io::empty())
+                    .map_err(named)?;
+                continue;
+            }
             if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
                 // Built by hand: the tar crate's own path for special files
                 // mishandles relative names.
@@ -560,12 +575,30 @@ fn write_tree_tar(dir: &Path, out: impl Write) -> io::Result<()> {
                 b.append_path_with_name(&p, &r).map_err(named)?;
             }
             if ft.is_dir() {
+                if overlay && is_opaque(&p) {
+                    let mut h = tar::Header::new_gnu();
+                    h.set_metadata_in_mode(&md, tar::HeaderMode::Complete);
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_mode(0o644);
+                    h.set_size(0);
+                    b.append_data(&mut h, r.join(".wh..wh..opq"), io::empty())
+                        .map_err(named)?;
+                }
                 subdirs.push(r);
             }
         }
         stack.extend(subdirs.into_iter().rev());
     }
     b.into_inner()?.flush()
+}
+
+/// Whether an overlay upper directory is marked opaque.
+fn is_opaque(dir: &Path) -> bool {
+    let mut buf = [0u8; 4];
+    matches!(
+        rustix::fs::lgetxattr(dir, "trusted.overlay.opaque", &mut buf),
+        Ok(1) if buf[0] == b'y'
+    )
 }
 
 #[cfg(test)]

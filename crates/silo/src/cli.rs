@@ -1,7 +1,7 @@
 //! The command-line grammar (clap derive) and the dispatch to each verb.
 
 use crate::api::App;
-use crate::{containers, create, images, system};
+use crate::{containers, create, images, registry, system};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
@@ -92,6 +92,22 @@ pub enum Command {
     Container(ContainerCmd),
     /// Import the contents from a tarball to create a filesystem image
     Import(images::ImportArgs),
+    /// Download an image from a registry
+    Pull(registry::PullArgs),
+    /// Upload an image to a registry
+    Push(registry::PushArgs),
+    /// Log in to a registry (credentials go to the docker client's config.json)
+    Login(registry::LoginArgs),
+    /// Log out from a registry
+    Logout { server: Option<String> },
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(registry::SaveArgs),
+    /// Load images from a tar archive or STDIN
+    Load(registry::LoadArgs),
+    /// Create a new image from a container's changes
+    Commit(registry::CommitArgs),
+    /// Show the history of an image
+    History(registry::HistoryArgs),
     /// List images
     Images(images::ImagesArgs),
     /// Manage images
@@ -408,6 +424,14 @@ pub fn dispatch(app: &App, cmd: Command) -> Result<()> {
             ContainerCmd::Logs(a) => containers::logs(app, a),
         },
         C::Import(a) => images::import(app, a),
+        C::Pull(a) => registry::pull(app, a),
+        C::Push(a) => registry::push(app, a),
+        C::Login(a) => registry::login(app, a),
+        C::Logout { server } => registry::logout(server),
+        C::Save(a) => registry::save(app, a),
+        C::Load(a) => registry::load(app, a),
+        C::Commit(a) => registry::commit(app, a),
+        C::History(a) => registry::history(app, a),
         C::Images(a) => images::images(app, a),
         C::Image(sub) => images::image_cmd(app, sub),
         C::Tag { source, target } => images::tag(app, &source, &target),

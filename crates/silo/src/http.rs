@@ -96,6 +96,19 @@ impl Client {
         check_status(resp)
     }
 
+    /// Like [`Client::request`] with extra headers.
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Body<'_>,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, HttpError> {
+        let stream = self.connect()?;
+        let resp = send(stream, method, path, body, headers)?;
+        check_status(resp)
+    }
+
     /// `request` plus reading the whole body.
     pub fn call(&self, method: &str, path: &str, body: Body<'_>) -> Result<Vec<u8>, HttpError> {
         let mut resp = self.request(method, path, body)?;

@@ -7,6 +7,7 @@ mod containers;
 mod create;
 mod http;
 mod images;
+mod registry;
 mod stream;
 mod system;
 mod template;

@@ -281,3 +281,104 @@ fn health_and_init_flags_reach_the_daemon() {
         "{ps}"
     );
 }
+
+#[test]
+fn registry_archive_and_commit_verbs() {
+    let reg = silo_testsupport::Registry::start_auth(Some(("u", "pw")));
+    let d = Daemon::start(&sibling(Path::new(SILO), "silod"), Cli::Silo(SILO.into()));
+    d.import_busybox();
+    let name = format!("{}/cli/bb:1", reg.host());
+    d.ok(&["tag", "busybox:latest", &name]);
+    // Push needs the login; login stores credentials where docker keeps them.
+    let out = d.cli(&["push", &name]);
+    assert!(!out.status.success(), "pushed without credentials");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("authentication required"));
+    assert!(d
+        .ok(&["login", "-u", "u", "-p", "pw", &reg.host()])
+        .contains("Login Succeeded"));
+    let cfg = std::fs::read_to_string(d.dir().join("docker-config/config.json")).unwrap();
+    assert!(cfg.contains(&reg.host()), "{cfg}");
+    let out = d.ok(&["push", &name]);
+    assert!(out.contains("digest: sha256:"), "{out}");
+    d.ok(&["rmi", &name]);
+    let out = d.ok(&["pull", &name]);
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {name}")),
+        "{out}"
+    );
+    d.ok(&["logout", &reg.host()]);
+    assert!(
+        !std::fs::read_to_string(d.dir().join("docker-config/config.json"))
+            .unwrap()
+            .contains(&reg.host())
+    );
+
+    // commit, history, save, load.
+    d.ok(&[
+        "run",
+        "--name",
+        "cm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo made > /made; rm /bin/ls",
+    ]);
+    let id = d.ok(&[
+        "commit",
+        "-m",
+        "a message",
+        "-a",
+        "me",
+        "-c",
+        "ENV X=1",
+        "cm",
+        "made:1",
+    ]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    let hist = d.ok(&["history", "made:1"]);
+    assert!(
+        hist.contains("a message") && hist.contains("Imported from tarball"),
+        "{hist}"
+    );
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "made:1",
+        "sh",
+        "-c",
+        "cat /made; echo $X; ls /bin/ls || echo gone",
+    ]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["made", "1", "gone"],
+        "{out}"
+    );
+    let archive = d.dir().join("made.tar");
+    d.ok(&["save", "-o", archive.to_str().unwrap(), "made:1"]);
+    d.ok(&["rm", "cm"]);
+    d.ok(&["rmi", "made:1"]);
+    let out = d.ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert_eq!(out.trim(), "Loaded image: made:1");
+    assert_eq!(
+        d.ok(&["image", "inspect", "-f", "{{.Id}}", "made:1"])
+            .trim(),
+        id.trim()
+    );
+    // A truncated archive is refused and stores nothing.
+    let bytes = std::fs::read(&archive).unwrap();
+    let cut = d.dir().join("cut.tar");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let before = d.ok(&["images", "-q"]);
+    let out = d.cli(&["load", "-i", cut.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("loading"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(d.ok(&["images", "-q"]), before);
+}

@@ -287,3 +287,119 @@ fn bad_images_in_a_registry_are_refused_with_their_reason() {
         );
     }
 }
+
+#[test]
+fn commit_history_save_and_load_with_the_docker_cli() {
+    let d = daemon(&[]);
+    d.import_busybox();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /data/sub && echo v > /data/sub/f && rm /bin/ls && sleep 300",
+    ]);
+    // Wait for the changes to be in place.
+    for _ in 0..100 {
+        if d.ok(&["diff", "live"]).contains("D /bin/ls") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let id = d.ok(&[
+        "commit",
+        "--pause",
+        "-a",
+        "Ann <a@example.com>",
+        "-m",
+        "snap",
+        "-c",
+        "WORKDIR /data",
+        "-c",
+        "CMD [\"cat\", \"sub/f\"]",
+        "live",
+        "snap:1",
+    ]);
+    assert!(id.trim().starts_with("sha256:"));
+    // Paused for the commit only.
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "live"]).trim(),
+        "running"
+    );
+    assert_eq!(
+        d.ok(&["run", "--rm", "--network", "none", "snap:1"]).trim(),
+        "v"
+    );
+    let out = d.cli(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "snap:1",
+        "ls",
+        "/bin/ls",
+    ]);
+    assert!(!out.status.success(), "the deletion was not committed");
+    let author = d.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{.Author}} {{.Config.WorkingDir}} {{len .RootFS.Layers}}",
+        "snap:1",
+    ]);
+    assert_eq!(author.trim(), "Ann <a@example.com> /data 2");
+    let hist = d.ok(&[
+        "history",
+        "--format",
+        "{{.Comment}}|{{.CreatedBy}}",
+        "snap:1",
+    ]);
+    let lines: Vec<&str> = hist.lines().collect();
+    assert_eq!(lines.len(), 2, "{hist}");
+    assert!(lines[0].starts_with("snap|sh -c mkdir"), "{hist}");
+    // A bad --change is refused and stores nothing.
+    let before = d.ok(&["images", "-q"]);
+    let out = d.cli(&["commit", "-c", "FROBNICATE x", "live", "bad:1"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("FROBNICATE"), "{}", stderr(&out));
+    assert_eq!(d.ok(&["images", "-q"]), before);
+    d.ok(&["rm", "-f", "live"]);
+
+    // Several images in one archive, loaded back.
+    let archive = d.dir().join("two.tar");
+    d.ok(&[
+        "save",
+        "-o",
+        archive.to_str().unwrap(),
+        "snap:1",
+        "busybox:latest",
+    ]);
+    d.ok(&["rmi", "snap:1"]);
+    let out = d.ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert!(
+        out.contains("Loaded image: snap:1") && out.contains("Loaded image: busybox:latest"),
+        "{out}"
+    );
+    assert_eq!(
+        d.ok(&["image", "inspect", "-f", "{{.Id}}", "snap:1"])
+            .trim(),
+        id.trim()
+    );
+    // skopeo, an independent OCI reader, reads it.
+    let sk = std::process::Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            &format!("oci-archive:{}:1", archive.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(sk.status.success(), "skopeo: {}", stderr(&sk));
+    let m: Manifest = serde_json::from_slice(&sk.stdout).unwrap();
+    assert_eq!(m.layers.len(), 2);
+}
