@@ -467,10 +467,9 @@ pub fn history(app: &App, a: HistoryArgs) -> Result<()> {
 }
 
 fn short_id(id: &str) -> String {
-    if id.starts_with("sha256:") {
-        id[7..].chars().take(12).collect()
-    } else {
-        id.to_string()
+    match id.strip_prefix("sha256:") {
+        Some(h) => h.chars().take(12).collect(),
+        None => id.to_string(),
     }
 }
 
