@@ -107,6 +107,9 @@ pub fn router(engine: Docker) -> Router {
         // silo extensions
         .route("/silo/hcs", get(system::hcs_list))
         .route("/silo/hcs/{id}", get(system::hcs_inspect))
+        .route("/silo/sandbox/detach", post(system::sandbox_detach))
+        .route("/silo/sandbox/{id}/attach", post(system::sandbox_attach))
+        .route("/silo/sandbox/{id}/export", get(system::sandbox_export))
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::not_found)
         .with_state(engine)

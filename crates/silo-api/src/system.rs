@@ -157,6 +157,47 @@ pub async fn not_found() -> ApiError {
     ApiError::NotFound("page not found".to_string())
 }
 
+/// `POST /silo/sandbox/{id}/attach?path=DIR`.
+pub async fn sandbox_attach(
+    State(engine): State<Shared>,
+    Path(id): Path<String>,
+    params: crate::params::Params,
+) -> ApiResult<Response> {
+    let path = params.required("path")?.to_string();
+    blocking(move || engine.sandbox_attach(&id, &path)).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /silo/sandbox/detach?path=DIR`.
+pub async fn sandbox_detach(
+    State(engine): State<Shared>,
+    params: crate::params::Params,
+) -> ApiResult<Response> {
+    let path = params.required("path")?.to_string();
+    blocking(move || engine.sandbox_detach(&path)).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /silo/sandbox/{id}/export?format=raw|vhdx|qcow2`: the disk image.
+pub async fn sandbox_export(
+    State(engine): State<Shared>,
+    Path(id): Path<String>,
+    params: crate::params::Params,
+) -> ApiResult<Response> {
+    let format = params.non_empty("format").unwrap_or("raw").to_string();
+    {
+        let (engine, id, format) = (engine.clone(), id.clone(), format.clone());
+        blocking(move || engine.sandbox_check(&id, &format)).await?;
+    }
+    let body = crate::containers::tar_stream(move |out| engine.sandbox_export(&id, &format, out));
+    let mut resp = Response::new(body);
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(resp)
+}
+
 #[cfg(test)]
 mod tests {
     use super::events_wait;

@@ -294,14 +294,13 @@ pub(crate) fn validate(body: &ContainerCreateBody) -> Result<Vec<String>> {
     )?;
     sharing(&hc.pid_mode, "HostConfig.PidMode", &["private"], true)?;
     sharing(&hc.uts_mode, "HostConfig.UTSMode", &[], false)?;
-    let unsupported: [(&str, bool); 8] = [
+    let unsupported: [(&str, bool); 7] = [
         ("HostConfig.DeviceRequests", given(&hc.device_requests)),
         ("HostConfig.Links", given(&hc.links)),
         (
             "HostConfig.PublishAllPorts",
             hc.publish_all_ports == Some(true),
         ),
-        ("HostConfig.StorageOpt", given(&hc.storage_opt)),
         ("HostConfig.CgroupParent", given(&hc.cgroup_parent)),
         ("HostConfig.UsernsMode", given(&hc.userns_mode)),
         (
@@ -864,7 +863,7 @@ pub(crate) fn config(
             .unwrap_or_default()
             .into_iter()
             .collect(),
-        storage: Default::default(),
+        storage: storage_opts(&hc)?,
         log: log_config(&hc)?,
     })
 }
@@ -1267,4 +1266,35 @@ pub(crate) fn nanos(ns: Option<i64>, default: Duration) -> Duration {
         Some(n) if n > 0 => Duration::from_nanos(n as u64),
         _ => default,
     }
+}
+
+/// `HostConfig.StorageOpt`: `size` gives the container a sandbox disk of
+/// that size; no other option exists in silo.
+fn storage_opts(hc: &HostConfig) -> Result<silo_engine::StorageConfig> {
+    let mut out = silo_engine::StorageConfig::default();
+    for (k, v) in hc.storage_opt.iter().flatten() {
+        match k.to_ascii_lowercase().as_str() {
+            "size" => {
+                let n = silo_units::parse_size(v)
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        invalid(
+                            "HostConfig.StorageOpt",
+                            format!(
+                                "invalid storage option size {v:?}: want a size such as 2G or 512m"
+                            ),
+                        )
+                    })?;
+                out.disk_size = Some(n as u64);
+            }
+            other => {
+                return Err(invalid(
+                    "HostConfig.StorageOpt",
+                    format!("storage option {other:?} is not supported (only size)"),
+                ))
+            }
+        }
+    }
+    Ok(out)
 }

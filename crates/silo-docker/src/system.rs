@@ -272,3 +272,44 @@ fn os_field(key: &str) -> String {
         .map(|v| v.trim_matches('"').to_string())
         .unwrap_or_default()
 }
+
+impl Docker {
+    /// `silo sandbox attach`.
+    pub fn sandbox_attach(&self, id: &str, path: &str) -> Result<()> {
+        Ok(self.engine.attach_sandbox(id, std::path::Path::new(path))?)
+    }
+
+    /// `silo sandbox detach`.
+    pub fn sandbox_detach(&self, path: &str) -> Result<()> {
+        self.engine.detach_sandbox(std::path::Path::new(path))?;
+        Ok(())
+    }
+
+    fn disk_format(format: &str) -> Result<silo_engine::sandbox::DiskFormat> {
+        silo_engine::sandbox::DiskFormat::parse(format).ok_or_else(|| {
+            crate::invalid(
+                "format",
+                format!("format {format:?}: want raw, vhdx or qcow2"),
+            )
+        })
+    }
+
+    /// Checks an export request before the stream starts.
+    pub fn sandbox_check(&self, id: &str, format: &str) -> Result<()> {
+        Self::disk_format(format)?;
+        self.engine.container(id)?;
+        Ok(())
+    }
+
+    /// `silo sandbox export`: writes the disk image.
+    pub fn sandbox_export(
+        &self,
+        id: &str,
+        format: &str,
+        out: &mut dyn std::io::Write,
+    ) -> Result<()> {
+        Ok(self
+            .engine
+            .export_sandbox(id, Self::disk_format(format)?, out)?)
+    }
+}

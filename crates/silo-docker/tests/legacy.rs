@@ -60,6 +60,7 @@ fn extract() -> Config {
         init_binary: Some("/usr/bin/tini-static".into())
             .filter(|p: &std::path::PathBuf| p.exists()),
         registry: Default::default(),
+        sandbox_disk: None,
     }
 }
 

@@ -49,6 +49,7 @@ pub mod network;
 pub mod pods;
 mod reaper;
 mod recover;
+pub mod sandbox;
 mod spec;
 mod store;
 mod teardown;
@@ -86,6 +87,9 @@ pub struct Config {
     pub init_binary: Option<PathBuf>,
     /// Insecure registries and Docker Hub mirrors.
     pub registry: silo_registry::Config,
+    /// A sandbox disk of this size for every container that asks for none
+    /// (None: containers write to the data root's filesystem).
+    pub sandbox_disk: Option<u64>,
 }
 
 /// What the engine is given besides its configuration.

@@ -126,12 +126,9 @@ impl Engine {
     /// its directory, filesystem, volumes and spec, and records it as
     /// created (a second). A failure removes everything it made.
     pub fn create(&self, req: CreateRequest) -> Result<Created> {
-        let cfg = req.config;
-        if cfg.storage.quota.is_some() {
-            return Err(Error::invalid(
-                "storage.quota",
-                "a size limit for the container's filesystem is not supported yet",
-            ));
+        let mut cfg = req.config;
+        if cfg.storage.disk_size.is_none() {
+            cfg.storage.disk_size = self.config.sandbox_disk;
         }
         if cfg.init && self.config.init_binary.is_none() {
             return Err(Error::invalid(
@@ -278,8 +275,20 @@ impl Engine {
         let dir = self.container_dir(&c.id);
         std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
         self.storage
-            .create_snapshot_with(&c.id, &c.config.image.id, c.config.auto_remove)
-            .map_err(|e| Error::internal("creating the container filesystem", e))?;
+            .create_snapshot_opts(
+                &c.id,
+                &c.config.image.id,
+                silo_storage::SnapshotOptions {
+                    volatile: c.config.auto_remove,
+                    disk_size: c.config.storage.disk_size,
+                },
+            )
+            .map_err(|e| match e {
+                silo_storage::SnapshotError::DiskSize { .. } => {
+                    Error::invalid("storage.disk_size", e.to_string())
+                }
+                e => Error::internal("creating the container filesystem", e),
+            })?;
         let (oci_mounts, points, anonymous) =
             self.resolve_mounts(&c.config.mounts, made_volumes)?;
         let hostname = c.hostname();
@@ -500,10 +509,10 @@ impl Engine {
             }
         }
         let dir = self.container_dir(id);
-        let rootfs = self
-            .storage
-            .mount_snapshot(id)
-            .map_err(|e| Error::internal("mounting the container filesystem", e))?;
+        let rootfs = self.storage.mount_snapshot(id).map_err(|e| match e {
+            silo_storage::SnapshotError::Attached { .. } => Error::conflict(e.to_string()),
+            e => Error::internal("mounting the container filesystem", e),
+        })?;
         let mut spec: silo_oci::Spec = (*c.spec).clone();
         if let Some(p) = spec.process.as_mut() {
             p.user = spec::resolve_user(&rootfs, &c.config.process.user, &c.config.process.groups)?;

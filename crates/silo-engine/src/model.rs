@@ -212,10 +212,10 @@ pub struct HealthPolicy {
 /// The per-container disk (windowsfilter's sandbox.vhdx): room for it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StorageConfig {
-    /// A size limit for the container's writable layer. Not supported yet:
-    /// a create that sets it is refused.
+    /// The size of the container's own sandbox disk (an ext4 image holding
+    /// what it writes); None: it writes to the data root's filesystem.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quota: Option<u64>,
+    pub disk_size: Option<u64>,
 }
 
 /// The container's output log.

@@ -70,6 +70,7 @@ fn setup() -> (Env, Arc<Engine>) {
         runtime_binary: binary("silo-runtime"),
         init_binary: None,
         registry: Default::default(),
+        sandbox_disk: None,
     };
     let engine = Engine::open(config.clone(), Services::default()).unwrap();
     let mut tar = Command::new("tar")

@@ -19,6 +19,8 @@ pub enum CommitError {
     NoSnapshot { id: String },
     #[error("committing: {0}")]
     Change(#[from] ChangeError),
+    #[error("committing: {0}")]
+    Snapshot(#[from] crate::SnapshotError),
     #[error("committing {id}: reading its changes: {source}")]
     Read { id: String, source: io::Error },
     #[error("committing: {0}")]
@@ -61,6 +63,7 @@ impl Store {
                     id: container_id.to_string(),
                 })?
         };
+        self.ensure_disk(container_id, &meta)?;
         let parent = self.image(&meta.image_id).ok();
         // The layer: a tar of the upper dir, stored as its own blob.
         let upper = self.snapshot_paths(container_id).upper;

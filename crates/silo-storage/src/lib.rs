@@ -23,9 +23,11 @@ mod archive;
 mod blobs;
 mod changes;
 mod commit;
+mod disk;
 mod extract;
 mod fsutil;
 mod layers;
+mod sandbox;
 mod snapshot;
 mod volume;
 
@@ -50,7 +52,7 @@ pub use silo_oci::image_config::{
 };
 use silo_oci::reference;
 pub use silo_oci::reference::{normalize as normalize_reference, ReferenceError};
-pub use snapshot::{Change, ChangeKind, SnapshotError, SnapshotPaths};
+pub use snapshot::{Change, ChangeKind, SnapshotError, SnapshotOptions, SnapshotPaths};
 pub use volume::{Volume, VolumeError};
 
 use fsutil::{hex, is_hex, tree_size, write_atomic, TMP_PREFIX};

@@ -27,11 +27,34 @@ pub(crate) struct SnapshotMeta {
     /// are thrown away when their container exits (`--rm`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub volatile: bool,
+    /// The size of the container's own disk (`disk.img`), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_size: Option<u64>,
 }
+
+/// How to make a snapshot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SnapshotOptions {
+    /// Never sync the upper layer (containers removed when they exit).
+    pub volatile: bool,
+    /// Give the container a disk of this many bytes for what it writes.
+    pub disk_size: Option<u64>,
+}
+
+/// The disk image in a snapshot directory.
+pub(crate) const DISK_IMAGE: &str = "disk.img";
+/// Names where a snapshot is attached on the host (`silo sandbox attach`).
+pub(crate) const ATTACHED: &str = "attached";
 
 /// A snapshot operation failed.
 #[derive(Debug, Error)]
 pub enum SnapshotError {
+    #[error("container {id}: a sandbox disk of {size} bytes is too small (at least 16MiB)")]
+    DiskSize { id: String, size: u64 },
+    #[error("no sandbox is attached at {}", path.display())]
+    NotAttached { path: PathBuf },
+    #[error("container {id}: its sandbox is attached at {}; detach it first (silo sandbox detach {})", path.display(), path.display())]
+    Attached { id: String, path: PathBuf },
     #[error(
         "invalid container id {id:?}: want [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 128 characters"
     )]
@@ -90,7 +113,7 @@ fn mounts_under(mountinfo: &Path, dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-fn unmount_path(p: &Path) -> io::Result<()> {
+pub(crate) fn unmount_path(p: &Path) -> io::Result<()> {
     match rustix::mount::unmount(p, UnmountFlags::empty()) {
         Ok(()) => Ok(()),
         Err(rustix::io::Errno::BUSY) => {
@@ -132,19 +155,22 @@ pub struct SnapshotPaths {
 /// `<dir>/work`. Uses the new mount API with one `lowerdir+` per layer (no
 /// page-size limit on the option string), falling back to mount(2) with a
 /// `lowerdir=a:b` string on kernels without it.
-fn mount_overlay(lowers: &[PathBuf], dir: &Path, volatile: bool) -> io::Result<()> {
-    match mount_overlay_once(lowers, dir, volatile) {
+fn mount_overlay(lowers: &[PathBuf], paths: &SnapshotPaths, volatile: bool) -> io::Result<()> {
+    match mount_overlay_once(lowers, paths, volatile) {
         // Kernels before 5.10 have no `volatile`: mount without it.
         Err(e) if volatile && e.raw_os_error() == Some(libc::EINVAL) => {
-            mount_overlay_once(lowers, dir, false)
+            mount_overlay_once(lowers, paths, false)
         }
         other => other,
     }
 }
 
-fn mount_overlay_once(lowers: &[PathBuf], dir: &Path, volatile: bool) -> io::Result<()> {
-    let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
-    let (upper, work, merged) = (upper.as_path(), work.as_path(), merged.as_path());
+fn mount_overlay_once(lowers: &[PathBuf], paths: &SnapshotPaths, volatile: bool) -> io::Result<()> {
+    let (upper, work, merged) = (
+        paths.upper.as_path(),
+        paths.work.as_path(),
+        paths.merged.as_path(),
+    );
     if volatile {
         // overlayfs refuses to mount a volatile work dir it used before
         // (it cannot know whether the upper layer survived a crash). Our
@@ -206,7 +232,7 @@ fn mount_overlay_once(lowers: &[PathBuf], dir: &Path, volatile: bool) -> io::Res
 }
 
 impl Store {
-    fn snapshot_dir(&self, id: &str) -> PathBuf {
+    pub(crate) fn snapshot_dir(&self, id: &str) -> PathBuf {
         self.root.join("snapshots").join(id)
     }
 
@@ -216,6 +242,37 @@ impl Store {
         } else {
             Err(SnapshotError::BadId { id: id.to_string() })
         }
+    }
+
+    /// Mounts the snapshot's own disk (if it has one) unless mounted, with
+    /// the upper and work directories on it.
+    pub(crate) fn ensure_disk(&self, id: &str, meta: &SnapshotMeta) -> Result<(), SnapshotError> {
+        if meta.disk_size.is_none() {
+            return Ok(());
+        }
+        let dir = self.snapshot_dir(id);
+        let mnt = dir.join("disk");
+        let mount_err = |source| SnapshotError::Mount {
+            id: id.to_string(),
+            path: mnt.clone(),
+            source,
+        };
+        if let Ok(target) = fs::read_to_string(dir.join(ATTACHED)) {
+            return Err(SnapshotError::Attached {
+                id: id.to_string(),
+                path: PathBuf::from(target),
+            });
+        }
+        if !is_mounted(&self.mountinfo, &mnt).map_err(mount_err)? {
+            crate::disk::mount(&dir.join(DISK_IMAGE), &mnt, false).map_err(mount_err)?;
+        }
+        for sub in ["upper", "work"] {
+            let p = mnt.join(sub);
+            if !p.is_dir() {
+                fs::create_dir(&p).map_err(mount_err)?;
+            }
+        }
+        Ok(())
     }
 
     /// Mounts the overlay of an existing snapshot unless already mounted.
@@ -230,6 +287,13 @@ impl Store {
         if is_mounted(&self.mountinfo, &merged).map_err(mount_err)? {
             return Ok(merged);
         }
+        if let Ok(target) = fs::read_to_string(dir.join(ATTACHED)) {
+            return Err(SnapshotError::Attached {
+                id: id.to_string(),
+                path: PathBuf::from(target),
+            });
+        }
+        self.ensure_disk(id, meta)?;
         let lowers: Vec<PathBuf> = meta
             .diff_ids
             .iter()
@@ -244,7 +308,7 @@ impl Store {
                 )));
             }
         }
-        mount_overlay(&lowers, &dir, meta.volatile).map_err(mount_err)?;
+        mount_overlay(&lowers, &self.snapshot_paths(id), meta.volatile).map_err(mount_err)?;
         Ok(merged)
     }
 
@@ -268,7 +332,33 @@ impl Store {
         image_id: &str,
         volatile: bool,
     ) -> Result<PathBuf, SnapshotError> {
+        self.create_snapshot_opts(
+            container_id,
+            image_id,
+            SnapshotOptions {
+                volatile,
+                disk_size: None,
+            },
+        )
+    }
+
+    /// [`Store::create_snapshot`] with options (volatile, a disk of its own).
+    pub fn create_snapshot_opts(
+        &self,
+        container_id: &str,
+        image_id: &str,
+        opts: SnapshotOptions,
+    ) -> Result<PathBuf, SnapshotError> {
+        let volatile = opts.volatile;
         Self::check_id(container_id)?;
+        if let Some(size) = opts.disk_size {
+            if size < crate::disk::MIN_DISK {
+                return Err(SnapshotError::DiskSize {
+                    id: container_id.to_string(),
+                    size,
+                });
+            }
+        }
         let id = container_id.to_string();
         let mut st = self.lock();
         let (h, _) = Self::resolve(&st, image_id).map_err(|source| SnapshotError::Image {
@@ -295,6 +385,7 @@ impl Store {
             image_id: full,
             diff_ids,
             volatile,
+            disk_size: opts.disk_size,
         };
         let dir = self.snapshot_dir(container_id);
         let tmp = fsutil::tmp_sibling(&dir);
@@ -308,9 +399,18 @@ impl Store {
             }
         };
         let build = (|| {
-            for sub in ["", "upper", "work", "merged"] {
+            let subs: &[&str] = if opts.disk_size.is_some() {
+                &["", "disk", "merged"]
+            } else {
+                &["", "upper", "work", "merged"]
+            };
+            for sub in subs {
                 let p = tmp.join(sub);
                 fs::create_dir(&p).map_err(io_err("creating", &p))?;
+            }
+            if let Some(size) = opts.disk_size {
+                let img = tmp.join(DISK_IMAGE);
+                crate::disk::create(&img, size).map_err(io_err("making the disk", &img))?;
             }
             let bytes = serde_json::to_vec(&meta)
                 .map_err(|e| io_err("encoding", &tmp)(io::Error::other(e)))?;
@@ -328,6 +428,7 @@ impl Store {
                 Ok(merged)
             }
             Err(e) => {
+                let _ = self.unmount_locked(container_id);
                 let _ = fs::remove_dir_all(&dir);
                 Err(e)
             }
@@ -337,10 +438,16 @@ impl Store {
     /// Where a container's snapshot lives (whether or not it exists).
     pub fn snapshot_paths(&self, container_id: &str) -> SnapshotPaths {
         let dir = self.snapshot_dir(container_id);
+        // With a disk of its own, what the container writes is on the disk.
+        let rw = if dir.join(DISK_IMAGE).exists() {
+            dir.join("disk")
+        } else {
+            dir.clone()
+        };
         SnapshotPaths {
             merged: dir.join("merged"),
-            upper: dir.join("upper"),
-            work: dir.join("work"),
+            upper: rw.join("upper"),
+            work: rw.join("work"),
         }
     }
 
@@ -356,7 +463,7 @@ impl Store {
         self.mount_meta(container_id, meta)
     }
 
-    fn unmount_locked(&self, container_id: &str) -> Result<(), SnapshotError> {
+    pub(crate) fn unmount_locked(&self, container_id: &str) -> Result<(), SnapshotError> {
         let dir = self.snapshot_dir(container_id);
         let err = |path: &Path| {
             let (id, path) = (container_id.to_string(), path.to_path_buf());
@@ -386,6 +493,7 @@ impl Store {
         Self::check_id(container_id)?;
         let mut st = self.lock();
         let dir = self.snapshot_dir(container_id);
+        self.detach_of(container_id);
         self.unmount_locked(container_id)?;
         let left =
             mounts_under(&self.mountinfo, &dir).map_err(|source| SnapshotError::Unmount {
@@ -435,9 +543,11 @@ impl Store {
                     id: container_id.to_string(),
                 }
             })?;
+            let meta = meta.clone();
+            self.ensure_disk(container_id, &meta)?;
             meta.diff_ids.iter().map(|d| self.layer_path(d)).collect()
         };
-        let upper = self.snapshot_dir(container_id).join("upper");
+        let upper = self.snapshot_paths(container_id).upper;
         let mut out = Vec::new();
         let mut stack = vec![PathBuf::new()];
         while let Some(rel) = stack.pop() {
@@ -488,7 +598,7 @@ impl Store {
         if !valid_id(container_id) {
             return 0;
         }
-        tree_size(&self.snapshot_dir(container_id).join("upper"))
+        tree_size(&self.snapshot_paths(container_id).upper)
     }
 
     /// `docker export`: writes a tar of the container's merged filesystem to

@@ -132,6 +132,9 @@ pub enum Command {
     /// Compute-system (HCS) views of the containers
     #[command(subcommand)]
     Hcs(HcsCmd),
+    /// A stopped container's sandbox disk, seen from the host
+    #[command(subcommand)]
+    Sandbox(SandboxCmd),
     /// Print shell completions
     Completion {
         #[arg(value_parser = ["bash", "zsh", "fish"])]
@@ -164,6 +167,22 @@ pub enum SystemCmd {
     Info(FormatArg),
     /// Get real time events from the server
     Events(system::EventsArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SandboxCmd {
+    /// Mount a stopped container's sandbox read-only at DIR
+    Attach { container: String, dir: String },
+    /// Unmount a sandbox attached at DIR
+    Detach { dir: String },
+    /// Write a stopped container's sandbox as a disk image file
+    Export {
+        container: String,
+        file: String,
+        /// raw, vhdx or qcow2
+        #[arg(long, default_value = "raw", value_parser = ["raw", "vhdx", "qcow2"])]
+        format: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -447,6 +466,7 @@ pub fn dispatch(app: &App, cmd: Command) -> Result<()> {
         C::Events(a) => system::events(app, a),
         C::Hcs(HcsCmd::List) => system::hcs_list(app),
         C::Hcs(HcsCmd::Inspect { id }) => system::hcs_inspect(app, &id),
+        C::Sandbox(cmd) => registry::sandbox(app, cmd),
         C::Completion { shell } => system::completion(&shell),
     }
 }

@@ -79,6 +79,9 @@ pub struct RunArgs {
     /// Run an init inside the container that forwards signals and reaps processes
     #[arg(long)]
     pub init: bool,
+    /// Storage driver options (size=SIZE: a sandbox disk of that size)
+    #[arg(long = "storage-opt")]
+    pub storage_opt: Vec<String>,
     /// Connect a container to a network (none, host, default)
     #[arg(long = "network", visible_alias = "net")]
     pub network: Option<String>,
@@ -407,6 +410,16 @@ pub fn build_body(a: &RunArgs) -> Result<ContainerCreateBody> {
         hc.auto_remove = Some(true);
     }
     hc.init = a.init.then_some(true);
+    if !a.storage_opt.is_empty() {
+        let mut m = HashMap::new();
+        for o in &a.storage_opt {
+            let Some((k, v)) = o.split_once('=') else {
+                anyhow::bail!("invalid --storage-opt {o:?}: want key=value (size=2G)");
+            };
+            m.insert(k.to_string(), v.to_string());
+        }
+        hc.storage_opt = Some(m);
+    }
     hc.network_mode = a.network.clone();
     let mut exposed = Vec::new();
     if !a.publish.is_empty() {

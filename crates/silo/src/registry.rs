@@ -466,6 +466,52 @@ pub fn history(app: &App, a: HistoryArgs) -> Result<()> {
     )
 }
 
+/// `silo sandbox attach|detach|export`.
+pub fn sandbox(app: &App, cmd: crate::cli::SandboxCmd) -> Result<()> {
+    use crate::cli::SandboxCmd as S;
+    let absolute = |p: &str| -> Result<String> {
+        let abs = std::path::absolute(p).with_context(|| format!("resolving {p}"))?;
+        Ok(abs.to_string_lossy().into_owned())
+    };
+    match cmd {
+        S::Attach { container, dir } => {
+            let path = format!(
+                "/silo/sandbox/{}/attach?path={}",
+                enc(&container),
+                enc(&absolute(&dir)?)
+            );
+            app.post_empty(&path)?;
+            println!("{dir}");
+        }
+        S::Detach { dir } => {
+            app.post_empty(&format!(
+                "/silo/sandbox/detach?path={}",
+                enc(&absolute(&dir)?)
+            ))?;
+        }
+        S::Export {
+            container,
+            file,
+            format,
+        } => {
+            let path = format!(
+                "/silo/sandbox/{}/export?format={}",
+                enc(&container),
+                enc(&format)
+            );
+            let mut resp = app.stream("GET", &path)?;
+            let tmp = format!("{file}.silo-partial");
+            let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {tmp}"))?;
+            if let Err(e) = io::copy(&mut resp, &mut f).and_then(|_| f.sync_all()) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e).context("writing the disk image");
+            }
+            std::fs::rename(&tmp, &file).with_context(|| format!("renaming to {file}"))?;
+        }
+    }
+    Ok(())
+}
+
 fn short_id(id: &str) -> String {
     match id.strip_prefix("sha256:") {
         Some(h) => h.chars().take(12).collect(),

@@ -382,3 +382,224 @@ fn registry_archive_and_commit_verbs() {
     );
     assert_eq!(d.ok(&["images", "-q"]), before);
 }
+
+/// Loop devices backed by files under `dir`.
+fn loops_under(dir: &Path) -> Vec<String> {
+    let out = Command::new("losetup")
+        .args(["-n", "-O", "NAME,BACK-FILE", "-l"])
+        .output()
+        .unwrap();
+    let d = dir.to_string_lossy().to_string();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&d))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn sandbox_disks_limit_writes_attach_and_export() {
+    let d = Daemon::start(&sibling(Path::new(SILO), "silod"), Cli::Silo(SILO.into()));
+    d.import_busybox();
+    // A bad size is refused before anything is made.
+    let out = d.cli(&["create", "--storage-opt", "size=lots", "busybox", "true"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("size"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = d.cli(&["create", "--storage-opt", "size=1m", "busybox", "true"]);
+    assert!(!out.status.success(), "a 1 MiB disk was accepted");
+    assert!(d.ok(&["ps", "-aq"]).trim().is_empty());
+    // Writing past the disk's size fails inside the container only.
+    let out = d.cli(&[
+        "run",
+        "--name",
+        "sb",
+        "--network",
+        "none",
+        "--storage-opt",
+        "size=32m",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /kept; dd if=/dev/zero of=/big bs=1M count=64 2>&1; echo done",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("No space left on device"), "{text}");
+    assert!(text.contains("done"));
+    // Attached read-only on the host; the container cannot start meanwhile.
+    let at = d.dir().join("att");
+    std::fs::create_dir(&at).unwrap();
+    d.ok(&["sandbox", "attach", "sb", at.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(at.join("upper/kept")).unwrap(),
+        "kept\n"
+    );
+    assert!(
+        std::fs::write(at.join("x"), "x").is_err(),
+        "attached read-write"
+    );
+    let out = d.cli(&["start", "sb"]);
+    assert!(!out.status.success(), "started while attached");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("detach"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.ok(&["sandbox", "detach", at.to_str().unwrap()]);
+    assert!(!Command::new("mountpoint")
+        .arg("-q")
+        .arg(&at)
+        .status()
+        .unwrap()
+        .success());
+    // Exported in the three formats; qemu-img reads each back.
+    for (fmt, name) in [("raw", "raw"), ("vhdx", "vhdx"), ("qcow2", "qcow2")] {
+        let file = d.dir().join(format!("sb.{fmt}"));
+        d.ok(&[
+            "sandbox",
+            "export",
+            "sb",
+            file.to_str().unwrap(),
+            "--format",
+            fmt,
+        ]);
+        let info = Command::new("qemu-img")
+            .arg("info")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let info = String::from_utf8_lossy(&info.stdout);
+        assert!(info.contains(&format!("file format: {name}")), "{info}");
+        assert!(info.contains("32 MiB"), "{info}");
+    }
+    // A container without a disk: its upper directory, bind-mounted read-only.
+    d.ok(&[
+        "run",
+        "--name",
+        "plain",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo p > /p",
+    ]);
+    d.ok(&["sandbox", "attach", "plain", at.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(at.join("p")).unwrap(), "p\n");
+    d.ok(&["sandbox", "detach", at.to_str().unwrap()]);
+    let raw = d.dir().join("plain.raw");
+    d.ok(&["sandbox", "export", "plain", raw.to_str().unwrap()]);
+    assert!(raw.metadata().unwrap().len() >= 16 << 20);
+    // Removing the container frees its loop device and its disk file.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        "--network",
+        "none",
+        "--storage-opt",
+        "size=32m",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(
+        loops_under(&d.data_root()).len(),
+        1,
+        "the running container's disk"
+    );
+    d.ok(&["rm", "-f", "sb", "plain", "busy"]);
+    assert!(
+        loops_under(&d.data_root()).is_empty(),
+        "{:?}",
+        loops_under(&d.data_root())
+    );
+    let snaps: Vec<_> = std::fs::read_dir(d.data_root().join("storage/snapshots"))
+        .unwrap()
+        .collect();
+    assert!(snaps.is_empty());
+}
+
+#[test]
+fn a_daemon_option_gives_every_container_a_disk() {
+    let d = Daemon::start_with(
+        &sibling(Path::new(SILO), "silod"),
+        Cli::Silo(SILO.into()),
+        &["--sandbox-disks", "--storage-opt", "size=48m"],
+    );
+    d.import_busybox();
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "df -k / | tail -1",
+    ]);
+    let total: u64 = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!((30_000..50_000).contains(&total), "{out}");
+    // A container's own size wins.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--storage-opt",
+        "size=24m",
+        "busybox",
+        "sh",
+        "-c",
+        "df -k / | tail -1",
+    ]);
+    let total: u64 = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(total < 24_000, "{out}");
+}
+
+#[test]
+fn sandbox_disks_survive_a_daemon_restart_and_are_freed_after() {
+    let mut d = Daemon::start(&sibling(Path::new(SILO), "silod"), Cli::Silo(SILO.into()));
+    d.import_busybox();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "keep",
+        "--network",
+        "none",
+        "--storage-opt",
+        "size=32m",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    d.ok(&[
+        "run",
+        "--name",
+        "stopped",
+        "--network",
+        "none",
+        "--storage-opt",
+        "size=32m",
+        "busybox",
+        "sh",
+        "-c",
+        "echo s > /s",
+    ]);
+    d.kill9();
+    d.spawn();
+    d.ok(&["exec", "keep", "sh", "-c", "echo after > /after"]);
+    assert_eq!(d.ok(&["exec", "keep", "cat", "/after"]).trim(), "after");
+    assert_eq!(d.ok(&["start", "-a", "stopped"]).trim(), "");
+    d.ok(&["rm", "-f", "keep", "stopped"]);
+    assert!(
+        loops_under(&d.data_root()).is_empty(),
+        "{:?}",
+        loops_under(&d.data_root())
+    );
+}

@@ -24,6 +24,8 @@ pub enum ConfigError {
     CurrentExe(std::io::Error),
     #[error("registry mirror {mirror:?}: want an http:// or https:// URL with a host and no path")]
     Mirror { mirror: String },
+    #[error("storage option {option:?}: {reason}")]
+    StorageOpt { option: String, reason: String },
 }
 
 /// The config file (`--config`), dockerd-style key names.
@@ -49,6 +51,12 @@ pub struct FileConfig {
     /// Docker Hub mirrors, tried in order before Docker Hub for pulls.
     #[serde(rename = "registry-mirrors", default)]
     pub registry_mirrors: Vec<String>,
+    /// Give every container a sandbox disk (20 GiB unless storage-opts says).
+    #[serde(rename = "sandbox-disks", default)]
+    pub sandbox_disks: bool,
+    /// Default storage options for containers: `size=SIZE`.
+    #[serde(rename = "storage-opts", default)]
+    pub storage_opts: Vec<String>,
 }
 
 impl FileConfig {
@@ -105,6 +113,14 @@ pub struct Flags {
     /// to the file's list.
     #[arg(long = "registry-mirror")]
     pub registry_mirrors: Vec<String>,
+    /// Give every container its own sandbox disk (an ext4 image of 20 GiB,
+    /// or the size of --storage-opt size=) for what it writes.
+    #[arg(long = "sandbox-disks")]
+    pub sandbox_disks: bool,
+    /// A default storage option for containers: size=SIZE (a sandbox disk of
+    /// that size for every container). Repeatable.
+    #[arg(long = "storage-opt")]
+    pub storage_opts: Vec<String>,
 }
 
 /// The merged settings.
@@ -120,7 +136,12 @@ pub struct Settings {
     pub log_level: String,
     pub insecure_registries: Vec<String>,
     pub registry_mirrors: Vec<String>,
+    /// The sandbox disk size every container gets, if any.
+    pub sandbox_disk: Option<u64>,
 }
+
+/// The sandbox disk size `--sandbox-disks` gives (Windows' default).
+pub const DEFAULT_SANDBOX_DISK: u64 = 20 << 30;
 
 /// Where an init binary is looked for when none is configured: Debian's
 /// docker.io links docker-init to tini-static from the tini package.
@@ -177,9 +198,32 @@ pub fn merge(flags: Flags, file: FileConfig, bin_dir: &Path) -> Result<Settings,
             return Err(ConfigError::Mirror { mirror: m.clone() });
         }
     }
+    let mut size = None;
+    for o in file.storage_opts.iter().chain(&flags.storage_opts) {
+        let bad = |reason: &str| ConfigError::StorageOpt {
+            option: o.clone(),
+            reason: reason.to_string(),
+        };
+        match o.split_once('=') {
+            Some(("size", v)) => {
+                let n = silo_units::parse_size(v)
+                    .ok()
+                    .filter(|n| *n >= 16 << 20)
+                    .ok_or_else(|| bad("want a size of at least 16m, such as 20G"))?;
+                size = Some(n as u64);
+            }
+            _ => return Err(bad("only size=SIZE is supported")),
+        }
+    }
+    let sandbox_disk = if flags.sandbox_disks || file.sandbox_disks {
+        Some(size.unwrap_or(DEFAULT_SANDBOX_DISK))
+    } else {
+        size
+    };
     let mut insecure_registries = file.insecure_registries;
     insecure_registries.extend(flags.insecure_registries);
     Ok(Settings {
+        sandbox_disk,
         insecure_registries,
         registry_mirrors,
         socket: socket_path(&host)?,

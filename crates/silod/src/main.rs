@@ -177,6 +177,7 @@ fn run(started: Instant) -> Result<(), StartError> {
             monitor_binary: s.monitor.clone(),
             runtime_binary: s.runtime.clone(),
             init_binary: s.init_path.clone(),
+            sandbox_disk: s.sandbox_disk,
             registry: silo_engine::RegistryConfig {
                 insecure: s.insecure_registries.clone(),
                 mirrors: s

@@ -88,6 +88,7 @@ pub fn setup() -> (Env, Docker) {
         runtime_binary: binary("silo-runtime"),
         init_binary: Some(PathBuf::from("/usr/bin/tini-static")).filter(|p| p.exists()),
         registry: Default::default(),
+        sandbox_disk: None,
     };
     let docker = open(&config);
     import(&docker, &rootfs, "busybox", &[]);
