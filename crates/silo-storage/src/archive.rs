@@ -470,9 +470,12 @@ fn unpack_archive(
         let mut entry = entry.map_err(LoadError::Tar)?;
         saw_any = true;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        if raw.split('/').all(|c| c.is_empty() || c == ".") {
+            continue; // the archive's root directory ("./")
+        }
         let name = normalize(&raw).ok_or_else(|| LoadError::Entry {
             entry: raw.clone(),
-            reason: "path escapes the archive ('..' or absolute)".into(),
+            reason: "path escapes the archive ('..')".into(),
         })?;
         let kind = entry.header().entry_type();
         if kind.is_symlink() {

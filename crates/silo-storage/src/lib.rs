@@ -45,7 +45,9 @@ pub use archive::{LoadError, Loaded, SaveError, SaveItem};
 pub use blobs::{BlobError, Ingest};
 pub use changes::ChangeError;
 pub use commit::{CommitError, CommitSpec};
-pub use extract::{Compression, ExtractError, Whiteouts, MAX_PATH};
+pub use extract::{
+    unpack as unpack_layer, Compression, ExtractError, Unpacked, Whiteouts, MAX_PATH,
+};
 pub use layers::{layer_media_type, LayerError, Lease};
 pub use silo_oci::image_config::{
     ContainerConfig, Empty, HealthConfig, History, ImageConfig, RootFs,

@@ -184,3 +184,55 @@ fn an_image_needs_its_layers_and_keeps_its_config_bytes() {
     assert_eq!(gz.media_type, media::DOCKER_LAYER_GZIP);
     assert!(s.has_blob(&gz.digest));
 }
+
+#[test]
+fn archives_load_with_dot_prefixed_names_and_refuse_escapes() {
+    let (_d, s) = store();
+    let raw = tar(&[("a", b"1")], &[]);
+    let img = s.import(&raw[..], Some("dots:1"), &[], None).unwrap();
+    let items = [silo_storage::SaveItem {
+        image: s.image("dots:1").unwrap(),
+        tags: vec!["dots:1".into()],
+    }];
+    let mut saved = Vec::new();
+    s.save(&items, &mut saved).unwrap();
+    // Re-pack with "./" names, as `tar -C dir -c .` writes them.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_size(0);
+    h.set_mode(0o755);
+    b.append_data(&mut h, "./", &[][..]).unwrap();
+    let mut a = tar::Archive::new(&saved[..]);
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = format!("./{}", e.path().unwrap().display());
+        let mut h = e.header().clone();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        b.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    let dotted = b.into_inner().unwrap();
+    let (_d2, s2) = store();
+    let loaded = s2.load(&dotted[..], &mut |_| {}).unwrap();
+    assert_eq!(loaded[0].id, img.id);
+    assert_eq!(loaded[0].tags, ["dots:1"]);
+    // An entry that climbs out of the archive is refused, and nothing stays
+    // (the tar crate's builder will not write such a name: a raw header).
+    let mut h = tar::Header::new_old();
+    h.as_old_mut().name[..6].copy_from_slice(b"../esc");
+    h.set_size(1);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let mut hostile = h.as_bytes().to_vec();
+    hostile.extend_from_slice(&[b'1'; 512][..512]);
+    hostile.extend_from_slice(&[0u8; 1024]);
+    let (_d3, s3) = store();
+    let e = s3.load(&hostile[..], &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("escapes"), "{e}");
+    assert!(s3.images().is_empty());
+    let left: Vec<_> = fs::read_dir(s3.root().join("blobs/sha256"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
