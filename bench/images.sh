@@ -186,7 +186,6 @@ echo "bench: $RUNS runs each" >&2
 for i in $(seq 1 "$RUNS"); do
     # pull
     for name in silod dockerd; do
-        [ "$name" = dockerd ] && { dk dockerd tag "$image" keep:1 >/dev/null; }
         clean_pull "$name"
         sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
         timed "$work/pull-$name" dk "$name" pull "$image"
@@ -212,6 +211,7 @@ for i in $(seq 1 "$RUNS"); do
         dk "$name" rmi -f "$image" >/dev/null 2>&1 || true
         dk "$name" image prune -af >/dev/null 2>&1 || true
         timed "$work/load-$name" dk "$name" load -i "$work/image.tar"
+        dk "$name" tag bench/big:1 "$image"
     done
     # unpack vs tar -x
     rm -rf "$work/u1" "$work/u2"; mkdir "$work/u1" "$work/u2"

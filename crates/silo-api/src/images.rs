@@ -125,7 +125,7 @@ pub async fn by_name(
         }
         if let Some(name) = rest.strip_suffix("/json") {
             let name = name.to_string();
-            let doc = blocking(move || engine.image_inspect(&name)).await?;
+            let doc = blocking(move || engine.image_inspect_document(&name)).await?;
             return Ok(Json(doc).into_response());
         }
     }

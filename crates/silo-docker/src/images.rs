@@ -312,6 +312,51 @@ impl Docker {
         Ok(out)
     }
 
+    /// `GET /images/{name}/json` as sent: [`Docker::image_inspect`] with
+    /// every key dockerd writes for API 1.45 (empty or null where silo has
+    /// nothing to say), so strict clients find them all.
+    pub fn image_inspect_document(&self, name: &str) -> Result<serde_json::Value> {
+        let doc = self.image_inspect(name)?;
+        let mut v = serde_json::to_value(&doc)
+            .map_err(|e| crate::Error::Engine(silo_engine::Error::internal("encoding", e)))?;
+        let defaults = serde_json::json!({
+            "Hostname": "", "Domainname": "", "User": "", "AttachStdin": false,
+            "AttachStdout": false, "AttachStderr": false, "Tty": false, "OpenStdin": false,
+            "StdinOnce": false, "Env": null, "Cmd": null, "Image": "", "Volumes": null,
+            "WorkingDir": "", "Entrypoint": null, "OnBuild": null, "Labels": null,
+        });
+        if let (Some(cfg), Some(d)) = (v.get_mut("Config"), defaults.as_object()) {
+            if let Some(cfg) = cfg.as_object_mut() {
+                for (k, dv) in d {
+                    cfg.entry(k.clone()).or_insert_with(|| dv.clone());
+                }
+            }
+        }
+        if let Some(obj) = v.as_object_mut() {
+            obj.entry("Parent").or_insert_with(|| "".into());
+            obj.entry("DockerVersion").or_insert_with(|| "".into());
+            obj.entry("Metadata")
+                .or_insert_with(|| serde_json::json!({ "LastTagTime": "0001-01-01T00:00:00Z" }));
+        }
+        if let Some(data) = v
+            .pointer_mut("/GraphDriver/Data")
+            .and_then(|d| d.as_object_mut())
+        {
+            // An image has no overlay of its own: the top layer is its upper dir.
+            let lower = data
+                .get("LowerDir")
+                .and_then(|l| l.as_str())
+                .unwrap_or("")
+                .to_string();
+            let (upper, rest) = lower.split_once(':').unwrap_or((lower.as_str(), ""));
+            data.insert("UpperDir".into(), upper.into());
+            data.insert("LowerDir".into(), rest.into());
+            data.entry("MergedDir").or_insert_with(|| "".into());
+            data.entry("WorkDir").or_insert_with(|| "".into());
+        }
+        Ok(v)
+    }
+
     pub fn image_inspect(&self, name: &str) -> Result<ImageInspect> {
         let img = self.engine.image(name)?;
         let cc = &img.config.config;

@@ -236,3 +236,21 @@ fn archives_load_with_dot_prefixed_names_and_refuse_escapes() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn a_leased_layer_survives_the_removal_of_its_image() {
+    let (_d, s) = store();
+    let raw = tar(&[("a", b"1")], &[]);
+    let img = s.import(&raw[..], Some("l:1"), &[], None).unwrap();
+    let lease = s.lease(&img.diff_ids);
+    s.remove_image("l:1", false, &|_| false).unwrap();
+    assert!(
+        s.has_layer(&img.diff_ids[0]),
+        "a pull in progress lost its layer"
+    );
+    assert_eq!(s.layer_blobs(&img.diff_ids[0]).len(), 1);
+    drop(lease);
+    s.forget_layer(&img.diff_ids[0]);
+    assert!(!s.has_layer(&img.diff_ids[0]));
+    assert!(leftovers(s.root()).is_empty(), "{:?}", leftovers(s.root()));
+}

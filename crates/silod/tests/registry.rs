@@ -403,3 +403,71 @@ fn commit_history_save_and_load_with_the_docker_cli() {
     let m: Manifest = serde_json::from_slice(&sk.stdout).unwrap();
     assert_eq!(m.layers.len(), 2);
 }
+
+#[test]
+fn zstd_plain_and_whiteout_layers_pull_and_run() {
+    let reg = Registry::start();
+    let client = silo_registry::Client::new(Default::default());
+    let r = Reference::parse(&format!("{}/mixed:1", reg.host())).unwrap();
+    let repo = client.repository(&r, None, true).unwrap();
+    // Layer 1: the busybox rootfs, uncompressed.
+    let base = std::fs::read(silo_testsupport::rootfs_tar()).unwrap();
+    let mut l1 = upload(&repo, &base);
+    l1.media_type = media::OCI_LAYER.into();
+    // Layer 2: a new file and a whiteout of /bin/ls, zstd-compressed.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(5);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "z", &b"zstd\n"[..]).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_size(0);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "bin/.wh.ls", &[][..]).unwrap();
+    let plain2 = b.into_inner().unwrap();
+    let mut zstd = std::process::Command::new("zstd")
+        .args(["-q", "-c"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("zstd (Debian package zstd)");
+    use std::io::Write as _;
+    zstd.stdin.take().unwrap().write_all(&plain2).unwrap();
+    let z2 = zstd.wait_with_output().unwrap().stdout;
+    let mut l2 = upload(&repo, &z2);
+    l2.media_type = media::OCI_LAYER_ZSTD.into();
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["cat","/z"]}},"rootfs":{{"type":"layers","diff_ids":["{}","{}"]}}}}"#,
+        silo_oci::image::sha256_digest(&base),
+        silo_oci::image::sha256_digest(&plain2)
+    );
+    let mut cfg = upload(&repo, config.as_bytes());
+    cfg.media_type = media::OCI_CONFIG.into();
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(media::OCI_MANIFEST.into()),
+        config: cfg,
+        layers: vec![l1, l2],
+        annotations: Default::default(),
+    };
+    repo.put_manifest(
+        "1",
+        media::OCI_MANIFEST,
+        &serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+    let d = daemon(&[]);
+    let name = format!("{}/mixed:1", reg.host());
+    d.ok(&["pull", &name]);
+    assert_eq!(
+        d.ok(&["run", "--rm", "--network", "none", &name]).trim(),
+        "zstd"
+    );
+    let out = d.cli(&["run", "--rm", "--network", "none", &name, "ls", "/bin/ls"]);
+    assert!(!out.status.success(), "the whiteout did not hide /bin/ls");
+    assert_eq!(
+        d.ok(&["run", "--rm", "--network", "none", &name, "echo", "base"])
+            .trim(),
+        "base"
+    );
+}
