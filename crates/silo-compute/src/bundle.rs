@@ -26,8 +26,6 @@ pub enum BundleError {
     Rootfs { path: PathBuf, rootfs: PathBuf },
     #[error("{path}: field `root` is missing")]
     NoRoot { path: PathBuf },
-    #[error("{path}: field `linux.namespaces`: a mount namespace is required")]
-    NoMountNs { path: PathBuf },
     #[error(
         "{path}: field `hooks.{kind}[{index}].timeout`: must be greater than zero, got {value}"
     )]
@@ -144,13 +142,6 @@ pub fn prepare(host: &Host, bundle: &Path) -> Result<Prepared, BundleError> {
         rootfs: rootfs.clone(),
     })?;
     let linux = spec.linux.clone().unwrap_or_default();
-    if !linux
-        .namespaces
-        .iter()
-        .any(|n| n.typ == silo_oci::NamespaceType::Mount)
-    {
-        return Err(BundleError::NoMountNs { path });
-    }
     silo_isolation::ns::validate(&linux).map_err(|e| BundleError::Invalid(e.to_string()))?;
     silo_isolation::sysctl::validate(&linux.sysctl, &linux.namespaces)
         .map_err(|e| BundleError::Invalid(e.to_string()))?;

@@ -270,6 +270,9 @@ impl ParentSide for Parent<'_> {
 struct Rollback<'a> {
     dir: Option<&'a Path>,
     job: Option<Job>,
+    /// A container in the runtime's own mount namespace: its mounts under
+    /// the rootfs are ours to remove.
+    host_mounts: Option<&'a Path>,
     armed: bool,
 }
 
@@ -281,9 +284,40 @@ impl Drop for Rollback<'_> {
         if let Some(job) = &self.job {
             let _ = job.destroy();
         }
+        if let Some(rootfs) = self.host_mounts {
+            let _ = unmount_tree(rootfs);
+        }
         if let Some(dir) = self.dir {
             let _ = std::fs::remove_dir_all(dir);
         }
+    }
+}
+
+/// Whether a spec lists a mount namespace (new or joined).
+fn has_mount_ns(spec: &silo_oci::Spec) -> bool {
+    spec.linux.as_ref().is_some_and(|l| {
+        l.namespaces
+            .iter()
+            .any(|n| n.typ == silo_oci::NamespaceType::Mount)
+    })
+}
+
+/// Unmounts everything at or under `rootfs` (deepest first, lazily).
+fn unmount_tree(rootfs: &Path) -> Result<(), String> {
+    let mps = silo_isolation::mounts::mounts_below(rootfs)
+        .map_err(|e| format!("reading the mount table: {e}"))?;
+    let mut failed = Vec::new();
+    for mp in mps {
+        if let Err(e) = rustix::mount::unmount(&mp, rustix::mount::UnmountFlags::DETACH) {
+            if e != rustix::io::Errno::INVAL && e != rustix::io::Errno::NOENT {
+                failed.push(format!("unmounting {}: {e}", mp.display()));
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
     }
 }
 
@@ -315,6 +349,7 @@ pub fn create(host: &Host, id: &str, opts: CreateOptions) -> Result<ComputeSyste
     let mut rollback = Rollback {
         dir: Some(&dir),
         job: None,
+        host_mounts: (!has_mount_ns(spec)).then_some(prepared.rootfs.as_path()),
         armed: true,
     };
     let fifo = if opts.wait_for_start {
@@ -739,6 +774,13 @@ impl ComputeSystem {
         if status != Status::Stopped && self.init_alive() {
             // SAFETY: kill of the recorded init when the job could not do it.
             unsafe { libc::kill(self.record.pid, libc::SIGKILL) };
+        }
+        // Without a mount namespace the container's mounts (proc, sys,
+        // dev, the rootfs bind) are in ours: they go with it.
+        if !has_mount_ns(&self.record.spec) {
+            if let Err(e) = unmount_tree(&self.record.rootfs) {
+                errors.push(e);
+            }
         }
         if let Some(h) = &self.record.spec.hooks {
             if !h.poststop.is_empty() {

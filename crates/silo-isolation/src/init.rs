@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 /// parent joined before the fork).
 pub(crate) struct ExecTarget<'a> {
     pub namespaces: &'a [(NamespaceType, OwnedFd)],
+    /// The container has no mount namespace: its root (`/proc/<pid>/root`,
+    /// opened by the parent) to chroot into.
+    pub root: Option<&'a OwnedFd>,
 }
 
 pub(crate) struct ChildPlan<'a> {
@@ -82,6 +85,12 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<Never, sync::Failure> {
 
     if let Some(target) = &plan.target {
         join_exec_namespaces(target)?;
+        if let Some(root) = target.root {
+            rustix::process::fchdir(root)
+                .map_err(|e| format!("entering the container's root: {e}"))?;
+            rustix::process::chroot(".")
+                .map_err(|e| format!("chroot into the container's root: {e}"))?;
+        }
     } else {
         // The parent's GO carries the state document and means the job's
         // limits are in place. A new user namespace needs its id maps, and a
@@ -133,6 +142,8 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<Never, sync::Failure> {
                 }
             }
         }
+        let host_mount_ns =
+            !linux.is_some_and(|l| l.namespaces.iter().any(|n| n.typ == NamespaceType::Mount));
         let cfg = crate::mounts::RootfsConfig {
             rootfs: plan.rootfs,
             mounts: &spec.mounts,
@@ -141,6 +152,7 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<Never, sync::Failure> {
             in_userns: plan.new_user,
             cgroupns: plan.cgroupns,
             cgroup_paths: plan.cgroup_paths,
+            host_mount_ns,
         };
         crate::mounts::prepare_rootfs(&cfg).map_err(|e| e.to_string())?;
         if !plan.early_go {
@@ -155,7 +167,9 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<Never, sync::Failure> {
             crate::hooks::run_all("createContainer", &hooks.create_container, &state_json)
                 .map_err(|e| e.to_string())?;
         }
-        if plan.no_pivot {
+        if host_mount_ns {
+            crate::mounts::host_ns_root(plan.rootfs).map_err(|e| e.to_string())?;
+        } else if plan.no_pivot {
             crate::mounts::move_root(plan.rootfs).map_err(|e| e.to_string())?;
         } else {
             crate::mounts::pivot_root(plan.rootfs).map_err(|e| e.to_string())?;
@@ -167,7 +181,10 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<Never, sync::Failure> {
         }
         let readonly = spec.root.as_ref().is_some_and(|r| r.readonly);
         crate::mounts::finish_rootfs(
-            linux.and_then(|l| l.rootfs_propagation.as_deref()),
+            // Sharing the host's namespace, the rootfs stays private.
+            linux
+                .and_then(|l| l.rootfs_propagation.as_deref())
+                .filter(|_| !host_mount_ns),
             readonly,
         )
         .map_err(|e| e.to_string())?;

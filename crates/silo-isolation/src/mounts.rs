@@ -25,6 +25,10 @@ pub struct RootfsConfig<'a> {
     /// For `cgroup` mounts without cgroupns: (controller name, or "" for the v2
     /// unified hierarchy; host directory of this container's group).
     pub cgroup_paths: &'a [(String, PathBuf)],
+    /// The spec lists no mount namespace: the container shares the
+    /// runtime's, so the host's propagation is left alone and the rootfs
+    /// becomes a private mount of its own (see [`host_ns_root`]).
+    pub host_mount_ns: bool,
 }
 
 /// Failure of a rootfs step.
@@ -326,8 +330,10 @@ pub fn prepare_rootfs(cfg: &RootfsConfig) -> Result<(), MountError> {
     // bind of the rootfs onto itself below, and "shared" would let the
     // container's mounts reach the host. Until then everything is rslave.
     root_propagation(cfg.propagation)?;
-    sys_mount(None, c"/", None, libc::MS_SLAVE | libc::MS_REC, None)
-        .map_err(sys_err("making \"/\" rslave", Path::new("/")))?;
+    if !cfg.host_mount_ns {
+        sys_mount(None, c"/", None, libc::MS_SLAVE | libc::MS_REC, None)
+            .map_err(sys_err("making \"/\" rslave", Path::new("/")))?;
+    }
     let rootfs_c = cstr(cfg.rootfs.as_os_str().as_bytes())?;
     sys_mount(
         Some(&rootfs_c),
@@ -337,6 +343,13 @@ pub fn prepare_rootfs(cfg: &RootfsConfig) -> Result<(), MountError> {
         None,
     )
     .map_err(sys_err("bind-mounting the rootfs onto itself", cfg.rootfs))?;
+    if cfg.host_mount_ns {
+        // In the host's namespace: what is mounted under the rootfs must
+        // not spread to other namespaces, and goes when the container is
+        // deleted (silo-compute unmounts the rootfs tree).
+        sys_mount(None, &rootfs_c, None, libc::MS_PRIVATE | libc::MS_REC, None)
+            .map_err(sys_err("making the rootfs private", cfg.rootfs))?;
+    }
 
     let root = rustix::fs::open(
         cfg.rootfs,
@@ -790,6 +803,38 @@ pub fn pivot_root(rootfs: &Path) -> Result<(), MountError> {
     Ok(())
 }
 
+/// Without a mount namespace of its own, the container's root is a
+/// `chroot` into the rootfs (pivot_root or a move would change the host's
+/// root).
+pub fn host_ns_root(rootfs: &Path) -> Result<(), MountError> {
+    let e = |what: &'static str| sys_err(what, rootfs);
+    rustix::process::chdir(rootfs).map_err(|x| e("chdir into the rootfs")(x.into()))?;
+    rustix::process::chroot(".").map_err(|x| e("chroot(\".\")")(x.into()))?;
+    rustix::process::chdir("/").map_err(|x| e("chdir(\"/\")")(x.into()))?;
+    Ok(())
+}
+
+/// The mount points at or under `dir` in this mount namespace, deepest
+/// first (for the clean-up of a container without a mount namespace).
+pub fn mounts_below(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let mut out: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|mp| {
+            PathBuf::from(
+                mp.replace("\\040", " ")
+                    .replace("\\011", "\t")
+                    .replace("\\134", "\\"),
+            )
+        })
+        .filter(|mp| mp.starts_with(dir))
+        .collect();
+    out.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+    out.dedup();
+    Ok(out)
+}
+
 /// `--no-pivot`: move the rootfs mount onto "/" and chroot into it.
 pub fn move_root(rootfs: &Path) -> Result<(), MountError> {
     let e = |what: &'static str| sys_err(what, rootfs);
@@ -1075,6 +1120,7 @@ pub(crate) mod tests {
                 in_userns: false,
                 cgroupns: false,
                 cgroup_paths: &[],
+                host_mount_ns: false,
             };
             prepare_rootfs(&cfg).unwrap();
 
@@ -1184,6 +1230,7 @@ pub(crate) mod tests {
                 in_userns: true,
                 cgroupns: false,
                 cgroup_paths: &[],
+                host_mount_ns: false,
             };
             prepare_rootfs(&cfg).unwrap();
             for (name, maj, min) in [("null", 1, 3), ("urandom", 1, 9), ("kmsg", 1, 11)] {
@@ -1211,6 +1258,7 @@ pub(crate) mod tests {
                 in_userns: false,
                 cgroupns: false,
                 cgroup_paths: &[],
+                host_mount_ns: false,
             };
             prepare_rootfs(&cfg).unwrap();
             move_root(&rootfs).unwrap();
@@ -1245,6 +1293,7 @@ pub(crate) mod tests {
                     in_userns: false,
                     cgroupns: false,
                     cgroup_paths: &paths,
+                    host_mount_ns: false,
                 };
                 prepare_rootfs(&cfg).unwrap();
                 let cg = rootfs.join("sys/fs/cgroup");

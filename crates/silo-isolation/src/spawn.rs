@@ -419,9 +419,28 @@ pub fn exec_into(plan: ExecPlan) -> Result<i32, SpawnError> {
         }
     }
     let in_userns = targets.iter().any(|(t, _)| *t == NamespaceType::User);
+    // A container without a mount namespace lives in a chroot.
+    let shares_mount_ns = !plan
+        .spec
+        .linux
+        .as_ref()
+        .is_some_and(|l| l.namespaces.iter().any(|n| n.typ == NamespaceType::Mount));
+    let root = if shares_mount_ns {
+        let path = plan.proc_root.join(format!("{}/root", plan.target_pid));
+        Some(OwnedFd::from(File::open(&path).map_err(|source| {
+            SpawnError::JoinNamespace {
+                kind: "mount",
+                path,
+                source,
+            }
+        })?))
+    } else {
+        None
+    };
     let (parent, child) = Channel::pair().map_err(SpawnError::Channel)?;
     let exec_target = ExecTarget {
         namespaces: &targets,
+        root: root.as_ref(),
     };
     let child_plan = ChildPlan {
         spec: plan.spec,

@@ -529,3 +529,55 @@ fn rootfs_propagation_is_applied_to_the_new_root() {
         c.assert_gone();
     }
 }
+
+#[test]
+fn a_bundle_without_a_mount_namespace_runs_and_leaves_no_mount() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    let namespaces = b.config_mut()["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap();
+    namespaces.retain(|n| n["type"] != "mount");
+    let rootfs = b.rootfs().canonicalize().unwrap();
+    let mounts_under = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|mp| std::path::Path::new(mp).starts_with(dir))
+            .map(str::to_string)
+            .collect()
+    };
+    std::fs::write(rootfs.join("only-in-this-rootfs"), "yes\n").unwrap();
+    let host_root = || -> String {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some("/"))
+            .unwrap_or("")
+            .to_string()
+    };
+    let before = host_root();
+    let c = rt.container(&mut b);
+    assert_ok(&c.run_detached());
+    // The host's root keeps its propagation.
+    assert_eq!(host_root(), before);
+    // proc, sys and dev are mounted inside the rootfs, in our namespace.
+    assert!(
+        !mounts_under(&rootfs).is_empty(),
+        "no mounts under the rootfs"
+    );
+    // The container sees its own root and /proc.
+    let o = c.exec(&[], &["ls", "/proc/self/"]);
+    assert_ok(&o);
+    let o = c.exec(&[], &["cat", "/only-in-this-rootfs"]);
+    assert_ok(&o);
+    assert_eq!(stdout(&o).trim(), "yes");
+    assert_ok(&c.delete_force());
+    c.assert_gone();
+    assert!(
+        mounts_under(&rootfs).is_empty(),
+        "left mounted: {:?}",
+        mounts_under(&rootfs)
+    );
+}
