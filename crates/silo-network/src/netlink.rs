@@ -1,0 +1,342 @@
+//! A small synchronous rtnetlink client: links (bridge, veth), addresses,
+//! routes. A [`Netlink`] is bound to the network namespace of the thread
+//! that opened it (netlink sockets keep their namespace), so callers open
+//! one per namespace, on a thread that is in it, and pass it in.
+
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use netlink_packet_route::route::{RouteHeader, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use thiserror::Error;
+
+/// A netlink request failed.
+#[derive(Debug, Error)]
+pub enum NetlinkError {
+    #[error("netlink socket: {0}")]
+    Socket(io::Error),
+    #[error("{what}: {source}")]
+    Kernel { what: String, source: io::Error },
+    #[error("{what}: malformed netlink answer: {message}")]
+    Decode { what: String, message: String },
+}
+
+impl NetlinkError {
+    /// The kernel's errno, if the kernel refused.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            NetlinkError::Kernel { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, NetlinkError>;
+
+/// An rtnetlink socket in one network namespace.
+pub struct Netlink {
+    sock: Socket,
+    seq: u32,
+}
+
+/// What a link dump says of one link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub mac: Vec<u8>,
+    pub up: bool,
+    /// The bridge it is enslaved to, if any.
+    pub master: Option<u32>,
+    pub kind: Option<String>,
+}
+
+impl Netlink {
+    /// Opens a socket in the calling thread's network namespace.
+    pub fn open() -> Result<Netlink> {
+        let mut sock = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
+        sock.bind_auto().map_err(NetlinkError::Socket)?;
+        sock.connect(&SocketAddr::new(0, 0))
+            .map_err(NetlinkError::Socket)?;
+        Ok(Netlink { sock, seq: 0 })
+    }
+
+    /// Sends one request and reads the answers up to the ACK (or DONE).
+    fn request(
+        &mut self,
+        what: &str,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags;
+        header.sequence_number = self.seq;
+        let mut nl = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+        nl.finalize();
+        let mut buf = vec![0u8; nl.buffer_len()];
+        nl.serialize(&mut buf);
+        self.sock.send(&buf, 0).map_err(NetlinkError::Socket)?;
+        let mut out = Vec::new();
+        let decode = |m: String| NetlinkError::Decode {
+            what: what.to_string(),
+            message: m,
+        };
+        loop {
+            let (data, _) = self.sock.recv_from_full().map_err(NetlinkError::Socket)?;
+            let mut offset = 0;
+            while offset < data.len() {
+                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..])
+                    .map_err(|e| decode(e.to_string()))?;
+                let len = msg.header.length as usize;
+                if len == 0 {
+                    return Err(decode("zero-length message".into()));
+                }
+                offset += (len + 3) & !3;
+                if msg.header.sequence_number != self.seq {
+                    continue;
+                }
+                match msg.payload {
+                    NetlinkPayload::Error(e) => {
+                        return match e.code {
+                            None => Ok(out), // the ACK
+                            Some(code) => Err(NetlinkError::Kernel {
+                                what: what.to_string(),
+                                source: io::Error::from_raw_os_error(-code.get()),
+                            }),
+                        };
+                    }
+                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::InnerMessage(m) => out.push(m),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Every link of the namespace.
+    pub fn links(&mut self) -> Result<Vec<Link>> {
+        let msgs = self.request(
+            "listing links",
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+        )?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(link_of(&l)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The link named `name`, if any.
+    pub fn link(&mut self, name: &str) -> Result<Option<Link>> {
+        Ok(self.links()?.into_iter().find(|l| l.name == name))
+    }
+
+    /// Creates a bridge; returns its index.
+    pub fn add_bridge(&mut self, name: &str) -> Result<u32> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
+        let what = format!("creating bridge {name}");
+        self.request(
+            &what,
+            RouteNetlinkMessage::NewLink(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        self.index_of(name, &what)
+    }
+
+    /// Creates a veth pair: `host` here and `peer` moved into the namespace
+    /// `peer_ns` (an open /proc/…/ns/net or pinned file) right away.
+    pub fn add_veth(&mut self, host: &str, peer: &str, peer_ns: BorrowedFd<'_>) -> Result<u32> {
+        let mut p = LinkMessage::default();
+        p.attributes.push(LinkAttribute::IfName(peer.to_string()));
+        p.attributes
+            .push(LinkAttribute::NetNsFd(peer_ns.as_raw_fd()));
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(host.to_string()));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))),
+        ]));
+        let what = format!("creating veth pair {host}/{peer}");
+        self.request(
+            &what,
+            RouteNetlinkMessage::NewLink(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        self.index_of(host, &what)
+    }
+
+    fn index_of(&mut self, name: &str, what: &str) -> Result<u32> {
+        self.link(name)?
+            .map(|l| l.index)
+            .ok_or_else(|| NetlinkError::Decode {
+                what: what.to_string(),
+                message: format!("{name} is not listed after its creation"),
+            })
+    }
+
+    fn set(&mut self, what: String, index: u32, f: impl FnOnce(&mut LinkMessage)) -> Result<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        f(&mut m);
+        self.request(&what, RouteNetlinkMessage::SetLink(m), NLM_F_ACK)?;
+        Ok(())
+    }
+
+    /// Brings a link up.
+    pub fn set_up(&mut self, index: u32) -> Result<()> {
+        self.set(format!("bringing link {index} up"), index, |m| {
+            m.header.flags = LinkFlags::Up;
+            m.header.change_mask = LinkFlags::Up;
+        })
+    }
+
+    /// Enslaves a link to a bridge.
+    pub fn set_master(&mut self, index: u32, bridge: u32) -> Result<()> {
+        self.set(
+            format!("adding link {index} to bridge {bridge}"),
+            index,
+            |m| {
+                m.attributes.push(LinkAttribute::Controller(bridge));
+            },
+        )
+    }
+
+    /// Sets a link's MAC address.
+    pub fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> Result<()> {
+        self.set(format!("setting the MAC of link {index}"), index, |m| {
+            m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        })
+    }
+
+    /// Renames a link (it must be down).
+    pub fn rename(&mut self, index: u32, name: &str) -> Result<()> {
+        self.set(format!("renaming link {index} to {name}"), index, |m| {
+            m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        })
+    }
+
+    /// Deletes a link (a veth takes its peer with it).
+    pub fn del_link(&mut self, index: u32) -> Result<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        self.request(
+            &format!("deleting link {index}"),
+            RouteNetlinkMessage::DelLink(m),
+            NLM_F_ACK,
+        )?;
+        Ok(())
+    }
+
+    /// Adds `addr/prefix` to a link.
+    pub fn add_address(&mut self, index: u32, addr: IpAddr, prefix: u8) -> Result<()> {
+        let mut m = AddressMessage::default();
+        m.header.family = family(addr);
+        m.header.prefix_len = prefix;
+        m.header.index = index;
+        m.attributes.push(AddressAttribute::Local(addr));
+        m.attributes.push(AddressAttribute::Address(addr));
+        self.request(
+            &format!("adding address {addr}/{prefix} to link {index}"),
+            RouteNetlinkMessage::NewAddress(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        Ok(())
+    }
+
+    /// The addresses of a link, with their prefix lengths.
+    pub fn addresses(&mut self, index: u32) -> Result<Vec<(IpAddr, u8)>> {
+        let msgs = self.request(
+            "listing addresses",
+            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            NLM_F_DUMP,
+        )?;
+        let mut out = Vec::new();
+        for m in msgs {
+            if let RouteNetlinkMessage::NewAddress(a) = m {
+                if a.header.index != index {
+                    continue;
+                }
+                for attr in &a.attributes {
+                    if let AddressAttribute::Address(ip) = attr {
+                        out.push((*ip, a.header.prefix_len));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds a default route through `gateway`.
+    pub fn add_default_route(&mut self, gateway: IpAddr) -> Result<()> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = family(gateway);
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.protocol = RouteProtocol::Boot;
+        m.header.scope = RouteScope::Universe;
+        m.header.kind = RouteType::Unicast;
+        m.attributes.push(RouteAttribute::Gateway(match gateway {
+            IpAddr::V4(a) => RouteAddress::Inet(a),
+            IpAddr::V6(a) => RouteAddress::Inet6(a),
+        }));
+        self.request(
+            &format!("adding a default route via {gateway}"),
+            RouteNetlinkMessage::NewRoute(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        Ok(())
+    }
+}
+
+fn family(a: IpAddr) -> AddressFamily {
+    match a {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    }
+}
+
+fn link_of(l: &LinkMessage) -> Link {
+    let mut out = Link {
+        index: l.header.index,
+        name: String::new(),
+        mac: Vec::new(),
+        up: l.header.flags.contains(LinkFlags::Up),
+        master: None,
+        kind: None,
+    };
+    for a in &l.attributes {
+        match a {
+            LinkAttribute::IfName(n) => out.name = n.clone(),
+            LinkAttribute::Address(m) => out.mac = m.clone(),
+            LinkAttribute::Controller(i) => out.master = Some(*i),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        out.kind = Some(k.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
