@@ -4,7 +4,9 @@
 //! engine reaches it through its `NetworkService` seam.
 //!
 //! This first part holds the building blocks: a synchronous rtnetlink client
-//! ([`netlink`]) and IP address management with persistent leases ([`ipam`]).
+//! ([`netlink`]), IP address management with persistent leases ([`ipam`]),
+//! and the nat driver's bridge and endpoint transactions ([`nat`]).
 
 pub mod ipam;
+pub mod nat;
 pub mod netlink;
