@@ -7,6 +7,10 @@
 //! ([`netlink`]), IP address management with persistent leases ([`ipam`]),
 //! and the nat driver's bridge and endpoint transactions ([`nat`]).
 
+pub mod firewall;
 pub mod ipam;
 pub mod nat;
 pub mod netlink;
+pub mod service;
+
+pub use service::{CreateNetwork, Endpoint, JoinRequest, Network, Service, ServiceError};

@@ -1,0 +1,142 @@
+//! The nftables side of a nat network: one table per network
+//! (`inet silo-<id12>`), so adding or removing a network is one `nft`
+//! transaction that touches nothing else. Its chains: outbound masquerade
+//! for the network's subnets (not for `internal` networks), and a forward
+//! filter that keeps the network to itself (no traffic to another silo
+//! bridge; for `internal`, to nothing but its own bridge). `nft` runs once
+//! per network change, never on a container's start path.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use thiserror::Error;
+
+use crate::ipam::Subnet;
+
+/// Applying a rule set failed.
+#[derive(Debug, Error)]
+pub enum FirewallError {
+    #[error("running nft (install Debian's nftables): {0}")]
+    Spawn(std::io::Error),
+    #[error("nft refused the rules for network {network}: {message}")]
+    Refused { network: String, message: String },
+}
+
+/// The prefix of silo's bridge names, for the isolation rules.
+pub const BRIDGE_GLOB: &str = "silo*";
+
+/// What the firewall needs to know of a network.
+#[derive(Debug, Clone)]
+pub struct NetworkRules<'a> {
+    /// The network id (its first 12 characters name the table).
+    pub id: &'a str,
+    pub bridge: &'a str,
+    pub subnets: &'a [Subnet],
+    pub internal: bool,
+}
+
+fn table(id: &str) -> String {
+    format!("silo-{}", &id[..id.len().min(12)])
+}
+
+/// The nft script that (re)creates the network's table.
+pub fn script(r: &NetworkRules<'_>) -> String {
+    let t = table(r.id);
+    let br = r.bridge;
+    let mut s = String::new();
+    // Create-then-delete makes the script idempotent on older nft too.
+    s.push_str(&format!(
+        "table inet {t}\ndelete table inet {t}\ntable inet {t} {{\n"
+    ));
+    s.push_str("  chain forward {\n    type filter hook forward priority filter; policy accept;\n");
+    if r.internal {
+        s.push_str(&format!(
+            "    iifname \"{br}\" oifname != \"{br}\" drop\n    oifname \"{br}\" iifname != \"{br}\" drop\n"
+        ));
+    } else {
+        s.push_str(&format!(
+            "    iifname \"{br}\" oifname != \"{br}\" oifname \"{BRIDGE_GLOB}\" drop\n"
+        ));
+    }
+    s.push_str("  }\n");
+    if !r.internal {
+        s.push_str("  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n");
+        for sn in r.subnets {
+            let fam = if sn.addr.is_ipv4() { "ip" } else { "ip6" };
+            s.push_str(&format!(
+                "    {fam} saddr {sn} oifname != \"{br}\" masquerade\n"
+            ));
+        }
+        s.push_str("  }\n");
+    }
+    s.push_str("}\n");
+    s
+}
+
+fn nft(network: &str, script: &str) -> Result<(), FirewallError> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(FirewallError::Spawn)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(FirewallError::Spawn)?;
+    }
+    let out = child.wait_with_output().map_err(FirewallError::Spawn)?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(FirewallError::Refused {
+            network: network.to_string(),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// Installs (or replaces) the network's table, in one transaction.
+pub fn apply(r: &NetworkRules<'_>) -> Result<(), FirewallError> {
+    nft(r.id, &script(r))
+}
+
+/// Removes the network's table (missing is fine).
+pub fn remove(id: &str) -> Result<(), FirewallError> {
+    let t = table(id);
+    nft(id, &format!("table inet {t}\ndelete table inet {t}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_masquerade_and_isolate() {
+        let subnets = ["10.1.0.0/24".parse().unwrap()];
+        let s = script(&NetworkRules {
+            id: "0123456789abcdef",
+            bridge: "silo1",
+            subnets: &subnets,
+            internal: false,
+        });
+        assert!(s.contains("table inet silo-0123456789ab {"), "{s}");
+        assert!(
+            s.contains("ip saddr 10.1.0.0/24 oifname != \"silo1\" masquerade"),
+            "{s}"
+        );
+        assert!(s.contains("oifname \"silo*\" drop"), "{s}");
+        let s = script(&NetworkRules {
+            id: "0123456789abcdef",
+            bridge: "silo1",
+            subnets: &subnets,
+            internal: true,
+        });
+        assert!(!s.contains("masquerade"), "{s}");
+        assert!(
+            s.contains("iifname \"silo1\" oifname != \"silo1\" drop"),
+            "{s}"
+        );
+    }
+}

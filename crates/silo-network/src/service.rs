@@ -1,0 +1,629 @@
+//! The network service: networks and endpoints with their persisted state
+//! (`<state>/networks/<id>.json`, written atomically), IPAM, and the nat
+//! driver underneath. Kernel objects are made when first needed and
+//! re-made idempotently, so a restart (or a reboot) finds them again.
+//!
+//! Namespace work runs on threads of its own ([`crate::nat::in_netns`]);
+//! the host side runs in the namespace of the thread calling the service.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::IpAddr;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::firewall::{self, FirewallError, NetworkRules};
+use crate::ipam::{mac_for, IpamError, Pool, Subnet};
+use crate::nat::{self, BridgeSpec, DriverError, EndpointSpec};
+use crate::netlink::{Netlink, NetlinkError};
+
+/// The default network's name (Windows'); `bridge` is its Docker alias.
+pub const DEFAULT_NETWORK: &str = "nat";
+/// The default network's bridge.
+pub const DEFAULT_BRIDGE: &str = "silo0";
+
+/// A network service operation failed; nothing changed.
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    #[error("network {0} not found")]
+    NotFound(String),
+    #[error("network with name {0} already exists")]
+    Duplicate(String),
+    #[error("invalid network name {0:?}: use letters, digits and . _ - (at most 64)")]
+    BadName(String),
+    #[error("driver {0:?} is not supported (nat; bridge is accepted as nat)")]
+    Driver(String),
+    #[error("subnet {subnet} overlaps network {other}'s {theirs}")]
+    Overlap {
+        subnet: Subnet,
+        other: String,
+        theirs: Subnet,
+    },
+    #[error("no free subnet left for a new network; give --subnet")]
+    NoSubnet,
+    #[error("network {name} has active endpoints ({count}); disconnect or remove their containers first")]
+    InUse { name: String, count: usize },
+    #[error("{0} is a pre-defined network and cannot be removed")]
+    Predefined(String),
+    #[error("container {owner} is already connected to network {network}")]
+    AlreadyConnected { owner: String, network: String },
+    #[error("network {network}: {source}")]
+    Ipam { network: String, source: IpamError },
+    #[error(transparent)]
+    Driver2(#[from] DriverError),
+    #[error(transparent)]
+    Firewall(#[from] FirewallError),
+    #[error("{what}: {source}")]
+    Netlink { what: String, source: NetlinkError },
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, ServiceError>;
+
+/// One endpoint: a container's interface on a network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub id: String,
+    /// The container (or pod) it belongs to.
+    pub owner: String,
+    pub host_ifname: String,
+    pub ifname: String,
+    pub ip: IpAddr,
+    pub prefix: u8,
+    pub mac: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+/// A network and its endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    pub driver: String,
+    pub bridge: String,
+    pub pool: Pool,
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub created: String,
+    /// By endpoint id.
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, Endpoint>,
+    /// HNS's MaxConcurrentEndpoints: the most endpoints it ever had at once.
+    #[serde(default)]
+    pub max_concurrent_endpoints: u64,
+    /// HNS's TotalEndpoints: endpoints ever created.
+    #[serde(default)]
+    pub total_endpoints: u64,
+}
+
+/// A network to create.
+#[derive(Debug, Clone, Default)]
+pub struct CreateNetwork {
+    pub name: String,
+    /// "nat" (default); "bridge" is the same.
+    pub driver: Option<String>,
+    pub subnet: Option<Subnet>,
+    pub gateway: Option<IpAddr>,
+    pub ip_range: Option<Subnet>,
+    pub internal: bool,
+    pub options: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A container's wish to join a network.
+#[derive(Debug, Clone, Default)]
+pub struct JoinRequest {
+    pub network: String,
+    pub aliases: Vec<String>,
+    pub ip: Option<IpAddr>,
+}
+
+/// The service.
+#[derive(Debug)]
+pub struct Service {
+    dir: PathBuf,
+    networks: Mutex<BTreeMap<String, Network>>,
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && n.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn nl_err(what: &str) -> impl FnOnce(NetlinkError) -> ServiceError + '_ {
+    move |source| ServiceError::Netlink {
+        what: what.to_string(),
+        source,
+    }
+}
+
+impl Service {
+    /// Opens the service's state under `dir` (created if missing) and makes
+    /// sure the default network is on record (its bridge is made on first use).
+    pub fn open(dir: &Path) -> Result<Service> {
+        let nets = dir.join("networks");
+        std::fs::create_dir_all(&nets).map_err(|source| ServiceError::Io {
+            op: "creating",
+            path: nets.clone(),
+            source,
+        })?;
+        let mut networks = BTreeMap::new();
+        for e in std::fs::read_dir(&nets).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "json") {
+                let bytes = std::fs::read(&p).map_err(|source| ServiceError::Io {
+                    op: "reading",
+                    path: p.clone(),
+                    source,
+                })?;
+                let n: Network = serde_json::from_slice(&bytes).map_err(|e| ServiceError::Io {
+                    op: "parsing",
+                    path: p.clone(),
+                    source: std::io::Error::other(e),
+                })?;
+                networks.insert(n.id.clone(), n);
+            }
+        }
+        let svc = Service {
+            dir: dir.to_path_buf(),
+            networks: Mutex::new(networks),
+        };
+        if svc.lookup(DEFAULT_NETWORK).is_none() {
+            let pool = Pool::new(
+                "172.17.0.0/16".parse().map_err(|e| ServiceError::Ipam {
+                    network: DEFAULT_NETWORK.into(),
+                    source: e,
+                })?,
+                None,
+                None,
+            )
+            .map_err(|source| ServiceError::Ipam {
+                network: DEFAULT_NETWORK.into(),
+                source,
+            })?;
+            let n = Network {
+                id: silo_sys::id::random_hex(32),
+                name: DEFAULT_NETWORK.into(),
+                driver: "nat".into(),
+                bridge: DEFAULT_BRIDGE.into(),
+                pool,
+                internal: false,
+                options: BTreeMap::new(),
+                labels: BTreeMap::new(),
+                created: silo_units_now(),
+                endpoints: BTreeMap::new(),
+                max_concurrent_endpoints: 0,
+                total_endpoints: 0,
+            };
+            svc.save(&n)?;
+            svc.lock().insert(n.id.clone(), n);
+        }
+        Ok(svc)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Network>> {
+        self.networks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn path(&self, id: &str) -> PathBuf {
+        self.dir.join("networks").join(format!("{id}.json"))
+    }
+
+    fn save(&self, n: &Network) -> Result<()> {
+        let p = self.path(&n.id);
+        let bytes = serde_json::to_vec_pretty(n).map_err(|e| ServiceError::Io {
+            op: "encoding",
+            path: p.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        silo_sys::fs::write_atomic(&p, &bytes, silo_sys::fs::Durability::Durable).map_err(
+            |source| ServiceError::Io {
+                op: "writing",
+                path: p,
+                source,
+            },
+        )
+    }
+
+    /// A network's id by name ("bridge" means the default), full id or a
+    /// unique id prefix.
+    fn lookup(&self, name: &str) -> Option<String> {
+        let name = if name == "bridge" {
+            DEFAULT_NETWORK
+        } else {
+            name
+        };
+        let nets = self.lock();
+        if let Some(n) = nets.values().find(|n| n.name == name) {
+            return Some(n.id.clone());
+        }
+        let mut hits = nets
+            .keys()
+            .filter(|k| k.starts_with(name) && !name.is_empty());
+        match (hits.next(), hits.next()) {
+            (Some(h), None) => Some(h.clone()),
+            _ => None,
+        }
+    }
+
+    /// Every network, by name.
+    pub fn list(&self) -> Vec<Network> {
+        let mut v: Vec<Network> = self.lock().values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// One network by name, id or id prefix.
+    pub fn get(&self, name: &str) -> Result<Network> {
+        let id = self
+            .lookup(name)
+            .ok_or_else(|| ServiceError::NotFound(name.to_string()))?;
+        self.lock()
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| ServiceError::NotFound(name.to_string()))
+    }
+
+    /// Picks a free /16 for a network without a subnet (Docker's order).
+    fn free_subnet(nets: &BTreeMap<String, Network>) -> Option<Subnet> {
+        let candidates = (18..=31u8)
+            .map(|b| format!("172.{b}.0.0/16"))
+            .chain((0..=240u8).step_by(16).map(|c| format!("192.168.{c}.0/20")));
+        candidates
+            .filter_map(|c| c.parse::<Subnet>().ok())
+            .find(|c| !nets.values().any(|n| n.pool.subnet.overlaps(c)))
+    }
+
+    /// Creates a network and its bridge and firewall table.
+    pub fn create(&self, req: &CreateNetwork) -> Result<Network> {
+        if !valid_name(&req.name) {
+            return Err(ServiceError::BadName(req.name.clone()));
+        }
+        let driver = match req.driver.as_deref() {
+            None | Some("" | "nat" | "bridge") => "nat",
+            Some(d) => return Err(ServiceError::Driver(d.to_string())),
+        };
+        let mut nets = self.lock();
+        if req.name == "bridge" || nets.values().any(|n| n.name == req.name) {
+            return Err(ServiceError::Duplicate(req.name.clone()));
+        }
+        let subnet = match req.subnet {
+            Some(s) => {
+                if let Some(n) = nets.values().find(|n| n.pool.subnet.overlaps(&s)) {
+                    return Err(ServiceError::Overlap {
+                        subnet: s,
+                        other: n.name.clone(),
+                        theirs: n.pool.subnet,
+                    });
+                }
+                s
+            }
+            None => Self::free_subnet(&nets).ok_or(ServiceError::NoSubnet)?,
+        };
+        let pool =
+            Pool::new(subnet, req.gateway, req.ip_range).map_err(|source| ServiceError::Ipam {
+                network: req.name.clone(),
+                source,
+            })?;
+        let id = silo_sys::id::random_hex(32);
+        let n = Network {
+            bridge: format!("silo{}", &id[..11]),
+            id,
+            name: req.name.clone(),
+            driver: driver.into(),
+            pool,
+            internal: req.internal,
+            options: req.options.clone(),
+            labels: req.labels.clone(),
+            created: silo_units_now(),
+            endpoints: BTreeMap::new(),
+            max_concurrent_endpoints: 0,
+            total_endpoints: 0,
+        };
+        self.realize(&n)?;
+        if let Err(e) = self.save(&n) {
+            let _ = self.unrealize(&n);
+            return Err(e);
+        }
+        nets.insert(n.id.clone(), n.clone());
+        Ok(n)
+    }
+
+    /// Bridge and firewall table of a network (idempotent).
+    fn realize(&self, n: &Network) -> Result<u32> {
+        let mut nl = Netlink::open().map_err(nl_err("opening netlink"))?;
+        let spec = BridgeSpec {
+            network: n.name.clone(),
+            bridge: n.bridge.clone(),
+            gateways: vec![(n.pool.gateway, n.pool.subnet.prefix)],
+        };
+        let index = nat::setup_bridge(&mut nl, &spec)?;
+        let subnets = [n.pool.subnet];
+        let rules = NetworkRules {
+            id: &n.id,
+            bridge: &n.bridge,
+            subnets: &subnets,
+            internal: n.internal,
+        };
+        if let Err(e) = firewall::apply(&rules) {
+            let _ = nat::teardown_bridge(&mut nl, &spec);
+            return Err(e.into());
+        }
+        if !n.internal {
+            // Outbound needs forwarding (as dockerd sets it).
+            let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
+        }
+        Ok(index)
+    }
+
+    /// Removes a network's kernel objects; carries on past a failure.
+    fn unrealize(&self, n: &Network) -> std::result::Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        if let Err(e) = firewall::remove(&n.id) {
+            errors.push(e.to_string());
+        }
+        match Netlink::open() {
+            Ok(mut nl) => {
+                let spec = BridgeSpec {
+                    network: n.name.clone(),
+                    bridge: n.bridge.clone(),
+                    gateways: vec![],
+                };
+                if let Err(e) = nat::teardown_bridge(&mut nl, &spec) {
+                    errors.push(e.to_string());
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Removes a network without endpoints.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        let id = self
+            .lookup(name)
+            .ok_or_else(|| ServiceError::NotFound(name.to_string()))?;
+        let mut nets = self.lock();
+        let Some(n) = nets.get(&id).cloned() else {
+            return Err(ServiceError::NotFound(name.to_string()));
+        };
+        if n.name == DEFAULT_NETWORK {
+            return Err(ServiceError::Predefined(n.name));
+        }
+        if !n.endpoints.is_empty() {
+            return Err(ServiceError::InUse {
+                name: n.name,
+                count: n.endpoints.len(),
+            });
+        }
+        if let Err(errs) = self.unrealize(&n) {
+            return Err(ServiceError::Io {
+                op: "removing the kernel objects of",
+                path: PathBuf::from(&n.name),
+                source: std::io::Error::other(errs.join("; ")),
+            });
+        }
+        let p = self.path(&id);
+        std::fs::remove_file(&p).map_err(|source| ServiceError::Io {
+            op: "deleting",
+            path: p,
+            source,
+        })?;
+        nets.remove(&id);
+        Ok(())
+    }
+
+    /// Connects `owner`'s namespace (the pinned file at `netns`) to each
+    /// network of `joins`, in order: `eth0`, `eth1`…, the default route
+    /// through the first non-internal one. All or nothing.
+    pub fn attach(
+        &self,
+        owner: &str,
+        netns: &Path,
+        joins: &[JoinRequest],
+    ) -> Result<Vec<(Network, Endpoint)>> {
+        let ns = File::open(netns).map_err(|source| ServiceError::Io {
+            op: "opening the network namespace",
+            path: netns.to_path_buf(),
+            source,
+        })?;
+        let mut done: Vec<(Network, Endpoint)> = Vec::new();
+        let mut default_route = false;
+        for (i, j) in joins.iter().enumerate() {
+            let step = self.attach_one(owner, &ns, j, i, &mut default_route);
+            match step {
+                Ok(pair) => done.push(pair),
+                Err(e) => {
+                    for (n, ep) in done.iter().rev() {
+                        let _ = self.detach_endpoint(&n.id, ep);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    fn attach_one(
+        &self,
+        owner: &str,
+        ns: &File,
+        j: &JoinRequest,
+        index: usize,
+        default_route: &mut bool,
+    ) -> Result<(Network, Endpoint)> {
+        let id = self
+            .lookup(&j.network)
+            .ok_or_else(|| ServiceError::NotFound(j.network.clone()))?;
+        let mut nets = self.lock();
+        let Some(n) = nets.get_mut(&id) else {
+            return Err(ServiceError::NotFound(j.network.clone()));
+        };
+        if n.endpoints.values().any(|e| e.owner == owner) {
+            return Err(ServiceError::AlreadyConnected {
+                owner: owner.to_string(),
+                network: n.name.clone(),
+            });
+        }
+        let before = n.clone();
+        let ep_id = silo_sys::id::random_hex(32);
+        let ip = n
+            .pool
+            .allocate(&ep_id, j.ip)
+            .map_err(|source| ServiceError::Ipam {
+                network: n.name.clone(),
+                source,
+            })?;
+        let mac = match ip {
+            IpAddr::V4(v4) => mac_for(v4),
+            IpAddr::V6(_) => {
+                let b = ep_id.as_bytes();
+                [0x02, 0x42, b[0], b[1], b[2], b[3]]
+            }
+        };
+        let ep = Endpoint {
+            host_ifname: format!("sv{}", &ep_id[..13]),
+            ifname: format!("eth{index}"),
+            id: ep_id,
+            owner: owner.to_string(),
+            ip,
+            prefix: n.pool.subnet.prefix,
+            mac: mac
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":"),
+            aliases: j.aliases.clone(),
+        };
+        let gateway = (!n.internal && !*default_route).then_some(n.pool.gateway);
+        let made = (|| {
+            let bridge = self.realize(n)?;
+            let mut nl = Netlink::open().map_err(nl_err("opening netlink"))?;
+            nat::setup_endpoint(
+                &mut nl,
+                bridge,
+                &EndpointSpec {
+                    id: ep.id.clone(),
+                    host_ifname: ep.host_ifname.clone(),
+                    ifname: ep.ifname.clone(),
+                    mac,
+                    addresses: vec![(ip, ep.prefix)],
+                    default_gateway: gateway,
+                },
+                ns.as_fd(),
+            )?;
+            n.endpoints.insert(ep.id.clone(), ep.clone());
+            n.total_endpoints += 1;
+            n.max_concurrent_endpoints = n.max_concurrent_endpoints.max(n.endpoints.len() as u64);
+            let snapshot = n.clone();
+            if let Err(e) = self.save(&snapshot) {
+                let _ = nat::teardown_endpoint(&mut nl, &ep.id, &ep.host_ifname);
+                return Err(e);
+            }
+            Ok(snapshot)
+        })();
+        match made {
+            Ok(snapshot) => {
+                if gateway.is_some() {
+                    *default_route = true;
+                }
+                Ok((snapshot, ep))
+            }
+            Err(e) => {
+                *n = before;
+                Err(e)
+            }
+        }
+    }
+
+    fn detach_endpoint(&self, network_id: &str, ep: &Endpoint) -> std::result::Result<(), String> {
+        let mut errors = Vec::new();
+        match Netlink::open() {
+            Ok(mut nl) => {
+                if let Err(e) = nat::teardown_endpoint(&mut nl, &ep.id, &ep.host_ifname) {
+                    errors.push(e.to_string());
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+        let mut nets = self.lock();
+        if let Some(n) = nets.get_mut(network_id) {
+            n.endpoints.remove(&ep.id);
+            n.pool.release(&ep.id);
+            let snapshot = n.clone();
+            drop(nets);
+            if let Err(e) = self.save(&snapshot) {
+                errors.push(e.to_string());
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    /// Disconnects every endpoint of `owner`; carries on past a failure and
+    /// reports every one. An owner without endpoints is fine.
+    pub fn detach(&self, owner: &str) -> std::result::Result<(), String> {
+        let eps: Vec<(String, Endpoint)> = self
+            .lock()
+            .values()
+            .flat_map(|n| {
+                n.endpoints
+                    .values()
+                    .filter(|e| e.owner == owner)
+                    .map(|e| (n.id.clone(), e.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let errors: Vec<String> = eps
+            .iter()
+            .filter_map(|(nid, ep)| self.detach_endpoint(nid, ep).err())
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    /// The endpoints of `owner`, with their networks' names.
+    pub fn endpoints_of(&self, owner: &str) -> Vec<(String, Endpoint)> {
+        self.lock()
+            .values()
+            .flat_map(|n| {
+                n.endpoints
+                    .values()
+                    .filter(|e| e.owner == owner)
+                    .map(|e| (n.name.clone(), e.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+fn silo_units_now() -> String {
+    silo_units::now_rfc3339()
+}
