@@ -11,6 +11,7 @@ mod exec;
 mod fold;
 pub mod hijack;
 mod images;
+mod networks;
 mod params;
 pub mod stream;
 mod system;
@@ -96,6 +97,16 @@ pub fn router(engine: Docker) -> Router {
                 .post(images::by_name)
                 .delete(images::by_name),
         )
+        // networks
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/networks/{id}/connect", post(networks::connect))
+        .route("/networks/{id}/disconnect", post(networks::connect))
         // volumes
         .route("/volumes", get(volumes::list))
         .route("/volumes/create", post(volumes::create))

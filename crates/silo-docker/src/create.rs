@@ -19,7 +19,7 @@ use std::time::Duration;
 pub(crate) const EXTENSION: &str = "docker";
 
 /// The warning every container on the default network gets.
-pub(crate) const NETWORK_WARNING: &str = "silo has no network drivers yet: the default network mode gives the container its own network namespace with loopback only (use --network host or --network none to choose explicitly)";
+pub(crate) const NETWORK_WARNING: &str = "silo's default network is not switched on yet: the default network mode gives the container its own network namespace with loopback only (create a network with docker network create and use --network NAME, or choose --network host or none)";
 
 /// What the image contributes to a container.
 #[derive(Debug, Clone, Default)]
@@ -208,16 +208,61 @@ fn mode(v: &Option<String>) -> Mode<'_> {
 }
 
 pub(crate) fn network_mode_of(hc: &HostConfig) -> Result<NetworkMode> {
+    network_mode(hc, None)
+}
+
+/// `HostConfig.NetworkMode` with `NetworkingConfig.EndpointsConfig`: a
+/// network name joins that network (with the aliases and IPv4 address its
+/// endpoint settings give), and the other networks listed there too.
+pub(crate) fn network_mode(
+    hc: &HostConfig,
+    net: Option<&bollard_stubs::models::NetworkingConfig>,
+) -> Result<NetworkMode> {
     let field = "HostConfig.NetworkMode";
+    let join = |name: &str| -> Result<silo_engine::NetworkJoin> {
+        let settings = net
+            .and_then(|n| n.endpoints_config.as_ref())
+            .and_then(|e| e.get(name));
+        let ip = settings
+            .and_then(|s| s.ipam_config.as_ref())
+            .and_then(|i| i.ipv4_address.as_deref())
+            .filter(|a| !a.is_empty())
+            .map(|a| {
+                a.parse().map_err(|_| {
+                    invalid(
+                        "NetworkingConfig.EndpointsConfig",
+                        format!("invalid IPv4 address {a:?} for network {name}"),
+                    )
+                })
+            })
+            .transpose()?;
+        Ok(silo_engine::NetworkJoin {
+            network: name.to_string(),
+            aliases: settings.and_then(|s| s.aliases.clone()).unwrap_or_default(),
+            ip,
+        })
+    };
     match mode(&hc.network_mode) {
-        Mode::Plain("" | "default" | "bridge") => Ok(NetworkMode::Default),
+        Mode::Plain("" | "default" | "bridge" | "nat") => Ok(NetworkMode::Default),
         Mode::Plain("none") => Ok(NetworkMode::None),
         Mode::Plain("host") => Ok(NetworkMode::Host),
         Mode::Container(t) if !t.is_empty() => Ok(NetworkMode::Container(t.to_string())),
+        Mode::Plain(name) if !name.contains(':') => {
+            let mut joins = vec![join(name)?];
+            let mut extra: Vec<&String> = net
+                .and_then(|n| n.endpoints_config.as_ref())
+                .map(|e| e.keys().filter(|k| k.as_str() != name).collect())
+                .unwrap_or_default();
+            extra.sort();
+            for other in extra {
+                joins.push(join(other)?);
+            }
+            Ok(NetworkMode::Networks(joins))
+        }
         _ => Err(invalid(
             field,
             format!(
-                "{field} {:?} is not supported by silo yet (use default, bridge, none, host or container:<name>)",
+                "{field} {:?} is not supported by silo (use default, bridge, none, host, container:<name> or a network's name)",
                 hc.network_mode.as_deref().unwrap_or("")
             ),
         )),
@@ -261,7 +306,7 @@ fn sharing(v: &Option<String>, field: &str, allowed: &[&str], container: bool) -
 pub(crate) fn validate(body: &ContainerCreateBody) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
     let hc = body.host_config.clone().unwrap_or_default();
-    if network_mode_of(&hc)? == NetworkMode::Default {
+    if network_mode(&hc, body.networking_config.as_ref())? == NetworkMode::Default {
         warnings.push(NETWORK_WARNING.to_string());
     }
     if matches!(mode(&hc.network_mode), Mode::Container(_))
@@ -840,7 +885,7 @@ pub(crate) fn config(
             sysctls,
         },
         namespaces: NamespaceConfig {
-            network: network_mode_of(&hc)?,
+            network: network_mode(&hc, body.networking_config.as_ref())?,
             ipc: sharing(
                 &hc.ipc_mode,
                 "HostConfig.IpcMode",

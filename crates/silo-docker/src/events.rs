@@ -70,6 +70,7 @@ pub(crate) fn to_docker(ev: &Event) -> EventMessage {
         Scope::Container | Scope::Pod => EventMessageTypeEnum::CONTAINER,
         Scope::Image => EventMessageTypeEnum::IMAGE,
         Scope::Volume => EventMessageTypeEnum::VOLUME,
+        Scope::Network => EventMessageTypeEnum::NETWORK,
     };
     EventMessage {
         typ: Some(typ),

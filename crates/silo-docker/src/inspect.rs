@@ -185,6 +185,7 @@ fn network_name(c: &Container, body: &ContainerCreateBody) -> String {
         NetworkMode::None => "none".into(),
         NetworkMode::Host => "host".into(),
         NetworkMode::Container(t) => format!("container:{t}"),
+        NetworkMode::Networks(j) => j.first().map(|j| j.network.clone()).unwrap_or_default(),
     }
 }
 
@@ -336,6 +337,7 @@ pub(crate) fn synthesize(c: &Container) -> ContainerCreateBody {
         NetworkMode::None => "none".into(),
         NetworkMode::Host => "host".into(),
         NetworkMode::Container(t) => format!("container:{t}"),
+        NetworkMode::Networks(j) => j.first().map(|j| j.network.clone()).unwrap_or_default(),
     };
     ContainerCreateBody {
         hostname: Some(cfg.hostname.clone()),
@@ -446,7 +448,7 @@ impl Docker {
                 annotations: None,
             }),
             network_settings: Some(ContainerSummaryNetworkSettings {
-                networks: Some(HashMap::new()),
+                networks: Some(self.endpoint_settings(c)),
             }),
             mounts: Some(mount_points(c, &body)),
             ..Default::default()
@@ -530,6 +532,42 @@ impl Docker {
     }
 
     /// `GET /containers/{id}/json`.
+    /// The container's endpoints as Docker's `NetworkSettings.Networks`:
+    /// its user networks, with the address of the current run (the
+    /// configured networks without an address while it is stopped).
+    pub(crate) fn endpoint_settings(
+        &self,
+        c: &Container,
+    ) -> HashMap<String, bollard_stubs::models::EndpointSettings> {
+        let mut out = HashMap::new();
+        let NetworkMode::Networks(joins) = &c.config.namespaces.network else {
+            return out;
+        };
+        let live = self.engine.endpoints_of(&c.id);
+        for j in joins {
+            let ep = live.iter().find(|(n, _)| n.name == j.network);
+            let s = match ep {
+                Some((n, ep)) => bollard_stubs::models::EndpointSettings {
+                    aliases: Some(j.aliases.clone()),
+                    network_id: Some(n.id.clone()),
+                    endpoint_id: Some(ep.id.clone()),
+                    gateway: Some(n.pool.gateway.to_string()),
+                    ip_address: Some(ep.ip.to_string()),
+                    ip_prefix_len: Some(i64::from(ep.prefix)),
+                    mac_address: Some(ep.mac.clone()),
+                    ..Default::default()
+                },
+                None => bollard_stubs::models::EndpointSettings {
+                    aliases: Some(j.aliases.clone()),
+                    network_id: self.engine.network(&j.network).ok().map(|n| n.id),
+                    ..Default::default()
+                },
+            };
+            out.insert(j.network.clone(), s);
+        }
+        out
+    }
+
     pub fn inspect(&self, id: &str, size: bool) -> Result<ContainerInspectResponse> {
         let c = self.engine.container(id)?;
         let dir = self.engine.container_dir(&c.id);
@@ -655,7 +693,7 @@ impl Docker {
             config: Some(config),
             network_settings: Some(NetworkSettings {
                 sandbox_key: Some(String::new()),
-                networks: Some(HashMap::new()),
+                networks: Some(self.endpoint_settings(&c)),
                 ..Default::default()
             }),
             ..Default::default()

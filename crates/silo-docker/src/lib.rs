@@ -23,6 +23,7 @@ mod health;
 mod images;
 mod inspect;
 mod legacy;
+mod networks;
 mod stats;
 mod system;
 mod volumes;

@@ -12,6 +12,7 @@ pub enum Kind {
     Volume,
     Exec,
     Pod,
+    Network,
 }
 
 impl Kind {
@@ -22,6 +23,7 @@ impl Kind {
             Kind::Volume => "volume",
             Kind::Exec => "exec instance",
             Kind::Pod => "pod",
+            Kind::Network => "network",
         }
     }
 }

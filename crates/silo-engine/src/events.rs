@@ -17,6 +17,7 @@ pub enum Scope {
     Image,
     Volume,
     Pod,
+    Network,
 }
 
 /// What happened.

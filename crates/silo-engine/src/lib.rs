@@ -46,6 +46,7 @@ mod io;
 mod lifecycle;
 pub mod model;
 pub mod network;
+mod networks;
 pub mod pods;
 mod reaper;
 mod recover;
@@ -65,6 +66,7 @@ pub use io::{AttachOptions, AttachStream, LogChunk, LogOptions, PathStat, Proces
 pub use lifecycle::{CreateRequest, Created, Outcome, UpdateRequest, WaitCondition, WaitResult};
 pub use model::*;
 pub use network::{Attachment, LoopbackOnly, NetworkService};
+pub use networks::Hns;
 pub use pods::{Pod, PodConfig, PodStatus};
 pub use silo_registry::{Config as RegistryConfig, Credentials};
 pub use spec::{ALL_CAPS, INIT_TARGET};
@@ -96,6 +98,9 @@ pub struct Config {
 pub struct Services<'a> {
     /// Connects containers' network namespaces.
     pub network: Arc<dyn NetworkService>,
+    /// The network service itself, for network management (None: a daemon
+    /// without networks; network operations answer "unavailable").
+    pub hns: Option<Arc<silo_network::Service>>,
     /// Reads container rows of an older store schema, if any are left.
     pub legacy: Option<&'a dyn LegacyRecords>,
 }
@@ -104,6 +109,7 @@ impl Default for Services<'_> {
     fn default() -> Self {
         Services {
             network: Arc::new(LoopbackOnly),
+            hns: None,
             legacy: None,
         }
     }
@@ -143,6 +149,7 @@ pub struct Engine {
     /// The registry client (pulls and pushes).
     registry: silo_registry::Client,
     network: Arc<dyn NetworkService>,
+    hns: Option<Arc<silo_network::Service>>,
     /// Pure cgroup v2 host: containers get a cgroup namespace.
     cgroupns: bool,
     /// Exit codes of recently removed containers, for the waits that were
@@ -206,6 +213,7 @@ impl Engine {
             host: OnceLock::new(),
             storage,
             network: services.network,
+            hns: services.hns,
             cgroupns,
             removed_exits: Mutex::new(std::collections::VecDeque::new()),
             restarting_by_hand: Mutex::new(HashSet::new()),

@@ -239,6 +239,7 @@ impl Engine {
     /// Checks the containers and pod a config shares namespaces with, and
     /// names them by full id.
     fn resolve_sharing(&self, mut cfg: ContainerConfig) -> Result<ContainerConfig> {
+        self.resolve_networks(&mut cfg.namespaces.network)?;
         let ns = &mut cfg.namespaces;
         if let NetworkMode::Container(t) = &mut ns.network {
             *t = self.resolve_id(t)?;
@@ -630,7 +631,7 @@ impl Engine {
         match &c.config.namespaces.network {
             NetworkMode::Container(_) => Ok(None),
             NetworkMode::Host => write_etc(&Attachment::default()).map(|()| None),
-            mode @ (NetworkMode::Default | NetworkMode::None) => {
+            mode @ (NetworkMode::Default | NetworkMode::None | NetworkMode::Networks(_)) => {
                 let netns = self.netns_path(&c.id);
                 // A pin left by a run that ended while we were away goes first.
                 let _ = silo_isolation::pin::unpin(&netns);

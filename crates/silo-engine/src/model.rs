@@ -152,6 +152,33 @@ pub enum NetworkMode {
     Host,
     /// The namespace of another, running, container (by id).
     Container(String),
+    /// Its own pinned namespace, connected to these networks of the
+    /// network service, in order (the first one gets the default route).
+    Networks(Vec<NetworkJoin>),
+}
+
+/// A container's membership of a network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkJoin {
+    /// The network's name or id.
+    pub network: String,
+    /// Extra names of the container on this network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// A fixed address (else the network's IPAM picks one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<std::net::IpAddr>,
+}
+
+impl NetworkMode {
+    /// The container has a namespace of its own that silo pins and the
+    /// network service may connect.
+    pub fn owns_namespace(&self) -> bool {
+        matches!(
+            self,
+            NetworkMode::Default | NetworkMode::None | NetworkMode::Networks(_)
+        )
+    }
 }
 
 /// Where an IPC, PID or UTS namespace comes from.

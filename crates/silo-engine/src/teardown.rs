@@ -5,7 +5,7 @@
 //! that failed part-way can simply be run again.
 
 use crate::error::{Step, TeardownError};
-use crate::model::{Container, NetworkMode};
+use crate::model::Container;
 use crate::Engine;
 
 /// Undoes one step for one container. The engine's own implementation
@@ -54,11 +54,7 @@ impl Undo for Engine {
             }
             Step::Network => {
                 let mut errors = Vec::new();
-                let owns = c.config.pod.is_none()
-                    && matches!(
-                        c.config.namespaces.network,
-                        NetworkMode::Default | NetworkMode::None
-                    );
+                let owns = c.config.pod.is_none() && c.config.namespaces.network.owns_namespace();
                 if owns {
                     if let Err(e) = self.network.detach(id) {
                         errors.push(e);

@@ -148,12 +148,40 @@ pub struct Daemon {
     child: Option<Child>,
     /// Extra silod flags (registry mirrors, insecure registries...).
     extra: Vec<String>,
+    /// Run silod in a network namespace of its own (loopback up), so what
+    /// it does to the network never touches the host's.
+    private_netns: bool,
 }
 
 impl Daemon {
     /// Starts silod (the binary at `silod`) and waits until it listens.
     pub fn start(silod: &Path, cli: Cli) -> Daemon {
         Self::start_with(silod, cli, &[])
+    }
+
+    /// Like [`Daemon::start`], with silod in a network namespace of its own.
+    pub fn start_in_netns(silod: &Path, cli: Cli) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut d = Daemon {
+            dir,
+            silod: silod.to_path_buf(),
+            cli,
+            child: None,
+            extra: Vec::new(),
+            private_netns: true,
+        };
+        d.spawn();
+        d
+    }
+
+    /// Runs `args` in silod's network namespace (for checks of its links).
+    pub fn in_netns(&self, args: &[&str]) -> Output {
+        let pid = self.pid().expect("silod runs");
+        Command::new("nsenter")
+            .arg(format!("--net=/proc/{pid}/ns/net"))
+            .args(args)
+            .output()
+            .expect("nsenter (util-linux)")
     }
 
     /// Like [`Daemon::start`] with extra silod flags.
@@ -165,6 +193,7 @@ impl Daemon {
             cli,
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            private_netns: false,
         };
         d.spawn();
         d
@@ -191,7 +220,22 @@ impl Daemon {
             .append(true)
             .open(self.dir.path().join("silod.log"))
             .map_err(|e| format!("open silod.log: {e}"))?;
-        let child = Command::new(&self.silod)
+        let mut cmd = if self.private_netns {
+            // unshare and sh exec: the pid stays silod's.
+            let mut c = Command::new("unshare");
+            c.args([
+                "--net",
+                "--",
+                "sh",
+                "-c",
+                "ip link set lo up && exec \"$0\" \"$@\"",
+            ])
+            .arg(&self.silod);
+            c
+        } else {
+            Command::new(&self.silod)
+        };
+        let child = cmd
             .arg("-H")
             .arg(self.host())
             .arg("--data-root")

@@ -170,6 +170,13 @@ fn run(started: Instant) -> Result<(), StartError> {
     })?;
 
     let engine_started = Instant::now();
+    let network_dir = s.data_root.join("network");
+    let hns = std::sync::Arc::new(silo_network::Service::open(&network_dir).map_err(|e| {
+        StartError::CreateDir {
+            path: network_dir.clone(),
+            source: std::io::Error::other(e.to_string()),
+        }
+    })?);
     let engine = silo_engine::Engine::open(
         silo_engine::Config {
             data_root: s.data_root.clone(),
@@ -188,7 +195,8 @@ fn run(started: Instant) -> Result<(), StartError> {
             },
         },
         silo_engine::Services {
-            network: std::sync::Arc::new(silo_engine::LoopbackOnly),
+            network: std::sync::Arc::new(silo_engine::Hns(hns.clone())),
+            hns: Some(hns),
             // Rows of silods before the engine had its own model.
             legacy: Some(&silo_docker::Legacy),
         },

@@ -1,0 +1,46 @@
+//! Network endpoints: `/networks` list, inspect, create, remove, prune.
+//! Connect and disconnect of running containers come with the network
+//! service's next part and answer 501 until then.
+
+use crate::error::{ApiError, ApiResult};
+use crate::params::{json_body, Params};
+use crate::stream::blocking;
+use crate::Shared;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+pub async fn list(State(engine): State<Shared>, params: Params) -> ApiResult<Response> {
+    let filters = params.filters()?;
+    let v = blocking(move || engine.networks(&filters)).await?;
+    Ok(Json(v).into_response())
+}
+
+pub async fn inspect(State(engine): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
+    let v = blocking(move || engine.network_inspect(&id)).await?;
+    Ok(Json(v).into_response())
+}
+
+pub async fn create(State(engine): State<Shared>, body: axum::body::Bytes) -> ApiResult<Response> {
+    let req: bollard_stubs::models::NetworkCreateRequest =
+        json_body(&body, "network create", false)?;
+    let v = blocking(move || engine.network_create(&req)).await?;
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+pub async fn remove(State(engine): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
+    blocking(move || engine.network_remove(&id)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn prune(State(engine): State<Shared>) -> ApiResult<Response> {
+    let v = blocking(move || engine.network_prune()).await?;
+    Ok(Json(v).into_response())
+}
+
+pub async fn connect(Path(_id): Path<String>) -> ApiResult<Response> {
+    Err(ApiError::NotImplemented(
+        "connecting a container to a network after its creation is not supported yet; give --network at create".to_string(),
+    ))
+}

@@ -1,0 +1,225 @@
+//! Docker's networks API over the engine's network service: list, inspect,
+//! create, remove and prune, in dockerd's shapes. The network service's
+//! nat driver is Docker's "bridge" (so Docker clients see that driver
+//! name); `host` and `none` are listed as Docker lists them.
+
+use std::collections::BTreeMap;
+
+use bollard_stubs::models::NetworkCreateRequest;
+use serde_json::{json, Value};
+use silo_network::{CreateNetwork, Network};
+
+use crate::inspect::Filters;
+use crate::{invalid, Docker, Result};
+
+fn shape(n: &Network, containers: Value) -> Value {
+    json!({
+        "Name": n.name,
+        "Id": n.id,
+        "Created": n.created,
+        "Scope": "local",
+        "Driver": "bridge",
+        "EnableIPv4": true,
+        "EnableIPv6": false,
+        "IPAM": {
+            "Driver": "default",
+            "Options": {},
+            "Config": [{
+                "Subnet": n.pool.subnet.to_string(),
+                "Gateway": n.pool.gateway.to_string(),
+                "IPRange": n.pool.range.map(|r| r.to_string()),
+            }],
+        },
+        "Internal": n.internal,
+        "Attachable": false,
+        "Ingress": false,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": false,
+        "Containers": containers,
+        "Options": n.options,
+        "Labels": n.labels,
+    })
+}
+
+/// Docker's pseudo-networks: the host's namespace and none.
+fn pseudo(name: &str, driver: &str) -> Value {
+    json!({
+        "Name": name, "Id": format!("{:0>64}", name.len()), "Created": "0001-01-01T00:00:00Z",
+        "Scope": "local", "Driver": driver, "EnableIPv4": false, "EnableIPv6": false,
+        "IPAM": {"Driver": "default", "Options": null, "Config": []},
+        "Internal": false, "Attachable": false, "Ingress": false,
+        "ConfigFrom": {"Network": ""}, "ConfigOnly": false,
+        "Containers": {}, "Options": {}, "Labels": {},
+    })
+}
+
+fn matches(v: &Value, filters: &Filters) -> bool {
+    filters.iter().all(|(key, wanted)| {
+        let field = |k: &str| v[k].as_str().unwrap_or("").to_string();
+        wanted.iter().any(|w| match key.as_str() {
+            "name" => field("Name").contains(w.as_str()),
+            "id" => field("Id").starts_with(w.as_str()),
+            "driver" => field("Driver") == *w,
+            "type" => {
+                let builtin = ["nat", "host", "none"].contains(&field("Name").as_str());
+                (w == "builtin") == builtin
+            }
+            "label" => match w.split_once('=') {
+                Some((k, val)) => v["Labels"][k].as_str() == Some(val),
+                None => v["Labels"].get(w.as_str()).is_some(),
+            },
+            _ => false,
+        })
+    })
+}
+
+impl Docker {
+    fn containers_of(&self, n: &Network) -> Value {
+        let mut m = serde_json::Map::new();
+        for ep in n.endpoints.values() {
+            let name = self
+                .engine
+                .container(&ep.owner)
+                .map(|c| c.name)
+                .unwrap_or_else(|_| ep.owner.clone());
+            m.insert(
+                ep.owner.clone(),
+                json!({
+                    "Name": name,
+                    "EndpointID": ep.id,
+                    "MacAddress": ep.mac,
+                    "IPv4Address": format!("{}/{}", ep.ip, ep.prefix),
+                    "IPv6Address": "",
+                }),
+            );
+        }
+        Value::Object(m)
+    }
+
+    /// `GET /networks`.
+    pub fn networks(&self, filters: &Filters) -> Result<Vec<Value>> {
+        for k in filters.keys() {
+            if !["name", "id", "driver", "type", "label"].contains(&k.as_str()) {
+                return Err(invalid("filters", format!("invalid filter '{k}'")));
+            }
+        }
+        let mut out: Vec<Value> = self
+            .engine
+            .networks()?
+            .iter()
+            .map(|n| shape(n, json!({})))
+            .collect();
+        out.push(pseudo("host", "host"));
+        out.push(pseudo("none", "null"));
+        Ok(out.into_iter().filter(|v| matches(v, filters)).collect())
+    }
+
+    /// `GET /networks/{id}`.
+    pub fn network_inspect(&self, name: &str) -> Result<Value> {
+        match name {
+            "host" => return Ok(pseudo("host", "host")),
+            "none" => return Ok(pseudo("none", "null")),
+            _ => {}
+        }
+        let n = self.engine.network(name)?;
+        Ok(shape(&n, self.containers_of(&n)))
+    }
+
+    /// `POST /networks/create`.
+    pub fn network_create(&self, body: &NetworkCreateRequest) -> Result<Value> {
+        let unsupported = [
+            ("Ingress", body.ingress == Some(true)),
+            ("ConfigOnly", body.config_only == Some(true)),
+            ("ConfigFrom", body.config_from.is_some()),
+            (
+                "Scope",
+                body.scope
+                    .as_deref()
+                    .is_some_and(|s| s != "local" && !s.is_empty()),
+            ),
+        ];
+        for (field, given) in unsupported {
+            if given {
+                return Err(invalid(field, format!("{field} is not supported by silo")));
+            }
+        }
+        let configs = body
+            .ipam
+            .as_ref()
+            .and_then(|i| i.config.clone())
+            .unwrap_or_default();
+        if configs.len() > 1 {
+            return Err(invalid(
+                "IPAM.Config",
+                "one subnet per network is supported for now",
+            ));
+        }
+        let parse = |field: &str, v: &Option<String>| {
+            v.as_deref()
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse()
+                        .map_err(|e: silo_network::ipam::IpamError| invalid(field, e.to_string()))
+                })
+                .transpose()
+        };
+        let cfg = configs.first().cloned().unwrap_or_default();
+        if cfg
+            .auxiliary_addresses
+            .as_ref()
+            .is_some_and(|a| !a.is_empty())
+        {
+            return Err(invalid(
+                "IPAM.Config.AuxiliaryAddresses",
+                "auxiliary addresses are not supported by silo",
+            ));
+        }
+        let gateway = cfg
+            .gateway
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|g| {
+                g.parse()
+                    .map_err(|_| invalid("IPAM.Config.Gateway", format!("invalid gateway {g:?}")))
+            })
+            .transpose()?;
+        let req = CreateNetwork {
+            name: body.name.clone(),
+            driver: body.driver.clone(),
+            subnet: parse("IPAM.Config.Subnet", &cfg.subnet)?,
+            gateway,
+            ip_range: parse("IPAM.Config.IPRange", &cfg.ip_range)?,
+            internal: body.internal == Some(true),
+            options: body
+                .options
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect::<BTreeMap<_, _>>(),
+            labels: body
+                .labels
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect::<BTreeMap<_, _>>(),
+        };
+        let n = self.engine.create_network(&req)?;
+        Ok(json!({ "Id": n.id, "Warning": "" }))
+    }
+
+    /// `DELETE /networks/{id}`.
+    pub fn network_remove(&self, name: &str) -> Result<()> {
+        if name == "host" || name == "none" {
+            return Err(crate::Error::Engine(silo_engine::Error::conflict(format!(
+                "{name} is a pre-defined network and cannot be removed"
+            ))));
+        }
+        Ok(self.engine.remove_network(name)?)
+    }
+
+    /// `POST /networks/prune`.
+    pub fn network_prune(&self) -> Result<Value> {
+        let gone = self.engine.prune_networks()?;
+        Ok(json!({ "NetworksDeleted": gone }))
+    }
+}

@@ -1,0 +1,208 @@
+//! Networks: the network service (silo-network, the HNS) behind the
+//! engine's [`NetworkService`] seam, and the engine's operations on
+//! networks for front ends (create, list, inspect, remove, prune; the
+//! endpoints of a container). A container joins networks by
+//! [`NetworkMode::Networks`]; the default network stays loopback-only
+//! until the default nat network is switched on.
+
+use std::sync::Arc;
+
+use silo_network::{CreateNetwork, Endpoint, JoinRequest, Network, Service, ServiceError};
+
+use crate::error::{Error, Kind, Result};
+use crate::events::{Action, Scope};
+use crate::model::NetworkMode;
+use crate::network::{AttachRequest, Attachment, NetworkService};
+use crate::Engine;
+
+/// The network service as the engine's seam.
+#[derive(Debug)]
+pub struct Hns(pub Arc<Service>);
+
+impl NetworkService for Hns {
+    fn attach(&self, req: &AttachRequest<'_>) -> std::result::Result<Attachment, String> {
+        let NetworkMode::Networks(joins) = req.mode else {
+            return Ok(Attachment::default());
+        };
+        let joins: Vec<JoinRequest> = joins
+            .iter()
+            .map(|j| JoinRequest {
+                network: j.network.clone(),
+                aliases: j.aliases.clone(),
+                ip: j.ip,
+            })
+            .collect();
+        let eps = self
+            .0
+            .attach(req.owner, req.netns, &joins)
+            .map_err(|e| e.to_string())?;
+        let hosts = eps
+            .iter()
+            .map(|(_, ep)| {
+                let mut names = vec![req.hostname.to_string()];
+                names.extend(ep.aliases.iter().filter(|a| *a != req.hostname).cloned());
+                (ep.ip.to_string(), names)
+            })
+            .collect();
+        Ok(Attachment {
+            hosts,
+            resolv_conf: None,
+        })
+    }
+
+    fn detach(&self, owner: &str) -> std::result::Result<(), String> {
+        self.0.detach(owner)
+    }
+}
+
+fn service_error(name: &str, e: ServiceError) -> Error {
+    use ServiceError as S;
+    match e {
+        S::NotFound(_) => Error::not_found(Kind::Network, name),
+        S::Duplicate(_) | S::InUse { .. } | S::Predefined(_) | S::AlreadyConnected { .. } => {
+            Error::conflict(e.to_string())
+        }
+        S::BadName(_) | S::Driver(_) | S::Overlap { .. } | S::NoSubnet | S::Ipam { .. } => {
+            Error::invalid("network", e.to_string())
+        }
+        other => Error::internal("network service", other),
+    }
+}
+
+impl Engine {
+    fn hns(&self) -> Result<&Arc<Service>> {
+        self.hns.as_ref().ok_or_else(|| {
+            Error::Unavailable("this daemon runs without the network service".to_string())
+        })
+    }
+
+    /// Every network.
+    pub fn networks(&self) -> Result<Vec<Network>> {
+        Ok(self.hns()?.list())
+    }
+
+    /// One network by name, id or id prefix ("bridge" is the default one).
+    pub fn network(&self, name: &str) -> Result<Network> {
+        self.hns()?.get(name).map_err(|e| service_error(name, e))
+    }
+
+    /// Creates a network.
+    pub fn create_network(&self, req: &CreateNetwork) -> Result<Network> {
+        let n = self
+            .hns()?
+            .create(req)
+            .map_err(|e| service_error(&req.name, e))?;
+        self.emit_with(
+            Scope::Network,
+            Action::Create,
+            &n.id,
+            [
+                ("name".to_string(), n.name.clone()),
+                ("type".to_string(), n.driver.clone()),
+            ]
+            .into(),
+        );
+        Ok(n)
+    }
+
+    /// The containers (by name) configured to join network `n`.
+    fn members(&self, n: &Network) -> Vec<String> {
+        self.lock()
+            .values()
+            .filter(|c| match &c.config.namespaces.network {
+                NetworkMode::Networks(j) => {
+                    j.iter().any(|j| j.network == n.name || j.network == n.id)
+                }
+                _ => false,
+            })
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
+    /// Removes a network no container uses.
+    pub fn remove_network(&self, name: &str) -> Result<()> {
+        let n = self.network(name)?;
+        let members = self.members(&n);
+        if !members.is_empty() {
+            return Err(Error::conflict(format!(
+                "error while removing network: network {} id {} has active endpoints (containers {})",
+                n.name,
+                n.id,
+                members.join(", ")
+            )));
+        }
+        self.hns()?
+            .remove(&n.id)
+            .map_err(|e| service_error(name, e))?;
+        self.emit_with(
+            Scope::Network,
+            Action::Destroy,
+            &n.id,
+            [("name".to_string(), n.name.clone())].into(),
+        );
+        Ok(())
+    }
+
+    /// Removes every user network no container uses; returns their names.
+    pub fn prune_networks(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for n in self.networks()? {
+            if n.name == silo_network::service::DEFAULT_NETWORK || !self.members(&n).is_empty() {
+                continue;
+            }
+            self.remove_network(&n.id)?;
+            out.push(n.name);
+        }
+        Ok(out)
+    }
+
+    /// A container's endpoints: (network, endpoint).
+    pub fn endpoints_of(&self, container_id: &str) -> Vec<(Network, Endpoint)> {
+        let Ok(svc) = self.hns() else {
+            return Vec::new();
+        };
+        svc.endpoints_of(container_id)
+            .into_iter()
+            .filter_map(|(name, ep)| svc.get(&name).ok().map(|n| (n, ep)))
+            .collect()
+    }
+
+    /// Resolves the networks a container asks for to their names, refusing
+    /// unknown ones and duplicates.
+    pub(crate) fn resolve_networks(&self, mode: &mut NetworkMode) -> Result<()> {
+        let NetworkMode::Networks(joins) = mode else {
+            return Ok(());
+        };
+        let mut seen = Vec::new();
+        for j in joins.iter_mut() {
+            // A 400, not a 404: the docker CLI reads a 404 from create as a
+            // missing image and goes to pull it.
+            let n = self.network(&j.network).map_err(|e| match e {
+                Error::NotFound { .. } => {
+                    Error::invalid("networks", format!("network {} not found", j.network))
+                }
+                other => other,
+            })?;
+            if seen.contains(&n.id) {
+                return Err(Error::invalid(
+                    "networks",
+                    format!("network {} is listed twice", n.name),
+                ));
+            }
+            seen.push(n.id.clone());
+            if let Some(ip) = j.ip {
+                if !n.pool.subnet.contains(ip) {
+                    return Err(Error::invalid(
+                        "networks",
+                        format!(
+                            "address {ip} is not in network {}'s subnet {}",
+                            n.name, n.pool.subnet
+                        ),
+                    ));
+                }
+            }
+            j.network = n.name;
+        }
+        Ok(())
+    }
+}

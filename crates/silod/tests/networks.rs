@@ -1,0 +1,178 @@
+//! User-defined networks through the docker CLI, with silod in a network
+//! namespace of its own (the host's network is never touched): create,
+//! list, inspect, containers with addresses that reach each other on one
+//! network and not across two, fixed addresses, /etc/hosts, and the bad
+//! inputs, leaving no bridge, veth or nftables table behind.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use silo_testsupport::{stderr, stdout, Cli, Daemon};
+use std::path::Path;
+
+const SILOD: &str = env!("CARGO_BIN_EXE_silod");
+
+fn refused(d: &Daemon, args: &[&str], words: &str) {
+    let out = d.cli(args);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(stderr(&out).contains(words), "{args:?}: {}", stderr(&out));
+}
+
+#[test]
+fn user_networks_connect_isolate_and_clean_up() {
+    let d = Daemon::start_in_netns(Path::new(SILOD), Cli::Docker);
+    d.import_busybox();
+    let id = d.ok(&["network", "create", "--subnet", "10.70.0.0/24", "front"]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    d.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.71.0.0/24",
+        "--label",
+        "tier=back",
+        "back",
+    ]);
+    let ls = d.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    for want in [
+        "front bridge",
+        "back bridge",
+        "nat bridge",
+        "host host",
+        "none null",
+    ] {
+        assert!(ls.contains(want), "{want} missing from:\n{ls}");
+    }
+    let subnet = d.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{(index .IPAM.Config 0).Subnet}}",
+        "front",
+    ]);
+    assert_eq!(subnet.trim(), "10.70.0.0/24");
+    let filtered = d.ok(&["network", "ls", "-q", "--filter", "label=tier=back"]);
+    assert_eq!(filtered.lines().count(), 1, "{filtered}");
+
+    // Bad input, each refused without a change.
+    refused(&d, &["network", "create", "front"], "already exists");
+    refused(
+        &d,
+        &["network", "create", "--subnet", "10.70.0.128/25", "over"],
+        "overlaps",
+    );
+    refused(
+        &d,
+        &["network", "create", "--subnet", "10.72.0.0/33", "badcidr"],
+        "invalid CIDR",
+    );
+    refused(
+        &d,
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "10.73.0.0/24",
+            "--gateway",
+            "10.74.0.1",
+            "gw",
+        ],
+        "10.74.0.1",
+    );
+    refused(
+        &d,
+        &["run", "--rm", "--network", "nosuch", "busybox", "true"],
+        "nosuch",
+    );
+    refused(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "front",
+            "--ip",
+            "10.99.0.5",
+            "busybox",
+            "true",
+        ],
+        "10.99.0.5",
+    );
+    assert_eq!(d.ok(&["network", "ls", "-q"]).lines().count(), 5);
+
+    // Containers on front reach each other; one on back does not.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ca",
+        "--network",
+        "front",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let ip_a = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.front.IPAddress}}",
+        "ca",
+    ]);
+    let ip_a = ip_a.trim();
+    assert_eq!(ip_a, "10.70.0.2");
+    let gw = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.front.Gateway}}",
+        "ca",
+    ]);
+    assert_eq!(gw.trim(), "10.70.0.1");
+    let out = d.cli(&[
+        "run",
+        "--rm",
+        "--network",
+        "front",
+        "--ip",
+        "10.70.0.50",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("ping -c 1 -W 3 {ip_a} >/dev/null && ip -o -4 addr show eth0 && cat /etc/hosts"),
+    ]);
+    assert!(
+        out.status.success(),
+        "ping on one network failed: {}",
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(text.contains("10.70.0.50/24"), "{text}");
+    assert!(text.contains("10.70.0.50\t"), "hosts: {text}");
+    let out = d.cli(&[
+        "run",
+        "--rm",
+        "--network",
+        "back",
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        ip_a,
+    ]);
+    assert!(!out.status.success(), "a container on back reached front");
+    refused(&d, &["network", "rm", "front"], "active endpoints");
+    let eps = d.ok(&["network", "inspect", "-f", "{{len .Containers}}", "front"]);
+    assert_eq!(eps.trim(), "1");
+
+    // Clean-up leaves nothing in silod's namespace.
+    d.ok(&["rm", "-f", "ca"]);
+    d.ok(&["network", "rm", "front", "back"]);
+    let links = stdout(&d.in_netns(&["ip", "-o", "link"]));
+    assert!(
+        !links.contains("silo") && !links.contains(": sv"),
+        "{links}"
+    );
+    let tables = stdout(&d.in_netns(&["nft", "list", "tables"]));
+    assert!(!tables.contains("silo-"), "{tables}");
+    let ls = d.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert_eq!(ls.split_whitespace().collect::<Vec<_>>().len(), 3, "{ls}");
+}
