@@ -339,9 +339,8 @@ pub(crate) fn validate(body: &ContainerCreateBody) -> Result<Vec<String>> {
     )?;
     sharing(&hc.pid_mode, "HostConfig.PidMode", &["private"], true)?;
     sharing(&hc.uts_mode, "HostConfig.UTSMode", &[], false)?;
-    let unsupported: [(&str, bool); 7] = [
+    let unsupported: [(&str, bool); 6] = [
         ("HostConfig.DeviceRequests", given(&hc.device_requests)),
-        ("HostConfig.Links", given(&hc.links)),
         (
             "HostConfig.PublishAllPorts",
             hc.publish_all_ports == Some(true),
@@ -910,6 +909,7 @@ pub(crate) fn config(
             .collect(),
         storage: storage_opts(&hc)?,
         log: log_config(&hc)?,
+        links: links(&hc)?,
     })
 }
 
@@ -1340,6 +1340,28 @@ fn storage_opts(hc: &HostConfig) -> Result<silo_engine::StorageConfig> {
                 ))
             }
         }
+    }
+    Ok(out)
+}
+
+/// `HostConfig.Links`: "name:alias" or "name" (the alias is the name); a
+/// leading "/" and Docker's "/container/alias" form are accepted.
+fn links(hc: &HostConfig) -> Result<Vec<silo_engine::Link>> {
+    let mut out = Vec::new();
+    for l in hc.links.iter().flatten() {
+        let (name, alias) = l.split_once(':').unwrap_or((l.as_str(), l.as_str()));
+        let name = name.trim_start_matches('/');
+        let alias = alias.rsplit('/').next().unwrap_or(alias);
+        if name.is_empty() || alias.is_empty() {
+            return Err(invalid(
+                "HostConfig.Links",
+                format!("invalid link {l:?}: want NAME:ALIAS"),
+            ));
+        }
+        out.push(silo_engine::Link {
+            container: name.to_string(),
+            alias: alias.to_string(),
+        });
     }
     Ok(out)
 }

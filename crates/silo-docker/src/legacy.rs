@@ -255,6 +255,7 @@ impl LegacyRecords for Legacy {
                 .collect(),
             storage: Default::default(),
             log: Default::default(),
+            links: Vec::new(),
         };
         let (status, previous) = status(&st)?;
         Ok(Container {

@@ -240,6 +240,17 @@ impl Engine {
     /// names them by full id.
     fn resolve_sharing(&self, mut cfg: ContainerConfig) -> Result<ContainerConfig> {
         self.resolve_networks(&mut cfg.namespaces.network)?;
+        if !cfg.links.is_empty() && !matches!(cfg.namespaces.network, NetworkMode::Networks(_)) {
+            return Err(Error::invalid(
+                "links",
+                "links need a user network until the default network is switched on: create one (docker network create) and use --network",
+            ));
+        }
+        for l in &mut cfg.links {
+            l.container = self
+                .resolve_id(&l.container)
+                .map_err(|e| Error::invalid("links", format!("link {}: {e}", l.alias)))?;
+        }
         let ns = &mut cfg.namespaces;
         if let NetworkMode::Container(t) = &mut ns.network {
             *t = self.resolve_id(t)?;
@@ -649,7 +660,10 @@ impl Engine {
                 };
                 let done = attached
                     .map_err(|e| Error::internal("attaching the network", std::io::Error::other(e)))
-                    .and_then(|att| write_etc(&att));
+                    .and_then(|mut att| {
+                        self.link_hosts(c, &mut att)?;
+                        write_etc(&att)
+                    });
                 match done {
                     Ok(()) => Ok(Some(netns)),
                     Err(e) => {
@@ -660,6 +674,35 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// /etc/hosts entries for the container's links: each linked container's
+    /// address on a network both joined, under the alias, its name and its
+    /// short id.
+    fn link_hosts(&self, c: &Container, att: &mut Attachment) -> Result<()> {
+        let NetworkMode::Networks(joins) = &c.config.namespaces.network else {
+            return Ok(());
+        };
+        for l in &c.config.links {
+            let target = self.container(&l.container)?;
+            let eps = self.endpoints_of(&target.id);
+            let shared = eps
+                .iter()
+                .find(|(n, _)| joins.iter().any(|j| j.network == n.name));
+            let Some((_, ep)) = shared else {
+                return Err(Error::conflict(format!(
+                    "cannot link to container {}: it is not running on a network container {} joins",
+                    target.name, c.name
+                )));
+            };
+            let mut names = vec![l.alias.clone()];
+            if target.name != l.alias {
+                names.push(target.name.clone());
+            }
+            names.push(target.id.chars().take(12).collect());
+            att.hosts.push((ep.ip.to_string(), names));
+        }
+        Ok(())
     }
 
     /// Spawn: writes config.json and starts the monitor, which creates and

@@ -157,6 +157,14 @@ pub enum NetworkMode {
     Networks(Vec<NetworkJoin>),
 }
 
+/// A legacy link (`--link NAME:ALIAS`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// The linked container (its id once created).
+    pub container: String,
+    pub alias: String,
+}
+
 /// A container's membership of a network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkJoin {
@@ -322,6 +330,10 @@ pub struct ContainerConfig {
     pub storage: StorageConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// Legacy links: other containers reachable under an alias (an
+    /// /etc/hosts entry with their address on a network both joined).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<Link>,
 }
 
 /// One run of a container: its init, its monitor, when it began.

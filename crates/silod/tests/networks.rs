@@ -159,6 +159,68 @@ fn user_networks_connect_isolate_and_clean_up() {
         ip_a,
     ]);
     assert!(!out.status.success(), "a container on back reached front");
+    // Legacy links: /etc/hosts names for the linked container's address.
+    let out = d.cli(&[
+        "run",
+        "--rm",
+        "--network",
+        "front",
+        "--link",
+        "ca:db",
+        "busybox",
+        "sh",
+        "-c",
+        "ping -c 1 -W 3 db >/dev/null && grep -w db /etc/hosts",
+    ]);
+    assert!(out.status.success(), "link: {}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with(&format!("{ip_a}\tdb ca ")),
+        "{}",
+        stdout(&out)
+    );
+    refused(
+        &d,
+        &["run", "--rm", "--link", "ca:db", "busybox", "true"],
+        "user network",
+    );
+    refused(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "front",
+            "--link",
+            "nosuch:db",
+            "busybox",
+            "true",
+        ],
+        "nosuch",
+    );
+    d.ok(&[
+        "create",
+        "--name",
+        "idle",
+        "--network",
+        "front",
+        "busybox",
+        "true",
+    ]);
+    refused(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "front",
+            "--link",
+            "idle:x",
+            "busybox",
+            "true",
+        ],
+        "not running",
+    );
+    d.ok(&["rm", "idle"]);
     refused(&d, &["network", "rm", "front"], "active endpoints");
     let eps = d.ok(&["network", "inspect", "-f", "{{len .Containers}}", "front"]);
     assert_eq!(eps.trim(), "1");
