@@ -36,13 +36,17 @@ def rootfs_tar(tmp_path_factory):
 class Silod:
     """silod on a socket, data root and exec root in one temporary directory."""
 
-    def __init__(self):
+    def __init__(self, netns=False):
+        """With netns, silod runs in a network namespace of its own (loopback
+        up), so networks it makes never touch the host's."""
         # Short: the exec root must stay under 28 bytes (unix socket paths).
         self.dir = tempfile.mkdtemp(prefix="sdk.", dir="/tmp")
         self.sock = os.path.join(self.dir, "s.sock")
         self.log = open(os.path.join(self.dir, "silod.log"), "ab")
+        wrap = (["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"']
+                if netns else [])
         self.proc = subprocess.Popen(
-            [os.path.join(BIN, "silod"), "-H", "unix://" + self.sock,
+            wrap + [os.path.join(BIN, "silod"), "-H", "unix://" + self.sock,
              "--data-root", os.path.join(self.dir, "data"),
              "--exec-root", os.path.join(self.dir, "x"),
              "--monitor", os.path.join(BIN, "silo-monitor"),
@@ -117,6 +121,15 @@ def silod(rootfs_tar):
 @pytest.fixture
 def client(silod):
     return silod.client
+
+
+@pytest.fixture(scope="module")
+def silod_netns(rootfs_tar):
+    """A silod in a network namespace of its own, with busybox."""
+    d = Silod(netns=True)
+    d.client.api.import_image(src=rootfs_tar, repository="busybox", tag="latest")
+    yield d
+    d.stop()
 
 
 @pytest.fixture(scope="module")
