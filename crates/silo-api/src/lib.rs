@@ -118,6 +118,8 @@ pub fn router(engine: Docker) -> Router {
         // silo extensions
         .route("/silo/hcs", get(system::hcs_list))
         .route("/silo/hcs/{id}", get(system::hcs_inspect))
+        .route("/hns/{what}", get(system::hns_list))
+        .route("/hns/{what}/{id}", get(system::hns_inspect))
         .route("/silo/sandbox/detach", post(system::sandbox_detach))
         .route("/silo/sandbox/{id}/attach", post(system::sandbox_attach))
         .route("/silo/sandbox/{id}/export", get(system::sandbox_export))

@@ -198,6 +198,24 @@ pub async fn sandbox_export(
     Ok(resp)
 }
 
+/// `GET /hns/{networks|endpoints|policies}`.
+pub async fn hns_list(
+    State(engine): State<Shared>,
+    Path(what): Path<String>,
+) -> ApiResult<Response> {
+    let v = blocking(move || engine.hns_list(&what)).await?;
+    Ok(Json(v).into_response())
+}
+
+/// `GET /hns/{networks|endpoints}/{id}`.
+pub async fn hns_inspect(
+    State(engine): State<Shared>,
+    Path((what, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let v = blocking(move || engine.hns_inspect(&what, &id)).await?;
+    Ok(Json(v).into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::events_wait;

@@ -256,6 +256,27 @@ impl Docker {
     pub fn hcs_inspect(&self, id: &str) -> Result<serde_json::Value> {
         Ok(self.engine.hcs_inspect(id)?)
     }
+
+    /// `/hns/networks`, `/hns/endpoints` and `/hns/policies`: silo's own view.
+    pub fn hns_list(&self, what: &str) -> Result<Vec<serde_json::Value>> {
+        match what {
+            "networks" => Ok(self.engine.hns_networks()?),
+            "endpoints" => Ok(self.engine.hns_endpoints()?),
+            // Policies (PortMapping, ACL, QoS…) arrive with the drivers'
+            // next parts; no endpoint has one yet.
+            "policies" => Ok(Vec::new()),
+            other => Err(crate::Error::NotFound(format!("/hns/{other}"))),
+        }
+    }
+
+    /// `/hns/networks/{id}` and `/hns/endpoints/{id}`.
+    pub fn hns_inspect(&self, what: &str, id: &str) -> Result<serde_json::Value> {
+        match what {
+            "networks" => Ok(self.engine.hns_network(id)?),
+            "endpoints" => Ok(self.engine.hns_endpoint(id)?),
+            other => Err(crate::Error::NotFound(format!("/hns/{other}/{id}"))),
+        }
+    }
 }
 
 /// How many entries a directory has (0 when it cannot be read).

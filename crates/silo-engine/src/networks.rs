@@ -167,6 +167,55 @@ impl Engine {
             .collect()
     }
 
+    /// The HNS view of every network.
+    pub fn hns_networks(&self) -> Result<Vec<serde_json::Value>> {
+        Ok(self
+            .networks()?
+            .iter()
+            .map(silo_network::view::network)
+            .collect())
+    }
+
+    /// The HNS view of one network (name, id or id prefix).
+    pub fn hns_network(&self, name: &str) -> Result<serde_json::Value> {
+        Ok(silo_network::view::network(&self.network(name)?))
+    }
+
+    /// The HNS view of every endpoint, with its counters.
+    pub fn hns_endpoints(&self) -> Result<Vec<serde_json::Value>> {
+        let mut nl = silo_network::netlink::Netlink::open().ok();
+        let mut out = Vec::new();
+        for n in self.networks()? {
+            for ep in n.endpoints.values() {
+                out.push(silo_network::view::endpoint(&n, ep, nl.as_mut()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The HNS view of one endpoint (id or unique id prefix).
+    pub fn hns_endpoint(&self, id: &str) -> Result<serde_json::Value> {
+        let mut hits = Vec::new();
+        for n in self.networks()? {
+            for ep in n.endpoints.values() {
+                if ep.id.starts_with(id) && !id.is_empty() {
+                    hits.push((n.clone(), ep.clone()));
+                }
+            }
+        }
+        match hits.as_slice() {
+            [(n, ep)] => {
+                let mut nl = silo_network::netlink::Netlink::open().ok();
+                Ok(silo_network::view::endpoint(n, ep, nl.as_mut()))
+            }
+            [] => Err(Error::not_found(Kind::Network, format!("endpoint {id}"))),
+            _ => Err(Error::invalid(
+                "id",
+                format!("endpoint id prefix {id} is ambiguous"),
+            )),
+        }
+    }
+
     /// Resolves the networks a container asks for to their names, refusing
     /// unknown ones and duplicates.
     pub(crate) fn resolve_networks(&self, mode: &mut NetworkMode) -> Result<()> {

@@ -12,5 +12,6 @@ pub mod ipam;
 pub mod nat;
 pub mod netlink;
 pub mod service;
+pub mod view;
 
 pub use service::{CreateNetwork, Endpoint, JoinRequest, Network, Service, ServiceError};

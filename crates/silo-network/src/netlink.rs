@@ -60,6 +60,8 @@ pub struct Link {
     /// The bridge it is enslaved to, if any.
     pub master: Option<u32>,
     pub kind: Option<String>,
+    /// (rx packets, tx packets, rx bytes, tx bytes), as the link counts them.
+    pub counters: Option<(u64, u64, u64, u64)>,
 }
 
 impl Netlink {
@@ -322,12 +324,16 @@ fn link_of(l: &LinkMessage) -> Link {
         up: l.header.flags.contains(LinkFlags::Up),
         master: None,
         kind: None,
+        counters: None,
     };
     for a in &l.attributes {
         match a {
             LinkAttribute::IfName(n) => out.name = n.clone(),
             LinkAttribute::Address(m) => out.mac = m.clone(),
             LinkAttribute::Controller(i) => out.master = Some(*i),
+            LinkAttribute::Stats64(st) => {
+                out.counters = Some((st.rx_packets, st.tx_packets, st.rx_bytes, st.tx_bytes))
+            }
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
                     if let LinkInfo::Kind(k) = i {

@@ -132,6 +132,12 @@ pub enum Command {
     /// Compute-system (HCS) views of the containers
     #[command(subcommand)]
     Hcs(HcsCmd),
+    /// Network-service (HNS) views: networks, endpoints, policies
+    #[command(subcommand)]
+    Hns(HnsCmd),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(NetworkCmd),
     /// A stopped container's sandbox disk, seen from the host
     #[command(subcommand)]
     Sandbox(SandboxCmd),
@@ -167,6 +173,71 @@ pub enum SystemCmd {
     Info(FormatArg),
     /// Get real time events from the server
     Events(system::EventsArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HnsCmd {
+    /// HNS networks
+    #[command(subcommand)]
+    Network(HnsObject),
+    /// HNS endpoints, with their counters
+    #[command(subcommand)]
+    Endpoint(HnsObject),
+    /// HNS policies
+    #[command(subcommand)]
+    Policy(HnsPolicies),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HnsObject {
+    /// List them as JSON
+    #[command(alias = "ls")]
+    List,
+    /// One of them as JSON
+    Inspect { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HnsPolicies {
+    /// List the policies as JSON
+    #[command(alias = "ls")]
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NetworkCmd {
+    /// List networks
+    #[command(alias = "ls")]
+    List,
+    /// Create a network (driver nat; bridge is the same)
+    Create {
+        #[arg(short, long)]
+        driver: Option<String>,
+        #[arg(long)]
+        subnet: Option<String>,
+        #[arg(long)]
+        gateway: Option<String>,
+        #[arg(long = "ip-range")]
+        ip_range: Option<String>,
+        #[arg(long)]
+        internal: bool,
+        #[arg(long)]
+        label: Vec<String>,
+        name: String,
+    },
+    /// Display detailed information on one or more networks
+    Inspect {
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove one or more networks
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove all unused networks
+    Prune,
 }
 
 #[derive(Subcommand, Debug)]
@@ -467,6 +538,8 @@ pub fn dispatch(app: &App, cmd: Command) -> Result<()> {
         C::Hcs(HcsCmd::List) => system::hcs_list(app),
         C::Hcs(HcsCmd::Inspect { id }) => system::hcs_inspect(app, &id),
         C::Sandbox(cmd) => registry::sandbox(app, cmd),
+        C::Hns(cmd) => system::hns(app, cmd),
+        C::Network(cmd) => system::network(app, cmd),
         C::Completion { shell } => system::completion(&shell),
     }
 }

@@ -313,6 +313,96 @@ pub fn hcs_inspect(app: &App, id: &str) -> Result<()> {
     Ok(())
 }
 
+fn print_json(v: &Value) -> Result<()> {
+    let mut out = serde_json::to_string_pretty(v)?;
+    out.push('\n');
+    io::stdout().write_all(out.as_bytes())?;
+    Ok(())
+}
+
+/// `silo hns network|endpoint list|inspect`, `silo hns policy list`.
+pub fn hns(app: &App, cmd: crate::cli::HnsCmd) -> Result<()> {
+    use crate::cli::{HnsCmd as H, HnsObject as O, HnsPolicies};
+    let (what, obj) = match cmd {
+        H::Network(o) => ("networks", o),
+        H::Endpoint(o) => ("endpoints", o),
+        H::Policy(HnsPolicies::List) => ("policies", O::List),
+    };
+    let v: Value = match obj {
+        O::List => app.get(&format!("/hns/{what}"))?,
+        O::Inspect { id } => app.get(&format!("/hns/{what}/{}", enc(&id)))?,
+    };
+    print_json(&v)
+}
+
+/// `silo network ls|create|inspect|rm|prune`.
+pub fn network(app: &App, cmd: crate::cli::NetworkCmd) -> Result<()> {
+    use crate::cli::NetworkCmd as N;
+    match cmd {
+        N::List => {
+            let list: Vec<Value> = app.get("/networks")?;
+            let mut rows = vec!["NETWORK ID\tNAME\tDRIVER\tSCOPE".to_string()];
+            for n in &list {
+                let id: String = n["Id"].as_str().unwrap_or("").chars().take(12).collect();
+                rows.push(format!(
+                    "{id}\t{}\t{}\t{}",
+                    n["Name"].as_str().unwrap_or(""),
+                    n["Driver"].as_str().unwrap_or(""),
+                    n["Scope"].as_str().unwrap_or("")
+                ));
+            }
+            print!("{}", tabulate(&rows));
+        }
+        N::Create {
+            driver,
+            subnet,
+            gateway,
+            ip_range,
+            internal,
+            label,
+            name,
+        } => {
+            let mut labels = serde_json::Map::new();
+            for l in &label {
+                let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+                labels.insert(k.to_string(), Value::String(v.to_string()));
+            }
+            let cfg: Vec<Value> = if subnet.is_some() || gateway.is_some() || ip_range.is_some() {
+                vec![serde_json::json!({"Subnet": subnet, "Gateway": gateway, "IPRange": ip_range})]
+            } else {
+                vec![]
+            };
+            let body = serde_json::json!({
+                "Name": name, "Driver": driver, "Internal": internal,
+                "IPAM": {"Config": cfg}, "Labels": labels,
+            });
+            let v: Value = app.post("/networks/create", Some(&body))?;
+            println!("{}", v["Id"].as_str().unwrap_or(""));
+        }
+        N::Inspect { networks } => {
+            let mut all = Vec::new();
+            for n in networks {
+                let v: Value = app.get(&format!("/networks/{}", enc(&n)))?;
+                all.push(v);
+            }
+            print_json(&Value::Array(all))?;
+        }
+        N::Rm { networks } => {
+            for n in networks {
+                app.delete(&format!("/networks/{}", enc(&n)))?;
+                println!("{n}");
+            }
+        }
+        N::Prune => {
+            let v: Value = app.post("/networks/prune", None::<&()>)?;
+            for n in v["NetworksDeleted"].as_array().into_iter().flatten() {
+                println!("Deleted Network: {}", n.as_str().unwrap_or(""));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn completion(shell: &str) -> Result<()> {
     use clap_complete::{generate, Shell};
     let sh = match shell {

@@ -603,3 +603,74 @@ fn sandbox_disks_survive_a_daemon_restart_and_are_freed_after() {
         loops_under(&d.data_root())
     );
 }
+
+#[test]
+fn network_verbs_and_the_hns_view() {
+    let d = Daemon::start_in_netns(&sibling(Path::new(SILO), "silod"), Cli::Silo(SILO.into()));
+    d.import_busybox();
+    let id = d.ok(&["network", "create", "--subnet", "10.90.0.0/24", "hnsnet"]);
+    assert_eq!(id.trim().len(), 64);
+    assert!(d.ok(&["network", "ls"]).contains("hnsnet"));
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "--network",
+        "hnsnet",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "hnsnet",
+        "busybox",
+        "ping",
+        "-c",
+        "2",
+        "-W",
+        "3",
+        "10.90.0.2",
+    ]);
+    let nets: serde_json::Value = serde_json::from_str(&d.ok(&["hns", "network", "list"])).unwrap();
+    let n = nets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["Name"] == "hnsnet")
+        .unwrap()
+        .clone();
+    assert_eq!(n["Type"], "NAT");
+    assert_eq!(n["Subnets"][0]["AddressPrefix"], "10.90.0.0/24");
+    assert_eq!(n["Subnets"][0]["GatewayAddress"], "10.90.0.1");
+    assert_eq!(n["MacPools"][0]["StartMacAddress"], "02-42-0A-5A-00-01");
+    assert_eq!(n["CurrentEndpointCount"], 1);
+    assert_eq!(n["MaxConcurrentEndpoints"], 2);
+    assert_eq!(n["TotalEndpoints"], 2);
+    let eps: serde_json::Value = serde_json::from_str(&d.ok(&["hns", "endpoint", "list"])).unwrap();
+    let ep = &eps[0];
+    assert_eq!(ep["IPAddress"], "10.90.0.2");
+    assert_eq!(ep["VirtualNetworkName"], "hnsnet");
+    assert!(
+        ep["Counters"]["PacketsReceived"].as_u64().unwrap() >= 2,
+        "{ep}"
+    );
+    let one: serde_json::Value = serde_json::from_str(&d.ok(&[
+        "hns",
+        "endpoint",
+        "inspect",
+        &ep["ID"].as_str().unwrap()[..12],
+    ]))
+    .unwrap();
+    assert_eq!(one["ID"], ep["ID"]);
+    let nat: serde_json::Value =
+        serde_json::from_str(&d.ok(&["hns", "network", "inspect", "nat"])).unwrap();
+    assert_eq!(nat["Subnets"][0]["AddressPrefix"], "172.17.0.0/16");
+    assert_eq!(d.ok(&["hns", "policy", "list"]).trim(), "[]");
+    d.ok(&["rm", "-f", "srv"]);
+    d.ok(&["network", "rm", "hnsnet"]);
+    assert!(!d.ok(&["network", "ls"]).contains("hnsnet"));
+}

@@ -1,0 +1,76 @@
+//! The HNS view: networks, endpoints and policies as JSON shaped like the
+//! Windows Host Networking Service's objects (ID, Name, Type, Subnets,
+//! MacPools, Policies, the endpoint counts and, per endpoint, its address,
+//! MAC and packet and byte counters), for `silo hns …` and `/hns/…`.
+
+use serde_json::{json, Value};
+
+use crate::ipam::mac_for;
+use crate::netlink::Netlink;
+use crate::{Endpoint, Network};
+
+fn mac_text(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// A network as HNS shows one.
+pub fn network(n: &Network) -> Value {
+    let pools = match (n.pool.subnet.addr, n.pool.subnet.prefix) {
+        (std::net::IpAddr::V4(a), p) => {
+            let first = u32::from(a);
+            let last = first | (u32::MAX >> p);
+            vec![json!({
+                "StartMacAddress": mac_text(mac_for(first.saturating_add(1).into())),
+                "EndMacAddress": mac_text(mac_for(last.saturating_sub(1).into())),
+            })]
+        }
+        _ => vec![],
+    };
+    json!({
+        "ID": n.id,
+        "Name": n.name,
+        "Type": if n.driver == "nat" { "NAT" } else { n.driver.as_str() },
+        "Subnets": [{
+            "AddressPrefix": n.pool.subnet.to_string(),
+            "GatewayAddress": n.pool.gateway.to_string(),
+        }],
+        "MacPools": pools,
+        "Policies": [],
+        "Internal": n.internal,
+        "NetworkAdapterName": n.bridge,
+        "CurrentEndpointCount": n.endpoints.len(),
+        "MaxConcurrentEndpoints": n.max_concurrent_endpoints,
+        "TotalEndpoints": n.total_endpoints,
+    })
+}
+
+/// An endpoint as HNS shows one; the counters are read from its host
+/// interface with `nl` (sent by the container = received by the host end).
+pub fn endpoint(n: &Network, ep: &Endpoint, nl: Option<&mut Netlink>) -> Value {
+    let counters = nl
+        .and_then(|nl| nl.link(&ep.host_ifname).ok().flatten())
+        .and_then(|l| l.counters);
+    let (rxp, txp, rxb, txb) = counters.unwrap_or_default();
+    json!({
+        "ID": ep.id,
+        "Name": ep.host_ifname,
+        "VirtualNetwork": n.id,
+        "VirtualNetworkName": n.name,
+        "IPAddress": ep.ip.to_string(),
+        "PrefixLength": ep.prefix,
+        "MacAddress": ep.mac.replace(':', "-").to_uppercase(),
+        "GatewayAddress": n.pool.gateway.to_string(),
+        "Policies": [],
+        "SharedContainers": [ep.owner],
+        "Aliases": ep.aliases,
+        "Counters": {
+            "PacketsSent": rxp,
+            "PacketsReceived": txp,
+            "BytesSent": rxb,
+            "BytesReceived": txb,
+        },
+    })
+}
