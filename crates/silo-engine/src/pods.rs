@@ -74,7 +74,9 @@ impl Engine {
         self.config.exec_root.join("pods").join(id)
     }
 
-    fn pods_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Pod>> {
+    pub(crate) fn pods_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Pod>> {
         self.pods.lock().unwrap_or_else(|p| p.into_inner())
     }
 

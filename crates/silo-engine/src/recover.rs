@@ -168,7 +168,24 @@ impl Engine {
         }
         self.recover_pods();
         self.remove_orphans();
+        self.reconcile_network();
         self.restart_on_boot();
+    }
+
+    /// The network service's records and kernel objects against the
+    /// containers that still run (and pods, which own endpoints too).
+    fn reconcile_network(&self) {
+        let Some(hns) = &self.hns else { return };
+        let running: std::collections::HashSet<String> = self
+            .lock()
+            .values()
+            .filter(|c| c.state.status.run().is_some())
+            .map(|c| c.id.clone())
+            .chain(self.pods_lock().keys().cloned())
+            .collect();
+        for e in hns.reconcile(&|owner| running.contains(owner)) {
+            tracing::warn!("network reconcile: {e}");
+        }
     }
 
     /// A silod killed during a start leaves the monitor it ran still

@@ -102,6 +102,30 @@ pub fn apply(r: &NetworkRules<'_>) -> Result<(), FirewallError> {
     nft(r.id, &script(r))
 }
 
+/// The names of silo's tables (`silo-…`) in the inet family, from nft's
+/// JSON output (its machine interface).
+pub fn tables() -> Result<Vec<String>, FirewallError> {
+    let out = Command::new("nft")
+        .args(["-j", "list", "tables", "inet"])
+        .output()
+        .map_err(FirewallError::Spawn)?;
+    if !out.status.success() {
+        return Err(FirewallError::Refused {
+            network: "(listing tables)".into(),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    Ok(v["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["table"]["name"].as_str())
+        .filter(|n| n.starts_with("silo-"))
+        .map(str::to_string)
+        .collect())
+}
+
 /// Removes the network's table (missing is fine).
 pub fn remove(id: &str) -> Result<(), FirewallError> {
     let t = table(id);

@@ -609,6 +609,85 @@ impl Service {
         }
     }
 
+    /// Brings the kernel in line with the records after a restart: endpoints
+    /// of owners that no longer run are removed (with their leases), and
+    /// host veths (`sv…`), silo bridges and silo nftables tables that belong
+    /// to no record are deleted; networks with endpoints get their bridge
+    /// and table back. Carries on past a failure; returns every one.
+    pub fn reconcile(&self, live: &dyn Fn(&str) -> bool) -> Vec<String> {
+        let mut errors = Vec::new();
+        let stale: Vec<(String, Endpoint)> = self
+            .lock()
+            .values()
+            .flat_map(|n| {
+                n.endpoints
+                    .values()
+                    .filter(|e| !live(&e.owner))
+                    .map(|e| (n.id.clone(), e.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (nid, ep) in &stale {
+            if let Err(e) = self.detach_endpoint(nid, ep) {
+                errors.push(e);
+            }
+        }
+        let nets = self.list();
+        for n in nets.iter().filter(|n| !n.endpoints.is_empty()) {
+            if let Err(e) = self.realize(n) {
+                errors.push(e.to_string());
+            }
+        }
+        let veths: Vec<&str> = nets
+            .iter()
+            .flat_map(|n| n.endpoints.values().map(|e| e.host_ifname.as_str()))
+            .collect();
+        match Netlink::open() {
+            Ok(mut nl) => match nl.links() {
+                Ok(links) => {
+                    for l in links {
+                        let ours_veth =
+                            l.name.starts_with("sv") && l.kind.as_deref() == Some("veth");
+                        let ours_bridge =
+                            l.name.starts_with("silo") && l.kind.as_deref() == Some("bridge");
+                        let orphan = (ours_veth && !veths.contains(&l.name.as_str()))
+                            || (ours_bridge && !nets.iter().any(|n| n.bridge == l.name));
+                        if orphan {
+                            match nl.del_link(l.index) {
+                                // A veth's peer went with its other end.
+                                Err(e) if e.errno() == Some(libc::ENODEV) => {}
+                                Err(e) => {
+                                    errors.push(format!("deleting stray link {}: {e}", l.name))
+                                }
+                                Ok(()) => {}
+                            }
+                        }
+                    }
+                }
+                Err(e) => errors.push(e.to_string()),
+            },
+            Err(e) => errors.push(e.to_string()),
+        }
+        match firewall::tables() {
+            Ok(tables) => {
+                for t in tables {
+                    let known = nets
+                        .iter()
+                        .any(|n| t == format!("silo-{}", &n.id[..n.id.len().min(12)]));
+                    if !known {
+                        if let Some(id) = t.strip_prefix("silo-") {
+                            if let Err(e) = firewall::remove(id) {
+                                errors.push(e.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+        errors
+    }
+
     /// The endpoints of `owner`, with their networks' names.
     pub fn endpoints_of(&self, owner: &str) -> Vec<(String, Endpoint)> {
         self.lock()

@@ -161,12 +161,40 @@ fn networks_endpoints_traffic_persistence_and_bad_input() {
         assert_eq!(n.endpoints.len(), 2);
         assert_eq!(n.pool.leases.len(), 2);
         assert_eq!(svc.endpoints_of("ctr-a")[0].1.ip, ip_a);
+        // Reconcile after a restart: ctr-b no longer runs; a stray veth and
+        // a stray table that belong to nothing go too.
+        let st = Command::new("ip")
+            .args([
+                "link", "add", "svstray0", "type", "veth", "peer", "name", "svstray1",
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let st = Command::new("nft")
+            .args(["add", "table", "inet", "silo-0badc0ffee00"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let errors = svc.reconcile(&|owner| owner == "ctr-a");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(svc.endpoints_of("ctr-b").is_empty());
+        assert_eq!(svc.get("front").unwrap().pool.leases.len(), 1);
+        let links = silo_network::netlink::Netlink::open()
+            .unwrap()
+            .links()
+            .unwrap();
+        assert!(
+            !links.iter().any(|l| l.name.starts_with("svstray")),
+            "{links:?}"
+        );
+        assert!(!nft_tables().contains("0badc0ffee00"), "{}", nft_tables());
+        assert!(nft_tables().contains(&format!("silo-{}", &net_id[..12])));
         svc.detach("ctr-a").unwrap();
-        svc.detach("ctr-b").unwrap();
-        svc.detach("ctr-b").unwrap(); // idempotent
+        svc.detach("ctr-b").unwrap(); // idempotent: reconcile took it
         let n = svc.get("front").unwrap();
         assert!(n.endpoints.is_empty() && n.pool.leases.is_empty());
         assert_eq!((n.total_endpoints, n.max_concurrent_endpoints), (2, 2));
+        assert!(svc.reconcile(&|_| false).is_empty());
         svc.remove("front").unwrap();
         assert!(!nft_tables().contains("silo-"), "{}", nft_tables());
         let links = silo_network::netlink::Netlink::open()

@@ -174,11 +174,14 @@ impl Daemon {
         d
     }
 
+    fn netns_file(&self) -> PathBuf {
+        self.dir.path().join("netns")
+    }
+
     /// Runs `args` in silod's network namespace (for checks of its links).
     pub fn in_netns(&self, args: &[&str]) -> Output {
-        let pid = self.pid().expect("silod runs");
         Command::new("nsenter")
-            .arg(format!("--net=/proc/{pid}/ns/net"))
+            .arg(format!("--net={}", self.netns_file().display()))
             .args(args)
             .output()
             .expect("nsenter (util-linux)")
@@ -221,16 +224,24 @@ impl Daemon {
             .open(self.dir.path().join("silod.log"))
             .map_err(|e| format!("open silod.log: {e}"))?;
         let mut cmd = if self.private_netns {
-            // unshare and sh exec: the pid stays silod's.
-            let mut c = Command::new("unshare");
-            c.args([
-                "--net",
-                "--",
-                "sh",
-                "-c",
-                "ip link set lo up && exec \"$0\" \"$@\"",
-            ])
-            .arg(&self.silod);
+            // One namespace for every run of this daemon (a restart must
+            // find its containers' links), pinned at <dir>/netns; nsenter
+            // execs, so the pid stays silod's.
+            let ns = self.netns_file();
+            if !ns.exists() {
+                std::fs::File::create(&ns)
+                    .map_err(|e| format!("creating {}: {e}", ns.display()))?;
+                let st = Command::new("unshare")
+                    .arg(format!("--net={}", ns.display()))
+                    .args(["ip", "link", "set", "lo", "up"])
+                    .status()
+                    .map_err(|e| format!("unshare: {e}"))?;
+                if !st.success() {
+                    return Err(format!("unshare --net={} failed", ns.display()));
+                }
+            }
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net={}", ns.display())).arg(&self.silod);
             c
         } else {
             Command::new(&self.silod)

@@ -238,3 +238,53 @@ fn user_networks_connect_isolate_and_clean_up() {
     let ls = d.ok(&["network", "ls", "--format", "{{.Name}}"]);
     assert_eq!(ls.split_whitespace().collect::<Vec<_>>().len(), 3, "{ls}");
 }
+
+#[test]
+fn a_restart_keeps_running_containers_on_their_network_and_reconciles_strays() {
+    let mut d = Daemon::start_in_netns(Path::new(SILOD), Cli::Docker);
+    d.import_busybox();
+    d.ok(&["network", "create", "--subnet", "10.75.0.0/24", "keepnet"]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "keep",
+        "--network",
+        "keepnet",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    // Objects that belong to no endpoint or network.
+    for args in [
+        &[
+            "ip", "link", "add", "svstray0", "type", "veth", "peer", "name", "svstray1",
+        ][..],
+        &["ip", "link", "add", "silostray", "type", "bridge"][..],
+        &["nft", "add", "table", "inet", "silo-deadbeef0000"][..],
+    ] {
+        let out = d.in_netns(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    d.kill9();
+    d.spawn();
+    let ip = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.keepnet.IPAddress}}",
+        "keep",
+    ]);
+    assert!(ip.trim().starts_with("10.75.0."), "{ip}");
+    d.ok(&["exec", "keep", "ping", "-c", "1", "-W", "3", "10.75.0.1"]);
+    let links = stdout(&d.in_netns(&["ip", "-o", "link"]));
+    assert!(
+        !links.contains("svstray") && !links.contains("silostray"),
+        "{links}"
+    );
+    let tables = stdout(&d.in_netns(&["nft", "list", "tables"]));
+    assert!(!tables.contains("deadbeef"), "{tables}");
+    let eps = d.ok(&["network", "inspect", "-f", "{{len .Containers}}", "keepnet"]);
+    assert_eq!(eps.trim(), "1");
+    d.ok(&["rm", "-f", "keep"]);
+    d.ok(&["network", "rm", "keepnet"]);
+}
