@@ -288,3 +288,71 @@ fn a_restart_keeps_running_containers_on_their_network_and_reconciles_strays() {
     d.ok(&["rm", "-f", "keep"]);
     d.ok(&["network", "rm", "keepnet"]);
 }
+
+/// What silod's namespace and state hold that an endpoint could leak.
+fn network_footprint(d: &Daemon) -> (String, String, String, usize) {
+    let links = stdout(&d.in_netns(&["ip", "-o", "link", "show"]))
+        .lines()
+        .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    // IPv4 only: link-local IPv6 addresses change state (tentative) on their own.
+    let addrs = stdout(&d.in_netns(&["ip", "-o", "-4", "addr", "show"]));
+    let rules = stdout(&d.in_netns(&["nft", "list", "ruleset"]));
+    let netns = std::fs::read_dir(d.exec_root().join("netns"))
+        .map(|r| r.count())
+        .unwrap_or(0);
+    (links, addrs, rules, netns)
+}
+
+#[test]
+fn two_hundred_endpoints_come_and_go_without_a_trace() {
+    let d = Daemon::start_in_netns(Path::new(SILOD), Cli::Docker);
+    d.import_busybox();
+    d.ok(&["network", "create", "--subnet", "10.76.0.0/24", "churn"]);
+    // One endpoint first, so the bridge and table exist in both pictures.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "anchor",
+        "--network",
+        "churn",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let before = network_footprint(&d);
+    let leases_before = d.ok(&["network", "inspect", "-f", "{{len .Containers}}", "churn"]);
+    for i in 0..200 {
+        let out = d.cli(&["run", "--rm", "--network", "churn", "busybox", "true"]);
+        assert!(out.status.success(), "cycle {i}: {}", stderr(&out));
+    }
+    // A failing start (missing command) must not leak either.
+    let out = d.cli(&[
+        "run",
+        "--rm",
+        "--network",
+        "churn",
+        "busybox",
+        "/nonexistent",
+    ]);
+    assert!(!out.status.success());
+    assert_eq!(network_footprint(&d), before);
+    assert_eq!(
+        d.ok(&["network", "inspect", "-f", "{{len .Containers}}", "churn"]),
+        leases_before
+    );
+    let hns: serde_json::Value = serde_json::from_str(&d.http("GET", "/hns/networks").1).unwrap();
+    let n = hns
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["Name"] == "churn")
+        .unwrap()
+        .clone();
+    assert_eq!(n["CurrentEndpointCount"], 1);
+    assert!(n["TotalEndpoints"].as_u64().unwrap() >= 201, "{n}");
+    d.ok(&["rm", "-f", "anchor"]);
+    d.ok(&["network", "rm", "churn"]);
+}
