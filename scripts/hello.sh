@@ -21,7 +21,7 @@ fi
 if [ -z "${SILO_SKIP_INSTALL:-}" ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update
-    apt-get install -y --no-install-recommends busybox-static libseccomp-dev pkg-config gcc libc6-dev
+    apt-get install -y --no-install-recommends busybox-static libseccomp-dev pkg-config gcc libc6-dev nftables iproute2
 fi
 
 export PATH="$HOME/.cargo/bin:$PATH"

@@ -112,7 +112,9 @@ class Silod:
 
 @pytest.fixture(scope="module")
 def silod(rootfs_tar):
-    d = Silod()
+    """silod in a network namespace of its own (its default network never
+    touches the host's), with busybox."""
+    d = Silod(netns=True)
     d.client.api.import_image(src=rootfs_tar, repository="busybox", tag="latest")
     yield d
     d.stop()

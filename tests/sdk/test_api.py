@@ -149,12 +149,17 @@ def test_diff(client):
 def test_inspect_network_settings_and_stats_networks(client):
     c = client.containers.run("busybox", ["sleep", "1000"], detach=True)
     try:
+        c.reload()  # run() returns the attributes from before the start
         ns = c.attrs["NetworkSettings"]
         for key in ["MacAddress", "IPAddress", "Gateway", "Ports", "Networks", "SandboxKey"]:
             assert key in ns, key
+        # On the default network: an address, and eth0 in the stats
+        # (loopback is left out, as dockerd does).
+        assert ns["IPAddress"].startswith("172.17."), ns
+        assert ns["Networks"]["nat"]["IPAddress"] == ns["IPAddress"]
         s = c.stats(stream=False)
-        # Loopback is left out: a loopback-only container has no networks yet.
-        assert s["networks"] == {}, s.get("networks")
+        assert set(s["networks"]) == {"eth0"}, s.get("networks")
+        assert s["networks"]["eth0"]["rx_packets"] >= 0
         assert s["pids_stats"]["current"] >= 1
     finally:
         c.remove(force=True)

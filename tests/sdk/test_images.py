@@ -6,6 +6,18 @@ import tarfile
 import docker
 import pytest
 
+from conftest import Silod
+
+
+@pytest.fixture(scope="module")
+def silod(rootfs_tar):
+    """Here silod stays in the host's network namespace: the registry
+    listens on the host's loopback. Containers use network_mode="none"."""
+    d = Silod(netns=False)
+    d.client.api.import_image(src=rootfs_tar, repository="busybox", tag="latest")
+    yield d
+    d.stop()
+
 
 def run_echo(client, image, word):
     out = client.containers.run(image, ["echo", word], remove=True, network_mode="none")

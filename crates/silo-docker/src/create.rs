@@ -18,9 +18,6 @@ use std::time::Duration;
 /// The name under which the adapter keeps a container's create request.
 pub(crate) const EXTENSION: &str = "docker";
 
-/// The warning every container on the default network gets.
-pub(crate) const NETWORK_WARNING: &str = "silo's default network is not switched on yet: the default network mode gives the container its own network namespace with loopback only (create a network with docker network create and use --network NAME, or choose --network host or none)";
-
 /// What the image contributes to a container.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ImageDefaults {
@@ -304,11 +301,9 @@ fn sharing(v: &Option<String>, field: &str, allowed: &[&str], container: bool) -
 /// Rejects what silo cannot honour (400 naming the field) and returns
 /// Docker-style warnings. Runs before anything is created.
 pub(crate) fn validate(body: &ContainerCreateBody) -> Result<Vec<String>> {
-    let mut warnings = Vec::new();
+    let warnings = Vec::new();
     let hc = body.host_config.clone().unwrap_or_default();
-    if network_mode(&hc, body.networking_config.as_ref())? == NetworkMode::Default {
-        warnings.push(NETWORK_WARNING.to_string());
-    }
+    network_mode(&hc, body.networking_config.as_ref())?;
     if matches!(mode(&hc.network_mode), Mode::Container(_))
         && body.hostname.as_deref().is_some_and(|h| !h.is_empty())
     {

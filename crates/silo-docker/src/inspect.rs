@@ -458,7 +458,7 @@ impl Docker {
     /// `GET /containers/{id}/json` as sent: [`Docker::inspect`] plus the
     /// top-level `NetworkSettings` fields that API 1.45 still carries and
     /// bollard-stubs (made for newer APIs) no longer has (`MacAddress`,
-    /// `IPAddress`, `Gateway`, ...), empty while silo has no networks.
+    /// `IPAddress`, `Gateway`, ...), from the default network's endpoint.
     pub fn inspect_document(&self, id: &str, size: bool) -> Result<serde_json::Value> {
         let doc = self.inspect(id, size)?;
         let mut v = serde_json::to_value(&doc)
@@ -506,6 +506,29 @@ impl Docker {
                 hc.entry(k).or_insert(serde_json::json!(0));
             }
         }
+        // dockerd fills the top-level fields from the default network.
+        let default_ep = v
+            .pointer(&format!(
+                "/NetworkSettings/Networks/{}",
+                silo_network::service::DEFAULT_NETWORK
+            ))
+            .cloned();
+        if let (Some(ep), Some(ns)) = (
+            default_ep,
+            v.get_mut("NetworkSettings").and_then(|n| n.as_object_mut()),
+        ) {
+            for (top, key) in [
+                ("EndpointID", "EndpointID"),
+                ("Gateway", "Gateway"),
+                ("IPAddress", "IPAddress"),
+                ("IPPrefixLen", "IPPrefixLen"),
+                ("MacAddress", "MacAddress"),
+            ] {
+                if let Some(val) = ep.get(key).filter(|x| !x.is_null()) {
+                    ns.insert(top.to_string(), val.clone());
+                }
+            }
+        }
         if let Some(ns) = v.get_mut("NetworkSettings").and_then(|n| n.as_object_mut()) {
             for (k, empty) in [
                 ("Bridge", serde_json::json!("")),
@@ -539,9 +562,26 @@ impl Docker {
         &self,
         c: &Container,
     ) -> HashMap<String, bollard_stubs::models::EndpointSettings> {
+        self.endpoint_settings_of(c)
+    }
+
+    fn endpoint_settings_of(
+        &self,
+        c: &Container,
+    ) -> HashMap<String, bollard_stubs::models::EndpointSettings> {
         let mut out = HashMap::new();
-        let NetworkMode::Networks(joins) = &c.config.namespaces.network else {
-            return out;
+        let default_join;
+        let joins = match &c.config.namespaces.network {
+            NetworkMode::Networks(joins) => joins,
+            NetworkMode::Default if c.config.pod.is_none() => {
+                default_join = [silo_engine::NetworkJoin {
+                    network: silo_network::service::DEFAULT_NETWORK.to_string(),
+                    aliases: Vec::new(),
+                    ip: None,
+                }];
+                &default_join[..]
+            }
+            _ => return out,
         };
         let live = self.engine.endpoints_of(&c.id);
         for j in joins {

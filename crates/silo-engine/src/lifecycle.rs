@@ -240,10 +240,15 @@ impl Engine {
     /// names them by full id.
     fn resolve_sharing(&self, mut cfg: ContainerConfig) -> Result<ContainerConfig> {
         self.resolve_networks(&mut cfg.namespaces.network)?;
-        if !cfg.links.is_empty() && !matches!(cfg.namespaces.network, NetworkMode::Networks(_)) {
+        if !cfg.links.is_empty()
+            && !matches!(
+                cfg.namespaces.network,
+                NetworkMode::Networks(_) | NetworkMode::Default
+            )
+        {
             return Err(Error::invalid(
                 "links",
-                "links need a user network until the default network is switched on: create one (docker network create) and use --network",
+                "links need a network (the default one or --network NAME), not --network none, host or container:",
             ));
         }
         for l in &mut cfg.links {
@@ -680,8 +685,15 @@ impl Engine {
     /// address on a network both joined, under the alias, its name and its
     /// short id.
     fn link_hosts(&self, c: &Container, att: &mut Attachment) -> Result<()> {
-        let NetworkMode::Networks(joins) = &c.config.namespaces.network else {
-            return Ok(());
+        let default = [crate::model::NetworkJoin {
+            network: silo_network::service::DEFAULT_NETWORK.to_string(),
+            aliases: Vec::new(),
+            ip: None,
+        }];
+        let joins: &[crate::model::NetworkJoin] = match &c.config.namespaces.network {
+            NetworkMode::Networks(joins) => joins,
+            NetworkMode::Default => &default,
+            _ => return Ok(()),
         };
         for l in &c.config.links {
             let target = self.container(&l.container)?;

@@ -1,9 +1,8 @@
 //! Networks: the network service (silo-network, the HNS) behind the
 //! engine's [`NetworkService`] seam, and the engine's operations on
 //! networks for front ends (create, list, inspect, remove, prune; the
-//! endpoints of a container). A container joins networks by
-//! [`NetworkMode::Networks`]; the default network stays loopback-only
-//! until the default nat network is switched on.
+//! endpoints of a container). A container in the default mode joins the
+//! default network (`nat`); [`NetworkMode::Networks`] names others.
 
 use std::sync::Arc;
 
@@ -21,17 +20,22 @@ pub struct Hns(pub Arc<Service>);
 
 impl NetworkService for Hns {
     fn attach(&self, req: &AttachRequest<'_>) -> std::result::Result<Attachment, String> {
-        let NetworkMode::Networks(joins) = req.mode else {
-            return Ok(Attachment::default());
+        let joins: Vec<JoinRequest> = match req.mode {
+            NetworkMode::Default => vec![JoinRequest {
+                network: silo_network::service::DEFAULT_NETWORK.to_string(),
+                aliases: Vec::new(),
+                ip: None,
+            }],
+            NetworkMode::Networks(joins) => joins
+                .iter()
+                .map(|j| JoinRequest {
+                    network: j.network.clone(),
+                    aliases: j.aliases.clone(),
+                    ip: j.ip,
+                })
+                .collect(),
+            _ => return Ok(Attachment::default()),
         };
-        let joins: Vec<JoinRequest> = joins
-            .iter()
-            .map(|j| JoinRequest {
-                network: j.network.clone(),
-                aliases: j.aliases.clone(),
-                ip: j.ip,
-            })
-            .collect();
         let eps = self
             .0
             .attach(req.owner, req.netns, &joins)

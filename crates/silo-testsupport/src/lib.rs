@@ -154,9 +154,11 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts silod (the binary at `silod`) and waits until it listens.
+    /// Starts silod (the binary at `silod`) in a network namespace of its
+    /// own (so the default network's bridge, veths and nftables rules never
+    /// touch the host's) and waits until it listens.
     pub fn start(silod: &Path, cli: Cli) -> Daemon {
-        Self::start_with(silod, cli, &[])
+        Self::start_in_netns(silod, cli)
     }
 
     /// Like [`Daemon::start`], with silod in a network namespace of its own.
@@ -187,7 +189,10 @@ impl Daemon {
             .expect("nsenter (util-linux)")
     }
 
-    /// Like [`Daemon::start`] with extra silod flags.
+    /// silod in the host's network namespace with extra flags: for tests
+    /// that need the host's loopback (a registry on 127.0.0.1). Their
+    /// containers must use `--network none` (or host), never the default
+    /// network, which would make its bridge on the host.
     pub fn start_with(silod: &Path, cli: Cli, extra: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut d = Daemon {

@@ -285,7 +285,13 @@ fn health_and_init_flags_reach_the_daemon() {
 #[test]
 fn registry_archive_and_commit_verbs() {
     let reg = silo_testsupport::Registry::start_auth(Some(("u", "pw")));
-    let d = Daemon::start(&sibling(Path::new(SILO), "silod"), Cli::Silo(SILO.into()));
+    // The registry listens on the host's loopback: silod stays in the
+    // host's namespace, and the containers here use --network none.
+    let d = Daemon::start_with(
+        &sibling(Path::new(SILO), "silod"),
+        Cli::Silo(SILO.into()),
+        &[],
+    );
     d.import_busybox();
     let name = format!("{}/cli/bb:1", reg.host());
     d.ok(&["tag", "busybox:latest", &name]);

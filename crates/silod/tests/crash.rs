@@ -102,14 +102,16 @@ fn session(pid: i32) -> Option<i32> {
     fields.get(3)?.parse().ok()
 }
 
-/// Mount points in this mount namespace below `dir`.
+/// Mount points in this mount namespace below `dir`, except the test
+/// harness's own pin of silod's network namespace (`<dir>/netns`).
 fn mounts_under(dir: &Path) -> Vec<String> {
     let prefix = format!("{}/", dir.display());
+    let harness = format!("{}/netns", dir.display());
     std::fs::read_to_string("/proc/self/mountinfo")
         .expect("read mountinfo")
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .filter(|p| p.starts_with(&prefix))
+        .filter(|p| p.starts_with(&prefix) && *p != harness)
         .map(str::to_string)
         .collect()
 }

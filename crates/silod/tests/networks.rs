@@ -180,8 +180,23 @@ fn user_networks_connect_isolate_and_clean_up() {
     );
     refused(
         &d,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--link",
+            "ca:db",
+            "busybox",
+            "true",
+        ],
+        "links need a network",
+    );
+    // ca is on front only: a container on the default network shares none with it.
+    refused(
+        &d,
         &["run", "--rm", "--link", "ca:db", "busybox", "true"],
-        "user network",
+        "not running on a network",
     );
     refused(
         &d,
@@ -225,16 +240,21 @@ fn user_networks_connect_isolate_and_clean_up() {
     let eps = d.ok(&["network", "inspect", "-f", "{{len .Containers}}", "front"]);
     assert_eq!(eps.trim(), "1");
 
-    // Clean-up leaves nothing in silod's namespace.
+    // Clean-up leaves nothing of the user networks in silod's namespace
+    // (the default network's bridge and table stay, as docker0 does).
+    let front_id = d.ok(&["network", "inspect", "-f", "{{.Id}}", "front"]);
+    let back_id = d.ok(&["network", "inspect", "-f", "{{.Id}}", "back"]);
     d.ok(&["rm", "-f", "ca"]);
     d.ok(&["network", "rm", "front", "back"]);
     let links = stdout(&d.in_netns(&["ip", "-o", "link"]));
-    assert!(
-        !links.contains("silo") && !links.contains(": sv"),
-        "{links}"
-    );
+    for id in [&front_id, &back_id] {
+        assert!(!links.contains(&format!("silo{}", &id[..11])), "{links}");
+    }
+    assert!(!links.contains(": sv"), "{links}");
     let tables = stdout(&d.in_netns(&["nft", "list", "tables"]));
-    assert!(!tables.contains("silo-"), "{tables}");
+    for id in [&front_id, &back_id] {
+        assert!(!tables.contains(&format!("silo-{}", &id[..12])), "{tables}");
+    }
     let ls = d.ok(&["network", "ls", "--format", "{{.Name}}"]);
     assert_eq!(ls.split_whitespace().collect::<Vec<_>>().len(), 3, "{ls}");
 }
@@ -355,4 +375,63 @@ fn two_hundred_endpoints_come_and_go_without_a_trace() {
     assert!(n["TotalEndpoints"].as_u64().unwrap() >= 201, "{n}");
     d.ok(&["rm", "-f", "anchor"]);
     d.ok(&["network", "rm", "churn"]);
+}
+
+#[test]
+fn the_default_network_gives_containers_addresses_that_reach_each_other() {
+    let d = Daemon::start_in_netns(Path::new(SILOD), Cli::Docker);
+    d.import_busybox();
+    d.ok(&["run", "-d", "--name", "first", "busybox", "sleep", "300"]);
+    let ip = d.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "first"]);
+    let ip = ip.trim().to_string();
+    assert!(ip.starts_with("172.17."), "{ip}");
+    let by_name = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.nat.IPAddress}}",
+        "first",
+    ]);
+    assert_eq!(by_name.trim(), ip);
+    let gw = d.ok(&["inspect", "-f", "{{.NetworkSettings.Gateway}}", "first"]);
+    assert_eq!(gw.trim(), "172.17.0.1");
+    // --network bridge is the same network.
+    let out = d.cli(&[
+        "run",
+        "--rm",
+        "--network",
+        "bridge",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("ping -c 1 -W 3 {ip} >/dev/null && ip -o -4 route show default"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("via 172.17.0.1"), "{}", stdout(&out));
+    // Legacy links on the default network.
+    let out = d.cli(&[
+        "run",
+        "--rm",
+        "--link",
+        "first:web",
+        "busybox",
+        "sh",
+        "-c",
+        "ping -c 1 -W 3 web >/dev/null && grep -w web /etc/hosts",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with(&format!("{ip}\tweb first ")),
+        "{}",
+        stdout(&out)
+    );
+    let members = d.ok(&["network", "inspect", "-f", "{{len .Containers}}", "nat"]);
+    assert_eq!(members.trim(), "1");
+    // No warning any more about a loopback-only default network.
+    let out = d.cli(&["run", "--rm", "busybox", "true"]);
+    assert!(out.status.success());
+    assert!(!stderr(&out).contains("WARNING"), "{}", stderr(&out));
+    refused(&d, &["network", "rm", "nat"], "pre-defined");
+    d.ok(&["rm", "-f", "first"]);
+    let links = stdout(&d.in_netns(&["ip", "-o", "link"]));
+    assert!(!links.contains(": sv"), "{links}");
 }
