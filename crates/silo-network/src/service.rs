@@ -137,6 +137,9 @@ pub struct JoinRequest {
 pub struct Service {
     dir: PathBuf,
     networks: Mutex<BTreeMap<String, Network>>,
+    /// Networks whose bridge and table this process has made or checked:
+    /// a start then costs no `nft` process and no bridge set-up.
+    realized: Mutex<std::collections::HashSet<String>>,
 }
 
 fn valid_name(n: &str) -> bool {
@@ -184,6 +187,7 @@ impl Service {
         let svc = Service {
             dir: dir.to_path_buf(),
             networks: Mutex::new(networks),
+            realized: Mutex::new(std::collections::HashSet::new()),
         };
         if svc.lookup(DEFAULT_NETWORK).is_none() {
             let pool = Pool::new(
@@ -227,19 +231,29 @@ impl Service {
     }
 
     fn save(&self, n: &Network) -> Result<()> {
+        self.save_with(n, silo_sys::fs::Durability::Durable)
+    }
+
+    /// Endpoint changes are written atomically but not fsynced: endpoints
+    /// are kernel objects a host crash ends anyway (reconcile drops their
+    /// records at the next start), and an fsync per start and stop would
+    /// cost more than the endpoint itself. Networks are written durably.
+    fn save_endpoints(&self, n: &Network) -> Result<()> {
+        self.save_with(n, silo_sys::fs::Durability::Atomic)
+    }
+
+    fn save_with(&self, n: &Network, durability: silo_sys::fs::Durability) -> Result<()> {
         let p = self.path(&n.id);
         let bytes = serde_json::to_vec_pretty(n).map_err(|e| ServiceError::Io {
             op: "encoding",
             path: p.clone(),
             source: std::io::Error::other(e),
         })?;
-        silo_sys::fs::write_atomic(&p, &bytes, silo_sys::fs::Durability::Durable).map_err(
-            |source| ServiceError::Io {
-                op: "writing",
-                path: p,
-                source,
-            },
-        )
+        silo_sys::fs::write_atomic(&p, &bytes, durability).map_err(|source| ServiceError::Io {
+            op: "writing",
+            path: p,
+            source,
+        })
     }
 
     /// A network's id by name ("bridge" means the default), full id or a
@@ -370,11 +384,39 @@ impl Service {
             // Outbound needs forwarding (as dockerd sets it).
             let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
         }
+        self.realized
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(n.id.clone());
         Ok(index)
+    }
+
+    /// The bridge's index, making the bridge and table first unless this
+    /// process already did.
+    fn bridge_index(&self, n: &Network) -> Result<u32> {
+        let known = self
+            .realized
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&n.id);
+        if known {
+            let mut nl = Netlink::open().map_err(nl_err("opening netlink"))?;
+            if let Some(l) = nl
+                .link(&n.bridge)
+                .map_err(nl_err("looking up the bridge"))?
+            {
+                return Ok(l.index);
+            }
+        }
+        self.realize(n)
     }
 
     /// Removes a network's kernel objects; carries on past a failure.
     fn unrealize(&self, n: &Network) -> std::result::Result<(), Vec<String>> {
+        self.realized
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&n.id);
         let mut errors = Vec::new();
         if let Err(e) = firewall::remove(&n.id) {
             errors.push(e.to_string());
@@ -518,7 +560,7 @@ impl Service {
         };
         let gateway = (!n.internal && !*default_route).then_some(n.pool.gateway);
         let made = (|| {
-            let bridge = self.realize(n)?;
+            let bridge = self.bridge_index(n)?;
             let mut nl = Netlink::open().map_err(nl_err("opening netlink"))?;
             nat::setup_endpoint(
                 &mut nl,
@@ -537,7 +579,7 @@ impl Service {
             n.total_endpoints += 1;
             n.max_concurrent_endpoints = n.max_concurrent_endpoints.max(n.endpoints.len() as u64);
             let snapshot = n.clone();
-            if let Err(e) = self.save(&snapshot) {
+            if let Err(e) = self.save_endpoints(&snapshot) {
                 let _ = nat::teardown_endpoint(&mut nl, &ep.id, &ep.host_ifname);
                 return Err(e);
             }
@@ -573,7 +615,7 @@ impl Service {
             n.pool.release(&ep.id);
             let snapshot = n.clone();
             drop(nets);
-            if let Err(e) = self.save(&snapshot) {
+            if let Err(e) = self.save_endpoints(&snapshot) {
                 errors.push(e.to_string());
             }
         }
