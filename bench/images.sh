@@ -17,26 +17,8 @@
 #
 # Environment: RUNS (default 3), DOCKER (default /usr/local/bin/docker), SILO_BIN_DIR (dir
 #   with silod, silo-monitor, silo-runtime; default target/release, built if missing).
-set -euo pipefail
-export LC_ALL=C
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-RUNS=${RUNS:-3}
-DOCKER=${DOCKER:-/usr/local/bin/docker}
-
-[ "$(id -u)" = 0 ] || { echo "bench: run as root" >&2; exit 1; }
-[ -x "$DOCKER" ] || { echo "bench: docker CLI not found at $DOCKER (set DOCKER)" >&2; exit 1; }
-command -v dockerd >/dev/null || { echo "bench: dockerd is required (apt-get install docker.io)" >&2; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" 3
 command -v docker-registry >/dev/null || { echo "bench: apt-get install docker-registry" >&2; exit 1; }
-
-if [ -n "${SILO_BIN_DIR:-}" ]; then
-    bin=$SILO_BIN_DIR
-else
-    bin=$repo/target/release
-    if ! [ -x "$bin/silod" ] || ! [ -x "$bin/silo-monitor" ] || ! [ -x "$bin/silo-runtime" ]; then
-        echo "bench: building release binaries" >&2
-        (cd "$repo" && cargo build --release -p silod -p silo-monitor -p silo-runtime) >&2
-    fi
-fi
 (cd "$repo" && cargo build --release -q -p silo-storage --example unpack) >&2
 unpack=$repo/target/release/examples/unpack
 

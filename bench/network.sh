@@ -9,17 +9,7 @@
 # Not yet here: iperf3 container-to-container and through a published port.
 # Environment: RUNS (default 20), DOCKER (default /usr/local/bin/docker),
 #   SILO_BIN_DIR (default target/release, built if missing).
-set -euo pipefail
-export LC_ALL=C
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-RUNS=${RUNS:-20}
-DOCKER=${DOCKER:-/usr/local/bin/docker}
-[ "$(id -u)" = 0 ] || { echo "bench: run as root" >&2; exit 1; }
-command -v dockerd >/dev/null || { echo "bench: apt-get install docker.io" >&2; exit 1; }
-bin=${SILO_BIN_DIR:-$repo/target/release}
-if ! [ -x "$bin/silod" ] || ! [ -x "$bin/silo-monitor" ] || ! [ -x "$bin/silo-runtime" ]; then
-    (cd "$repo" && cargo build --release -p silod -p silo-monitor -p silo-runtime) >&2
-fi
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" 20
 work=$(mktemp -d /tmp/nb.XXXXXX)
 declare -A pid=()
 ns=$work/netns
