@@ -109,3 +109,24 @@ def test_registry_round_trip_with_dockerd(client, dockerd, registry):
     pulled = dockerd.images.pull(name2, tag="1")
     assert pulled.id == client.images.get(f"{name2}:1").id
     assert run_echo(dockerd, f"{name2}:1", "from-silod") == "from-silod"
+
+
+def test_commit_and_history_with_the_sdk(client):
+    c = client.containers.run("busybox", ["sh", "-c", "echo sdk > /committed"],
+                              network_mode="none", detach=True)
+    c.wait()
+    img = c.commit(repository="sdkcommit", tag="1", message="from the sdk", author="sdk",
+                   changes=["ENV FROM_SDK=1"])
+    assert "sdkcommit:1" in img.tags
+    assert "FROM_SDK=1" in img.attrs["Config"]["Env"]
+    assert img.attrs["Author"] == "sdk"
+    hist = img.history()
+    assert hist[0]["Comment"] == "from the sdk" and len(hist) == 2, hist
+    assert run_echo(client, "sdkcommit:1", "x") == "x"
+    out = client.containers.run("sdkcommit:1", ["cat", "/committed"], remove=True,
+                                network_mode="none")
+    assert out.decode().strip() == "sdk"
+    c.remove()
+    with pytest.raises(docker.errors.APIError) as e:
+        client.api.commit("nosuch", repository="x")
+    assert e.value.status_code == 404

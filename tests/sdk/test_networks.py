@@ -18,6 +18,13 @@ def test_networks_with_the_sdk(silod_netns):
     with pytest.raises(docker.errors.APIError) as e:
         client.networks.create("sdknet")
     assert e.value.status_code == 409
+    # Fields silo does not honour yet are refused, not ignored.
+    for kwargs in ({"enable_ipv6": True}, {"options": {"com.docker.network.bridge.name": "x"}},
+                   {"attachable": True}):
+        with pytest.raises(docker.errors.APIError) as e:
+            client.networks.create("refused", **kwargs)
+        assert e.value.status_code == 400, (kwargs, e.value)
+    assert "refused" not in {n.name for n in client.networks.list()}
     server = client.containers.run("busybox", ["sleep", "300"], detach=True,
                                    network="sdknet", name="sdkserver")
     server.reload()

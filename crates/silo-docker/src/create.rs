@@ -220,6 +220,35 @@ pub(crate) fn network_mode(
         let settings = net
             .and_then(|n| n.endpoints_config.as_ref())
             .and_then(|e| e.get(name));
+        if let Some(st) = settings {
+            let ipam = st.ipam_config.as_ref();
+            let refused = [
+                (
+                    "MacAddress",
+                    st.mac_address.as_ref().is_some_and(|m| !m.is_empty()),
+                ),
+                (
+                    "DriverOpts",
+                    st.driver_opts.as_ref().is_some_and(|d| !d.is_empty()),
+                ),
+                (
+                    "IPAMConfig.IPv6Address",
+                    ipam.and_then(|i| i.ipv6_address.as_ref())
+                        .is_some_and(|a| !a.is_empty()),
+                ),
+                (
+                    "IPAMConfig.LinkLocalIPs",
+                    ipam.and_then(|i| i.link_local_ips.as_ref())
+                        .is_some_and(|a| !a.is_empty()),
+                ),
+            ];
+            if let Some((field, _)) = refused.iter().find(|(_, given)| *given) {
+                return Err(invalid(
+                    "NetworkingConfig.EndpointsConfig",
+                    format!("NetworkingConfig.EndpointsConfig.{name}.{field} is not supported by silo yet"),
+                ));
+            }
+        }
         let ip = settings
             .and_then(|s| s.ipam_config.as_ref())
             .and_then(|i| i.ipv4_address.as_deref())
@@ -904,7 +933,7 @@ pub(crate) fn config(
             .collect(),
         storage: storage_opts(&hc)?,
         log: log_config(&hc)?,
-        links: links(&hc)?,
+        links: links(&hc, body.networking_config.as_ref())?,
     })
 }
 
@@ -1341,9 +1370,19 @@ fn storage_opts(hc: &HostConfig) -> Result<silo_engine::StorageConfig> {
 
 /// `HostConfig.Links`: "name:alias" or "name" (the alias is the name); a
 /// leading "/" and Docker's "/container/alias" form are accepted.
-fn links(hc: &HostConfig) -> Result<Vec<silo_engine::Link>> {
-    let mut out = Vec::new();
-    for l in hc.links.iter().flatten() {
+/// The docker CLI puts `--link` of a container on a user network into
+/// that network's endpoint settings: those count too.
+fn links(
+    hc: &HostConfig,
+    net: Option<&bollard_stubs::models::NetworkingConfig>,
+) -> Result<Vec<silo_engine::Link>> {
+    let mut out: Vec<silo_engine::Link> = Vec::new();
+    let from_endpoints = net
+        .and_then(|n| n.endpoints_config.as_ref())
+        .into_iter()
+        .flat_map(|e| e.values())
+        .flat_map(|st| st.links.iter().flatten());
+    for l in hc.links.iter().flatten().chain(from_endpoints) {
         let (name, alias) = l.split_once(':').unwrap_or((l.as_str(), l.as_str()));
         let name = name.trim_start_matches('/');
         let alias = alias.rsplit('/').next().unwrap_or(alias);
@@ -1353,10 +1392,13 @@ fn links(hc: &HostConfig) -> Result<Vec<silo_engine::Link>> {
                 format!("invalid link {l:?}: want NAME:ALIAS"),
             ));
         }
-        out.push(silo_engine::Link {
+        let link = silo_engine::Link {
             container: name.to_string(),
             alias: alias.to_string(),
-        });
+        };
+        if !out.contains(&link) {
+            out.push(link);
+        }
     }
     Ok(out)
 }

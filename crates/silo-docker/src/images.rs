@@ -85,6 +85,23 @@ fn glob(pattern: &str, text: &str) -> bool {
     }
 }
 
+/// Docker's `repo` and `tag` query parameters as one "repo[:tag]"
+/// reference (None when neither is given); a tag needs a repository.
+fn repo_tag(repo: Option<&str>, tag: Option<&str>) -> Result<Option<String>> {
+    match (
+        repo.filter(|r| !r.is_empty()),
+        tag.filter(|t| !t.is_empty()),
+    ) {
+        (Some(r), Some(t)) => Ok(Some(format!("{r}:{t}"))),
+        (Some(r), None) => Ok(Some(r.to_string())),
+        (None, Some(t)) => Err(invalid(
+            "tag",
+            format!("tag {t:?} given without a repository"),
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
 impl Docker {
     /// Checks the names of `docker save` (before any byte is sent).
     pub fn save_items(&self, names: &[String]) -> Result<Vec<silo_storage::SaveItem>> {
@@ -136,20 +153,7 @@ impl Docker {
         changes: &[String],
         body: Option<bollard_stubs::models::ContainerConfig>,
     ) -> Result<String> {
-        let tag = match (
-            repo.filter(|r| !r.is_empty()),
-            tag.filter(|t| !t.is_empty()),
-        ) {
-            (Some(r), Some(t)) => Some(format!("{r}:{t}")),
-            (Some(r), None) => Some(r.to_string()),
-            (None, Some(t)) => {
-                return Err(invalid(
-                    "tag",
-                    format!("tag {t:?} given without a repository"),
-                ))
-            }
-            (None, None) => None,
-        };
+        let tag = repo_tag(repo, tag)?;
         let inspect = self.inspect(container, false)?;
         let mut cfg = inspect.config.unwrap_or_default();
         if let Some(b) = body {
@@ -266,20 +270,7 @@ impl Docker {
         changes: &[String],
         message: Option<&str>,
     ) -> Result<String> {
-        let reference = match (
-            repo.filter(|r| !r.is_empty()),
-            tag.filter(|t| !t.is_empty()),
-        ) {
-            (Some(r), Some(t)) => Some(format!("{r}:{t}")),
-            (Some(r), None) => Some(r.to_string()),
-            (None, Some(t)) => {
-                return Err(invalid(
-                    "tag",
-                    format!("tag {t:?} given without a repository"),
-                ))
-            }
-            (None, None) => None,
-        };
+        let reference = repo_tag(repo, tag)?;
         let image = self
             .engine
             .import_image(tar, reference.as_deref(), changes, message)?;

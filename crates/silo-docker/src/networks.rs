@@ -127,7 +127,24 @@ impl Docker {
 
     /// `POST /networks/create`.
     pub fn network_create(&self, body: &NetworkCreateRequest) -> Result<Value> {
+        let ipam_driver = body.ipam.as_ref().and_then(|i| i.driver.as_deref());
         let unsupported = [
+            (
+                "Options",
+                body.options.as_ref().is_some_and(|o| !o.is_empty()),
+            ),
+            ("Attachable", body.attachable == Some(true)),
+            (
+                "IPAM.Driver",
+                ipam_driver.is_some_and(|d| !d.is_empty() && d != "default"),
+            ),
+            (
+                "IPAM.Options",
+                body.ipam
+                    .as_ref()
+                    .and_then(|i| i.options.as_ref())
+                    .is_some_and(|o| !o.is_empty()),
+            ),
             ("Ingress", body.ingress == Some(true)),
             ("ConfigOnly", body.config_only == Some(true)),
             ("ConfigFrom", body.config_from.is_some()),

@@ -393,14 +393,13 @@ impl Service {
 
     /// The bridge's index, making the bridge and table first unless this
     /// process already did.
-    fn bridge_index(&self, n: &Network) -> Result<u32> {
+    fn bridge_index(&self, nl: &mut Netlink, n: &Network) -> Result<u32> {
         let known = self
             .realized
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains(&n.id);
         if known {
-            let mut nl = Netlink::open().map_err(nl_err("opening netlink"))?;
             if let Some(l) = nl
                 .link(&n.bridge)
                 .map_err(nl_err("looking up the bridge"))?
@@ -560,8 +559,8 @@ impl Service {
         };
         let gateway = (!n.internal && !*default_route).then_some(n.pool.gateway);
         let made = (|| {
-            let bridge = self.bridge_index(n)?;
             let mut nl = Netlink::open().map_err(nl_err("opening netlink"))?;
+            let bridge = self.bridge_index(&mut nl, n)?;
             nat::setup_endpoint(
                 &mut nl,
                 bridge,

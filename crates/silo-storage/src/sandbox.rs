@@ -20,12 +20,7 @@ impl Store {
         if !dir.is_dir() {
             return Err(SnapshotError::NoSuchSnapshot { id: id.to_string() });
         }
-        if let Ok(t) = fs::read_to_string(dir.join(ATTACHED)) {
-            return Err(SnapshotError::Attached {
-                id: id.to_string(),
-                path: PathBuf::from(t),
-            });
-        }
+        Self::check_not_attached(&dir, id)?;
         let err = |source| SnapshotError::Mount {
             id: id.to_string(),
             path: target.to_path_buf(),
@@ -118,12 +113,7 @@ impl Store {
         if !dir.is_dir() {
             return Err(SnapshotError::NoSuchSnapshot { id: id.to_string() });
         }
-        if let Ok(t) = fs::read_to_string(dir.join(ATTACHED)) {
-            return Err(SnapshotError::Attached {
-                id: id.to_string(),
-                path: PathBuf::from(t),
-            });
-        }
+        Self::check_not_attached(&dir, id)?;
         let image = dir.join(DISK_IMAGE);
         if image.exists() {
             self.unmount_locked(id)?;

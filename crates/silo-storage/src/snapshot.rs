@@ -244,6 +244,18 @@ impl Store {
         }
     }
 
+    /// Refuses while the snapshot at `dir` is attached on the host (its disk
+    /// must never be mounted twice).
+    pub(crate) fn check_not_attached(dir: &Path, id: &str) -> Result<(), SnapshotError> {
+        match fs::read_to_string(dir.join(ATTACHED)) {
+            Ok(target) => Err(SnapshotError::Attached {
+                id: id.to_string(),
+                path: PathBuf::from(target),
+            }),
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Mounts the snapshot's own disk (if it has one) unless mounted, with
     /// the upper and work directories on it.
     pub(crate) fn ensure_disk(&self, id: &str, meta: &SnapshotMeta) -> Result<(), SnapshotError> {
@@ -257,12 +269,7 @@ impl Store {
             path: mnt.clone(),
             source,
         };
-        if let Ok(target) = fs::read_to_string(dir.join(ATTACHED)) {
-            return Err(SnapshotError::Attached {
-                id: id.to_string(),
-                path: PathBuf::from(target),
-            });
-        }
+        Self::check_not_attached(&dir, id)?;
         if !is_mounted(&self.mountinfo, &mnt).map_err(mount_err)? {
             crate::disk::mount(&dir.join(DISK_IMAGE), &mnt, false).map_err(mount_err)?;
         }
@@ -287,12 +294,7 @@ impl Store {
         if is_mounted(&self.mountinfo, &merged).map_err(mount_err)? {
             return Ok(merged);
         }
-        if let Ok(target) = fs::read_to_string(dir.join(ATTACHED)) {
-            return Err(SnapshotError::Attached {
-                id: id.to_string(),
-                path: PathBuf::from(target),
-            });
-        }
+        Self::check_not_attached(&dir, id)?;
         self.ensure_disk(id, meta)?;
         let lowers: Vec<PathBuf> = meta
             .diff_ids
