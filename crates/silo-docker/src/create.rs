@@ -6,12 +6,14 @@
 
 use crate::{invalid, Docker, Result};
 use bollard_stubs::models::{
-    ContainerCreateBody, ContainerCreateResponse, HostConfig, MountType, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerCreateResponse, HostConfig, MountType, PortBinding,
+    RestartPolicyNameEnum,
 };
 use silo_engine::{
     ContainerConfig, CreateRequest, ImageRef, MountRequest, NamespaceConfig, NetworkMode,
     ProcessConfig, RestartPolicy, SeccompPolicy, SecurityConfig, Sharing,
 };
+use silo_network::ports::{PortRequest, Protocol};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -330,7 +332,7 @@ fn sharing(v: &Option<String>, field: &str, allowed: &[&str], container: bool) -
 /// Rejects what silo cannot honour (400 naming the field) and returns
 /// Docker-style warnings. Runs before anything is created.
 pub(crate) fn validate(body: &ContainerCreateBody) -> Result<Vec<String>> {
-    let warnings = Vec::new();
+    let mut warnings = Vec::new();
     let hc = body.host_config.clone().unwrap_or_default();
     network_mode(&hc, body.networking_config.as_ref())?;
     if matches!(mode(&hc.network_mode), Mode::Container(_))
@@ -344,17 +346,18 @@ pub(crate) fn validate(body: &ContainerCreateBody) -> Result<Vec<String>> {
     for port in body.exposed_ports.iter().flatten() {
         check_port(port, "Config.ExposedPorts")?;
     }
-    if let Some(pb) = &hc.port_bindings {
-        for (port, bindings) in pb {
-            check_port(port, "HostConfig.PortBindings")?;
-            if bindings.as_ref().is_some_and(|b| !b.is_empty()) {
-                return Err(invalid(
-                    "HostConfig.PortBindings",
-                    format!("HostConfig.PortBindings ({port}): publishing ports is not supported by silo yet"),
-                ));
-            }
-        }
+    let publishes = hc.publish_all_ports == Some(true)
+        || hc
+            .port_bindings
+            .iter()
+            .flatten()
+            .any(|(_, b)| b.as_ref().is_some_and(|b| !b.is_empty()));
+    if publishes && hc.network_mode.as_deref() == Some("host") {
+        warnings.push("Published ports are discarded when using host network mode".to_string());
     }
+    ports(&hc, &[], &[])?;
+    dns(&hc)?;
+    extra_hosts(&hc)?;
     sharing(
         &hc.ipc_mode,
         "HostConfig.IpcMode",
@@ -363,12 +366,8 @@ pub(crate) fn validate(body: &ContainerCreateBody) -> Result<Vec<String>> {
     )?;
     sharing(&hc.pid_mode, "HostConfig.PidMode", &["private"], true)?;
     sharing(&hc.uts_mode, "HostConfig.UTSMode", &[], false)?;
-    let unsupported: [(&str, bool); 6] = [
+    let unsupported: [(&str, bool); 5] = [
         ("HostConfig.DeviceRequests", given(&hc.device_requests)),
-        (
-            "HostConfig.PublishAllPorts",
-            hc.publish_all_ports == Some(true),
-        ),
         ("HostConfig.CgroupParent", given(&hc.cgroup_parent)),
         ("HostConfig.UsernsMode", given(&hc.userns_mode)),
         (
@@ -934,7 +933,203 @@ pub(crate) fn config(
         storage: storage_opts(&hc)?,
         log: log_config(&hc)?,
         links: links(&hc, body.networking_config.as_ref())?,
+        ports: if hc.network_mode.as_deref() == Some("host") {
+            Vec::new()
+        } else {
+            let image_exposed: Vec<String> = image
+                .config
+                .config
+                .exposed_ports
+                .iter()
+                .flatten()
+                .map(|(k, _)| k.clone())
+                .collect();
+            ports(
+                &hc,
+                body.exposed_ports.as_deref().unwrap_or(&[]),
+                &image_exposed,
+            )?
+        },
+        dns: dns(&hc)?,
+        extra_hosts: extra_hosts(&hc)?,
     })
+}
+
+/// A port key (`80`, `80/udp`) as (port, protocol); ranges are refused
+/// here (the docker CLI sends one key per port).
+fn port_key(key: &str, field: &str) -> Result<(u16, Protocol)> {
+    let (num, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+    let port = num.parse::<u16>().ok().filter(|p| *p > 0);
+    match (port, proto.parse::<Protocol>()) {
+        (Some(p), Ok(proto)) => Ok((p, proto)),
+        _ => Err(invalid(
+            field,
+            format!("{field}: invalid port {key:?}: want a port from 1 to 65535 with an optional /tcp, /udp or /sctp"),
+        )),
+    }
+}
+
+/// `HostConfig.PortBindings` and `PublishAllPorts` (`-p`, `-P`) as the
+/// ports to publish: a binding without a host port gets a free one, a
+/// host port range (`8000-8010`) the first free port of it, and `-P` a
+/// free port for every exposed port (the container's and the image's)
+/// that has no binding.
+pub(crate) fn ports(
+    hc: &HostConfig,
+    exposed: &[String],
+    image_exposed: &[String],
+) -> Result<Vec<PortRequest>> {
+    const FIELD: &str = "HostConfig.PortBindings";
+    let mut out = Vec::new();
+    let mut bound = Vec::new();
+    let mut keys: Vec<(&String, &Option<Vec<PortBinding>>)> =
+        hc.port_bindings.iter().flatten().collect();
+    keys.sort_by(|a, b| a.0.cmp(b.0));
+    for (key, bindings) in keys {
+        let (container_port, protocol) = port_key(key, FIELD)?;
+        for b in bindings.iter().flatten() {
+            let ip = b.host_ip.as_deref().unwrap_or("");
+            let host_ip = match ip {
+                "" | "0.0.0.0" => None,
+                ip => match ip.parse::<std::net::IpAddr>() {
+                    Ok(std::net::IpAddr::V4(v4)) => Some(v4),
+                    Ok(std::net::IpAddr::V6(_)) => {
+                        return Err(invalid(
+                            FIELD,
+                            format!("{FIELD} ({key}): host address {ip}: publishing on IPv6 addresses is not supported by silo yet"),
+                        ))
+                    }
+                    Err(_) => {
+                        return Err(invalid(
+                            FIELD,
+                            format!("{FIELD} ({key}): invalid host address {ip:?}"),
+                        ))
+                    }
+                },
+            };
+            let hp = b.host_port.as_deref().unwrap_or("");
+            let num = |s: &str| s.parse::<u16>().ok().filter(|p| *p > 0);
+            let (first, last) = match hp.split_once('-') {
+                _ if hp.is_empty() => (0, 0),
+                Some((a, b)) => match (num(a), num(b)) {
+                    (Some(a), Some(b)) if a <= b => (a, b),
+                    _ => {
+                        return Err(invalid(
+                            FIELD,
+                            format!("{FIELD} ({key}): invalid host port range {hp:?}"),
+                        ))
+                    }
+                },
+                None => match num(hp) {
+                    Some(p) => (p, p),
+                    None => {
+                        return Err(invalid(
+                            FIELD,
+                            format!("{FIELD} ({key}): invalid host port {hp:?} (1-65535)"),
+                        ))
+                    }
+                },
+            };
+            out.push(PortRequest {
+                protocol,
+                host_ip,
+                host_first: first,
+                host_last: last,
+                container_port,
+            });
+            bound.push((container_port, protocol));
+        }
+    }
+    if hc.publish_all_ports == Some(true) {
+        let mut all: Vec<(u16, Protocol)> = Vec::new();
+        for key in exposed.iter().chain(image_exposed) {
+            let k = port_key(key, "Config.ExposedPorts")?;
+            if !all.contains(&k) && !bound.contains(&k) {
+                all.push(k);
+            }
+        }
+        all.sort();
+        out.extend(
+            all.into_iter()
+                .map(|(container_port, protocol)| PortRequest {
+                    protocol,
+                    host_ip: None,
+                    host_first: 0,
+                    host_last: 0,
+                    container_port,
+                }),
+        );
+    }
+    Ok(out)
+}
+
+/// `HostConfig.Dns`, `DnsSearch`, `DnsOptions`.
+pub(crate) fn dns(hc: &HostConfig) -> Result<silo_engine::model::DnsConfig> {
+    let mut servers = Vec::new();
+    for d in hc.dns.iter().flatten() {
+        servers.push(d.parse().map_err(|_| {
+            invalid(
+                "HostConfig.Dns",
+                format!("HostConfig.Dns: {d:?} is not an IP address"),
+            )
+        })?);
+    }
+    let search: Vec<String> = hc.dns_search.clone().unwrap_or_default();
+    if let Some(bad) = search
+        .iter()
+        .find(|d| d.is_empty() || d.len() > 255 || d.contains(char::is_whitespace))
+    {
+        return Err(invalid(
+            "HostConfig.DnsSearch",
+            format!("HostConfig.DnsSearch: {bad:?} is not a domain"),
+        ));
+    }
+    let options: Vec<String> = hc.dns_options.clone().unwrap_or_default();
+    if let Some(bad) = options
+        .iter()
+        .find(|o| o.is_empty() || o.contains(char::is_whitespace))
+    {
+        return Err(invalid(
+            "HostConfig.DnsOptions",
+            format!("HostConfig.DnsOptions: {bad:?} is not a resolver option"),
+        ));
+    }
+    Ok(silo_engine::model::DnsConfig {
+        servers,
+        search,
+        options,
+    })
+}
+
+/// `HostConfig.ExtraHosts` (`--add-host NAME:IP`, `NAME:host-gateway`).
+pub(crate) fn extra_hosts(hc: &HostConfig) -> Result<Vec<(String, String)>> {
+    const FIELD: &str = "HostConfig.ExtraHosts";
+    hc.extra_hosts
+        .iter()
+        .flatten()
+        .map(|e| {
+            let (name, addr) =
+                e.split_once(':')
+                    .or_else(|| e.split_once('='))
+                    .ok_or_else(|| {
+                        invalid(
+                            FIELD,
+                            format!("{FIELD}: invalid extra host {e:?}: want NAME:IP"),
+                        )
+                    })?;
+            let addr = addr.trim_start_matches('[').trim_end_matches(']');
+            if name.is_empty()
+                || name.contains(char::is_whitespace)
+                || addr != "host-gateway" && addr.parse::<std::net::IpAddr>().is_err()
+            {
+                return Err(invalid(
+                    FIELD,
+                    format!("{FIELD}: invalid extra host {e:?}: want NAME:IP or NAME:host-gateway"),
+                ));
+            }
+            Ok((name.to_string(), addr.to_string()))
+        })
+        .collect()
 }
 
 /// `HostConfig.Devices` (`--device /dev/x[:/dev/y[:rwm]]`): each host

@@ -6,8 +6,8 @@ use bollard_stubs::models::{
     ContainerConfig as DockerConfig, ContainerCreateBody, ContainerInspectResponse,
     ContainerPruneResponse, ContainerState, ContainerStateStatusEnum, ContainerSummary,
     ContainerSummaryHealth, ContainerSummaryHostConfig, ContainerSummaryNetworkSettings,
-    ContainerSummaryStateEnum, DriverData, HostConfig, MountPoint, NetworkSettings,
-    RestartPolicy as DockerRestart, RestartPolicyNameEnum,
+    ContainerSummaryStateEnum, DriverData, HostConfig, MountPoint, NetworkSettings, PortBinding,
+    PortSummary, PortSummaryTypeEnum, RestartPolicy as DockerRestart, RestartPolicyNameEnum,
 };
 use silo_engine::{Container, MountKind, NetworkMode, RestartPolicy, Status};
 use std::collections::HashMap;
@@ -424,7 +424,11 @@ impl Docker {
             image_id: Some(c.config.image.id.clone()),
             command: Some(command_line(c)),
             created: parse_rfc3339(&c.created),
-            ports: Some(vec![]),
+            ports: Some(if c.state.status.run().is_some() {
+                self.port_summaries(c)
+            } else {
+                Vec::new()
+            }),
             size_rw: size.then(|| storage.snapshot_size(&c.id) as i64),
             size_root_fs: size.then(|| {
                 let image = storage.image(&c.config.image.id).map_or(0, |i| i.size);
@@ -563,6 +567,107 @@ impl Docker {
         c: &Container,
     ) -> HashMap<String, bollard_stubs::models::EndpointSettings> {
         self.endpoint_settings_of(c)
+    }
+
+    /// The container's exposed ports (its own, the image's and those it
+    /// binds), as `port/proto` keys.
+    fn exposed(&self, c: &Container, b: &ContainerCreateBody) -> Vec<String> {
+        let mut keys: Vec<String> = b.exposed_ports.clone().unwrap_or_default();
+        if let Ok(i) = self.engine.storage().image(&c.config.image.id) {
+            keys.extend(
+                i.config
+                    .config
+                    .exposed_ports
+                    .iter()
+                    .flatten()
+                    .map(|(k, _)| k.clone()),
+            );
+        }
+        keys.extend(
+            b.host_config
+                .iter()
+                .flat_map(|h| h.port_bindings.iter().flatten().map(|(k, _)| k.clone())),
+        );
+        let mut keys: Vec<String> = keys
+            .into_iter()
+            .map(|k| {
+                if k.contains('/') {
+                    k
+                } else {
+                    format!("{k}/tcp")
+                }
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// The ports of the current run, published or only exposed.
+    pub(crate) fn port_summaries(&self, c: &Container) -> Vec<PortSummary> {
+        let b = body_of(c);
+        let published: Vec<silo_network::ports::PortMapping> = self
+            .engine
+            .endpoints_of(&c.id)
+            .into_iter()
+            .flat_map(|(_, ep)| ep.ports)
+            .collect();
+        let ty = |p: &str| match p {
+            "udp" => PortSummaryTypeEnum::UDP,
+            "sctp" => PortSummaryTypeEnum::SCTP,
+            _ => PortSummaryTypeEnum::TCP,
+        };
+        let mut out: Vec<PortSummary> = published
+            .iter()
+            .map(|m| PortSummary {
+                ip: Some(m.host_ip.map_or("0.0.0.0".to_string(), |i| i.to_string())),
+                private_port: m.container_port,
+                public_port: Some(m.host_port),
+                typ: Some(ty(m.protocol.as_str())),
+            })
+            .collect();
+        for k in self.exposed(c, &b) {
+            let (port, proto) = k.split_once('/').unwrap_or((&k, "tcp"));
+            let Ok(port) = port.parse::<u16>() else {
+                continue;
+            };
+            if !out
+                .iter()
+                .any(|p| p.private_port == port && p.typ == Some(ty(proto)))
+            {
+                out.push(PortSummary {
+                    ip: None,
+                    private_port: port,
+                    public_port: None,
+                    typ: Some(ty(proto)),
+                });
+            }
+        }
+        out
+    }
+
+    /// `NetworkSettings.Ports`: while running, each exposed port with its
+    /// host bindings (null when only exposed); empty while stopped.
+    fn port_map(&self, c: &Container) -> HashMap<String, Option<Vec<PortBinding>>> {
+        let mut out = HashMap::new();
+        if c.state.status.run().is_none() {
+            return out;
+        }
+        for p in self.port_summaries(c) {
+            let key = format!(
+                "{}/{}",
+                p.private_port,
+                p.typ.map_or("tcp".to_string(), |t| t.to_string())
+            );
+            let slot = out.entry(key).or_insert(None);
+            if let Some(public) = p.public_port {
+                slot.get_or_insert_with(Vec::new).push(PortBinding {
+                    host_ip: p.ip.clone(),
+                    host_port: Some(public.to_string()),
+                });
+            }
+        }
+        out
     }
 
     fn endpoint_settings_of(
@@ -734,6 +839,7 @@ impl Docker {
             network_settings: Some(NetworkSettings {
                 sandbox_key: Some(String::new()),
                 networks: Some(self.endpoint_settings(&c)),
+                ports: Some(self.port_map(&c)),
                 ..Default::default()
             }),
             ..Default::default()

@@ -256,6 +256,9 @@ impl LegacyRecords for Legacy {
             storage: Default::default(),
             log: Default::default(),
             links: Vec::new(),
+            ports: Vec::new(),
+            dns: Default::default(),
+            extra_hosts: Vec::new(),
         };
         let (status, previous) = status(&st)?;
         Ok(Container {

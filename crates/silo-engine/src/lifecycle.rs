@@ -251,6 +251,27 @@ impl Engine {
                 "links need a network (the default one or --network NAME), not --network none, host or container:",
             ));
         }
+        if !cfg.ports.is_empty()
+            && !matches!(
+                cfg.namespaces.network,
+                NetworkMode::Networks(_) | NetworkMode::Default
+            )
+        {
+            return Err(Error::invalid(
+                "ports",
+                "conflicting options: port publishing and the container's network mode (none, host or container:)",
+            ));
+        }
+        for (name, addr) in &cfg.extra_hosts {
+            if name.is_empty()
+                || addr != "host-gateway" && addr.parse::<std::net::IpAddr>().is_err()
+            {
+                return Err(Error::invalid(
+                    "extra_hosts",
+                    format!("invalid extra host {name}:{addr}: want NAME:IP or NAME:host-gateway"),
+                ));
+            }
+        }
         for l in &mut cfg.links {
             l.container = self
                 .resolve_id(&l.container)
@@ -637,10 +658,20 @@ impl Engine {
         let hostname = c.hostname();
         let dir = self.container_dir(&c.id);
         let resolv = Path::new("/etc/resolv.conf");
+        let extra_hosts = self.extra_hosts(c)?;
+        let own_netns = c.config.namespaces.network != NetworkMode::Host;
         let write_etc = |att: &Attachment| {
-            crate::network::write_etc_files(&dir, &hostname, att, resolv)
+            let files = crate::network::EtcFiles {
+                hostname: &hostname,
+                att,
+                extra_hosts: &extra_hosts,
+                dns: &c.config.dns,
+                own_netns,
+            };
+            crate::network::write_etc_files(&dir, &files, resolv)
                 .map_err(|e| Error::internal("writing the container's /etc files", e))
         };
+        let names = vec![c.name.clone(), c.id.chars().take(12).collect()];
         if c.config.pod.is_some() {
             return Ok(None);
         }
@@ -661,6 +692,9 @@ impl Engine {
                         netns: &netns,
                         mode,
                         hostname: &hostname,
+                        ports: &c.config.ports,
+                        names: &names,
+                        dns_servers: &c.config.dns.servers,
                     })
                 };
                 let done = attached
@@ -679,6 +713,26 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// `--add-host` entries as /etc/hosts lines; `host-gateway` is the
+    /// default network's gateway (the host's address on it), as in Docker.
+    fn extra_hosts(&self, c: &Container) -> Result<Vec<(String, Vec<String>)>> {
+        c.config
+            .extra_hosts
+            .iter()
+            .map(|(name, addr)| {
+                let addr = if addr == "host-gateway" {
+                    self.network(silo_network::service::DEFAULT_NETWORK)?
+                        .pool
+                        .gateway
+                        .to_string()
+                } else {
+                    addr.clone()
+                };
+                Ok((addr, vec![name.clone()]))
+            })
+            .collect()
     }
 
     /// /etc/hosts entries for the container's links: each linked container's

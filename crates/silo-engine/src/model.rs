@@ -334,6 +334,35 @@ pub struct ContainerConfig {
     /// /etc/hosts entry with their address on a network both joined).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<Link>,
+    /// Published ports, on the network that holds the default route.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<silo_network::ports::PortRequest>,
+    /// Name resolution settings for /etc/resolv.conf (and the embedded
+    /// DNS server's upstreams).
+    #[serde(default, skip_serializing_if = "DnsConfig::is_empty")]
+    pub dns: DnsConfig,
+    /// Extra /etc/hosts entries: (name, address); the address
+    /// `host-gateway` means the default network's gateway.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<(String, String)>,
+}
+
+/// `--dns`, `--dns-search`, `--dns-option`: each, when given, replaces the
+/// matching lines of the resolv.conf the container would get.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsConfig {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<std::net::IpAddr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+}
+
+impl DnsConfig {
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty() && self.search.is_empty() && self.options.is_empty()
+    }
 }
 
 /// One run of a container: its init, its monitor, when it began.

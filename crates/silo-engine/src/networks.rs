@@ -38,7 +38,7 @@ impl NetworkService for Hns {
         };
         let eps = self
             .0
-            .attach(req.owner, req.netns, &joins)
+            .attach(req.owner, req.netns, &joins, req.ports)
             .map_err(|e| e.to_string())?;
         let hosts = eps
             .iter()
@@ -50,7 +50,7 @@ impl NetworkService for Hns {
             .collect();
         Ok(Attachment {
             hosts,
-            resolv_conf: None,
+            embedded_dns: false,
         })
     }
 

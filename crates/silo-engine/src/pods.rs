@@ -166,6 +166,9 @@ impl Engine {
                             netns: &dir.join("net"),
                             mode: &pod.config.network,
                             hostname: &hostname,
+                            ports: &[],
+                            names: &[],
+                            dns_servers: &[],
                         })
                         .map_err(|e| {
                             Error::internal("attaching the pod's network", std::io::Error::other(e))
@@ -174,8 +177,13 @@ impl Engine {
                 };
                 crate::network::write_etc_files(
                     &dir,
-                    &hostname,
-                    &att,
+                    &crate::network::EtcFiles {
+                        hostname: &hostname,
+                        att: &att,
+                        extra_hosts: &[],
+                        dns: &Default::default(),
+                        own_netns: pod.config.network != NetworkMode::Host,
+                    },
                     Path::new("/etc/resolv.conf"),
                 )
                 .map_err(|e| Error::internal("writing the pod's /etc files", e))

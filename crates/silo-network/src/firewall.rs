@@ -3,11 +3,9 @@
 //! transaction that touches nothing else. Its chains: outbound masquerade
 //! for the network's subnets (not for `internal` networks), and a forward
 //! filter that keeps the network to itself (no traffic to another silo
-//! bridge; for `internal`, to nothing but its own bridge). `nft` runs once
-//! per network change, never on a container's start path.
-
-use std::io::Write;
-use std::process::{Command, Stdio};
+//! bridge; for `internal`, to nothing but its own bridge), and the hairpin
+//! masquerade that lets a container reach its own published port through
+//! the host's address. Scripts run through [`crate::nft`].
 
 use thiserror::Error;
 
@@ -16,10 +14,11 @@ use crate::ipam::Subnet;
 /// Applying a rule set failed.
 #[derive(Debug, Error)]
 pub enum FirewallError {
-    #[error("running nft (install Debian's nftables): {0}")]
-    Spawn(std::io::Error),
-    #[error("nft refused the rules for network {network}: {message}")]
-    Refused { network: String, message: String },
+    #[error("nftables rules for network {network}: {source}")]
+    Nft {
+        network: String,
+        source: crate::nft::NftError,
+    },
 }
 
 /// The prefix of silo's bridge names, for the isolation rules.
@@ -64,7 +63,7 @@ pub fn script(r: &NetworkRules<'_>) -> String {
         for sn in r.subnets {
             let fam = if sn.addr.is_ipv4() { "ip" } else { "ip6" };
             s.push_str(&format!(
-                "    {fam} saddr {sn} oifname != \"{br}\" masquerade\n"
+                "    {fam} saddr {sn} oifname != \"{br}\" masquerade\n    {fam} saddr {sn} oifname \"{br}\" ct status dnat masquerade\n"
             ));
         }
         s.push_str("  }\n");
@@ -74,27 +73,12 @@ pub fn script(r: &NetworkRules<'_>) -> String {
 }
 
 fn nft(network: &str, script: &str) -> Result<(), FirewallError> {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(FirewallError::Spawn)?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(script.as_bytes())
-            .map_err(FirewallError::Spawn)?;
-    }
-    let out = child.wait_with_output().map_err(FirewallError::Spawn)?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(FirewallError::Refused {
+    crate::nft::run(script, false)
+        .map(drop)
+        .map_err(|source| FirewallError::Nft {
             network: network.to_string(),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            source,
         })
-    }
 }
 
 /// Installs (or replaces) the network's table, in one transaction.
@@ -105,17 +89,11 @@ pub fn apply(r: &NetworkRules<'_>) -> Result<(), FirewallError> {
 /// The names of silo's tables (`silo-…`) in the inet family, from nft's
 /// JSON output (its machine interface).
 pub fn tables() -> Result<Vec<String>, FirewallError> {
-    let out = Command::new("nft")
-        .args(["-j", "list", "tables", "inet"])
-        .output()
-        .map_err(FirewallError::Spawn)?;
-    if !out.status.success() {
-        return Err(FirewallError::Refused {
-            network: "(listing tables)".into(),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let out = crate::nft::run("list tables inet", true).map_err(|source| FirewallError::Nft {
+        network: "(listing tables)".into(),
+        source,
+    })?;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
     Ok(v["nftables"]
         .as_array()
         .into_iter()

@@ -11,6 +11,8 @@ pub mod firewall;
 pub mod ipam;
 pub mod nat;
 pub mod netlink;
+pub mod nft;
+pub mod ports;
 pub mod service;
 pub mod view;
 

@@ -13,7 +13,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netlink_packet_route::route::{RouteHeader, RouteProtocol, RouteScope, RouteType};
@@ -221,6 +222,25 @@ impl Netlink {
                 m.attributes.push(LinkAttribute::Controller(bridge));
             },
         )
+    }
+
+    /// Turns on hairpin mode on a bridge port, so a frame may leave by the
+    /// port it came in (a container reaching its own published port).
+    pub fn set_hairpin(&mut self, index: u32) -> Result<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                true,
+            )])),
+        ]));
+        self.request(
+            &format!("turning on hairpin mode on link {index}"),
+            RouteNetlinkMessage::NewLink(m),
+            NLM_F_ACK,
+        )?;
+        Ok(())
     }
 
     /// Sets a link's MAC address.

@@ -20,6 +20,7 @@ use crate::firewall::{self, FirewallError, NetworkRules};
 use crate::ipam::{mac_for, IpamError, Pool, Subnet};
 use crate::nat::{self, BridgeSpec, DriverError, EndpointSpec};
 use crate::netlink::{Netlink, NetlinkError};
+use crate::ports::{self, PortError, PortMapping, PortRequest};
 
 /// The default network's name (Windows'); `bridge` is its Docker alias.
 pub const DEFAULT_NETWORK: &str = "nat";
@@ -57,6 +58,12 @@ pub enum ServiceError {
     Driver2(#[from] DriverError),
     #[error(transparent)]
     Firewall(#[from] FirewallError),
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error("publishing ports: {0}")]
+    Nft(#[from] crate::nft::NftError),
+    #[error("ports cannot be published: the container has no network with outbound access (only internal networks, or none)")]
+    NoGateway,
     #[error("{what}: {source}")]
     Netlink { what: String, source: NetlinkError },
     #[error("{op} {path}: {source}")]
@@ -82,6 +89,10 @@ pub struct Endpoint {
     pub mac: String,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Published ports (HNS's PortMapping policy), on the endpoint that
+    /// holds the container's default route.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortMapping>,
 }
 
 /// A network and its endpoints.
@@ -140,6 +151,10 @@ pub struct Service {
     /// Networks whose bridge and table this process has made or checked:
     /// a start then costs no `nft` process and no bridge set-up.
     realized: Mutex<std::collections::HashSet<String>>,
+    /// The sockets holding published host ports, by endpoint id.
+    held: Mutex<std::collections::HashMap<String, Vec<std::os::fd::OwnedFd>>>,
+    /// Whether this process has (re)made the port table.
+    ports_ready: std::sync::atomic::AtomicBool,
 }
 
 fn valid_name(n: &str) -> bool {
@@ -188,6 +203,8 @@ impl Service {
             dir: dir.to_path_buf(),
             networks: Mutex::new(networks),
             realized: Mutex::new(std::collections::HashSet::new()),
+            held: Mutex::new(std::collections::HashMap::new()),
+            ports_ready: std::sync::atomic::AtomicBool::new(false),
         };
         if svc.lookup(DEFAULT_NETWORK).is_none() {
             let pool = Pool::new(
@@ -381,8 +398,14 @@ impl Service {
             return Err(e.into());
         }
         if !n.internal {
-            // Outbound needs forwarding (as dockerd sets it).
+            // Outbound needs forwarding (as dockerd sets it); published
+            // ports reached from 127.0.0.1 need loopback sources routed
+            // onto the bridge.
             let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
+            let _ = std::fs::write(
+                format!("/proc/sys/net/ipv4/conf/{}/route_localnet", n.bridge),
+                "1",
+            );
         }
         self.realized
             .lock()
@@ -477,12 +500,14 @@ impl Service {
 
     /// Connects `owner`'s namespace (the pinned file at `netns`) to each
     /// network of `joins`, in order: `eth0`, `eth1`…, the default route
-    /// through the first non-internal one. All or nothing.
+    /// through the first non-internal one, which also gets the published
+    /// `ports`. All or nothing.
     pub fn attach(
         &self,
         owner: &str,
         netns: &Path,
         joins: &[JoinRequest],
+        ports: &[PortRequest],
     ) -> Result<Vec<(Network, Endpoint)>> {
         let ns = File::open(netns).map_err(|source| ServiceError::Io {
             op: "opening the network namespace",
@@ -503,7 +528,115 @@ impl Service {
                 }
             }
         }
+        if !ports.is_empty() {
+            if let Err(e) = self.publish(owner, &mut done, ports) {
+                for (n, ep) in done.iter().rev() {
+                    let _ = self.detach_endpoint(&n.id, ep);
+                }
+                return Err(e);
+            }
+        }
         Ok(done)
+    }
+
+    /// Every published port with its owner.
+    fn published(&self) -> Vec<(PortMapping, String)> {
+        self.lock()
+            .values()
+            .flat_map(|n| n.endpoints.values())
+            .flat_map(|e| {
+                let who = format!("container {}", &e.owner[..e.owner.len().min(12)]);
+                e.ports.iter().map(move |p| (*p, who.clone()))
+            })
+            .collect()
+    }
+
+    /// Every published port with the address it forwards to.
+    fn targets(&self) -> Vec<(PortMapping, std::net::Ipv4Addr)> {
+        self.lock()
+            .values()
+            .flat_map(|n| n.endpoints.values())
+            .filter_map(|e| match e.ip {
+                IpAddr::V4(v4) => Some(e.ports.iter().map(move |p| (*p, v4))),
+                IpAddr::V6(_) => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// Makes the port table once per process, with every mapping on record.
+    fn ensure_port_table(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if !self.ports_ready.load(Ordering::Acquire) {
+            crate::nft::run(&ports::table_script(&self.targets()), false)?;
+            self.ports_ready.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Publishes `ports` on the endpoint of `done` with the default route:
+    /// holds each host port, adds the DNAT elements (one transaction) and
+    /// turns on hairpin mode on the endpoint's bridge port.
+    fn publish(
+        &self,
+        owner: &str,
+        done: &mut [(Network, Endpoint)],
+        ports: &[PortRequest],
+    ) -> Result<()> {
+        let Some((n, ep)) = done.iter_mut().find(|(n, _)| !n.internal) else {
+            return Err(ServiceError::NoGateway);
+        };
+        let IpAddr::V4(target) = ep.ip else {
+            return Err(ServiceError::NoGateway);
+        };
+        let mut taken = self.published();
+        let mut got = Vec::new();
+        let mut fds = Vec::new();
+        for r in ports {
+            let (m, fd) = ports::reserve(r, &taken)?;
+            taken.push((m, format!("container {}", &owner[..owner.len().min(12)])));
+            got.push(m);
+            fds.extend(fd);
+        }
+        self.ensure_port_table()?;
+        let pairs: Vec<(PortMapping, std::net::Ipv4Addr)> =
+            got.iter().map(|m| (*m, target)).collect();
+        crate::nft::run(&ports::add_script(&pairs), false)?;
+        let finish = (|| {
+            let mut nl = Netlink::open().map_err(nl_err("opening netlink"))?;
+            let l = nl
+                .link(&ep.host_ifname)
+                .map_err(nl_err("looking up the endpoint's veth"))?
+                .ok_or_else(|| ServiceError::Netlink {
+                    what: "looking up the endpoint's veth".into(),
+                    source: NetlinkError::Decode {
+                        what: ep.host_ifname.clone(),
+                        message: "it is gone".into(),
+                    },
+                })?;
+            nl.set_hairpin(l.index)
+                .map_err(nl_err("turning on hairpin mode"))?;
+            let mut nets = self.lock();
+            let rec = nets
+                .get_mut(&n.id)
+                .ok_or_else(|| ServiceError::NotFound(n.name.clone()))?;
+            if let Some(e) = rec.endpoints.get_mut(&ep.id) {
+                e.ports = got.clone();
+            }
+            let snapshot = rec.clone();
+            drop(nets);
+            self.save_endpoints(&snapshot)
+        })();
+        if let Err(e) = finish {
+            let _ = crate::nft::run(&ports::delete_script(&got), false);
+            return Err(e);
+        }
+        ep.ports = got;
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ep.id.clone(), fds);
+        Ok(())
     }
 
     fn attach_one(
@@ -550,6 +683,7 @@ impl Service {
             owner: owner.to_string(),
             ip,
             prefix: n.pool.subnet.prefix,
+            ports: Vec::new(),
             mac: mac
                 .iter()
                 .map(|b| format!("{b:02x}"))
@@ -600,6 +734,18 @@ impl Service {
 
     fn detach_endpoint(&self, network_id: &str, ep: &Endpoint) -> std::result::Result<(), String> {
         let mut errors = Vec::new();
+        if !ep.ports.is_empty() {
+            // A table this process never made holds none of them.
+            if self.ports_ready.load(std::sync::atomic::Ordering::Acquire) {
+                if let Err(e) = crate::nft::run(&ports::delete_script(&ep.ports), false) {
+                    errors.push(format!("removing the published ports of {}: {e}", ep.owner));
+                }
+            }
+        }
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ep.id);
         match Netlink::open() {
             Ok(mut nl) => {
                 if let Err(e) = nat::teardown_endpoint(&mut nl, &ep.id, &ep.host_ifname) {
@@ -671,6 +817,35 @@ impl Service {
         for (nid, ep) in &stale {
             if let Err(e) = self.detach_endpoint(nid, ep) {
                 errors.push(e);
+            }
+        }
+        // The port table again from the records, and the live endpoints'
+        // host ports held again (the sockets went with the last process).
+        self.ports_ready
+            .store(false, std::sync::atomic::Ordering::Release);
+        if let Err(e) = self.ensure_port_table() {
+            errors.push(e.to_string());
+        }
+        for n in self.list() {
+            for ep in n.endpoints.values().filter(|e| !e.ports.is_empty()) {
+                let mut fds = Vec::new();
+                for m in &ep.ports {
+                    let again = PortRequest {
+                        protocol: m.protocol,
+                        host_ip: m.host_ip,
+                        host_first: m.host_port,
+                        host_last: m.host_port,
+                        container_port: m.container_port,
+                    };
+                    match ports::reserve(&again, &[]) {
+                        Ok((_, fd)) => fds.extend(fd),
+                        Err(e) => errors.push(format!("container {}: {e}", ep.owner)),
+                    }
+                }
+                self.held
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(ep.id.clone(), fds);
             }
         }
         let nets = self.list();

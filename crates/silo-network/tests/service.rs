@@ -114,9 +114,9 @@ fn networks_endpoints_traffic_persistence_and_bad_input() {
             aliases: vec!["web".into()],
             ip: None,
         };
-        let ea = svc.attach("ctr-a", &a, &[join("front")]).unwrap();
-        let eb = svc.attach("ctr-b", &b, &[join("front")]).unwrap();
-        let e = svc.attach("ctr-a", &a, &[join("front")]).unwrap_err();
+        let ea = svc.attach("ctr-a", &a, &[join("front")], &[]).unwrap();
+        let eb = svc.attach("ctr-b", &b, &[join("front")], &[]).unwrap();
+        let e = svc.attach("ctr-a", &a, &[join("front")], &[]).unwrap_err();
         assert!(matches!(e, ServiceError::AlreadyConnected { .. }), "{e}");
         let e = svc.remove("front").unwrap_err();
         assert!(matches!(e, ServiceError::InUse { .. }), "{e}");

@@ -176,7 +176,8 @@ impl Daemon {
         d
     }
 
-    fn netns_file(&self) -> PathBuf {
+    /// The pinned file of silod's network namespace.
+    pub fn netns_file(&self) -> PathBuf {
         self.dir.path().join("netns")
     }
 

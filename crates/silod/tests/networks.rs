@@ -435,3 +435,179 @@ fn the_default_network_gives_containers_addresses_that_reach_each_other() {
     let links = stdout(&d.in_netns(&["ip", "-o", "link"]));
     assert!(!links.contains(": sv"), "{links}");
 }
+
+/// An "outside host": a namespace joined to silod's by a veth pair,
+/// 10.201.0.2 outside and 10.201.0.1 on silod's side. Removed on drop.
+struct Outside {
+    name: String,
+}
+
+impl Outside {
+    fn new(d: &Daemon) -> Outside {
+        let name = format!("silo-out-{}", std::process::id());
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        };
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &name])
+            .output();
+        run(&["ip", "netns", "add", &name]);
+        let inside = |args: &[&str]| {
+            let out = d.in_netns(args);
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        };
+        inside(&[
+            "ip", "link", "add", "vout", "type", "veth", "peer", "name", "vpeer", "netns", &name,
+        ]);
+        inside(&["ip", "addr", "add", "10.201.0.1/24", "dev", "vout"]);
+        inside(&["ip", "link", "set", "vout", "up"]);
+        run(&[
+            "ip",
+            "-n",
+            &name,
+            "addr",
+            "add",
+            "10.201.0.2/24",
+            "dev",
+            "vpeer",
+        ]);
+        run(&["ip", "-n", &name, "link", "set", "vpeer", "up"]);
+        run(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        Outside { name }
+    }
+
+    fn curl(&self, url: &str) -> std::process::Output {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &self.name, "curl", "-sS", "-m", "5", url])
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+#[test]
+fn published_ports_answer_from_outside_from_localhost_and_by_hairpin() {
+    let d = Daemon::start_in_netns(Path::new(SILOD), Cli::Docker);
+    d.import_busybox();
+    let outside = Outside::new(&d);
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        "8080:80",
+        "-p",
+        "127.0.0.1:9090:80",
+        "--expose",
+        "81",
+        "-P",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]);
+    let short = &id.trim()[..12];
+    let ports = d.ok(&["ps", "--format", "{{.Ports}}"]);
+    for want in ["0.0.0.0:8080->80/tcp", "127.0.0.1:9090->80/tcp", "->81/tcp"] {
+        assert!(ports.contains(want), "{want} missing from {ports}");
+    }
+    let port80 = d.ok(&["port", "web", "80"]);
+    assert!(port80.contains("0.0.0.0:8080"), "{port80}");
+    assert!(port80.contains("127.0.0.1:9090"), "{port80}");
+    let mapped = d.ok(&[
+        "inspect",
+        "-f",
+        "{{(index (index .NetworkSettings.Ports \"81/tcp\") 0).HostPort}}",
+        "web",
+    ]);
+    assert!(mapped.trim().parse::<u16>().unwrap() > 0, "{mapped}");
+
+    // From 127.0.0.1 and the bridge address on the host, with no proxy.
+    for url in [
+        "http://127.0.0.1:8080/hostname",
+        "http://127.0.0.1:9090/hostname",
+        "http://172.17.0.1:8080/hostname",
+    ] {
+        let out = d.in_netns(&["curl", "-sS", "-m", "5", url]);
+        assert!(out.status.success(), "{url}: {}", stderr(&out));
+        assert_eq!(stdout(&out).trim(), short, "{url}");
+    }
+    // From another host, through the host's address on that segment; the
+    // 127.0.0.1-only mapping is not reachable from there.
+    let out = outside.curl("http://10.201.0.1:8080/hostname");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), short);
+    assert!(!outside
+        .curl("http://10.201.0.1:9090/hostname")
+        .status
+        .success());
+    // From the container itself (hairpin) and from a neighbour, through
+    // the host's address.
+    let get = "printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 5 172.17.0.1 8080";
+    let hairpin = d.ok(&["exec", "web", "sh", "-c", get]);
+    assert!(hairpin.trim_end().ends_with(short), "{hairpin}");
+    let neighbour = d.ok(&["run", "--rm", "busybox", "sh", "-c", get]);
+    assert!(neighbour.trim_end().ends_with(short), "{neighbour}");
+
+    // A port silo has published, and one another program holds.
+    refused(
+        &d,
+        &["run", "--rm", "-p", "8080:80", "busybox", "true"],
+        "port is already allocated",
+    );
+    let mut holder = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", d.netns_file().display()))
+        .args(["busybox", "nc", "-l", "-p", "8282"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    refused(
+        &d,
+        &["run", "--rm", "-p", "8282:80", "busybox", "true"],
+        "already allocated",
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+    refused(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "-p",
+            "80:80",
+            "--network",
+            "none",
+            "busybox",
+            "true",
+        ],
+        "port publishing",
+    );
+    refused(
+        &d,
+        &["run", "--rm", "-p", "abc:80", "busybox", "true"],
+        "abc",
+    );
+    // The failed starts left no container running and no mapping.
+    d.ok(&["rm", "-f", "web"]);
+    let table = stdout(&d.in_netns(&["nft", "-j", "list", "table", "ip", "silo-ports"]));
+    assert!(!table.contains("\"elem\""), "{table}");
+    let held = stdout(&d.in_netns(&["ss", "-Htanu"]));
+    assert!(!held.contains(":8080 "), "{held}");
+    // The port is free again.
+    d.ok(&["run", "--rm", "-p", "8080:80", "busybox", "true"]);
+}
