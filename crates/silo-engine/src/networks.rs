@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use silo_network::{CreateNetwork, Endpoint, JoinRequest, Network, Service, ServiceError};
+use silo_network::{
+    AttachSpec, CreateNetwork, Endpoint, JoinRequest, Network, Service, ServiceError,
+};
 
 use crate::error::{Error, Kind, Result};
 use crate::events::{Action, Scope};
@@ -38,8 +40,18 @@ impl NetworkService for Hns {
         };
         let eps = self
             .0
-            .attach(req.owner, req.netns, &joins, req.ports)
+            .attach(&AttachSpec {
+                owner: req.owner,
+                netns: req.netns,
+                joins: &joins,
+                ports: req.ports,
+                names: req.names,
+                dns_servers: req.dns_servers,
+            })
             .map_err(|e| e.to_string())?;
+        let embedded_dns = eps
+            .iter()
+            .any(|(n, _)| n.name != silo_network::service::DEFAULT_NETWORK);
         let hosts = eps
             .iter()
             .map(|(_, ep)| {
@@ -50,7 +62,7 @@ impl NetworkService for Hns {
             .collect();
         Ok(Attachment {
             hosts,
-            embedded_dns: false,
+            embedded_dns,
         })
     }
 

@@ -7,6 +7,7 @@
 //! ([`netlink`]), IP address management with persistent leases ([`ipam`]),
 //! and the nat driver's bridge and endpoint transactions ([`nat`]).
 
+pub mod dns;
 pub mod firewall;
 pub mod ipam;
 pub mod nat;
@@ -16,4 +17,6 @@ pub mod ports;
 pub mod service;
 pub mod view;
 
-pub use service::{CreateNetwork, Endpoint, JoinRequest, Network, Service, ServiceError};
+pub use service::{
+    AttachSpec, CreateNetwork, Endpoint, JoinRequest, Network, Service, ServiceError,
+};

@@ -11,11 +11,12 @@ use std::fs::File;
 use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::dns;
 use crate::firewall::{self, FirewallError, NetworkRules};
 use crate::ipam::{mac_for, IpamError, Pool, Subnet};
 use crate::nat::{self, BridgeSpec, DriverError, EndpointSpec};
@@ -93,6 +94,17 @@ pub struct Endpoint {
     /// holds the container's default route.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortMapping>,
+    /// The owner's names for the embedded DNS server (container name and
+    /// short id; aliases are above).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    /// The owner's pinned network namespace (to serve DNS in it again
+    /// after a restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<PathBuf>,
+    /// The owner's upstream DNS servers (`--dns`; empty: the host's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_servers: Vec<IpAddr>,
 }
 
 /// A network and its endpoints.
@@ -143,11 +155,64 @@ pub struct JoinRequest {
     pub ip: Option<IpAddr>,
 }
 
+/// What to connect: an owner's namespace to networks.
+#[derive(Debug, Clone, Copy)]
+pub struct AttachSpec<'a> {
+    /// The container (or pod).
+    pub owner: &'a str,
+    /// Its pinned network namespace.
+    pub netns: &'a Path,
+    /// Its networks in order (`eth0`, `eth1`…).
+    pub joins: &'a [JoinRequest],
+    /// Ports to publish on the network with the default route.
+    pub ports: &'a [PortRequest],
+    /// Its names for the embedded DNS server.
+    pub names: &'a [String],
+    /// Upstream DNS servers for it (empty: the host's).
+    pub dns_servers: &'a [IpAddr],
+}
+
+type Networks = Arc<Mutex<BTreeMap<String, Network>>>;
+
+/// The embedded DNS server's view of the networks: a name resolves for an
+/// owner on the user networks it shares with the name's endpoints.
+struct Directory(Networks);
+
+impl dns::Names for Directory {
+    fn lookup(&self, owner: &str, name: &str) -> Option<Vec<std::net::Ipv4Addr>> {
+        let nets = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut found = false;
+        let mut out = Vec::new();
+        let mine = nets.values().filter(|n| {
+            n.name != DEFAULT_NETWORK && n.endpoints.values().any(|e| e.owner == owner)
+        });
+        for n in mine {
+            for e in n.endpoints.values() {
+                let named = e
+                    .names
+                    .iter()
+                    .chain(&e.aliases)
+                    .any(|x| x.eq_ignore_ascii_case(name));
+                if named {
+                    found = true;
+                    if let IpAddr::V4(a) = e.ip {
+                        if !out.contains(&a) {
+                            out.push(a);
+                        }
+                    }
+                }
+            }
+        }
+        found.then_some(out)
+    }
+}
+
 /// The service.
 #[derive(Debug)]
 pub struct Service {
     dir: PathBuf,
-    networks: Mutex<BTreeMap<String, Network>>,
+    networks: Networks,
+    dns: Arc<dns::Server>,
     /// Networks whose bridge and table this process has made or checked:
     /// a start then costs no `nft` process and no bridge set-up.
     realized: Mutex<std::collections::HashSet<String>>,
@@ -199,9 +264,11 @@ impl Service {
                 networks.insert(n.id.clone(), n);
             }
         }
+        let networks: Networks = Arc::new(Mutex::new(networks));
         let svc = Service {
             dir: dir.to_path_buf(),
-            networks: Mutex::new(networks),
+            dns: dns::Server::new(Box::new(Directory(Arc::clone(&networks)))),
+            networks,
             realized: Mutex::new(std::collections::HashSet::new()),
             held: Mutex::new(std::collections::HashMap::new()),
             ports_ready: std::sync::atomic::AtomicBool::new(false),
@@ -502,13 +569,15 @@ impl Service {
     /// network of `joins`, in order: `eth0`, `eth1`…, the default route
     /// through the first non-internal one, which also gets the published
     /// `ports`. All or nothing.
-    pub fn attach(
-        &self,
-        owner: &str,
-        netns: &Path,
-        joins: &[JoinRequest],
-        ports: &[PortRequest],
-    ) -> Result<Vec<(Network, Endpoint)>> {
+    /// User networks also get the embedded DNS server at 127.0.0.11.
+    pub fn attach(&self, spec: &AttachSpec<'_>) -> Result<Vec<(Network, Endpoint)>> {
+        let AttachSpec {
+            owner,
+            netns,
+            joins,
+            ports,
+            ..
+        } = *spec;
         let ns = File::open(netns).map_err(|source| ServiceError::Io {
             op: "opening the network namespace",
             path: netns.to_path_buf(),
@@ -517,7 +586,7 @@ impl Service {
         let mut done: Vec<(Network, Endpoint)> = Vec::new();
         let mut default_route = false;
         for (i, j) in joins.iter().enumerate() {
-            let step = self.attach_one(owner, &ns, j, i, &mut default_route);
+            let step = self.attach_one(spec, &ns, j, i, &mut default_route);
             match step {
                 Ok(pair) => done.push(pair),
                 Err(e) => {
@@ -528,13 +597,25 @@ impl Service {
                 }
             }
         }
-        if !ports.is_empty() {
-            if let Err(e) = self.publish(owner, &mut done, ports) {
-                for (n, ep) in done.iter().rev() {
-                    let _ = self.detach_endpoint(&n.id, ep);
-                }
-                return Err(e);
+        let finish = (|| {
+            if !ports.is_empty() {
+                self.publish(owner, &mut done, ports)?;
             }
+            if done.iter().any(|(n, _)| n.name != DEFAULT_NETWORK) {
+                let sock = dns::bind_in(ns.as_fd()).map_err(|source| ServiceError::Io {
+                    op: "opening the embedded DNS server's socket (127.0.0.11:53) in",
+                    path: netns.to_path_buf(),
+                    source,
+                })?;
+                self.dns.add(owner, sock, spec.dns_servers.to_vec());
+            }
+            Ok(())
+        })();
+        if let Err(e) = finish {
+            for (n, ep) in done.iter().rev() {
+                let _ = self.detach_endpoint(&n.id, ep);
+            }
+            return Err(e);
         }
         Ok(done)
     }
@@ -641,12 +722,13 @@ impl Service {
 
     fn attach_one(
         &self,
-        owner: &str,
+        spec: &AttachSpec<'_>,
         ns: &File,
         j: &JoinRequest,
         index: usize,
         default_route: &mut bool,
     ) -> Result<(Network, Endpoint)> {
+        let owner = spec.owner;
         let id = self
             .lookup(&j.network)
             .ok_or_else(|| ServiceError::NotFound(j.network.clone()))?;
@@ -684,6 +766,9 @@ impl Service {
             ip,
             prefix: n.pool.subnet.prefix,
             ports: Vec::new(),
+            names: spec.names.to_vec(),
+            netns: Some(spec.netns.to_path_buf()),
+            dns_servers: spec.dns_servers.to_vec(),
             mac: mac
                 .iter()
                 .map(|b| format!("{b:02x}"))
@@ -774,6 +859,7 @@ impl Service {
     /// Disconnects every endpoint of `owner`; carries on past a failure and
     /// reports every one. An owner without endpoints is fine.
     pub fn detach(&self, owner: &str) -> std::result::Result<(), String> {
+        self.dns.remove(owner);
         let eps: Vec<(String, Endpoint)> = self
             .lock()
             .values()
@@ -846,6 +932,24 @@ impl Service {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(ep.id.clone(), fds);
+            }
+        }
+        // The embedded DNS server again for owners on user networks.
+        for n in self.list().iter().filter(|n| n.name != DEFAULT_NETWORK) {
+            for ep in n.endpoints.values() {
+                let Some(netns) = &ep.netns else { continue };
+                if self.dns.serves(&ep.owner) {
+                    continue;
+                }
+                let bound = File::open(netns).and_then(|f| dns::bind_in(f.as_fd()));
+                match bound {
+                    Ok(sock) => self.dns.add(&ep.owner, sock, ep.dns_servers.clone()),
+                    Err(e) => errors.push(format!(
+                        "container {}: the embedded DNS server in {}: {e}",
+                        ep.owner,
+                        netns.display()
+                    )),
+                }
             }
         }
         let nets = self.list();

@@ -10,7 +10,18 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use silo_network::{CreateNetwork, JoinRequest, Service, ServiceError};
+use silo_network::{AttachSpec, CreateNetwork, JoinRequest, Service, ServiceError};
+
+fn spec<'a>(owner: &'a str, ns: &'a std::path::Path, joins: &'a [JoinRequest]) -> AttachSpec<'a> {
+    AttachSpec {
+        owner,
+        netns: ns,
+        joins,
+        ports: &[],
+        names: &[],
+        dns_servers: &[],
+    }
+}
 
 /// A thread parked in a new network namespace; its ns file path.
 fn namespace() -> (PathBuf, mpsc::Sender<()>, std::thread::JoinHandle<()>) {
@@ -114,9 +125,11 @@ fn networks_endpoints_traffic_persistence_and_bad_input() {
             aliases: vec!["web".into()],
             ip: None,
         };
-        let ea = svc.attach("ctr-a", &a, &[join("front")], &[]).unwrap();
-        let eb = svc.attach("ctr-b", &b, &[join("front")], &[]).unwrap();
-        let e = svc.attach("ctr-a", &a, &[join("front")], &[]).unwrap_err();
+        let ea = svc.attach(&spec("ctr-a", &a, &[join("front")])).unwrap();
+        let eb = svc.attach(&spec("ctr-b", &b, &[join("front")])).unwrap();
+        let e = svc
+            .attach(&spec("ctr-a", &a, &[join("front")]))
+            .unwrap_err();
         assert!(matches!(e, ServiceError::AlreadyConnected { .. }), "{e}");
         let e = svc.remove("front").unwrap_err();
         assert!(matches!(e, ServiceError::InUse { .. }), "{e}");

@@ -271,6 +271,8 @@ fn a_restart_keeps_running_containers_on_their_network_and_reconciles_strays() {
         "keep",
         "--network",
         "keepnet",
+        "-p",
+        "8088:80",
         "busybox",
         "sleep",
         "300",
@@ -296,6 +298,14 @@ fn a_restart_keeps_running_containers_on_their_network_and_reconciles_strays() {
     ]);
     assert!(ip.trim().starts_with("10.75.0."), "{ip}");
     d.ok(&["exec", "keep", "ping", "-c", "1", "-W", "3", "10.75.0.1"]);
+    // The published port is held and mapped again, and the embedded DNS
+    // server answers again.
+    let held = stdout(&d.in_netns(&["ss", "-Htln"]));
+    assert!(held.contains(":8088 "), "{held}");
+    let map = stdout(&d.in_netns(&["nft", "list", "map", "ip", "silo-ports", "any4"]));
+    assert!(map.contains("tcp . 8088 : 10.75.0."), "{map}");
+    let found = d.ok(&["exec", "keep", "nslookup", "keep"]);
+    assert!(found.contains("10.75.0."), "{found}");
     let links = stdout(&d.in_netns(&["ip", "-o", "link"]));
     assert!(
         !links.contains("svstray") && !links.contains("silostray"),
@@ -344,8 +354,20 @@ fn two_hundred_endpoints_come_and_go_without_a_trace() {
     ]);
     let before = network_footprint(&d);
     let leases_before = d.ok(&["network", "inspect", "-f", "{{len .Containers}}", "churn"]);
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", d.pid().unwrap()))
+            .unwrap()
+            .count()
+    };
+    let fds_before = fds();
     for i in 0..200 {
-        let out = d.cli(&["run", "--rm", "--network", "churn", "busybox", "true"]);
+        // Every other cycle also publishes a port (a DNAT element and a
+        // held socket that must go with the container).
+        let publish: &[&str] = if i % 2 == 0 { &["-p", "80"] } else { &[] };
+        let mut args = vec!["run", "--rm", "--network", "churn"];
+        args.extend_from_slice(publish);
+        args.extend_from_slice(&["busybox", "true"]);
+        let out = d.cli(&args);
         assert!(out.status.success(), "cycle {i}: {}", stderr(&out));
     }
     // A failing start (missing command) must not leak either.
@@ -359,6 +381,20 @@ fn two_hundred_endpoints_come_and_go_without_a_trace() {
     ]);
     assert!(!out.status.success());
     assert_eq!(network_footprint(&d), before);
+    // No descriptor (DNS socket, held port, netlink socket) stays behind;
+    // a client connection may still be closing.
+    let mut now = fds();
+    for _ in 0..20 {
+        if now <= fds_before {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        now = fds();
+    }
+    assert!(
+        now <= fds_before,
+        "silod had {fds_before} descriptors, now {now}"
+    );
     assert_eq!(
         d.ok(&["network", "inspect", "-f", "{{len .Containers}}", "churn"]),
         leases_before
@@ -610,4 +646,175 @@ fn published_ports_answer_from_outside_from_localhost_and_by_hairpin() {
     assert!(!held.contains(":8080 "), "{held}");
     // The port is free again.
     d.ok(&["run", "--rm", "-p", "8080:80", "busybox", "true"]);
+}
+
+/// A DNS server for the tests: answers every question with 10.9.8.7 (a
+/// Python script in silod's namespace on 127.0.0.1:53, independent of
+/// silo's own DNS code). Killed on drop.
+struct Upstream(std::process::Child);
+
+impl Upstream {
+    fn start(d: &Daemon) -> Upstream {
+        let script = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 53))
+print("ready", flush=True)
+while True:
+    m, a = s.recvfrom(512)
+    end = 12
+    while m[end] != 0:
+        end += m[end] + 1
+    end += 5
+    s.sendto(m[:2] + b"\x81\x80" + m[4:6] + b"\x00\x01\x00\x00\x00\x00" + m[12:end]
+             + b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + bytes([10, 9, 8, 7]), a)
+"#;
+        let mut child = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", d.netns_file().display()))
+            .args(["python3", "-c", script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+        Upstream(child)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_embedded_dns_server_resolves_names_and_aliases_and_forwards_the_rest() {
+    let d = Daemon::start_in_netns(Path::new(SILOD), Cli::Docker);
+    d.import_busybox();
+    let _upstream = Upstream::start(&d);
+    d.ok(&["network", "create", "--subnet", "10.76.0.0/24", "app"]);
+    d.ok(&["network", "create", "--subnet", "10.77.0.0/24", "other"]);
+    for name in ["db1", "db2"] {
+        d.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "app",
+            "--network-alias",
+            "store",
+            "busybox",
+            "sleep",
+            "300",
+        ]);
+    }
+    let ip = |n: &str| {
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.app.IPAddress}}",
+            n,
+        ])
+        .trim()
+        .to_string()
+    };
+    let (ip1, ip2) = (ip("db1"), ip("db2"));
+    let short = d.ok(&["inspect", "-f", "{{.Id}}", "db2"])[..12].to_string();
+    let script = format!(
+        "cat /etc/resolv.conf; nslookup db1; nslookup {short}; nslookup store; nslookup STORE; nslookup outer.example"
+    );
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "app",
+        "--dns",
+        "127.0.0.1",
+        "--add-host",
+        "gw:host-gateway",
+        "--add-host",
+        "static:10.1.2.3",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("{script}; cat /etc/hosts"),
+    ]);
+    assert!(out.starts_with("nameserver 127.0.0.11\n"), "{out}");
+    let resolv = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "app",
+        "--dns-search",
+        "corp.example",
+        "--dns-option",
+        "ndots:2",
+        "busybox",
+        "cat",
+        "/etc/resolv.conf",
+    ]);
+    assert!(
+        resolv.starts_with("nameserver 127.0.0.11\nsearch corp.example\noptions ndots:2\n"),
+        "{resolv}"
+    );
+    let answers: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("Address: "))
+        .collect();
+    // db1; db2 by short id; store twice (both, in turns); outer by the upstream.
+    assert_eq!(answers[0], ip1, "{out}");
+    assert_eq!(answers[1], ip2, "{out}");
+    let store_a = &answers[2..4];
+    let store_b = &answers[4..6];
+    for both in [store_a, store_b] {
+        assert!(
+            both.contains(&ip1.as_str()) && both.contains(&ip2.as_str()),
+            "{out}"
+        );
+    }
+    assert_ne!(store_a[0], store_b[0], "no round robin: {out}");
+    assert_eq!(answers[6], "10.9.8.7", "{out}");
+    assert!(out.contains("172.17.0.1\tgw\n"), "{out}");
+    assert!(out.contains("10.1.2.3\tstatic\n"), "{out}");
+
+    // Another network does not see app's names; the default network has no
+    // embedded server (the host's resolvers, without loopback ones).
+    let out = d.cli(&[
+        "run",
+        "--rm",
+        "--network",
+        "other",
+        "busybox",
+        "nslookup",
+        "db1",
+    ]);
+    assert!(!stdout(&out).contains(&ip1), "{}", stdout(&out));
+    let resolv = d.ok(&["run", "--rm", "busybox", "cat", "/etc/resolv.conf"]);
+    assert!(!resolv.contains("127.0.0.11"), "{resolv}");
+    assert!(!resolv.contains("nameserver 127."), "{resolv}");
+    // Bad input.
+    refused(
+        &d,
+        &["run", "--rm", "--dns", "not-an-ip", "busybox", "true"],
+        "not-an-ip",
+    );
+    refused(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--add-host",
+            "nohost:999.1.1.1",
+            "busybox",
+            "true",
+        ],
+        "999.1.1.1",
+    );
+    d.ok(&["rm", "-f", "db1", "db2"]);
 }
