@@ -1,6 +1,8 @@
 """Networks through the Docker SDK, with silod in a network namespace of
 its own: create with IPAM, list, get, containers on the network with the
 addresses inspect reports, aliases, remove and prune."""
+import subprocess
+
 import docker
 import pytest
 from docker.types import IPAMConfig, IPAMPool
@@ -44,3 +46,42 @@ def test_networks_with_the_sdk(silod_netns):
     pruned = client.networks.prune()
     assert set(pruned["NetworksDeleted"]) == {"sdknet", "unused"}, pruned
     assert {n.name for n in client.networks.list()} == {"nat", "host", "none"}
+
+
+def in_silod_netns(silod, *cmd):
+    """Runs a command in silod's network namespace."""
+    return subprocess.run(["nsenter", f"--net=/proc/{silod.proc.pid}/ns/net", *cmd],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_published_ports_and_names_with_the_sdk(silod_netns):
+    client = silod_netns.client
+    net = client.networks.create("portnet", driver="bridge")
+    web = client.containers.run(
+        "busybox", ["httpd", "-f", "-p", "80", "-h", "/etc"], detach=True, name="sdkweb",
+        network="portnet", ports={"80/tcp": 18080, "81/udp": ("127.0.0.1", 18181), "82/tcp": None})
+    try:
+        web.reload()
+        ports = web.attrs["NetworkSettings"]["Ports"]
+        assert ports["80/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": "18080"}], ports
+        assert ports["81/udp"] == [{"HostIp": "127.0.0.1", "HostPort": "18181"}], ports
+        assert int(ports["82/tcp"][0]["HostPort"]) > 0, ports
+        assert client.api.port(web.id, 80) == [{"HostIp": "0.0.0.0", "HostPort": "18080"}]
+        listed = client.api.containers(filters={"name": "sdkweb"})[0]["Ports"]
+        assert {"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 18080, "Type": "tcp"} in listed
+        got = in_silod_netns(silod_netns, "curl", "-sS", "-m", "5", "http://127.0.0.1:18080/hostname")
+        assert got.returncode == 0, got.stderr
+        assert got.stdout.strip() == web.id[:12]
+        # The same host port again is a 500 naming the port, and leaves no container running.
+        with pytest.raises(docker.errors.APIError) as e:
+            client.containers.run("busybox", ["true"], ports={"80/tcp": 18080}, name="clash")
+        assert "18080" in str(e.value) and "already allocated" in str(e.value)
+        client.containers.get("clash").remove()
+        # Names through the embedded DNS server, from a neighbour.
+        out = client.containers.run("busybox", ["nslookup", "sdkweb"], network="portnet",
+                                    remove=True).decode()
+        web.reload()
+        assert web.attrs["NetworkSettings"]["Networks"]["portnet"]["IPAddress"] in out, out
+    finally:
+        web.remove(force=True)
+        net.remove()
