@@ -85,3 +85,28 @@ def test_published_ports_and_names_with_the_sdk(silod_netns):
     finally:
         web.remove(force=True)
         net.remove()
+
+
+def test_connect_and_disconnect_with_the_sdk(silod_netns):
+    client = silod_netns.client
+    net = client.networks.create("livenet", driver="bridge")
+    c = client.containers.run("busybox", ["sleep", "300"], detach=True, name="sdkmover")
+    try:
+        net.connect(c, aliases=["movy"])
+        c.reload()
+        eps = c.attrs["NetworkSettings"]["Networks"]
+        assert set(eps) == {"nat", "livenet"}, eps
+        assert eps["livenet"]["Aliases"] == ["movy"]
+        rc, out = c.exec_run(["ip", "-o", "-4", "addr", "show", "eth1"])
+        assert rc == 0 and eps["livenet"]["IPAddress"] in out.decode(), out
+        with pytest.raises(docker.errors.APIError) as e:
+            net.connect(c)
+        assert e.value.status_code == 409
+        net.disconnect(c)
+        c.reload()
+        assert set(c.attrs["NetworkSettings"]["Networks"]) == {"nat"}
+        rc, out = c.exec_run(["ip", "-o", "link"])
+        assert "eth1" not in out.decode()
+    finally:
+        c.remove(force=True)
+        net.remove()

@@ -106,7 +106,7 @@ pub fn router(engine: Docker) -> Router {
             get(networks::inspect).delete(networks::remove),
         )
         .route("/networks/{id}/connect", post(networks::connect))
-        .route("/networks/{id}/disconnect", post(networks::connect))
+        .route("/networks/{id}/disconnect", post(networks::disconnect))
         // volumes
         .route("/volumes", get(volumes::list))
         .route("/volumes/create", post(volumes::create))

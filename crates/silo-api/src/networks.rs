@@ -1,6 +1,5 @@
-//! Network endpoints: `/networks` list, inspect, create, remove, prune.
-//! Connect and disconnect of running containers come with the network
-//! service's next part and answer 501 until then.
+//! Network endpoints: `/networks` list, inspect, create, remove, prune,
+//! and connect and disconnect (running containers change interfaces live).
 
 use crate::error::{ApiError, ApiResult};
 use crate::params::{json_body, Params};
@@ -52,8 +51,24 @@ pub async fn prune(State(engine): State<Shared>) -> ApiResult<Response> {
     Ok(Json(v).into_response())
 }
 
-pub async fn connect(Path(_id): Path<String>) -> ApiResult<Response> {
-    Err(ApiError::NotImplemented(
-        "connecting a container to a network after its creation is not supported yet; give --network at create".to_string(),
-    ))
+pub async fn connect(
+    State(engine): State<Shared>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let req: bollard_stubs::models::NetworkConnectRequest =
+        json_body(&body, "network connect", false)?;
+    blocking(move || engine.network_connect(&id, &req)).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+pub async fn disconnect(
+    State(engine): State<Shared>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let req: bollard_stubs::models::NetworkDisconnectRequest =
+        json_body(&body, "network disconnect", false)?;
+    blocking(move || engine.network_disconnect(&id, &req)).await?;
+    Ok(StatusCode::OK.into_response())
 }

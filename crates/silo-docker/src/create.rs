@@ -218,57 +218,12 @@ pub(crate) fn network_mode(
     net: Option<&bollard_stubs::models::NetworkingConfig>,
 ) -> Result<NetworkMode> {
     let field = "HostConfig.NetworkMode";
-    let join = |name: &str| -> Result<silo_engine::NetworkJoin> {
-        let settings = net
-            .and_then(|n| n.endpoints_config.as_ref())
-            .and_then(|e| e.get(name));
-        if let Some(st) = settings {
-            let ipam = st.ipam_config.as_ref();
-            let refused = [
-                (
-                    "MacAddress",
-                    st.mac_address.as_ref().is_some_and(|m| !m.is_empty()),
-                ),
-                (
-                    "DriverOpts",
-                    st.driver_opts.as_ref().is_some_and(|d| !d.is_empty()),
-                ),
-                (
-                    "IPAMConfig.IPv6Address",
-                    ipam.and_then(|i| i.ipv6_address.as_ref())
-                        .is_some_and(|a| !a.is_empty()),
-                ),
-                (
-                    "IPAMConfig.LinkLocalIPs",
-                    ipam.and_then(|i| i.link_local_ips.as_ref())
-                        .is_some_and(|a| !a.is_empty()),
-                ),
-            ];
-            if let Some((field, _)) = refused.iter().find(|(_, given)| *given) {
-                return Err(invalid(
-                    "NetworkingConfig.EndpointsConfig",
-                    format!("NetworkingConfig.EndpointsConfig.{name}.{field} is not supported by silo yet"),
-                ));
-            }
-        }
-        let ip = settings
-            .and_then(|s| s.ipam_config.as_ref())
-            .and_then(|i| i.ipv4_address.as_deref())
-            .filter(|a| !a.is_empty())
-            .map(|a| {
-                a.parse().map_err(|_| {
-                    invalid(
-                        "NetworkingConfig.EndpointsConfig",
-                        format!("invalid IPv4 address {a:?} for network {name}"),
-                    )
-                })
-            })
-            .transpose()?;
-        Ok(silo_engine::NetworkJoin {
-            network: name.to_string(),
-            aliases: settings.and_then(|s| s.aliases.clone()).unwrap_or_default(),
-            ip,
-        })
+    let join = |name: &str| {
+        endpoint_join(
+            name,
+            net.and_then(|n| n.endpoints_config.as_ref())
+                .and_then(|e| e.get(name)),
+        )
     };
     match mode(&hc.network_mode) {
         Mode::Plain("" | "default" | "bridge" | "nat") => Ok(NetworkMode::Default),
@@ -295,6 +250,64 @@ pub(crate) fn network_mode(
             ),
         )),
     }
+}
+
+/// One network a container joins, with the endpoint settings Docker gives
+/// for it (aliases, an IPv4 address); settings silo cannot honour are
+/// refused.
+pub(crate) fn endpoint_join(
+    name: &str,
+    settings: Option<&bollard_stubs::models::EndpointSettings>,
+) -> Result<silo_engine::NetworkJoin> {
+    if let Some(st) = settings {
+        let ipam = st.ipam_config.as_ref();
+        let refused = [
+            (
+                "MacAddress",
+                st.mac_address.as_ref().is_some_and(|m| !m.is_empty()),
+            ),
+            (
+                "DriverOpts",
+                st.driver_opts.as_ref().is_some_and(|d| !d.is_empty()),
+            ),
+            (
+                "IPAMConfig.IPv6Address",
+                ipam.and_then(|i| i.ipv6_address.as_ref())
+                    .is_some_and(|a| !a.is_empty()),
+            ),
+            (
+                "IPAMConfig.LinkLocalIPs",
+                ipam.and_then(|i| i.link_local_ips.as_ref())
+                    .is_some_and(|a| !a.is_empty()),
+            ),
+        ];
+        if let Some((field, _)) = refused.iter().find(|(_, given)| *given) {
+            return Err(invalid(
+                "NetworkingConfig.EndpointsConfig",
+                format!(
+                    "NetworkingConfig.EndpointsConfig.{name}.{field} is not supported by silo yet"
+                ),
+            ));
+        }
+    }
+    let ip = settings
+        .and_then(|s| s.ipam_config.as_ref())
+        .and_then(|i| i.ipv4_address.as_deref())
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            a.parse().map_err(|_| {
+                invalid(
+                    "NetworkingConfig.EndpointsConfig",
+                    format!("invalid IPv4 address {a:?} for network {name}"),
+                )
+            })
+        })
+        .transpose()?;
+    Ok(silo_engine::NetworkJoin {
+        network: name.to_string(),
+        aliases: settings.and_then(|s| s.aliases.clone()).unwrap_or_default(),
+        ip,
+    })
 }
 
 /// IpcMode, PidMode or UTSMode as far as they can be read (for records

@@ -65,6 +65,8 @@ pub(crate) fn to_docker(ev: &Event) -> EventMessage {
         Action::Tag => "tag".into(),
         Action::Untag => "untag".into(),
         Action::Delete => "delete".into(),
+        Action::Connect => "connect".into(),
+        Action::Disconnect => "disconnect".into(),
     };
     let typ = match ev.scope {
         Scope::Container | Scope::Pod => EventMessageTypeEnum::CONTAINER,

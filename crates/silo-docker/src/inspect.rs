@@ -693,6 +693,12 @@ impl Docker {
             let ep = live.iter().find(|(n, _)| n.name == j.network);
             let s = match ep {
                 Some((n, ep)) => bollard_stubs::models::EndpointSettings {
+                    // The names the embedded DNS server answers for.
+                    dns_names: (n.name != silo_network::service::DEFAULT_NETWORK).then(|| {
+                        let mut names = ep.names.clone();
+                        names.extend(ep.aliases.iter().cloned());
+                        names
+                    }),
                     aliases: Some(j.aliases.clone()),
                     network_id: Some(n.id.clone()),
                     endpoint_id: Some(ep.id.clone()),

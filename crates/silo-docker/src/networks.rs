@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use bollard_stubs::models::NetworkCreateRequest;
+use bollard_stubs::models::{
+    NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
+};
 use serde_json::{json, Value};
 use silo_network::{CreateNetwork, Network};
 
@@ -235,6 +237,27 @@ impl Docker {
     }
 
     /// `POST /networks/prune`.
+    /// `POST /networks/{id}/connect`.
+    pub fn network_connect(&self, network: &str, req: &NetworkConnectRequest) -> Result<()> {
+        let n = self.engine.network(network)?;
+        if let Some(st) = &req.endpoint_config {
+            if st.links.as_ref().is_some_and(|l| !l.is_empty()) {
+                return Err(invalid(
+                    "EndpointConfig.Links",
+                    "EndpointConfig.Links: links are given when a container is created (--link), not on connect",
+                ));
+            }
+        }
+        let join = crate::create::endpoint_join(&n.name, req.endpoint_config.as_ref())?;
+        Ok(self.engine.connect_network(&req.container, join)?)
+    }
+
+    /// `POST /networks/{id}/disconnect` (`Force` changes nothing: a
+    /// disconnect never waits for anything).
+    pub fn network_disconnect(&self, network: &str, req: &NetworkDisconnectRequest) -> Result<()> {
+        Ok(self.engine.disconnect_network(&req.container, network)?)
+    }
+
     pub fn network_prune(&self) -> Result<Value> {
         let gone = self.engine.prune_networks()?;
         Ok(json!({ "NetworksDeleted": gone }))

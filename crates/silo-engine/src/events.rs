@@ -69,6 +69,10 @@ pub enum Action {
     Tag,
     Untag,
     Delete,
+    /// A container joined a network (scope network).
+    Connect,
+    /// A container left a network (scope network).
+    Disconnect,
 }
 
 /// One event.

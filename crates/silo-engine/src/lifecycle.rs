@@ -656,21 +656,7 @@ impl Engine {
     /// network gets its /etc files; one that joins a namespace, nothing.
     fn attach_network(&self, c: &Container) -> Result<Option<PathBuf>> {
         let hostname = c.hostname();
-        let dir = self.container_dir(&c.id);
-        let resolv = Path::new("/etc/resolv.conf");
-        let extra_hosts = self.extra_hosts(c)?;
-        let own_netns = c.config.namespaces.network != NetworkMode::Host;
-        let write_etc = |att: &Attachment| {
-            let files = crate::network::EtcFiles {
-                hostname: &hostname,
-                att,
-                extra_hosts: &extra_hosts,
-                dns: &c.config.dns,
-                own_netns,
-            };
-            crate::network::write_etc_files(&dir, &files, resolv)
-                .map_err(|e| Error::internal("writing the container's /etc files", e))
-        };
+        let write_etc = |att: &Attachment| self.write_etc(c, att);
         let names = vec![c.name.clone(), c.id.chars().take(12).collect()];
         if c.config.pod.is_some() {
             return Ok(None);
@@ -713,6 +699,24 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Writes the container's /etc/hostname, hosts and resolv.conf.
+    pub(crate) fn write_etc(&self, c: &Container, att: &Attachment) -> Result<()> {
+        let extra_hosts = self.extra_hosts(c)?;
+        let files = crate::network::EtcFiles {
+            hostname: &c.hostname(),
+            att,
+            extra_hosts: &extra_hosts,
+            dns: &c.config.dns,
+            own_netns: c.config.namespaces.network != NetworkMode::Host,
+        };
+        crate::network::write_etc_files(
+            &self.container_dir(&c.id),
+            &files,
+            Path::new("/etc/resolv.conf"),
+        )
+        .map_err(|e| Error::internal("writing the container's /etc files", e))
     }
 
     /// `--add-host` entries as /etc/hosts lines; `host-gateway` is the

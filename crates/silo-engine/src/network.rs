@@ -107,6 +107,21 @@ pub trait NetworkService: Send + Sync {
     /// Disconnects `owner`. Idempotent: the engine also calls it for an
     /// owner the service never attached (recovery cannot know).
     fn detach(&self, owner: &str) -> Result<(), String>;
+    /// Connects a running owner to one more network (`join`); `req.mode`
+    /// is its mode with `join` added.
+    fn connect(
+        &self,
+        req: &AttachRequest<'_>,
+        join: &crate::model::NetworkJoin,
+    ) -> Result<(), String> {
+        let _ = (req, join);
+        Err("this daemon has no network service".into())
+    }
+    /// Disconnects a running owner from one network.
+    fn disconnect(&self, owner: &str, network: &str) -> Result<(), String> {
+        let _ = (owner, network);
+        Err("this daemon has no network service".into())
+    }
 }
 
 /// No networks: the namespace has loopback only.

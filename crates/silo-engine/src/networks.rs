@@ -12,7 +12,7 @@ use silo_network::{
 
 use crate::error::{Error, Kind, Result};
 use crate::events::{Action, Scope};
-use crate::model::NetworkMode;
+use crate::model::{NetworkJoin, NetworkMode};
 use crate::network::{AttachRequest, Attachment, NetworkService};
 use crate::Engine;
 
@@ -68,6 +68,51 @@ impl NetworkService for Hns {
 
     fn detach(&self, owner: &str) -> std::result::Result<(), String> {
         self.0.detach(owner)
+    }
+
+    fn connect(
+        &self,
+        req: &AttachRequest<'_>,
+        join: &crate::model::NetworkJoin,
+    ) -> std::result::Result<(), String> {
+        let joins = [JoinRequest {
+            network: join.network.clone(),
+            aliases: join.aliases.clone(),
+            ip: join.ip,
+        }];
+        self.0
+            .connect(&AttachSpec {
+                owner: req.owner,
+                netns: req.netns,
+                joins: &joins,
+                ports: &[],
+                names: req.names,
+                dns_servers: req.dns_servers,
+            })
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    fn disconnect(&self, owner: &str, network: &str) -> std::result::Result<(), String> {
+        self.0.disconnect(owner, network).map_err(|e| e.to_string())
+    }
+}
+
+/// The /etc/hosts entries and resolver of a running container, from its
+/// endpoints (after a connect or disconnect).
+fn attachment_of(hostname: &str, eps: &[(Network, Endpoint)]) -> Attachment {
+    Attachment {
+        hosts: eps
+            .iter()
+            .map(|(_, ep)| {
+                let mut names = vec![hostname.to_string()];
+                names.extend(ep.aliases.iter().filter(|a| *a != hostname).cloned());
+                (ep.ip.to_string(), names)
+            })
+            .collect(),
+        embedded_dns: eps
+            .iter()
+            .any(|(n, _)| n.name != silo_network::service::DEFAULT_NETWORK),
     }
 }
 
@@ -230,6 +275,159 @@ impl Engine {
                 format!("endpoint id prefix {id} is ambiguous"),
             )),
         }
+    }
+
+    /// The joins of a container that may change networks: its own list,
+    /// the default network for the default mode; others refuse.
+    fn joins_of(c: &crate::model::Container) -> Result<Vec<NetworkJoin>> {
+        if c.config.pod.is_some() {
+            return Err(Error::invalid(
+                "container",
+                format!("container {} is in a pod: its pod owns the network", c.name),
+            ));
+        }
+        match &c.config.namespaces.network {
+            NetworkMode::Networks(j) => Ok(j.clone()),
+            NetworkMode::Default => Ok(vec![NetworkJoin {
+                network: silo_network::service::DEFAULT_NETWORK.to_string(),
+                aliases: Vec::new(),
+                ip: None,
+            }]),
+            NetworkMode::Host => Err(Error::invalid(
+                "container",
+                format!("container {} is on the host's network: it cannot join or leave networks", c.name),
+            )),
+            NetworkMode::None => Err(Error::invalid(
+                "container",
+                format!("container {} has --network none: it cannot join networks", c.name),
+            )),
+            NetworkMode::Container(_) => Err(Error::invalid(
+                "container",
+                format!("container {} shares another container's network namespace: it cannot join or leave networks", c.name),
+            )),
+        }
+    }
+
+    /// Rewrites a running container's /etc/hosts and resolv.conf after its
+    /// networks changed (the files are bind-mounted, so in place).
+    fn refresh_etc(&self, c: &crate::model::Container) -> Result<()> {
+        let att = attachment_of(&c.hostname(), &self.endpoints_of(&c.id));
+        self.write_etc(c, &att)
+    }
+
+    /// `docker network connect`: adds `join` to the container's networks;
+    /// a running container gains the interface at once.
+    pub fn connect_network(&self, container: &str, join: NetworkJoin) -> Result<()> {
+        let id = self.resolve_id(container)?;
+        let lock = self.op_lock(&id);
+        let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let c = self.get(&id)?;
+        let mut joins = Self::joins_of(&c)?;
+        let mut one = NetworkMode::Networks(vec![join]);
+        self.resolve_networks(&mut one)?;
+        let NetworkMode::Networks(mut one) = one else {
+            return Err(Error::invalid("network", "no network given"));
+        };
+        let join = one.remove(0);
+        if joins.iter().any(|j| j.network == join.network) {
+            return Err(Error::conflict(format!(
+                "endpoint with name {} already exists in network {}",
+                c.name, join.network
+            )));
+        }
+        joins.push(join.clone());
+        let mode = NetworkMode::Networks(joins);
+        let running = c.state.status.run().is_some();
+        if running {
+            let names = vec![c.name.clone(), c.id.chars().take(12).collect()];
+            self.network
+                .connect(
+                    &AttachRequest {
+                        owner: &c.id,
+                        netns: &self.netns_path(&c.id),
+                        mode: &mode,
+                        hostname: &c.hostname(),
+                        ports: &[],
+                        names: &names,
+                        dns_servers: &c.config.dns.servers,
+                    },
+                    &join,
+                )
+                .map_err(Error::conflict)?;
+        }
+        let saved = self.modify(&id, |c| {
+            c.config.namespaces.network = mode.clone();
+            Ok(())
+        });
+        match saved {
+            Ok((c, ())) => {
+                if running {
+                    self.refresh_etc(&c)?;
+                }
+            }
+            Err(e) => {
+                if running {
+                    let _ = self.network.disconnect(&id, &join.network);
+                }
+                return Err(e);
+            }
+        }
+        let n = self.network(&join.network)?;
+        self.emit_with(
+            Scope::Network,
+            Action::Connect,
+            &n.id,
+            [
+                ("container".to_string(), id.clone()),
+                ("name".to_string(), n.name.clone()),
+                ("type".to_string(), n.driver.clone()),
+            ]
+            .into(),
+        );
+        Ok(())
+    }
+
+    /// `docker network disconnect`: removes the network from the
+    /// container's; a running container loses the interface at once.
+    pub fn disconnect_network(&self, container: &str, network: &str) -> Result<()> {
+        let id = self.resolve_id(container)?;
+        let lock = self.op_lock(&id);
+        let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let c = self.get(&id)?;
+        let n = self.network(network)?;
+        let mut joins = Self::joins_of(&c)?;
+        let before = joins.len();
+        joins.retain(|j| j.network != n.name && j.network != n.id);
+        if joins.len() == before {
+            return Err(Error::conflict(format!(
+                "container {} is not connected to network {}",
+                c.name, n.name
+            )));
+        }
+        if c.state.status.run().is_some() {
+            self.network
+                .disconnect(&id, &n.name)
+                .map_err(Error::conflict)?;
+        }
+        let (c, ()) = self.modify(&id, |c| {
+            c.config.namespaces.network = NetworkMode::Networks(joins.clone());
+            Ok(())
+        })?;
+        if c.state.status.run().is_some() {
+            self.refresh_etc(&c)?;
+        }
+        self.emit_with(
+            Scope::Network,
+            Action::Disconnect,
+            &n.id,
+            [
+                ("container".to_string(), id.clone()),
+                ("name".to_string(), n.name.clone()),
+                ("type".to_string(), n.driver.clone()),
+            ]
+            .into(),
+        );
+        Ok(())
     }
 
     /// Resolves the networks a container asks for to their names, refusing

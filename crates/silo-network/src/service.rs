@@ -53,6 +53,8 @@ pub enum ServiceError {
     Predefined(String),
     #[error("container {owner} is already connected to network {network}")]
     AlreadyConnected { owner: String, network: String },
+    #[error("container {owner} is not connected to network {network}")]
+    NotConnected { owner: String, network: String },
     #[error("network {network}: {source}")]
     Ipam { network: String, source: IpamError },
     #[error(transparent)]
@@ -618,6 +620,76 @@ impl Service {
             return Err(e);
         }
         Ok(done)
+    }
+
+    /// Connects a running owner to one more network (`spec.joins` holds
+    /// it): the next free `ethN`, the default route if the owner has none
+    /// yet, and the embedded DNS server if this is its first user network.
+    pub fn connect(&self, spec: &AttachSpec<'_>) -> Result<(Network, Endpoint)> {
+        let [join] = spec.joins else {
+            return Err(ServiceError::Io {
+                op: "connecting",
+                path: spec.netns.to_path_buf(),
+                source: std::io::Error::other("connect takes exactly one network"),
+            });
+        };
+        let ns = File::open(spec.netns).map_err(|source| ServiceError::Io {
+            op: "opening the network namespace",
+            path: spec.netns.to_path_buf(),
+            source,
+        })?;
+        let mine = self.endpoints_of(spec.owner);
+        let index = (0..)
+            .find(|i| !mine.iter().any(|(_, e)| e.ifname == format!("eth{i}")))
+            .unwrap_or(0);
+        let mut default_route = mine
+            .iter()
+            .any(|(name, _)| self.get(name).is_ok_and(|n| !n.internal));
+        let (n, ep) = self.attach_one(spec, &ns, join, index, &mut default_route)?;
+        if n.name != DEFAULT_NETWORK && !self.dns.serves(spec.owner) {
+            match dns::bind_in(ns.as_fd()) {
+                Ok(sock) => self.dns.add(spec.owner, sock, spec.dns_servers.to_vec()),
+                Err(source) => {
+                    let _ = self.detach_endpoint(&n.id, &ep);
+                    return Err(ServiceError::Io {
+                        op: "opening the embedded DNS server's socket (127.0.0.11:53) in",
+                        path: spec.netns.to_path_buf(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok((n, ep))
+    }
+
+    /// Disconnects `owner` from one network (its interface goes, with the
+    /// ports published on it); the embedded DNS server stops with its last
+    /// user network.
+    pub fn disconnect(&self, owner: &str, network: &str) -> Result<()> {
+        let n = self.get(network)?;
+        let ep = n
+            .endpoints
+            .values()
+            .find(|e| e.owner == owner)
+            .cloned()
+            .ok_or_else(|| ServiceError::NotConnected {
+                owner: owner.to_string(),
+                network: n.name.clone(),
+            })?;
+        self.detach_endpoint(&n.id, &ep)
+            .map_err(|e| ServiceError::Io {
+                op: "disconnecting from",
+                path: PathBuf::from(&n.name),
+                source: std::io::Error::other(e),
+            })?;
+        let user_left = self
+            .endpoints_of(owner)
+            .iter()
+            .any(|(name, _)| name != DEFAULT_NETWORK);
+        if !user_left {
+            self.dns.remove(owner);
+        }
+        Ok(())
     }
 
     /// Every published port with its owner.

@@ -818,3 +818,96 @@ fn the_embedded_dns_server_resolves_names_and_aliases_and_forwards_the_rest() {
     );
     d.ok(&["rm", "-f", "db1", "db2"]);
 }
+
+#[test]
+fn connect_and_disconnect_change_a_running_containers_interfaces() {
+    let d = Daemon::start_in_netns(Path::new(SILOD), Cli::Docker);
+    d.import_busybox();
+    d.ok(&["network", "create", "--subnet", "10.78.0.0/24", "side"]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "peer",
+        "--network",
+        "side",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    d.ok(&["run", "-d", "--name", "mover", "busybox", "sleep", "300"]);
+    let before = d.ok(&["exec", "mover", "cat", "/etc/resolv.conf"]);
+    assert!(!before.contains("127.0.0.11"), "{before}");
+    d.ok(&[
+        "network",
+        "connect",
+        "--alias",
+        "mv",
+        "--ip",
+        "10.78.0.50",
+        "side",
+        "mover",
+    ]);
+    let addrs = d.ok(&["exec", "mover", "ip", "-o", "-4", "addr"]);
+    assert!(
+        addrs.contains("eth1") && addrs.contains("10.78.0.50/24"),
+        "{addrs}"
+    );
+    // The new network's names resolve from both sides at once.
+    let found = d.ok(&["exec", "mover", "nslookup", "peer"]);
+    assert!(found.contains("10.78.0.2"), "{found}");
+    let found = d.ok(&["exec", "peer", "nslookup", "mv"]);
+    assert!(found.contains("10.78.0.50"), "{found}");
+    let names = d.ok(&[
+        "inspect",
+        "-f",
+        "{{json .NetworkSettings.Networks.side.DNSNames}}",
+        "mover",
+    ]);
+    assert!(
+        names.contains("\"mover\"") && names.contains("\"mv\""),
+        "{names}"
+    );
+    refused(
+        &d,
+        &["network", "connect", "side", "mover"],
+        "already exists",
+    );
+    refused(&d, &["network", "connect", "nosuch", "mover"], "nosuch");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "alone",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    refused(&d, &["network", "connect", "side", "alone"], "none");
+
+    d.ok(&["network", "disconnect", "side", "mover"]);
+    let addrs = d.ok(&["exec", "mover", "ip", "-o", "-4", "addr"]);
+    assert!(!addrs.contains("eth1"), "{addrs}");
+    let after = d.ok(&["exec", "mover", "cat", "/etc/resolv.conf"]);
+    assert!(!after.contains("127.0.0.11"), "{after}");
+    refused(
+        &d,
+        &["network", "disconnect", "side", "mover"],
+        "not connected",
+    );
+    // A stopped container's change shows at its next start.
+    d.ok(&["stop", "-t", "0", "mover"]);
+    d.ok(&["network", "connect", "side", "mover"]);
+    d.ok(&["start", "mover"]);
+    let addrs = d.ok(&["exec", "mover", "ip", "-o", "-4", "addr"]);
+    assert!(
+        addrs.contains("eth1") && addrs.contains("10.78.0."),
+        "{addrs}"
+    );
+    d.ok(&["rm", "-f", "mover", "peer", "alone"]);
+    let links = stdout(&d.in_netns(&["ip", "-o", "link"]));
+    assert!(!links.contains(": sv"), "{links}");
+    d.ok(&["network", "rm", "side"]);
+}
