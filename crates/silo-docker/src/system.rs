@@ -262,9 +262,9 @@ impl Docker {
         match what {
             "networks" => Ok(self.engine.hns_networks()?),
             "endpoints" => Ok(self.engine.hns_endpoints()?),
-            // Policies (PortMapping, ACL, QoS…) arrive with the drivers'
-            // next parts; no endpoint has one yet.
-            "policies" => Ok(Vec::new()),
+            // PortMapping today; ACL, QoS, OutBoundNAT and Route come
+            // with the other drivers.
+            "policies" => Ok(self.engine.hns_policies()?),
             other => Err(crate::Error::NotFound(format!("/hns/{other}"))),
         }
     }

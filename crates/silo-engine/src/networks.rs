@@ -254,6 +254,21 @@ impl Engine {
         Ok(out)
     }
 
+    /// Every endpoint policy, with the endpoint it applies to.
+    pub fn hns_policies(&self) -> Result<Vec<serde_json::Value>> {
+        let mut out = Vec::new();
+        for n in self.networks()? {
+            for ep in n.endpoints.values() {
+                for mut p in silo_network::view::policies(ep) {
+                    p["EndpointID"] = serde_json::json!(ep.id);
+                    p["Container"] = serde_json::json!(ep.owner);
+                    out.push(p);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The HNS view of one endpoint (id or unique id prefix).
     pub fn hns_endpoint(&self, id: &str) -> Result<serde_json::Value> {
         let mut hits = Vec::new();

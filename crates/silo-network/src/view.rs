@@ -63,7 +63,7 @@ pub fn endpoint(n: &Network, ep: &Endpoint, nl: Option<&mut Netlink>) -> Value {
         "PrefixLength": ep.prefix,
         "MacAddress": ep.mac.replace(':', "-").to_uppercase(),
         "GatewayAddress": n.pool.gateway.to_string(),
-        "Policies": [],
+        "Policies": policies(ep),
         "SharedContainers": [ep.owner],
         "Aliases": ep.aliases,
         "Counters": {
@@ -73,4 +73,28 @@ pub fn endpoint(n: &Network, ep: &Endpoint, nl: Option<&mut Netlink>) -> Value {
             "BytesReceived": txb,
         },
     })
+}
+
+/// An endpoint's policies as HNS (v2) shows them: each published port a
+/// PortMapping with the IANA protocol number.
+pub fn policies(ep: &Endpoint) -> Vec<Value> {
+    ep.ports
+        .iter()
+        .map(|m| {
+            let proto = match m.protocol {
+                crate::ports::Protocol::Tcp => 6,
+                crate::ports::Protocol::Udp => 17,
+                crate::ports::Protocol::Sctp => 132,
+            };
+            json!({
+                "Type": "PortMapping",
+                "Settings": {
+                    "Protocol": proto,
+                    "InternalPort": m.container_port,
+                    "ExternalPort": m.host_port,
+                    "VIP": m.host_ip.map(|i| i.to_string()).unwrap_or_default(),
+                },
+            })
+        })
+        .collect()
 }

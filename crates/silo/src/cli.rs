@@ -80,6 +80,12 @@ pub enum Command {
     Stats(StatsArgs),
     /// Copy files/folders between a container and the local filesystem
     Cp(CpArgs),
+    /// List port mappings or a specific mapping for the container
+    Port {
+        container: String,
+        /// PRIVATE_PORT[/PROTO]
+        port: Option<String>,
+    },
     /// Export a container's filesystem as a tar archive
     Export {
         container: String,
@@ -238,6 +244,25 @@ pub enum NetworkCmd {
     },
     /// Remove all unused networks
     Prune,
+    /// Connect a container to a network (a running one gains the interface at once)
+    Connect {
+        /// Add a network-scoped alias for the container
+        #[arg(long)]
+        alias: Vec<String>,
+        /// IPv4 address
+        #[arg(long)]
+        ip: Option<String>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a container from a network
+    Disconnect {
+        /// Accepted for docker's sake; a disconnect never waits
+        #[arg(short, long)]
+        force: bool,
+        network: String,
+        container: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -502,6 +527,7 @@ pub fn dispatch(app: &App, cmd: Command) -> Result<()> {
         C::Stats(a) => containers::stats(app, a),
         C::Cp(a) => containers::cp(app, a),
         C::Export { container, output } => containers::export(app, &container, output.as_deref()),
+        C::Port { container, port } => containers::port(app, &container, port.as_deref()),
         C::Container(sub) => match sub {
             ContainerCmd::Prune(a) => containers::prune(app, a),
             ContainerCmd::Ls(a) => containers::ps(app, a),

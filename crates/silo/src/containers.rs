@@ -851,6 +851,51 @@ pub(crate) fn print_pruned(
     );
 }
 
+/// `silo port`: the published ports of a running container, as docker
+/// prints them (`80/tcp -> 0.0.0.0:8080`), from inspect's
+/// `NetworkSettings.Ports`.
+pub fn port(app: &App, container: &str, port: Option<&str>) -> Result<()> {
+    let v: serde_json::Value = app.get(&format!("/containers/{}/json", enc(container)))?;
+    let want = port.map(|p| {
+        if p.contains('/') {
+            p.to_string()
+        } else {
+            format!("{p}/tcp")
+        }
+    });
+    let mut lines = Vec::new();
+    if let Some(map) = v["NetworkSettings"]["Ports"].as_object() {
+        let mut keys: Vec<&String> = map.keys().collect();
+        keys.sort();
+        for k in keys {
+            if want.as_ref().is_some_and(|w| w != k) {
+                continue;
+            }
+            for b in map[k].as_array().into_iter().flatten() {
+                let addr = format!(
+                    "{}:{}",
+                    b["HostIp"].as_str().unwrap_or(""),
+                    b["HostPort"].as_str().unwrap_or("")
+                );
+                lines.push(if want.is_some() {
+                    addr
+                } else {
+                    format!("{k} -> {addr}")
+                });
+            }
+        }
+    }
+    if lines.is_empty() {
+        if let Some(w) = want {
+            anyhow::bail!("no public port '{w}' published for {container}");
+        }
+    }
+    for l in lines {
+        println!("{l}");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

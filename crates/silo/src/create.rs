@@ -85,9 +85,36 @@ pub struct RunArgs {
     /// Connect a container to a network (none, host, default)
     #[arg(long = "network", visible_alias = "net")]
     pub network: Option<String>,
-    /// Publish a container's port(s) to the host (hostPort:containerPort[/proto])
+    /// Publish a container's port(s) to the host ([ip:][hostPort:]containerPort[/proto], ranges allowed)
     #[arg(short, long)]
     pub publish: Vec<String>,
+    /// Publish all exposed ports to free host ports
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports
+    #[arg(long)]
+    pub expose: Vec<String>,
+    /// Set custom DNS servers
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// Set DNS options
+    #[arg(long = "dns-option")]
+    pub dns_option: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip, host:host-gateway)
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
+    /// IPv4 address on the network given with --network
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Add a network-scoped alias for the container
+    #[arg(long = "network-alias")]
+    pub network_alias: Vec<String>,
+    /// Add a link to another container (name[:alias])
+    #[arg(long)]
+    pub link: Vec<String>,
     /// Ulimit options (name=soft[:hard])
     #[arg(long)]
     pub ulimit: Vec<String>,
@@ -204,7 +231,7 @@ fn parse_ulimit(s: &str) -> Result<ResourcesUlimits, UnitError> {
 }
 
 /// `[ip:][hostPort:]containerPort[/proto]` → (container "port/proto", binding).
-fn parse_publish(s: &str) -> Result<(String, PortBinding), UnitError> {
+fn parse_publish(s: &str) -> Result<Vec<(String, PortBinding)>, UnitError> {
     let bad = |detail: &str| UnitError::Flag {
         flag: "--publish",
         value: s.to_string(),
@@ -217,27 +244,53 @@ fn parse_publish(s: &str) -> Result<(String, PortBinding), UnitError> {
     if !matches!(proto, "tcp" | "udp" | "sctp") {
         return Err(bad("protocol must be tcp, udp or sctp"));
     }
-    let parts: Vec<&str> = spec.split(':').collect();
-    let (ip, host, ctr) = match parts.as_slice() {
-        [c] => ("", "", *c),
-        [h, c] => ("", *h, *c),
-        [i, h, c] => (*i, *h, *c),
+    // An IPv6 host address comes in brackets: [::1]:8080:80.
+    let (ip, rest) = match spec.strip_prefix('[') {
+        Some(r) => match r.split_once("]:") {
+            Some((ip, rest)) => (ip, rest),
+            None => return Err(bad("unclosed [ in the host address")),
+        },
+        None => ("", spec),
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    let (ip, host, ctr) = match (ip, parts.as_slice()) {
+        ("", [c]) => ("", "", *c),
+        ("", [h, c]) => ("", *h, *c),
+        ("", [i, h, c]) => (*i, *h, *c),
+        (ip, [h, c]) => (ip, *h, *c),
         _ => return Err(bad("expected [ip:][hostPort:]containerPort[/proto]")),
     };
-    let port_ok = |p: &str| p.parse::<u16>().is_ok_and(|n| n > 0);
-    if !port_ok(ctr) {
-        return Err(bad(&format!("invalid containerPort: {ctr}")));
+    // A port or a range of ports (first-last).
+    let range = |p: &str, what: &str| -> Result<(u16, u16), UnitError> {
+        let num = |x: &str| x.parse::<u16>().ok().filter(|n| *n > 0);
+        let r = match p.split_once('-') {
+            Some((a, b)) => num(a).zip(num(b)).filter(|(a, b)| a <= b),
+            None => num(p).map(|n| (n, n)),
+        };
+        r.ok_or_else(|| bad(&format!("invalid {what}: {p}")))
+    };
+    let (c0, c1) = range(ctr, "containerPort")?;
+    let binding = |host_port: String| PortBinding {
+        host_ip: Some(ip.to_string()),
+        host_port: Some(host_port),
+    };
+    if host.is_empty() {
+        return Ok((c0..=c1)
+            .map(|c| (format!("{c}/{proto}"), binding(String::new())))
+            .collect());
     }
-    if !host.is_empty() && !port_ok(host) {
-        return Err(bad(&format!("invalid hostPort: {host}")));
+    let (h0, h1) = range(host, "hostPort")?;
+    if c0 == c1 {
+        // One container port, a host port or a range to pick one from.
+        return Ok(vec![(format!("{c0}/{proto}"), binding(host.to_string()))]);
     }
-    Ok((
-        format!("{ctr}/{proto}"),
-        PortBinding {
-            host_ip: Some(ip.to_string()),
-            host_port: Some(host.to_string()),
-        },
-    ))
+    if h1 - h0 != c1 - c0 {
+        return Err(bad("the host and container port ranges must be as long"));
+    }
+    Ok((c0..=c1)
+        .zip(h0..=h1)
+        .map(|(c, h)| (format!("{c}/{proto}"), binding(h.to_string())))
+        .collect())
 }
 
 /// A duration flag in nanoseconds (Go's syntax, as docker parses it).
@@ -425,15 +478,27 @@ pub fn build_body(a: &RunArgs) -> Result<ContainerCreateBody> {
     if !a.publish.is_empty() {
         let mut pm: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
         for p in &a.publish {
-            let (port, b) = parse_publish(p)?;
-            exposed.push(port.clone());
-            pm.entry(port)
-                .or_insert_with(|| Some(Vec::new()))
-                .get_or_insert_with(Vec::new)
-                .push(b);
+            for (port, b) in parse_publish(p)? {
+                exposed.push(port.clone());
+                pm.entry(port)
+                    .or_insert_with(|| Some(Vec::new()))
+                    .get_or_insert_with(Vec::new)
+                    .push(b);
+            }
         }
         hc.port_bindings = Some(pm);
     }
+    for e in &a.expose {
+        let (port, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+        exposed.push(format!("{port}/{proto}"));
+    }
+    hc.publish_all_ports = a.publish_all.then_some(true);
+    let list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    hc.dns = list(&a.dns);
+    hc.dns_search = list(&a.dns_search);
+    hc.dns_options = list(&a.dns_option);
+    hc.extra_hosts = list(&a.add_host);
+    hc.links = list(&a.link);
     if !a.ulimit.is_empty() {
         hc.ulimits = Some(
             a.ulimit
@@ -498,9 +563,41 @@ pub fn build_body(a: &RunArgs) -> Result<ContainerCreateBody> {
         healthcheck,
         volumes: (!anon.is_empty()).then_some(anon),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        networking_config: endpoint_config(a)?,
         host_config: Some(hc),
         ..Default::default()
     })
+}
+
+/// `--ip` and `--network-alias` for the network of `--network`, which
+/// must then name a user network (as docker requires).
+fn endpoint_config(a: &RunArgs) -> Result<Option<bollard_stubs::models::NetworkingConfig>> {
+    if a.ip.is_none() && a.network_alias.is_empty() {
+        return Ok(None);
+    }
+    let net = match a.network.as_deref() {
+        Some(n)
+            if !matches!(n, "" | "default" | "bridge" | "nat" | "none" | "host")
+                && !n.starts_with("container:") =>
+        {
+            n
+        }
+        _ => anyhow::bail!("--ip and --network-alias need --network with a user-defined network"),
+    };
+    let settings = bollard_stubs::models::EndpointSettings {
+        aliases: (!a.network_alias.is_empty()).then(|| a.network_alias.clone()),
+        ipam_config: a
+            .ip
+            .as_ref()
+            .map(|ip| bollard_stubs::models::EndpointIpamConfig {
+                ipv4_address: Some(ip.clone()),
+                ..Default::default()
+            }),
+        ..Default::default()
+    };
+    Ok(Some(bollard_stubs::models::NetworkingConfig {
+        endpoints_config: Some([(net.to_string(), settings)].into()),
+    }))
 }
 
 fn do_create(app: &App, a: &RunArgs) -> Result<String> {

@@ -393,6 +393,32 @@ pub fn network(app: &App, cmd: crate::cli::NetworkCmd) -> Result<()> {
                 println!("{n}");
             }
         }
+        N::Connect {
+            alias,
+            ip,
+            network,
+            container,
+        } => {
+            let body = serde_json::json!({
+                "Container": container,
+                "EndpointConfig": {
+                    "Aliases": alias,
+                    "IPAMConfig": ip.map(|ip| serde_json::json!({"IPv4Address": ip})),
+                },
+            });
+            app.post_raw(&format!("/networks/{}/connect", enc(&network)), Some(&body))?;
+        }
+        N::Disconnect {
+            force,
+            network,
+            container,
+        } => {
+            let body = serde_json::json!({"Container": container, "Force": force});
+            app.post_raw(
+                &format!("/networks/{}/disconnect", enc(&network)),
+                Some(&body),
+            )?;
+        }
         N::Prune => {
             let v: Value = app.post("/networks/prune", None::<&()>)?;
             for n in v["NetworksDeleted"].as_array().into_iter().flatten() {

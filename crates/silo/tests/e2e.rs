@@ -5,7 +5,7 @@
 //! the silo binary in the target dir (build them first).
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use silo_testsupport::{sibling, Cli, Daemon};
+use silo_testsupport::{sibling, stderr, Cli, Daemon};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -675,6 +675,94 @@ fn network_verbs_and_the_hns_view() {
     let nat: serde_json::Value =
         serde_json::from_str(&d.ok(&["hns", "network", "inspect", "nat"])).unwrap();
     assert_eq!(nat["Subnets"][0]["AddressPrefix"], "172.17.0.0/16");
+    assert_eq!(d.ok(&["hns", "policy", "list"]).trim(), "[]");
+    // Published ports: silo run -p, silo port, silo ps, the PortMapping policy.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "hnsnet",
+        "--network-alias",
+        "www",
+        "--ip",
+        "10.90.0.80",
+        "-p",
+        "127.0.0.1:18080:80",
+        "-p",
+        "18090-18091:90-91/udp",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]);
+    let port = d.ok(&["port", "web"]);
+    for want in [
+        "80/tcp -> 127.0.0.1:18080",
+        "90/udp -> 0.0.0.0:18090",
+        "91/udp -> 0.0.0.0:18091",
+    ] {
+        assert!(port.contains(want), "{want} missing from {port}");
+    }
+    assert_eq!(d.ok(&["port", "web", "80"]).trim(), "127.0.0.1:18080");
+    assert!(d.ok(&["ps"]).contains("127.0.0.1:18080->80/tcp"));
+    let policies: serde_json::Value =
+        serde_json::from_str(&d.ok(&["hns", "policy", "list"])).unwrap();
+    let tcp = policies
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["Settings"]["Protocol"] == 6)
+        .unwrap();
+    assert_eq!(tcp["Type"], "PortMapping");
+    assert_eq!(tcp["Settings"]["ExternalPort"], 18080);
+    assert_eq!(tcp["Settings"]["VIP"], "127.0.0.1");
+    let got = d.in_netns(&["curl", "-sS", "-m", "5", "http://127.0.0.1:18080/hostname"]);
+    assert!(got.status.success(), "{}", stderr(&got));
+    // Names and aliases on the network, --dns and --add-host.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "hnsnet",
+        "--add-host",
+        "gw:host-gateway",
+        "busybox",
+        "sh",
+        "-c",
+        "nslookup www; grep -w gw /etc/hosts",
+    ]);
+    assert!(out.contains("10.90.0.80"), "{out}");
+    assert!(out.contains("172.17.0.1\tgw"), "{out}");
+    let resolv = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "hnsnet",
+        "--dns-search",
+        "example.test",
+        "busybox",
+        "cat",
+        "/etc/resolv.conf",
+    ]);
+    assert!(resolv.contains("search example.test"), "{resolv}");
+    // Connect and disconnect a running container.
+    d.ok(&["run", "-d", "--name", "roamer", "busybox", "sleep", "300"]);
+    d.ok(&["network", "connect", "--alias", "rm1", "hnsnet", "roamer"]);
+    let addrs = d.ok(&["exec", "roamer", "ip", "-o", "-4", "addr"]);
+    assert!(
+        addrs.contains("eth1") && addrs.contains("10.90.0."),
+        "{addrs}"
+    );
+    d.ok(&["network", "disconnect", "hnsnet", "roamer"]);
+    assert!(!d
+        .ok(&["exec", "roamer", "ip", "-o", "link"])
+        .contains("eth1"));
+    d.ok(&["rm", "-f", "web", "roamer"]);
     assert_eq!(d.ok(&["hns", "policy", "list"]).trim(), "[]");
     d.ok(&["rm", "-f", "srv"]);
     d.ok(&["network", "rm", "hnsnet"]);
