@@ -131,10 +131,6 @@ impl Docker {
     pub fn network_create(&self, body: &NetworkCreateRequest) -> Result<Value> {
         let ipam_driver = body.ipam.as_ref().and_then(|i| i.driver.as_deref());
         let unsupported = [
-            (
-                "Options",
-                body.options.as_ref().is_some_and(|o| !o.is_empty()),
-            ),
             ("Attachable", body.attachable == Some(true)),
             (
                 "IPAM.Driver",

@@ -123,7 +123,12 @@ fn service_error(name: &str, e: ServiceError) -> Error {
         S::Duplicate(_) | S::InUse { .. } | S::Predefined(_) | S::AlreadyConnected { .. } => {
             Error::conflict(e.to_string())
         }
-        S::BadName(_) | S::Driver(_) | S::Overlap { .. } | S::NoSubnet | S::Ipam { .. } => {
+        S::BadName(_)
+        | S::Driver(_)
+        | S::Overlap { .. }
+        | S::NoSubnet
+        | S::Ipam { .. }
+        | S::Driver2(silo_network::nat::DriverError::Invalid { .. }) => {
             Error::invalid("network", e.to_string())
         }
         other => Error::internal("network service", other),

@@ -175,7 +175,17 @@ pub fn bind_in(ns: BorrowedFd<'_>) -> std::io::Result<UdpSocket> {
             if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            let sock = UdpSocket::bind(SocketAddr::new(IpAddr::V4(ADDRESS), 53))?;
+            let addr = SocketAddr::new(IpAddr::V4(ADDRESS), 53);
+            let sock = match UdpSocket::bind(addr) {
+                // Loopback is down in this namespace: bring it up, once.
+                Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {
+                    let mut nl = crate::netlink::Netlink::open().map_err(std::io::Error::other)?;
+                    let lo = nl.link("lo").map_err(std::io::Error::other)?.ok_or(e)?;
+                    nl.set_up(lo.index).map_err(std::io::Error::other)?;
+                    UdpSocket::bind(addr)?
+                }
+                other => other?,
+            };
             sock.set_nonblocking(true)?;
             Ok(sock)
         })

@@ -32,6 +32,8 @@ pub struct NetworkRules<'a> {
     pub bridge: &'a str,
     pub subnets: &'a [Subnet],
     pub internal: bool,
+    /// Masquerade outbound traffic (Docker's enable_ip_masquerade).
+    pub masquerade: bool,
 }
 
 fn table(id: &str) -> String {
@@ -62,8 +64,13 @@ pub fn script(r: &NetworkRules<'_>) -> String {
         s.push_str("  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n");
         for sn in r.subnets {
             let fam = if sn.addr.is_ipv4() { "ip" } else { "ip6" };
+            if r.masquerade {
+                s.push_str(&format!(
+                    "    {fam} saddr {sn} oifname != \"{br}\" masquerade\n"
+                ));
+            }
             s.push_str(&format!(
-                "    {fam} saddr {sn} oifname != \"{br}\" masquerade\n    {fam} saddr {sn} oifname \"{br}\" ct status dnat masquerade\n"
+                "    {fam} saddr {sn} oifname \"{br}\" ct status dnat masquerade\n"
             ));
         }
         s.push_str("  }\n");
@@ -107,7 +114,12 @@ pub fn tables() -> Result<Vec<String>, FirewallError> {
 /// Removes the network's table (missing is fine).
 pub fn remove(id: &str) -> Result<(), FirewallError> {
     let t = table(id);
-    nft(id, &format!("table inet {t}\ndelete table inet {t}\n"))
+    nft(
+        id,
+        &format!(
+            "table inet {t}\ndelete table inet {t}\ntable bridge {t}\ndelete table bridge {t}\n"
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -122,6 +134,7 @@ mod tests {
             bridge: "silo1",
             subnets: &subnets,
             internal: false,
+            masquerade: true,
         });
         assert!(s.contains("table inet silo-0123456789ab {"), "{s}");
         assert!(
@@ -134,6 +147,7 @@ mod tests {
             bridge: "silo1",
             subnets: &subnets,
             internal: true,
+            masquerade: false,
         });
         assert!(!s.contains("masquerade"), "{s}");
         assert!(

@@ -8,6 +8,7 @@
 //! and the nat driver's bridge and endpoint transactions ([`nat`]).
 
 pub mod dns;
+pub mod driver;
 pub mod firewall;
 pub mod ipam;
 pub mod nat;

@@ -45,6 +45,8 @@ pub struct BridgeSpec {
     pub bridge: String,
     /// Gateway addresses of the network's subnets, with their prefixes.
     pub gateways: Vec<(IpAddr, u8)>,
+    /// The bridge's MTU (None: the kernel's default).
+    pub mtu: Option<u32>,
 }
 
 /// One endpoint to set up.
@@ -59,6 +61,11 @@ pub struct EndpointSpec {
     pub addresses: Vec<(IpAddr, u8)>,
     /// The default route's gateway, for the container's first network.
     pub default_gateway: Option<IpAddr>,
+    /// The MTU of both ends (None: the kernel's default).
+    pub mtu: Option<u32>,
+    /// An isolated bridge port: no traffic with the network's other
+    /// isolated ports (Docker's enable_icc=false), only with the gateway.
+    pub isolated: bool,
 }
 
 /// Linux interface names: 1 to 15 bytes, no '/', no whitespace.
@@ -137,6 +144,10 @@ pub fn setup_bridge(host: &mut Netlink, spec: &BridgeSpec) -> Result<u32, Driver
                     .map_err(net_err(spec, "adding the gateway address"))?;
             }
         }
+        if let Some(mtu) = spec.mtu {
+            host.set_mtu(index, mtu)
+                .map_err(net_err(spec, "setting the bridge's MTU"))?;
+        }
         host.set_up(index)
             .map_err(net_err(spec, "bringing the bridge up"))
     })();
@@ -196,8 +207,16 @@ pub fn setup_endpoint(
         .add_veth(&ep.host_ifname, &tmp_peer, ns)
         .map_err(err("creating the veth pair"))?;
     let result = (|| {
+        if let Some(mtu) = ep.mtu {
+            host.set_mtu(veth, mtu)
+                .map_err(err("setting the host end's MTU"))?;
+        }
         host.set_master(veth, bridge)
             .map_err(err("adding the veth to the bridge"))?;
+        if ep.isolated {
+            host.set_bridge_port(veth, vec![crate::netlink::InfoBridgePort::Isolated(true)])
+                .map_err(err("isolating the bridge port"))?;
+        }
         host.set_up(veth).map_err(err("bringing the host end up"))?;
         let inside = in_netns(ns, |nl| {
             let peer = nl.link(&tmp_peer)?.ok_or_else(|| NetlinkError::Decode {
@@ -206,6 +225,9 @@ pub fn setup_endpoint(
             })?;
             nl.rename(peer.index, &ep.ifname)?;
             nl.set_mac(peer.index, ep.mac)?;
+            if let Some(mtu) = ep.mtu {
+                nl.set_mtu(peer.index, mtu)?;
+            }
             for (a, p) in &ep.addresses {
                 nl.add_address(peer.index, *a, *p)?;
             }

@@ -12,9 +12,10 @@ use netlink_packet_core::{
     NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+pub use netlink_packet_route::link::InfoBridgePort;
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
+    LinkMessage,
 };
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netlink_packet_route::route::{RouteHeader, RouteProtocol, RouteScope, RouteType};
@@ -224,23 +225,29 @@ impl Netlink {
         )
     }
 
-    /// Turns on hairpin mode on a bridge port, so a frame may leave by the
-    /// port it came in (a container reaching its own published port).
-    pub fn set_hairpin(&mut self, index: u32) -> Result<()> {
+    /// Sets bridge port flags on a link enslaved to a bridge (hairpin
+    /// mode, so a frame may leave by the port it came in; isolation, so
+    /// isolated ports never talk to each other).
+    pub fn set_bridge_port(&mut self, index: u32, flags: Vec<InfoBridgePort>) -> Result<()> {
         let mut m = LinkMessage::default();
         m.header.index = index;
         m.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::PortKind(InfoPortKind::Bridge),
-            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
-                true,
-            )])),
+            LinkInfo::PortData(InfoPortData::BridgePort(flags)),
         ]));
         self.request(
-            &format!("turning on hairpin mode on link {index}"),
+            &format!("setting bridge port flags on link {index}"),
             RouteNetlinkMessage::NewLink(m),
             NLM_F_ACK,
         )?;
         Ok(())
+    }
+
+    /// Sets a link's MTU.
+    pub fn set_mtu(&mut self, index: u32, mtu: u32) -> Result<()> {
+        self.set(format!("setting the MTU of link {index}"), index, |m| {
+            m.attributes.push(LinkAttribute::Mtu(mtu));
+        })
     }
 
     /// Sets a link's MAC address.

@@ -17,9 +17,10 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::dns;
-use crate::firewall::{self, FirewallError, NetworkRules};
+use crate::driver::{self, Driver};
+use crate::firewall::{self, FirewallError};
 use crate::ipam::{mac_for, IpamError, Pool, Subnet};
-use crate::nat::{self, BridgeSpec, DriverError, EndpointSpec};
+use crate::nat::{DriverError, EndpointSpec};
 use crate::netlink::{Netlink, NetlinkError};
 use crate::ports::{self, PortError, PortMapping, PortRequest};
 
@@ -400,6 +401,9 @@ impl Service {
             None | Some("" | "nat" | "bridge") => "nat",
             Some(d) => return Err(ServiceError::Driver(d.to_string())),
         };
+        driver::for_name(driver)
+            .ok_or_else(|| ServiceError::Driver(driver.to_string()))?
+            .validate(&req.options)?;
         let mut nets = self.lock();
         if req.name == "bridge" || nets.values().any(|n| n.name == req.name) {
             return Err(ServiceError::Duplicate(req.name.clone()));
@@ -423,8 +427,20 @@ impl Service {
                 source,
             })?;
         let id = silo_sys::id::random_hex(32);
+        let bridge = match req.options.get(driver::opt::BRIDGE_NAME) {
+            Some(b) => {
+                if nets.values().any(|n| &n.bridge == b) {
+                    return Err(ServiceError::Driver2(DriverError::Invalid {
+                        what: format!("option {}", driver::opt::BRIDGE_NAME),
+                        reason: format!("bridge {b} belongs to another network"),
+                    }));
+                }
+                b.clone()
+            }
+            None => format!("silo{}", &id[..11]),
+        };
         let n = Network {
-            bridge: format!("silo{}", &id[..11]),
+            bridge,
             id,
             name: req.name.clone(),
             driver: driver.into(),
@@ -446,36 +462,15 @@ impl Service {
         Ok(n)
     }
 
-    /// Bridge and firewall table of a network (idempotent).
+    /// The driver of a network.
+    fn driver(n: &Network) -> Result<&'static dyn Driver> {
+        driver::for_name(&n.driver).ok_or_else(|| ServiceError::Driver(n.driver.clone()))
+    }
+
+    /// A network's shared kernel objects, through its driver (idempotent).
     fn realize(&self, n: &Network) -> Result<u32> {
         let mut nl = Netlink::open().map_err(nl_err("opening netlink"))?;
-        let spec = BridgeSpec {
-            network: n.name.clone(),
-            bridge: n.bridge.clone(),
-            gateways: vec![(n.pool.gateway, n.pool.subnet.prefix)],
-        };
-        let index = nat::setup_bridge(&mut nl, &spec)?;
-        let subnets = [n.pool.subnet];
-        let rules = NetworkRules {
-            id: &n.id,
-            bridge: &n.bridge,
-            subnets: &subnets,
-            internal: n.internal,
-        };
-        if let Err(e) = firewall::apply(&rules) {
-            let _ = nat::teardown_bridge(&mut nl, &spec);
-            return Err(e.into());
-        }
-        if !n.internal {
-            // Outbound needs forwarding (as dockerd sets it); published
-            // ports reached from 127.0.0.1 need loopback sources routed
-            // onto the bridge.
-            let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
-            let _ = std::fs::write(
-                format!("/proc/sys/net/ipv4/conf/{}/route_localnet", n.bridge),
-                "1",
-            );
-        }
+        let index = Self::driver(n)?.setup_network(&mut nl, n)?;
         self.realized
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -508,27 +503,10 @@ impl Service {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&n.id);
-        let mut errors = Vec::new();
-        if let Err(e) = firewall::remove(&n.id) {
-            errors.push(e.to_string());
-        }
+        let driver = Self::driver(n).map_err(|e| vec![e.to_string()])?;
         match Netlink::open() {
-            Ok(mut nl) => {
-                let spec = BridgeSpec {
-                    network: n.name.clone(),
-                    bridge: n.bridge.clone(),
-                    gateways: vec![],
-                };
-                if let Err(e) = nat::teardown_bridge(&mut nl, &spec) {
-                    errors.push(e.to_string());
-                }
-            }
-            Err(e) => errors.push(e.to_string()),
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
+            Ok(mut nl) => driver.teardown_network(&mut nl, n),
+            Err(e) => Err(vec![e.to_string()]),
         }
     }
 
@@ -745,8 +723,16 @@ impl Service {
         let mut taken = self.published();
         let mut got = Vec::new();
         let mut fds = Vec::new();
+        let default_ip = n
+            .options
+            .get(driver::opt::HOST_BINDING)
+            .and_then(|ip| ip.parse().ok());
         for r in ports {
-            let (m, fd) = ports::reserve(r, &taken)?;
+            let mut r = *r;
+            if r.host_ip.is_none() {
+                r.host_ip = default_ip;
+            }
+            let (m, fd) = ports::reserve(&r, &taken)?;
             taken.push((m, format!("container {}", &owner[..owner.len().min(12)])));
             got.push(m);
             fds.extend(fd);
@@ -767,8 +753,11 @@ impl Service {
                         message: "it is gone".into(),
                     },
                 })?;
-            nl.set_hairpin(l.index)
-                .map_err(nl_err("turning on hairpin mode"))?;
+            nl.set_bridge_port(
+                l.index,
+                vec![crate::netlink::InfoBridgePort::HairpinMode(true)],
+            )
+            .map_err(nl_err("turning on hairpin mode"))?;
             let mut nets = self.lock();
             let rec = nets
                 .get_mut(&n.id)
@@ -852,8 +841,9 @@ impl Service {
         let made = (|| {
             let mut nl = Netlink::open().map_err(nl_err("opening netlink"))?;
             let bridge = self.bridge_index(&mut nl, n)?;
-            nat::setup_endpoint(
+            Self::driver(n)?.setup_endpoint(
                 &mut nl,
+                n,
                 bridge,
                 &EndpointSpec {
                     id: ep.id.clone(),
@@ -862,6 +852,8 @@ impl Service {
                     mac,
                     addresses: vec![(ip, ep.prefix)],
                     default_gateway: gateway,
+                    mtu: None,
+                    isolated: false,
                 },
                 ns.as_fd(),
             )?;
@@ -870,7 +862,9 @@ impl Service {
             n.max_concurrent_endpoints = n.max_concurrent_endpoints.max(n.endpoints.len() as u64);
             let snapshot = n.clone();
             if let Err(e) = self.save_endpoints(&snapshot) {
-                let _ = nat::teardown_endpoint(&mut nl, &ep.id, &ep.host_ifname);
+                if let Ok(d) = Self::driver(n) {
+                    let _ = d.teardown_endpoint(&mut nl, &ep);
+                }
                 return Err(e);
             }
             Ok(snapshot)
@@ -903,13 +897,19 @@ impl Service {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&ep.id);
-        match Netlink::open() {
-            Ok(mut nl) => {
-                if let Err(e) = nat::teardown_endpoint(&mut nl, &ep.id, &ep.host_ifname) {
+        let driver = self
+            .lock()
+            .get(network_id)
+            .map(|n| Self::driver(n).map_err(|e| e.to_string()))
+            .unwrap_or(Ok(&driver::Nat));
+        match (Netlink::open(), driver) {
+            (Ok(mut nl), Ok(d)) => {
+                if let Err(e) = d.teardown_endpoint(&mut nl, ep) {
                     errors.push(e.to_string());
                 }
             }
-            Err(e) => errors.push(e.to_string()),
+            (Err(e), _) => errors.push(e.to_string()),
+            (_, Err(e)) => errors.push(e),
         }
         let mut nets = self.lock();
         if let Some(n) = nets.get_mut(network_id) {

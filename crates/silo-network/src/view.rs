@@ -32,7 +32,7 @@ pub fn network(n: &Network) -> Value {
     json!({
         "ID": n.id,
         "Name": n.name,
-        "Type": if n.driver == "nat" { "NAT" } else { n.driver.as_str() },
+        "Type": crate::driver::for_name(&n.driver).map_or(n.driver.as_str(), |d| d.hns_type()),
         "Subnets": [{
             "AddressPrefix": n.pool.subnet.to_string(),
             "GatewayAddress": n.pool.gateway.to_string(),

@@ -53,6 +53,7 @@ fn endpoints_on_a_bridge_talk_and_leave_nothing() {
         network: "test".into(),
         bridge: "silo-nat0".into(),
         gateways: vec![(pool.gateway, 24)],
+        mtu: None,
     };
     let ep = |id: &str, host: &str, ip: IpAddr| EndpointSpec {
         id: id.into(),
@@ -64,6 +65,8 @@ fn endpoints_on_a_bridge_talk_and_leave_nothing() {
         },
         addresses: vec![(ip, 24)],
         default_gateway: Some("10.77.0.1".parse().unwrap()),
+        mtu: None,
+        isolated: false,
     };
     let ip_a = pool.allocate("a", None).unwrap();
     let ip_b = pool.allocate("b", None).unwrap();
@@ -156,6 +159,7 @@ fn bad_names_are_refused_before_anything_is_made() {
             network: "x".into(),
             bridge: "a-name-much-too-long".into(),
             gateways: vec![],
+            mtu: None,
         };
         let e = nat::setup_bridge(nl, &bad).unwrap_err();
         assert!(e.to_string().contains("a-name-much-too-long"), "{e}");

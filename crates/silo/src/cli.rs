@@ -229,6 +229,9 @@ pub enum NetworkCmd {
         internal: bool,
         #[arg(long)]
         label: Vec<String>,
+        /// Driver options (com.docker.network.bridge.name, .driver.mtu, …)
+        #[arg(short = 'o', long = "opt")]
+        opt: Vec<String>,
         name: String,
     },
     /// Display detailed information on one or more networks

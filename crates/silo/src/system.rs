@@ -360,12 +360,18 @@ pub fn network(app: &App, cmd: crate::cli::NetworkCmd) -> Result<()> {
             ip_range,
             internal,
             label,
+            opt,
             name,
         } => {
             let mut labels = serde_json::Map::new();
             for l in &label {
                 let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
                 labels.insert(k.to_string(), Value::String(v.to_string()));
+            }
+            let mut options = serde_json::Map::new();
+            for o in &opt {
+                let (k, v) = o.split_once('=').unwrap_or((o.as_str(), ""));
+                options.insert(k.to_string(), Value::String(v.to_string()));
             }
             let cfg: Vec<Value> = if subnet.is_some() || gateway.is_some() || ip_range.is_some() {
                 vec![serde_json::json!({"Subnet": subnet, "Gateway": gateway, "IPRange": ip_range})]
@@ -374,7 +380,7 @@ pub fn network(app: &App, cmd: crate::cli::NetworkCmd) -> Result<()> {
             };
             let body = serde_json::json!({
                 "Name": name, "Driver": driver, "Internal": internal,
-                "IPAM": {"Config": cfg}, "Labels": labels,
+                "IPAM": {"Config": cfg}, "Labels": labels, "Options": options,
             });
             let v: Value = app.post("/networks/create", Some(&body))?;
             println!("{}", v["Id"].as_str().unwrap_or(""));

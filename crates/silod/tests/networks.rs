@@ -911,3 +911,125 @@ fn connect_and_disconnect_change_a_running_containers_interfaces() {
     assert!(!links.contains(": sv"), "{links}");
     d.ok(&["network", "rm", "side"]);
 }
+
+#[test]
+fn network_options_name_the_bridge_set_the_mtu_and_cut_traffic_between_containers() {
+    let d = Daemon::start_in_netns(Path::new(SILOD), Cli::Docker);
+    d.import_busybox();
+    d.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.79.0.0/24",
+        "-o",
+        "com.docker.network.bridge.name=brquiet",
+        "-o",
+        "com.docker.network.driver.mtu=1400",
+        "-o",
+        "com.docker.network.bridge.enable_icc=false",
+        "-o",
+        "com.docker.network.bridge.enable_ip_masquerade=false",
+        "-o",
+        "com.docker.network.bridge.host_binding_ipv4=127.0.0.1",
+        "quiet",
+    ]);
+    let opts = d.ok(&["network", "inspect", "-f", "{{json .Options}}", "quiet"]);
+    assert!(
+        opts.contains("\"com.docker.network.bridge.name\":\"brquiet\""),
+        "{opts}"
+    );
+    let bridge = stdout(&d.in_netns(&["ip", "-o", "link", "show", "brquiet"]));
+    assert!(bridge.contains("mtu 1400"), "{bridge}");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "q1",
+        "--network",
+        "quiet",
+        "-p",
+        "8181:80",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let mtu = d.ok(&["exec", "q1", "cat", "/sys/class/net/eth0/mtu"]);
+    assert_eq!(mtu.trim(), "1400");
+    // The network's default host address for published ports.
+    let port = d.ok(&["port", "q1", "80"]);
+    assert_eq!(port.trim(), "127.0.0.1:8181");
+    // No container-to-container traffic; the gateway still answers.
+    let out = d.cli(&[
+        "run",
+        "--rm",
+        "--network",
+        "quiet",
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "10.79.0.2",
+    ]);
+    assert!(!out.status.success(), "icc=false let a ping through");
+    d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "quiet",
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "10.79.0.1",
+    ]);
+    let rules = stdout(&d.in_netns(&["nft", "list", "ruleset"]));
+    assert!(
+        !rules.contains("saddr 10.79.0.0/24 oifname != \"brquiet\" masquerade"),
+        "{rules}"
+    );
+    // Options the driver does not know, or values it cannot take, are refused.
+    refused(
+        &d,
+        &[
+            "network",
+            "create",
+            "-o",
+            "com.docker.network.bridge.nosuch=1",
+            "bad1",
+        ],
+        "nosuch",
+    );
+    refused(
+        &d,
+        &[
+            "network",
+            "create",
+            "-o",
+            "com.docker.network.driver.mtu=9",
+            "bad2",
+        ],
+        "MTU",
+    );
+    refused(
+        &d,
+        &[
+            "network",
+            "create",
+            "-o",
+            "com.docker.network.bridge.name=brquiet",
+            "bad3",
+        ],
+        "brquiet",
+    );
+    d.ok(&["rm", "-f", "q1"]);
+    d.ok(&["network", "rm", "quiet"]);
+    let rules = stdout(&d.in_netns(&["nft", "list", "ruleset"]));
+    assert!(!rules.contains("brquiet"), "{rules}");
+    assert!(stdout(&d.in_netns(&["ip", "-o", "link"]))
+        .lines()
+        .all(|l| !l.contains("brquiet")));
+}
