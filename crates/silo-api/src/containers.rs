@@ -30,7 +30,18 @@ pub async fn create(
     body: Bytes,
 ) -> ApiResult<Response> {
     let name = params.non_empty("name").map(str::to_string);
-    let spec: ContainerCreateBody = json_body(&body, "container create", false)?;
+    let mut spec: ContainerCreateBody = json_body(&body, "container create", false)?;
+    // API < 1.44 sends the MAC address at the top level, a field the
+    // request type no longer has: moved to the endpoint, never dropped.
+    let raw: serde_json::Value = json_body(&body, "container create", false)?;
+    let mac = raw.as_object().into_iter().flatten().find_map(|(k, v)| {
+        k.eq_ignore_ascii_case("MacAddress")
+            .then(|| v.as_str().map(str::to_string))
+            .flatten()
+    });
+    if let Some(mac) = mac.filter(|m| !m.is_empty()) {
+        silo_docker::legacy_mac_address(&mut spec, &mac);
+    }
     let created = blocking(move || engine.create_container(name.as_deref(), spec)).await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }

@@ -226,7 +226,38 @@ pub(crate) fn network_mode(
         )
     };
     match mode(&hc.network_mode) {
-        Mode::Plain("" | "default" | "bridge" | "nat") => Ok(NetworkMode::Default),
+        Mode::Plain(name @ ("" | "default" | "bridge" | "nat")) => {
+            // Settings for the default network: a MAC is honoured; aliases
+            // and addresses are for user networks only (as in Docker).
+            let eps = net.and_then(|n| n.endpoints_config.as_ref());
+            let settings = ["default", "bridge", "nat", name]
+                .iter()
+                .find_map(|k| eps.and_then(|e| e.get(*k)));
+            let Some(st) = settings else {
+                return Ok(NetworkMode::Default);
+            };
+            if st.aliases.as_ref().is_some_and(|a| !a.is_empty()) {
+                return Err(invalid(
+                    "NetworkingConfig.EndpointsConfig",
+                    "network-scoped aliases are supported only for containers in user-defined networks",
+                ));
+            }
+            let ipam = st.ipam_config.as_ref();
+            if ipam.is_some_and(|i| {
+                i.ipv4_address.as_ref().is_some_and(|a| !a.is_empty())
+                    || i.ipv6_address.as_ref().is_some_and(|a| !a.is_empty())
+            }) {
+                return Err(invalid(
+                    "NetworkingConfig.EndpointsConfig",
+                    "user specified IP address is supported on user defined networks only",
+                ));
+            }
+            let j = endpoint_join(silo_network::service::DEFAULT_NETWORK, Some(st))?;
+            if j.mac.is_none() {
+                return Ok(NetworkMode::Default);
+            }
+            Ok(NetworkMode::Networks(vec![j]))
+        }
         Mode::Plain("none") => Ok(NetworkMode::None),
         Mode::Plain("host") => Ok(NetworkMode::Host),
         Mode::Container(t) if !t.is_empty() => Ok(NetworkMode::Container(t.to_string())),
@@ -262,10 +293,6 @@ pub(crate) fn endpoint_join(
     if let Some(st) = settings {
         let ipam = st.ipam_config.as_ref();
         let refused = [
-            (
-                "MacAddress",
-                st.mac_address.as_ref().is_some_and(|m| !m.is_empty()),
-            ),
             (
                 "DriverOpts",
                 st.driver_opts.as_ref().is_some_and(|d| !d.is_empty()),
@@ -303,11 +330,62 @@ pub(crate) fn endpoint_join(
             })
         })
         .transpose()?;
+    let mac = settings
+        .and_then(|s| s.mac_address.as_deref())
+        .filter(|m| !m.is_empty())
+        .map(|m| {
+            parse_mac(
+                m,
+                &format!("NetworkingConfig.EndpointsConfig.{name}.MacAddress"),
+            )
+        })
+        .transpose()?;
     Ok(silo_engine::NetworkJoin {
         network: name.to_string(),
         aliases: settings.and_then(|s| s.aliases.clone()).unwrap_or_default(),
         ip,
+        mac,
     })
+}
+
+/// Moves a top-level `MacAddress` (API < 1.44) to the endpoint settings
+/// of the container's network, as dockerd does, unless those give one.
+pub fn legacy_mac_address(body: &mut ContainerCreateBody, mac: &str) {
+    let net = body
+        .host_config
+        .as_ref()
+        .and_then(|h| h.network_mode.clone())
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| "default".to_string());
+    let eps = body
+        .networking_config
+        .get_or_insert_with(Default::default)
+        .endpoints_config
+        .get_or_insert_with(Default::default);
+    let st = eps.entry(net).or_default();
+    if st.mac_address.as_deref().unwrap_or("").is_empty() {
+        st.mac_address = Some(mac.to_string());
+    }
+}
+
+/// A unicast MAC address (`02:42:ac:11:00:02`).
+pub(crate) fn parse_mac(m: &str, field: &str) -> Result<[u8; 6]> {
+    let bytes: Vec<u8> = m
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).ok().filter(|_| b.len() == 2))
+        .collect::<Option<Vec<u8>>>()
+        .unwrap_or_default();
+    match <[u8; 6]>::try_from(bytes) {
+        Ok(mac) if mac[0] & 1 == 0 && mac != [0; 6] => Ok(mac),
+        Ok(_) => Err(invalid(
+            field,
+            format!("{field}: {m} is not a unicast MAC address"),
+        )),
+        Err(_) => Err(invalid(
+            field,
+            format!("{field}: invalid MAC address {m:?}"),
+        )),
+    }
 }
 
 /// IpcMode, PidMode or UTSMode as far as they can be read (for records

@@ -683,6 +683,7 @@ impl Docker {
                     network: silo_network::service::DEFAULT_NETWORK.to_string(),
                     aliases: Vec::new(),
                     ip: None,
+                    mac: None,
                 }];
                 &default_join[..]
             }

@@ -28,6 +28,7 @@ mod stats;
 mod system;
 mod volumes;
 
+pub use create::legacy_mac_address;
 pub use distribution::{error_line, pull_reference, registry_auth};
 pub use events::EventStream;
 pub use exec::{detach_keys, ExecCreated};

@@ -27,6 +27,7 @@ impl NetworkService for Hns {
                 network: silo_network::service::DEFAULT_NETWORK.to_string(),
                 aliases: Vec::new(),
                 ip: None,
+                mac: None,
             }],
             NetworkMode::Networks(joins) => joins
                 .iter()
@@ -34,6 +35,7 @@ impl NetworkService for Hns {
                     network: j.network.clone(),
                     aliases: j.aliases.clone(),
                     ip: j.ip,
+                    mac: j.mac,
                 })
                 .collect(),
             _ => return Ok(Attachment::default()),
@@ -79,6 +81,7 @@ impl NetworkService for Hns {
             network: join.network.clone(),
             aliases: join.aliases.clone(),
             ip: join.ip,
+            mac: join.mac,
         }];
         self.0
             .connect(&AttachSpec {
@@ -312,6 +315,7 @@ impl Engine {
                 network: silo_network::service::DEFAULT_NETWORK.to_string(),
                 aliases: Vec::new(),
                 ip: None,
+                mac: None,
             }]),
             NetworkMode::Host => Err(Error::invalid(
                 "container",

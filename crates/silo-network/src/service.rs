@@ -54,6 +54,12 @@ pub enum ServiceError {
     Predefined(String),
     #[error("container {owner} is already connected to network {network}")]
     AlreadyConnected { owner: String, network: String },
+    #[error("MAC address {mac} is already used on network {network} by container {owner}")]
+    MacInUse {
+        mac: String,
+        network: String,
+        owner: String,
+    },
     #[error("container {owner} is not connected to network {network}")]
     NotConnected { owner: String, network: String },
     #[error("network {network}: {source}")]
@@ -156,6 +162,8 @@ pub struct JoinRequest {
     pub network: String,
     pub aliases: Vec<String>,
     pub ip: Option<IpAddr>,
+    /// A fixed MAC (else derived from the address, from the MAC pool).
+    pub mac: Option<[u8; 6]>,
 }
 
 /// What to connect: an owner's namespace to networks.
@@ -812,13 +820,23 @@ impl Service {
                 network: n.name.clone(),
                 source,
             })?;
-        let mac = match ip {
-            IpAddr::V4(v4) => mac_for(v4),
-            IpAddr::V6(_) => {
+        let mac = match (j.mac, ip) {
+            (Some(m), _) => m,
+            (None, IpAddr::V4(v4)) => mac_for(v4),
+            (None, IpAddr::V6(_)) => {
                 let b = ep_id.as_bytes();
                 [0x02, 0x42, b[0], b[1], b[2], b[3]]
             }
         };
+        let text = mac_text(mac);
+        if let Some(other) = n.endpoints.values().find(|e| e.mac == text) {
+            n.pool.release(&ep_id);
+            return Err(ServiceError::MacInUse {
+                mac: text,
+                network: n.name.clone(),
+                owner: other.owner[..other.owner.len().min(12)].to_string(),
+            });
+        }
         let ep = Endpoint {
             host_ifname: format!("sv{}", &ep_id[..13]),
             ifname: format!("eth{index}"),
@@ -830,11 +848,7 @@ impl Service {
             names: spec.names.to_vec(),
             netns: Some(spec.netns.to_path_buf()),
             dns_servers: spec.dns_servers.to_vec(),
-            mac: mac
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(":"),
+            mac: text,
             aliases: j.aliases.clone(),
         };
         let gateway = (!n.internal && !*default_route).then_some(n.pool.gateway);
@@ -1093,6 +1107,14 @@ impl Service {
             })
             .collect()
     }
+}
+
+/// A MAC as Linux prints it.
+fn mac_text(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn silo_units_now() -> String {

@@ -124,6 +124,7 @@ fn networks_endpoints_traffic_persistence_and_bad_input() {
             network: net.into(),
             aliases: vec!["web".into()],
             ip: None,
+            mac: None,
         };
         let ea = svc.attach(&spec("ctr-a", &a, &[join("front")])).unwrap();
         let eb = svc.attach(&spec("ctr-b", &b, &[join("front")])).unwrap();

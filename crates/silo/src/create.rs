@@ -112,6 +112,9 @@ pub struct RunArgs {
     /// Add a network-scoped alias for the container
     #[arg(long = "network-alias")]
     pub network_alias: Vec<String>,
+    /// Container MAC address (e.g. 02:42:ac:11:00:02)
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
     /// Add a link to another container (name[:alias])
     #[arg(long)]
     pub link: Vec<String>,
@@ -572,9 +575,10 @@ pub fn build_body(a: &RunArgs) -> Result<ContainerCreateBody> {
 /// `--ip` and `--network-alias` for the network of `--network`, which
 /// must then name a user network (as docker requires).
 fn endpoint_config(a: &RunArgs) -> Result<Option<bollard_stubs::models::NetworkingConfig>> {
-    if a.ip.is_none() && a.network_alias.is_empty() {
+    if a.ip.is_none() && a.network_alias.is_empty() && a.mac_address.is_none() {
         return Ok(None);
     }
+    let user_net = a.ip.is_some() || !a.network_alias.is_empty();
     let net = match a.network.as_deref() {
         Some(n)
             if !matches!(n, "" | "default" | "bridge" | "nat" | "none" | "host")
@@ -582,9 +586,13 @@ fn endpoint_config(a: &RunArgs) -> Result<Option<bollard_stubs::models::Networki
         {
             n
         }
-        _ => anyhow::bail!("--ip and --network-alias need --network with a user-defined network"),
+        None | Some("" | "default" | "bridge" | "nat") if !user_net => "default",
+        _ => anyhow::bail!(
+            "--ip and --network-alias need --network with a user-defined network, --mac-address a network of the container's own"
+        ),
     };
     let settings = bollard_stubs::models::EndpointSettings {
+        mac_address: a.mac_address.clone(),
         aliases: (!a.network_alias.is_empty()).then(|| a.network_alias.clone()),
         ipam_config: a
             .ip

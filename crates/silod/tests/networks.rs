@@ -467,7 +467,57 @@ fn the_default_network_gives_containers_addresses_that_reach_each_other() {
     assert!(out.status.success());
     assert!(!stderr(&out).contains("WARNING"), "{}", stderr(&out));
     refused(&d, &["network", "rm", "nat"], "pre-defined");
-    d.ok(&["rm", "-f", "first"]);
+    // A MAC address of one's own, given as docker's --mac-address does and
+    // as API 1.43 clients do (top level); a taken one is refused.
+    let mac = d.ok(&[
+        "run",
+        "--rm",
+        "--mac-address",
+        "02:42:0a:0b:0c:0d",
+        "busybox",
+        "cat",
+        "/sys/class/net/eth0/address",
+    ]);
+    assert_eq!(mac.trim(), "02:42:0a:0b:0c:0d");
+    let (head, body) = d.http_body(
+        "POST",
+        "/v1.43/containers/create?name=oldmac",
+        r#"{"Image":"busybox","Cmd":["sleep","300"],"MacAddress":"02:42:0a:0b:0c:0e"}"#,
+    );
+    assert!(head.starts_with("HTTP/1.1 201"), "{head}\n{body}");
+    d.ok(&["start", "oldmac"]);
+    let mac = d.ok(&["inspect", "-f", "{{.NetworkSettings.MacAddress}}", "oldmac"]);
+    assert_eq!(mac.trim(), "02:42:0a:0b:0c:0e");
+    refused(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--mac-address",
+            "02:42:0a:0b:0c:0e",
+            "busybox",
+            "true",
+        ],
+        "already used",
+    );
+    refused(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--mac-address",
+            "03:00:00:00:00:01",
+            "busybox",
+            "true",
+        ],
+        "unicast",
+    );
+    refused(
+        &d,
+        &["run", "--rm", "--network-alias", "x", "busybox", "true"],
+        "user-defined",
+    );
+    d.ok(&["rm", "-f", "first", "oldmac"]);
     let links = stdout(&d.in_netns(&["ip", "-o", "link"]));
     assert!(!links.contains(": sv"), "{links}");
 }
