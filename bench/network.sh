@@ -3,22 +3,32 @@
 # side: `docker run --rm busybox true` on the default network against the same
 # with `--network none`, through silod (nat network: bridge, veth, nftables) and
 # Debian's dockerd 20.10 (its default bridge, iptables backend), driven by the
-# same docker CLI. Both daemons run inside one private network namespace (pinned
-# under a mktemp dir), so the host's network is never touched.
-# Prints medians (ms) and the endpoint cost (default - none) of each. Run as root.
-# Not yet here: iperf3 container-to-container and through a published port.
+# same docker CLI. Each daemon runs in a private network namespace of its own
+# (pinned under a mktemp dir), so the host's network is never touched and
+# dockerd's iptables (FORWARD policy DROP once br_netfilter is loaded) never
+# sees silod's bridges.
+# Prints medians (ms) and the endpoint cost (default - none) of each.
+# Then throughput with iperf3 (Debian's, run in the containers' network
+# namespaces from the host, so the image needs no iperf3): container to
+# container on the default network against a bare veth pair between two
+# namespaces, and from the host through a published port (silod: nftables
+# DNAT; dockerd: its default, docker-proxy on 127.0.0.1). Run as root.
 # Environment: RUNS (default 20), DOCKER (default /usr/local/bin/docker),
-#   SILO_BIN_DIR (default target/release, built if missing).
+#   SILO_BIN_DIR (default target/release, built if missing), SECS (iperf3
+#   seconds per run, default 5).
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh" 20
 work=$(mktemp -d /tmp/nb.XXXXXX)
 declare -A pid=()
-ns=$work/netns
-touch "$ns"
-unshare --net="$ns" ip link set lo up
-inns() { nsenter --net="$ns" "$@"; }
+declare -A ns=([silod]=$work/netns-silod [dockerd]=$work/netns-dockerd)
+for n in silod dockerd; do
+    touch "${ns[$n]}"
+    unshare --net="${ns[$n]}" ip link set lo up
+done
+inns() { local n=$1; shift; nsenter --net="${ns[$n]}" "$@"; }
 cleanup() {
     set +e
     for p in "${pid[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    [ -n "${bare:-}" ] && ip netns del "$bare-a" 2>/dev/null; [ -n "${bare:-}" ] && ip netns del "$bare-b" 2>/dev/null
     sleep 2
     for p in "${pid[@]}"; do kill -KILL "$p" 2>/dev/null; done
     awk -v root="$work" 'index($5, root) == 1 { print $5 }' /proc/self/mountinfo \
@@ -31,10 +41,10 @@ sock() { case $1 in silod) echo "$work/silod.sock" ;; dockerd) echo "$work/docke
 dk() { local n=$1; shift; DOCKER_HOST=unix://$(sock "$n") timeout -k 5 120 "$DOCKER" "$@"; }
 "$repo/scripts/mkrootfs.sh" "$work/rootfs" >/dev/null
 tar -C "$work/rootfs" -cf "$work/bb.tar" .
-inns "$bin/silod" -H "unix://$(sock silod)" --data-root "$work/silod" --exec-root "$work/sx" \
+inns silod "$bin/silod" -H "unix://$(sock silod)" --data-root "$work/silod" --exec-root "$work/sx" \
     --monitor "$bin/silo-monitor" --runtime "$bin/silo-runtime" </dev/null >/dev/null 2>"$work/silod.log" &
 pid[silod]=$!
-inns dockerd -H "unix://$(sock dockerd)" --data-root "$work/dockerd" --exec-root "$work/dx" \
+inns dockerd dockerd -H "unix://$(sock dockerd)" --data-root "$work/dockerd" --exec-root "$work/dx" \
     --pidfile "$work/docker.pid" </dev/null >"$work/dockerd.log" 2>&1 &
 pid[dockerd]=$!
 for n in silod dockerd; do
@@ -59,3 +69,36 @@ for n in silod dockerd; do
     a=$(median "$work/$n-default"); b=$(median "$work/$n-none")
     printf "%-8s %10s %10s %10s\n" "$n" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a - b }')"
 done
+
+# ---- throughput (iperf3) ----
+command -v iperf3 >/dev/null || { echo "bench: iperf3 is required (apt-get install iperf3)" >&2; exit 1; }
+SECS=${SECS:-5}
+gbits() { awk '/receiver/ { v = $7; u = $8 } END { if (u == "Mbits/sec") v /= 1000; printf "%.2f", v }'; }
+# The bare reference: two namespaces joined by a veth pair.
+bare=silo-bench-$$
+ip netns add "$bare-a"; ip netns add "$bare-b"
+ip -n "$bare-a" link add va type veth peer name vb netns "$bare-b"
+ip -n "$bare-a" addr add 10.250.0.1/24 dev va; ip -n "$bare-a" link set va up; ip -n "$bare-a" link set lo up
+ip -n "$bare-b" addr add 10.250.0.2/24 dev vb; ip -n "$bare-b" link set vb up; ip -n "$bare-b" link set lo up
+ip netns exec "$bare-b" iperf3 -s -1 -D -B 10.250.0.2 -I "$work/iperf-bare.pid" >/dev/null; sleep 0.5
+veth=$(ip netns exec "$bare-a" iperf3 -c 10.250.0.2 -t "$SECS" | gbits)
+declare -A c2c=() pub=()
+for n in silod dockerd; do
+    dk "$n" rm -f ipa ipb >/dev/null 2>&1 || true
+    dk "$n" run -d --name ipa busybox sleep 600 >/dev/null
+    dk "$n" run -d --name ipb -p 15201:5201 busybox sleep 600 >/dev/null
+    pa=$(dk "$n" inspect -f '{{.State.Pid}}' ipa); pb=$(dk "$n" inspect -f '{{.State.Pid}}' ipb)
+    ipb=$(dk "$n" inspect -f '{{.NetworkSettings.IPAddress}}' ipb)
+    nsenter --net=/proc/"$pb"/ns/net iperf3 -s -D -I "$work/iperf-$n.pid" >/dev/null; sleep 0.5
+    c2c[$n]=$(nsenter --net=/proc/"$pa"/ns/net iperf3 -c "$ipb" -t "$SECS" | gbits)
+    sleep 0.5
+    pub[$n]=$(inns "$n" iperf3 -c 127.0.0.1 -p 15201 -t "$SECS" | gbits)
+    kill "$(cat "$work/iperf-$n.pid")" 2>/dev/null || true
+    dk "$n" rm -f ipa ipb >/dev/null
+done
+echo
+printf "%-34s %8s %8s %8s\n" "throughput (Gbit/s)" silod dockerd veth
+printf "%-34s %8s %8s %8s\n" "container to container" "${c2c[silod]}" "${c2c[dockerd]}" "$veth"
+printf "%-34s %8s %8s %8s\n" "host 127.0.0.1 -> published port" "${pub[silod]}" "${pub[dockerd]}" "-"
+awk -v s="${c2c[silod]}" -v v="$veth" -v p="${pub[silod]}" -v d="${pub[dockerd]}" 'BEGIN {
+    printf "silod container-to-container / bare veth: %.2f; silod / dockerd through a published port: %.2f\n", s / v, p / d }'

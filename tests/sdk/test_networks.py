@@ -22,7 +22,7 @@ def test_networks_with_the_sdk(silod_netns):
     assert e.value.status_code == 409
     # Fields silo does not honour yet are refused, not ignored.
     for kwargs in ({"enable_ipv6": True}, {"options": {"com.docker.network.bridge.nosuch": "x"}},
-                   {"options": {"com.docker.network.driver.mtu": "nine"}}, {"attachable": True}):
+                   {"options": {"com.docker.network.driver.mtu": "nine"}}):
         with pytest.raises(docker.errors.APIError) as e:
             client.networks.create("refused", **kwargs)
         assert e.value.status_code == 400, (kwargs, e.value)

@@ -101,16 +101,17 @@ pub(crate) fn matches(ev: &EventMessage, filters: &Filters) -> bool {
         if values.is_empty() {
             return true;
         }
+        if key == "label" {
+            return values
+                .iter()
+                .all(|v| crate::inspect::label_matches(|k| attrs.get(k).cloned(), v));
+        }
         values.iter().any(|v| match key.as_str() {
             "type" => typ == *v,
             "event" | "action" => action == *v || action.split(':').next() == Some(v.as_str()),
             "container" => typ == "container" && (id.starts_with(v.as_str()) || attr("name") == *v),
             "image" => (typ == "image" && (id == *v || attr("name") == *v)) || attr("image") == *v,
             "volume" => typ == "volume" && id == *v,
-            "label" => match v.split_once('=') {
-                Some((k, val)) => attrs.get(k).is_some_and(|x| x == val),
-                None => attrs.contains_key(v.as_str()),
-            },
             "scope" => v == "local",
             _ => true,
         })

@@ -48,12 +48,9 @@ fn image_matches(
                     glob(v, t) || glob(v, repo)
                 })
             }),
-            "label" => values.iter().any(|v| {
+            "label" => values.iter().all(|v| {
                 let labels = img.config.config.labels.clone().unwrap_or_default();
-                match v.split_once('=') {
-                    Some((k, val)) => labels.get(k).is_some_and(|x| x == val),
-                    None => labels.contains_key(v.as_str()),
-                }
+                crate::inspect::label_matches(|k| labels.get(k).cloned(), v)
             }),
             "before" => values
                 .iter()

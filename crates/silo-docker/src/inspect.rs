@@ -163,10 +163,13 @@ fn name_matches(name: &str, pattern: &str) -> bool {
     }
 }
 
-fn label_matches(labels: &std::collections::BTreeMap<String, String>, v: &str) -> bool {
+/// One `label` filter value (`key` or `key=value`) against labels looked
+/// up by `get`. Docker ANDs a filter's label values (every one must
+/// match), unlike its other filters' values.
+pub(crate) fn label_matches(get: impl Fn(&str) -> Option<String>, v: &str) -> bool {
     match v.split_once('=') {
-        Some((k, val)) => labels.get(k).is_some_and(|x| x == val),
-        None => labels.contains_key(v),
+        Some((k, val)) => get(k).is_some_and(|x| x == val),
+        None => get(v).is_some(),
     }
 }
 
@@ -217,7 +220,9 @@ pub(crate) fn container_matches(
                 }
                 values.iter().any(|v| v == c.state.status.name())
             }
-            "label" => values.iter().any(|v| label_matches(&c.config.labels, v)),
+            "label" => values
+                .iter()
+                .all(|v| label_matches(|k| c.config.labels.get(k).cloned(), v)),
             "name" => values.iter().any(|v| name_matches(&c.name, v)),
             "id" => values.iter().any(|v| c.id.starts_with(v.as_str())),
             "ancestor" => values.iter().any(|v| {
@@ -951,6 +956,9 @@ mod tests {
         assert!(m(&web, &[("label", "tier=front")]));
         assert!(!m(&job, &[("label", "tier=front")]));
         assert!(m(&job, &[("label", "batch")]));
+        // Label values are ANDed (docker-compose's project + service query).
+        assert!(m(&job, &[("label", "batch"), ("label", "tier=back")]));
+        assert!(!m(&job, &[("label", "batch"), ("label", "tier=front")]));
         assert!(m(&job, &[("name", "job")]));
         assert!(m(&job, &[("name", "^job-1$")]));
         assert!(!m(&job, &[("name", "^ob")]));

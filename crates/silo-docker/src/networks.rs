@@ -33,7 +33,7 @@ fn shape(n: &Network, containers: Value) -> Value {
             }],
         },
         "Internal": n.internal,
-        "Attachable": false,
+        "Attachable": n.attachable,
         "Ingress": false,
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": false,
@@ -58,6 +58,11 @@ fn pseudo(name: &str, driver: &str) -> Value {
 fn matches(v: &Value, filters: &Filters) -> bool {
     filters.iter().all(|(key, wanted)| {
         let field = |k: &str| v[k].as_str().unwrap_or("").to_string();
+        if key == "label" {
+            return wanted.iter().all(|w| {
+                crate::inspect::label_matches(|k| v["Labels"][k].as_str().map(str::to_string), w)
+            });
+        }
         wanted.iter().any(|w| match key.as_str() {
             "name" => field("Name").contains(w.as_str()),
             "id" => field("Id").starts_with(w.as_str()),
@@ -66,10 +71,6 @@ fn matches(v: &Value, filters: &Filters) -> bool {
                 let builtin = ["nat", "host", "none"].contains(&field("Name").as_str());
                 (w == "builtin") == builtin
             }
-            "label" => match w.split_once('=') {
-                Some((k, val)) => v["Labels"][k].as_str() == Some(val),
-                None => v["Labels"].get(w.as_str()).is_some(),
-            },
             _ => false,
         })
     })
@@ -131,7 +132,6 @@ impl Docker {
     pub fn network_create(&self, body: &NetworkCreateRequest) -> Result<Value> {
         let ipam_driver = body.ipam.as_ref().and_then(|i| i.driver.as_deref());
         let unsupported = [
-            ("Attachable", body.attachable == Some(true)),
             (
                 "IPAM.Driver",
                 ipam_driver.is_some_and(|d| !d.is_empty() && d != "default"),
@@ -205,6 +205,7 @@ impl Docker {
             gateway,
             ip_range: parse("IPAM.Config.IPRange", &cfg.ip_range)?,
             internal: body.internal == Some(true),
+            attachable: body.attachable == Some(true),
             options: body
                 .options
                 .clone()

@@ -2,6 +2,7 @@
 //! Docker's filters, inspect, remove and prune (anonymous volumes only
 //! unless `all`).
 
+use crate::inspect::label_matches;
 use crate::inspect::Filters;
 use crate::{invalid, Docker, Result};
 use bollard_stubs::models::{
@@ -22,13 +23,6 @@ fn to_wire(v: silo_storage::Volume) -> Volume {
         cluster_volume: None,
         options: HashMap::new(),
         usage_data: None,
-    }
-}
-
-fn label_matches(labels: &std::collections::BTreeMap<String, String>, l: &str) -> bool {
-    match l.split_once('=') {
-        Some((k, val)) => labels.get(k).is_some_and(|y| y == val),
-        None => labels.contains_key(l),
     }
 }
 
@@ -68,7 +62,9 @@ impl Docker {
                         let want = x == "true" || x == "1";
                         self.engine.volume_users(&v.name).is_empty() == want
                     }),
-                    "label" => values.iter().any(|x| label_matches(&v.labels, x)),
+                    "label" => values
+                        .iter()
+                        .all(|x| label_matches(|k| v.labels.get(k).cloned(), x)),
                     other => return Err(invalid("filters", format!("invalid filter '{other}'"))),
                 };
             }
@@ -99,7 +95,10 @@ impl Docker {
         let labels: Vec<String> = filters.get("label").cloned().unwrap_or_default();
         let keep = |v: &silo_storage::Volume| -> bool {
             let anonymous = v.name.len() == 64 && silo_sys::id::is_hex(&v.name);
-            (!all && !anonymous) || !labels.iter().all(|l| label_matches(&v.labels, l))
+            (!all && !anonymous)
+                || !labels
+                    .iter()
+                    .all(|l| label_matches(|k| v.labels.get(k).cloned(), l))
         };
         let (names, reclaimed) = self.engine.prune_volumes(&keep)?;
         Ok(VolumePruneResponse {

@@ -126,6 +126,10 @@ pub struct Network {
     pub pool: Pool,
     #[serde(default)]
     pub internal: bool,
+    /// Docker's `Attachable`: containers may join by hand. Every local
+    /// network allows that; the flag is kept to be reported back.
+    #[serde(default)]
+    pub attachable: bool,
     #[serde(default)]
     pub options: BTreeMap<String, String>,
     #[serde(default)]
@@ -152,6 +156,7 @@ pub struct CreateNetwork {
     pub gateway: Option<IpAddr>,
     pub ip_range: Option<Subnet>,
     pub internal: bool,
+    pub attachable: bool,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
 }
@@ -231,6 +236,9 @@ pub struct Service {
     held: Mutex<std::collections::HashMap<String, Vec<std::os::fd::OwnedFd>>>,
     /// Whether this process has (re)made the port table.
     ports_ready: std::sync::atomic::AtomicBool,
+    /// The reaper thread's queue (started with the first detach).
+    reaper: Mutex<Option<std::sync::mpsc::Sender<(String, Endpoint)>>>,
+    pending: Arc<Pending>,
 }
 
 fn valid_name(n: &str) -> bool {
@@ -283,6 +291,8 @@ impl Service {
             realized: Mutex::new(std::collections::HashSet::new()),
             held: Mutex::new(std::collections::HashMap::new()),
             ports_ready: std::sync::atomic::AtomicBool::new(false),
+            reaper: Mutex::new(None),
+            pending: Arc::new(Pending::default()),
         };
         if svc.lookup(DEFAULT_NETWORK).is_none() {
             let pool = Pool::new(
@@ -304,6 +314,7 @@ impl Service {
                 bridge: DEFAULT_BRIDGE.into(),
                 pool,
                 internal: false,
+                attachable: false,
                 options: BTreeMap::new(),
                 labels: BTreeMap::new(),
                 created: silo_units_now(),
@@ -338,17 +349,7 @@ impl Service {
     }
 
     fn save_with(&self, n: &Network, durability: silo_sys::fs::Durability) -> Result<()> {
-        let p = self.path(&n.id);
-        let bytes = serde_json::to_vec_pretty(n).map_err(|e| ServiceError::Io {
-            op: "encoding",
-            path: p.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        silo_sys::fs::write_atomic(&p, &bytes, durability).map_err(|source| ServiceError::Io {
-            op: "writing",
-            path: p,
-            source,
-        })
+        save_network(&self.dir, n, durability)
     }
 
     /// A network's id by name ("bridge" means the default), full id or a
@@ -454,6 +455,7 @@ impl Service {
             driver: driver.into(),
             pool,
             internal: req.internal,
+            attachable: req.attachable,
             options: req.options.clone(),
             labels: req.labels.clone(),
             created: silo_units_now(),
@@ -520,6 +522,7 @@ impl Service {
 
     /// Removes a network without endpoints.
     pub fn remove(&self, name: &str) -> Result<()> {
+        self.settle();
         let id = self
             .lookup(name)
             .ok_or_else(|| ServiceError::NotFound(name.to_string()))?;
@@ -911,34 +914,70 @@ impl Service {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&ep.id);
-        let driver = self
-            .lock()
-            .get(network_id)
-            .map(|n| Self::driver(n).map_err(|e| e.to_string()))
-            .unwrap_or(Ok(&driver::Nat));
-        match (Netlink::open(), driver) {
-            (Ok(mut nl), Ok(d)) => {
-                if let Err(e) = d.teardown_endpoint(&mut nl, ep) {
+        {
+            let mut nets = self.lock();
+            if let Some(n) = nets.get_mut(network_id) {
+                n.endpoints.remove(&ep.id);
+                if let Err(e) = self.save_endpoints(n) {
                     errors.push(e.to_string());
                 }
             }
-            (Err(e), _) => errors.push(e.to_string()),
-            (_, Err(e)) => errors.push(e),
         }
-        let mut nets = self.lock();
-        if let Some(n) = nets.get_mut(network_id) {
-            n.endpoints.remove(&ep.id);
-            n.pool.release(&ep.id);
-            let snapshot = n.clone();
-            drop(nets);
-            if let Err(e) = self.save_endpoints(&snapshot) {
-                errors.push(e.to_string());
-            }
-        }
+        self.queue_deletion(network_id, ep);
         if errors.is_empty() {
             Ok(())
         } else {
             Err(errors.join("; "))
+        }
+    }
+
+    /// Hands an endpoint's kernel objects (and then its address) to the
+    /// reaper thread.
+    fn queue_deletion(&self, network_id: &str, ep: &Endpoint) {
+        *self.pending.count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        let mut reaper = self.reaper.lock().unwrap_or_else(|e| e.into_inner());
+        if reaper.is_none() {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (dir, nets, pending) = (
+                self.dir.clone(),
+                Arc::clone(&self.networks),
+                Arc::clone(&self.pending),
+            );
+            // Spawned from the caller's thread, so it works in the same
+            // network namespace as the service.
+            let spawned = std::thread::Builder::new()
+                .name("silo-net-reaper".into())
+                .spawn(move || reap(dir, nets, pending, rx));
+            if spawned.is_ok() {
+                *reaper = Some(tx);
+            }
+        }
+        let job = (network_id.to_string(), ep.clone());
+        let sent = match reaper.as_ref() {
+            Some(tx) => tx.send(job).map_err(|e| e.0),
+            None => Err(job),
+        };
+        if let Err((nid, ep)) = sent {
+            // No thread: delete here.
+            drop(reaper);
+            let (tx, rx) = std::sync::mpsc::channel();
+            let _ = tx.send((nid, ep));
+            drop(tx);
+            reap(
+                self.dir.clone(),
+                Arc::clone(&self.networks),
+                Arc::clone(&self.pending),
+                rx,
+            );
+        }
+    }
+
+    /// Waits until every detached endpoint's kernel objects are gone and
+    /// its address is free again.
+    pub fn settle(&self) {
+        let mut c = self.pending.count.lock().unwrap_or_else(|e| e.into_inner());
+        while *c > 0 {
+            c = self.pending.done.wait(c).unwrap_or_else(|e| e.into_inner());
         }
     }
 
@@ -989,6 +1028,29 @@ impl Service {
         for (nid, ep) in &stale {
             if let Err(e) = self.detach_endpoint(nid, ep) {
                 errors.push(e);
+            }
+        }
+        self.settle();
+        // Addresses whose endpoint is gone (a crash between the two steps
+        // of a detach) are free again.
+        {
+            let mut nets = self.lock();
+            for n in nets.values_mut() {
+                let orphans: Vec<String> = n
+                    .pool
+                    .leases
+                    .values()
+                    .filter(|owner| !n.endpoints.contains_key(*owner))
+                    .cloned()
+                    .collect();
+                for o in &orphans {
+                    n.pool.release(o);
+                }
+                if !orphans.is_empty() {
+                    if let Err(e) = self.save_endpoints(n) {
+                        errors.push(e.to_string());
+                    }
+                }
             }
         }
         // The port table again from the records, and the live endpoints'
@@ -1115,6 +1177,75 @@ fn mac_text(mac: [u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+/// Writes a network's record atomically.
+fn save_network(dir: &Path, n: &Network, durability: silo_sys::fs::Durability) -> Result<()> {
+    let p = dir.join("networks").join(format!("{}.json", n.id));
+    let bytes = serde_json::to_vec_pretty(n).map_err(|e| ServiceError::Io {
+        op: "encoding",
+        path: p.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    silo_sys::fs::write_atomic(&p, &bytes, durability).map_err(|source| ServiceError::Io {
+        op: "writing",
+        path: p,
+        source,
+    })
+}
+
+/// Endpoint deletions in flight, for [`Service::settle`].
+#[derive(Debug, Default)]
+struct Pending {
+    count: Mutex<usize>,
+    done: std::sync::Condvar,
+}
+
+/// The reaper thread: deletes detached endpoints' kernel objects, then
+/// gives their addresses back (not before, so an address and the MAC made
+/// from it are never on the bridge twice). A veth's deletion waits for RCU
+/// grace periods (~15 ms here), which no container start or exit should
+/// wait for. Failures go to the log; a restart's reconcile removes what a
+/// crash left.
+fn reap(
+    dir: PathBuf,
+    networks: Networks,
+    pending: Arc<Pending>,
+    rx: std::sync::mpsc::Receiver<(String, Endpoint)>,
+) {
+    for (nid, ep) in rx {
+        // A socket per deletion: an idle reaper holds no descriptor.
+        let mut nl = Netlink::open().ok();
+        let driver = networks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&nid)
+            .and_then(|n| driver::for_name(&n.driver))
+            .unwrap_or(&driver::Nat);
+        match nl.as_mut() {
+            Some(nl) => {
+                if let Err(e) = driver.teardown_endpoint(nl, &ep) {
+                    eprintln!("network service: removing endpoint {}: {e}", ep.id);
+                }
+            }
+            None => eprintln!(
+                "network service: no netlink socket to remove endpoint {}",
+                ep.id
+            ),
+        }
+        {
+            let mut nets = networks.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = nets.get_mut(&nid) {
+                n.pool.release(&ep.id);
+                if let Err(e) = save_network(&dir, n, silo_sys::fs::Durability::Atomic) {
+                    eprintln!("network service: {e}");
+                }
+            }
+        }
+        let mut c = pending.count.lock().unwrap_or_else(|e| e.into_inner());
+        *c = c.saturating_sub(1);
+        pending.done.notify_all();
+    }
 }
 
 fn silo_units_now() -> String {

@@ -205,6 +205,7 @@ fn networks_endpoints_traffic_persistence_and_bad_input() {
         assert!(nft_tables().contains(&format!("silo-{}", &net_id[..12])));
         svc.detach("ctr-a").unwrap();
         svc.detach("ctr-b").unwrap(); // idempotent: reconcile took it
+        svc.settle();
         let n = svc.get("front").unwrap();
         assert!(n.endpoints.is_empty() && n.pool.leases.is_empty());
         assert_eq!((n.total_endpoints, n.max_concurrent_endpoints), (2, 2));
