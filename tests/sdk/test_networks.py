@@ -21,7 +21,7 @@ def test_networks_with_the_sdk(silod_netns):
         client.networks.create("sdknet")
     assert e.value.status_code == 409
     # Fields silo does not honour yet are refused, not ignored.
-    for kwargs in ({"enable_ipv6": True}, {"options": {"com.docker.network.bridge.nosuch": "x"}},
+    for kwargs in ({"options": {"com.docker.network.bridge.nosuch": "x"}},
                    {"options": {"com.docker.network.driver.mtu": "nine"}}):
         with pytest.raises(docker.errors.APIError) as e:
             client.networks.create("refused", **kwargs)
@@ -110,3 +110,33 @@ def test_connect_and_disconnect_with_the_sdk(silod_netns):
     finally:
         c.remove(force=True)
         net.remove()
+
+
+def test_a_dual_stack_network_with_the_sdk(silod_netns):
+    client = silod_netns.client
+    net = client.networks.create(
+        "dualnet", driver="bridge", enable_ipv6=True,
+        ipam=IPAMConfig(pool_configs=[IPAMPool(subnet="10.82.0.0/24"),
+                                      IPAMPool(subnet="fd00:82::/64", gateway="fd00:82::1")]))
+    try:
+        assert net.attrs["EnableIPv6"] is True
+        assert [c["Subnet"] for c in net.attrs["IPAM"]["Config"]] == ["10.82.0.0/24", "fd00:82::/64"]
+        c = client.containers.run("busybox", ["sleep", "300"], detach=True, network="dualnet",
+                                  name="dual")
+        try:
+            c.reload()
+            ep = c.attrs["NetworkSettings"]["Networks"]["dualnet"]
+            assert ep["GlobalIPv6Address"].startswith("fd00:82::"), ep
+            assert ep["GlobalIPv6PrefixLen"] == 64 and ep["IPv6Gateway"] == "fd00:82::1", ep
+            out = client.containers.run("busybox", ["ping", "-6", "-c", "1", "-W", "3", "dual"],
+                                        network="dualnet", remove=True).decode()
+            assert ep["GlobalIPv6Address"] in out, out
+        finally:
+            c.remove(force=True)
+    finally:
+        net.remove()
+    # An IPv6 pool without EnableIPv6 is refused, not half made.
+    with pytest.raises(docker.errors.APIError) as e:
+        client.networks.create("halfv6", ipam=IPAMConfig(pool_configs=[IPAMPool(subnet="fd00:83::/64")]))
+    assert e.value.status_code == 400
+    assert "halfv6" not in {n.name for n in client.networks.list()}

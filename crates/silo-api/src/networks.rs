@@ -1,7 +1,7 @@
 //! Network endpoints: `/networks` list, inspect, create, remove, prune,
 //! and connect and disconnect (running containers change interfaces live).
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::params::{json_body, Params};
 use crate::stream::blocking;
 use crate::Shared;
@@ -22,21 +22,20 @@ pub async fn inspect(State(engine): State<Shared>, Path(id): Path<String>) -> Ap
 }
 
 pub async fn create(State(engine): State<Shared>, body: axum::body::Bytes) -> ApiResult<Response> {
-    // IPv6 is not there yet; the request type has no field for it, so it
-    // is looked for here rather than silently dropped.
+    let mut req: bollard_stubs::models::NetworkCreateRequest =
+        json_body(&body, "network create", false)?;
+    // EnableIPv6 in any key case (the docker CLI's forgiveness), never
+    // dropped by an exact-case decoder.
     let raw: serde_json::Value = json_body(&body, "network create", false)?;
-    if raw
+    if let Some(v) = raw
         .as_object()
         .into_iter()
         .flatten()
-        .any(|(k, v)| k.eq_ignore_ascii_case("EnableIPv6") && v == &serde_json::Value::Bool(true))
+        .find_map(|(k, v)| k.eq_ignore_ascii_case("EnableIPv6").then(|| v.as_bool()))
+        .flatten()
     {
-        return Err(ApiError::BadRequest(
-            "EnableIPv6: IPv6 networks are not supported by silo yet".to_string(),
-        ));
+        req.enable_ipv6 = Some(v);
     }
-    let req: bollard_stubs::models::NetworkCreateRequest =
-        json_body(&body, "network create", false)?;
     let v = blocking(move || engine.network_create(&req)).await?;
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }

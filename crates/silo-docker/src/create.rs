@@ -298,11 +298,6 @@ pub(crate) fn endpoint_join(
                 st.driver_opts.as_ref().is_some_and(|d| !d.is_empty()),
             ),
             (
-                "IPAMConfig.IPv6Address",
-                ipam.and_then(|i| i.ipv6_address.as_ref())
-                    .is_some_and(|a| !a.is_empty()),
-            ),
-            (
                 "IPAMConfig.LinkLocalIPs",
                 ipam.and_then(|i| i.link_local_ips.as_ref())
                     .is_some_and(|a| !a.is_empty()),
@@ -330,6 +325,18 @@ pub(crate) fn endpoint_join(
             })
         })
         .transpose()?;
+    let ip6 = settings
+        .and_then(|s| s.ipam_config.as_ref())
+        .and_then(|i| i.ipv6_address.as_deref())
+        .filter(|a| !a.is_empty())
+        .map(|a| match a.parse::<std::net::IpAddr>() {
+            Ok(ip @ std::net::IpAddr::V6(_)) => Ok(ip),
+            _ => Err(invalid(
+                "NetworkingConfig.EndpointsConfig",
+                format!("invalid IPv6 address {a:?} for network {name}"),
+            )),
+        })
+        .transpose()?;
     let mac = settings
         .and_then(|s| s.mac_address.as_deref())
         .filter(|m| !m.is_empty())
@@ -344,6 +351,7 @@ pub(crate) fn endpoint_join(
         network: name.to_string(),
         aliases: settings.and_then(|s| s.aliases.clone()).unwrap_or_default(),
         ip,
+        ip6,
         mac,
     })
 }

@@ -688,6 +688,7 @@ impl Docker {
                     network: silo_network::service::DEFAULT_NETWORK.to_string(),
                     aliases: Vec::new(),
                     ip: None,
+                    ip6: None,
                     mac: None,
                 }];
                 &default_join[..]
@@ -711,6 +712,19 @@ impl Docker {
                     gateway: Some(n.pool.gateway.to_string()),
                     ip_address: Some(ep.ip.to_string()),
                     ip_prefix_len: Some(i64::from(ep.prefix)),
+                    global_ipv6_address: Some(ep.ip6.map(|a| a.to_string()).unwrap_or_default()),
+                    global_ipv6_prefix_len: Some(
+                        n.pool6
+                            .as_ref()
+                            .filter(|_| ep.ip6.is_some())
+                            .map_or(0, |p| i64::from(p.subnet.prefix)),
+                    ),
+                    ipv6_gateway: Some(
+                        n.pool6
+                            .as_ref()
+                            .map(|p| p.gateway.to_string())
+                            .unwrap_or_default(),
+                    ),
                     mac_address: Some(ep.mac.clone()),
                     ..Default::default()
                 },

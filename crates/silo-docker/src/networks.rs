@@ -22,15 +22,15 @@ fn shape(n: &Network, containers: Value) -> Value {
         "Scope": "local",
         "Driver": "bridge",
         "EnableIPv4": true,
-        "EnableIPv6": false,
+        "EnableIPv6": n.pool6.is_some(),
         "IPAM": {
             "Driver": "default",
             "Options": {},
-            "Config": [{
-                "Subnet": n.pool.subnet.to_string(),
-                "Gateway": n.pool.gateway.to_string(),
-                "IPRange": n.pool.range.map(|r| r.to_string()),
-            }],
+            "Config": std::iter::once(&n.pool).chain(&n.pool6).map(|p| json!({
+                "Subnet": p.subnet.to_string(),
+                "Gateway": p.gateway.to_string(),
+                "IPRange": p.range.map(|r| r.to_string()),
+            })).collect::<Vec<_>>(),
         },
         "Internal": n.internal,
         "Attachable": n.attachable,
@@ -92,7 +92,10 @@ impl Docker {
                     "EndpointID": ep.id,
                     "MacAddress": ep.mac,
                     "IPv4Address": format!("{}/{}", ep.ip, ep.prefix),
-                    "IPv6Address": "",
+                    "IPv6Address": match (ep.ip6, &n.pool6) {
+                        (Some(a), Some(p)) => format!("{a}/{}", p.subnet.prefix),
+                        _ => String::new(),
+                    },
                 }),
             );
         }
@@ -163,47 +166,76 @@ impl Docker {
             .as_ref()
             .and_then(|i| i.config.clone())
             .unwrap_or_default();
-        if configs.len() > 1 {
-            return Err(invalid(
-                "IPAM.Config",
-                "one subnet per network is supported for now",
-            ));
-        }
         let parse = |field: &str, v: &Option<String>| {
             v.as_deref()
                 .filter(|s| !s.is_empty())
                 .map(|s| {
-                    s.parse()
-                        .map_err(|e: silo_network::ipam::IpamError| invalid(field, e.to_string()))
+                    s.parse::<silo_network::ipam::Subnet>()
+                        .map_err(|e| invalid(field, e.to_string()))
                 })
                 .transpose()
         };
-        let cfg = configs.first().cloned().unwrap_or_default();
-        if cfg
-            .auxiliary_addresses
-            .as_ref()
-            .is_some_and(|a| !a.is_empty())
-        {
+        // At most one IPv4 and one IPv6 pool (dual stack).
+        let mut v4 = None;
+        let mut v6 = None;
+        for cfg in &configs {
+            if cfg
+                .auxiliary_addresses
+                .as_ref()
+                .is_some_and(|a| !a.is_empty())
+            {
+                return Err(invalid(
+                    "IPAM.Config.AuxiliaryAddresses",
+                    "auxiliary addresses are not supported by silo",
+                ));
+            }
+            let subnet = parse("IPAM.Config.Subnet", &cfg.subnet)?;
+            let gateway = cfg
+                .gateway
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(|g| {
+                    g.parse::<std::net::IpAddr>().map_err(|_| {
+                        invalid("IPAM.Config.Gateway", format!("invalid gateway {g:?}"))
+                    })
+                })
+                .transpose()?;
+            let range = parse("IPAM.Config.IPRange", &cfg.ip_range)?;
+            let is_v6 = subnet
+                .map(|s| s.addr.is_ipv6())
+                .or(gateway.map(|g| g.is_ipv6()))
+                .unwrap_or(false);
+            let slot = if is_v6 { &mut v6 } else { &mut v4 };
+            if slot.is_some() {
+                return Err(invalid(
+                    "IPAM.Config",
+                    format!(
+                        "one {} subnet per network is supported",
+                        if is_v6 { "IPv6" } else { "IPv4" }
+                    ),
+                ));
+            }
+            *slot = Some((subnet, gateway, range));
+        }
+        let (subnet, gateway, ip_range) = v4.unwrap_or_default();
+        let ipv6 = body.enable_ipv6 == Some(true);
+        if v6.is_some() && !ipv6 {
             return Err(invalid(
-                "IPAM.Config.AuxiliaryAddresses",
-                "auxiliary addresses are not supported by silo",
+                "EnableIPv6",
+                "an IPv6 subnet needs EnableIPv6 (docker network create --ipv6)",
             ));
         }
-        let gateway = cfg
-            .gateway
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .map(|g| {
-                g.parse()
-                    .map_err(|_| invalid("IPAM.Config.Gateway", format!("invalid gateway {g:?}")))
-            })
-            .transpose()?;
+        let (subnet6, gateway6, ip_range6) = v6.unwrap_or_default();
         let req = CreateNetwork {
             name: body.name.clone(),
             driver: body.driver.clone(),
-            subnet: parse("IPAM.Config.Subnet", &cfg.subnet)?,
+            subnet,
             gateway,
-            ip_range: parse("IPAM.Config.IPRange", &cfg.ip_range)?,
+            ip_range,
+            ipv6,
+            subnet6,
+            gateway6,
+            ip_range6,
             internal: body.internal == Some(true),
             attachable: body.attachable == Some(true),
             options: body

@@ -747,6 +747,7 @@ impl Engine {
             network: silo_network::service::DEFAULT_NETWORK.to_string(),
             aliases: Vec::new(),
             ip: None,
+            ip6: None,
             mac: None,
         }];
         let joins: &[crate::model::NetworkJoin] = match &c.config.namespaces.network {

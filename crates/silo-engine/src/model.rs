@@ -176,6 +176,9 @@ pub struct NetworkJoin {
     /// A fixed address (else the network's IPAM picks one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<std::net::IpAddr>,
+    /// A fixed IPv6 address, on an IPv6 network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<std::net::IpAddr>,
     /// A fixed MAC address (else one derived from the IPv4 address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<[u8; 6]>,

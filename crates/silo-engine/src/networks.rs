@@ -27,6 +27,7 @@ impl NetworkService for Hns {
                 network: silo_network::service::DEFAULT_NETWORK.to_string(),
                 aliases: Vec::new(),
                 ip: None,
+                ip6: None,
                 mac: None,
             }],
             NetworkMode::Networks(joins) => joins
@@ -35,6 +36,7 @@ impl NetworkService for Hns {
                     network: j.network.clone(),
                     aliases: j.aliases.clone(),
                     ip: j.ip,
+                    ip6: j.ip6,
                     mac: j.mac,
                 })
                 .collect(),
@@ -81,6 +83,7 @@ impl NetworkService for Hns {
             network: join.network.clone(),
             aliases: join.aliases.clone(),
             ip: join.ip,
+            ip6: join.ip6,
             mac: join.mac,
         }];
         self.0
@@ -315,6 +318,7 @@ impl Engine {
                 network: silo_network::service::DEFAULT_NETWORK.to_string(),
                 aliases: Vec::new(),
                 ip: None,
+                ip6: None,
                 mac: None,
             }]),
             NetworkMode::Host => Err(Error::invalid(
@@ -486,6 +490,26 @@ impl Engine {
                             n.name, n.pool.subnet
                         ),
                     ));
+                }
+            }
+            if let Some(ip6) = j.ip6 {
+                match &n.pool6 {
+                    Some(p6) if p6.subnet.contains(ip6) => {}
+                    Some(p6) => {
+                        return Err(Error::invalid(
+                            "networks",
+                            format!(
+                                "address {ip6} is not in network {}'s IPv6 subnet {}",
+                                n.name, p6.subnet
+                            ),
+                        ))
+                    }
+                    None => {
+                        return Err(Error::invalid(
+                            "networks",
+                            format!("network {} has no IPv6 (create it with --ipv6)", n.name),
+                        ))
+                    }
                 }
             }
             j.network = n.name;

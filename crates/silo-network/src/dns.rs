@@ -99,9 +99,10 @@ pub fn parse_query(msg: &[u8]) -> Result<Question, DnsError> {
     })
 }
 
-/// An authoritative answer to `query` with `addrs` as A records (none: an
-/// empty NOERROR answer, as for AAAA of a known name).
-pub fn answer(query: &[u8], q: &Question, addrs: &[Ipv4Addr]) -> Vec<u8> {
+/// An authoritative answer to `query` with `addrs` as A (IPv4) and AAAA
+/// (IPv6) records; none: an empty NOERROR answer (a known name without an
+/// address of the asked family).
+pub fn answer(query: &[u8], q: &Question, addrs: &[IpAddr]) -> Vec<u8> {
     let rd = query[2] & 0x01;
     let mut out = Vec::with_capacity(q.end + addrs.len() * 16);
     out.extend_from_slice(&q.id.to_be_bytes());
@@ -113,13 +114,17 @@ pub fn answer(query: &[u8], q: &Question, addrs: &[Ipv4Addr]) -> Vec<u8> {
     out.extend_from_slice(&[0, 0, 0, 0]);
     out.extend_from_slice(&query[12..q.end]);
     for a in addrs {
+        let (ty, data) = match a {
+            IpAddr::V4(v4) => (TYPE_A, v4.octets().to_vec()),
+            IpAddr::V6(v6) => (TYPE_AAAA, v6.octets().to_vec()),
+        };
         // The name is a pointer to the question's (offset 12).
         out.extend_from_slice(&[0xc0, 0x0c]);
-        out.extend_from_slice(&TYPE_A.to_be_bytes());
+        out.extend_from_slice(&ty.to_be_bytes());
         out.extend_from_slice(&CLASS_IN.to_be_bytes());
         out.extend_from_slice(&TTL.to_be_bytes());
-        out.extend_from_slice(&4u16.to_be_bytes());
-        out.extend_from_slice(&a.octets());
+        out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        out.extend_from_slice(&data);
     }
     out
 }
@@ -135,7 +140,7 @@ fn servfail(query: &[u8], q: &Question) -> Vec<u8> {
 /// What the server asks of the network service.
 pub trait Names: Send + Sync {
     /// The addresses `name` has for `owner` (None: not a local name).
-    fn lookup(&self, owner: &str, name: &str) -> Option<Vec<Ipv4Addr>>;
+    fn lookup(&self, owner: &str, name: &str) -> Option<Vec<IpAddr>>;
 }
 
 struct Client {
@@ -289,14 +294,12 @@ impl Server {
         }
     }
 
-    fn resolve(&self, owner: &str, q: &Question) -> Option<Vec<Ipv4Addr>> {
+    fn resolve(&self, owner: &str, q: &Question) -> Option<Vec<IpAddr>> {
         if q.qclass != CLASS_IN || !matches!(q.qtype, TYPE_A | TYPE_AAAA) {
             return None;
         }
         let mut addrs = self.names.lookup(owner, &q.name)?;
-        if q.qtype == TYPE_AAAA {
-            return Some(Vec::new());
-        }
+        addrs.retain(|a| a.is_ipv4() == (q.qtype == TYPE_A));
         if addrs.len() > 1 {
             let n = self.turn.fetch_add(1, Ordering::Relaxed) % addrs.len();
             addrs.rotate_left(n);
@@ -454,13 +457,21 @@ mod tests {
         let a = answer(
             &m,
             &q,
-            &[Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3)],
+            &[
+                Ipv4Addr::new(10, 0, 0, 2).into(),
+                Ipv4Addr::new(10, 0, 0, 3).into(),
+            ],
         );
         assert_eq!(&a[..2], &[0x12, 0x34]);
         assert_eq!(a[2] & 0x80, 0x80, "a response");
         assert_eq!(u16::from_be_bytes([a[6], a[7]]), 2, "two answers");
         assert_eq!(&a[a.len() - 4..], &[10, 0, 0, 3]);
         assert_eq!(&a[m.len()..m.len() + 2], &[0xc0, 0x0c]);
+        let m6 = query(7, "web", TYPE_AAAA);
+        let q6 = parse_query(&m6).unwrap();
+        let a6 = answer(&m6, &q6, &["fd00::2".parse().unwrap()]);
+        assert_eq!(&a6[a6.len() - 18..a6.len() - 16], &[0, 16], "rdlength 16");
+        assert_eq!(a6[a6.len() - 1], 2);
         let f = servfail(&m, &q);
         assert_eq!(f[3] & 0x0f, 2);
     }

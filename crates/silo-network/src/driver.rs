@@ -143,11 +143,17 @@ impl Driver for Nat {
         let spec = BridgeSpec {
             network: n.name.clone(),
             bridge: n.bridge.clone(),
-            gateways: vec![(n.pool.gateway, n.pool.subnet.prefix)],
+            gateways: std::iter::once(&n.pool)
+                .chain(&n.pool6)
+                .map(|p| (p.gateway, p.subnet.prefix))
+                .collect(),
             mtu: mtu(&n.options)?,
         };
         let index = nat::setup_bridge(nl, &spec)?;
-        let subnets = [n.pool.subnet];
+        let subnets: Vec<_> = std::iter::once(&n.pool)
+            .chain(&n.pool6)
+            .map(|p| p.subnet)
+            .collect();
         let rules = NetworkRules {
             id: &n.id,
             bridge: &n.bridge,
@@ -167,6 +173,9 @@ impl Driver for Nat {
             // ports reached from 127.0.0.1 need loopback sources routed
             // onto the bridge.
             let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
+            if n.pool6.is_some() {
+                let _ = std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1");
+            }
             let _ = std::fs::write(
                 format!("/proc/sys/net/ipv4/conf/{}/route_localnet", n.bridge),
                 "1",

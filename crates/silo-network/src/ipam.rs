@@ -32,6 +32,8 @@ pub enum IpamError {
     TooSmall { subnet: Subnet },
     #[error("{addr} cannot be used: it is the subnet's {what}")]
     Reserved { addr: IpAddr, what: &'static str },
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// An IPv4 or IPv6 prefix, kept normalized (host bits zero).

@@ -61,6 +61,8 @@ pub struct EndpointSpec {
     pub addresses: Vec<(IpAddr, u8)>,
     /// The default route's gateway, for the container's first network.
     pub default_gateway: Option<IpAddr>,
+    /// The IPv6 default route's gateway, on an IPv6 network.
+    pub default_gateway6: Option<IpAddr>,
     /// The MTU of both ends (None: the kernel's default).
     pub mtu: Option<u32>,
     /// An isolated bridge port: no traffic with the network's other
@@ -232,8 +234,8 @@ pub fn setup_endpoint(
                 nl.add_address(peer.index, *a, *p)?;
             }
             nl.set_up(peer.index)?;
-            if let Some(gw) = ep.default_gateway {
-                nl.add_default_route(gw)?;
+            for gw in ep.default_gateway.iter().chain(&ep.default_gateway6) {
+                nl.add_default_route(*gw)?;
             }
             Ok(())
         })

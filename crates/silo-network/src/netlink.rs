@@ -11,7 +11,7 @@ use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 pub use netlink_packet_route::link::InfoBridgePort;
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
@@ -284,6 +284,12 @@ impl Netlink {
         m.header.index = index;
         m.attributes.push(AddressAttribute::Local(addr));
         m.attributes.push(AddressAttribute::Address(addr));
+        if addr.is_ipv6() {
+            // No duplicate address detection: silo's IPAM hands out each
+            // address once, and DAD would keep it tentative for a second.
+            m.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
         self.request(
             &format!("adding address {addr}/{prefix} to link {index}"),
             RouteNetlinkMessage::NewAddress(m),

@@ -96,6 +96,9 @@ pub struct Endpoint {
     pub ifname: String,
     pub ip: IpAddr,
     pub prefix: u8,
+    /// The IPv6 address, on an IPv6 network (its prefix is the network's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<IpAddr>,
     pub mac: String,
     #[serde(default)]
     pub aliases: Vec<String>,
@@ -124,6 +127,9 @@ pub struct Network {
     pub driver: String,
     pub bridge: String,
     pub pool: Pool,
+    /// The IPv6 pool of an IPv6 network (`--ipv6`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool6: Option<Pool>,
     #[serde(default)]
     pub internal: bool,
     /// Docker's `Attachable`: containers may join by hand. Every local
@@ -155,6 +161,12 @@ pub struct CreateNetwork {
     pub subnet: Option<Subnet>,
     pub gateway: Option<IpAddr>,
     pub ip_range: Option<Subnet>,
+    /// An IPv6 network too (dual stack).
+    pub ipv6: bool,
+    /// Its IPv6 subnet (None: a ULA /64 made from the network's id).
+    pub subnet6: Option<Subnet>,
+    pub gateway6: Option<IpAddr>,
+    pub ip_range6: Option<Subnet>,
     pub internal: bool,
     pub attachable: bool,
     pub options: BTreeMap<String, String>,
@@ -167,6 +179,8 @@ pub struct JoinRequest {
     pub network: String,
     pub aliases: Vec<String>,
     pub ip: Option<IpAddr>,
+    /// A fixed IPv6 address, on an IPv6 network.
+    pub ip6: Option<IpAddr>,
     /// A fixed MAC (else derived from the address, from the MAC pool).
     pub mac: Option<[u8; 6]>,
 }
@@ -195,7 +209,7 @@ type Networks = Arc<Mutex<BTreeMap<String, Network>>>;
 struct Directory(Networks);
 
 impl dns::Names for Directory {
-    fn lookup(&self, owner: &str, name: &str) -> Option<Vec<std::net::Ipv4Addr>> {
+    fn lookup(&self, owner: &str, name: &str) -> Option<Vec<IpAddr>> {
         let nets = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let mut found = false;
         let mut out = Vec::new();
@@ -211,7 +225,7 @@ impl dns::Names for Directory {
                     .any(|x| x.eq_ignore_ascii_case(name));
                 if named {
                     found = true;
-                    if let IpAddr::V4(a) = e.ip {
+                    for a in std::iter::once(e.ip).chain(e.ip6) {
                         if !out.contains(&a) {
                             out.push(a);
                         }
@@ -313,6 +327,7 @@ impl Service {
                 driver: "nat".into(),
                 bridge: DEFAULT_BRIDGE.into(),
                 pool,
+                pool6: None,
                 internal: false,
                 attachable: false,
                 options: BTreeMap::new(),
@@ -436,6 +451,49 @@ impl Service {
                 source,
             })?;
         let id = silo_sys::id::random_hex(32);
+        if !req.ipv6 && (req.subnet6.is_some() || req.gateway6.is_some() || req.ip_range6.is_some())
+        {
+            return Err(ServiceError::Ipam {
+                network: req.name.clone(),
+                source: IpamError::Invalid(
+                    "an IPv6 subnet, gateway or range needs an IPv6 network (--ipv6)".into(),
+                ),
+            });
+        }
+        let pool6 = if req.ipv6 {
+            let subnet6 = match req.subnet6 {
+                Some(s6) => {
+                    if s6.addr.is_ipv4() {
+                        return Err(ServiceError::Ipam {
+                            network: req.name.clone(),
+                            source: IpamError::Invalid(format!("{s6} is not an IPv6 subnet")),
+                        });
+                    }
+                    if let Some(other) = nets
+                        .values()
+                        .find(|n| n.pool6.as_ref().is_some_and(|p| p.subnet.overlaps(&s6)))
+                    {
+                        return Err(ServiceError::Overlap {
+                            subnet: s6,
+                            other: other.name.clone(),
+                            theirs: other.pool6.as_ref().map(|p| p.subnet).unwrap_or(s6),
+                        });
+                    }
+                    s6
+                }
+                None => ula_subnet(&id),
+            };
+            Some(
+                Pool::new(subnet6, req.gateway6, req.ip_range6).map_err(|source| {
+                    ServiceError::Ipam {
+                        network: req.name.clone(),
+                        source,
+                    }
+                })?,
+            )
+        } else {
+            None
+        };
         let bridge = match req.options.get(driver::opt::BRIDGE_NAME) {
             Some(b) => {
                 if nets.values().any(|n| &n.bridge == b) {
@@ -454,6 +512,7 @@ impl Service {
             name: req.name.clone(),
             driver: driver.into(),
             pool,
+            pool6,
             internal: req.internal,
             attachable: req.attachable,
             options: req.options.clone(),
@@ -823,6 +882,28 @@ impl Service {
                 network: n.name.clone(),
                 source,
             })?;
+        let ip6 = match n.pool6.as_mut() {
+            Some(p6) => match p6.allocate(&ep_id, j.ip6) {
+                Ok(a) => Some(a),
+                Err(source) => {
+                    n.pool.release(&ep_id);
+                    return Err(ServiceError::Ipam {
+                        network: n.name.clone(),
+                        source,
+                    });
+                }
+            },
+            None if j.ip6.is_some() => {
+                n.pool.release(&ep_id);
+                return Err(ServiceError::Ipam {
+                    network: n.name.clone(),
+                    source: IpamError::Invalid(
+                        "an IPv6 address was given, but the network has no IPv6 (--ipv6)".into(),
+                    ),
+                });
+            }
+            None => None,
+        };
         let mac = match (j.mac, ip) {
             (Some(m), _) => m,
             (None, IpAddr::V4(v4)) => mac_for(v4),
@@ -834,6 +915,9 @@ impl Service {
         let text = mac_text(mac);
         if let Some(other) = n.endpoints.values().find(|e| e.mac == text) {
             n.pool.release(&ep_id);
+            if let Some(p6) = n.pool6.as_mut() {
+                p6.release(&ep_id);
+            }
             return Err(ServiceError::MacInUse {
                 mac: text,
                 network: n.name.clone(),
@@ -847,6 +931,7 @@ impl Service {
             owner: owner.to_string(),
             ip,
             prefix: n.pool.subnet.prefix,
+            ip6,
             ports: Vec::new(),
             names: spec.names.to_vec(),
             netns: Some(spec.netns.to_path_buf()),
@@ -867,8 +952,11 @@ impl Service {
                     host_ifname: ep.host_ifname.clone(),
                     ifname: ep.ifname.clone(),
                     mac,
-                    addresses: vec![(ip, ep.prefix)],
+                    addresses: std::iter::once((ip, ep.prefix))
+                        .chain(ip6.zip(n.pool6.as_ref().map(|p| p.subnet.prefix)))
+                        .collect(),
                     default_gateway: gateway,
+                    default_gateway6: gateway.and(n.pool6.as_ref().map(|p| p.gateway)),
                     mtu: None,
                     isolated: false,
                 },
@@ -1043,9 +1131,22 @@ impl Service {
                     .filter(|owner| !n.endpoints.contains_key(*owner))
                     .cloned()
                     .collect();
+                let orphans6: Vec<String> = n
+                    .pool6
+                    .iter()
+                    .flat_map(|p| p.leases.values())
+                    .filter(|owner| !n.endpoints.contains_key(*owner))
+                    .cloned()
+                    .collect();
                 for o in &orphans {
                     n.pool.release(o);
                 }
+                if let Some(p6) = n.pool6.as_mut() {
+                    for o in &orphans6 {
+                        p6.release(o);
+                    }
+                }
+                let orphans = [orphans, orphans6].concat();
                 if !orphans.is_empty() {
                     if let Err(e) = self.save_endpoints(n) {
                         errors.push(e.to_string());
@@ -1179,6 +1280,28 @@ fn mac_text(mac: [u8; 6]) -> String {
         .join(":")
 }
 
+/// A unique local IPv6 /64 (fdXX:…) made from a network's id, for an IPv6
+/// network created without a subnet.
+fn ula_subnet(id: &str) -> Subnet {
+    let hex: Vec<u16> = (0..3)
+        .map(|i| u16::from_str_radix(id.get(i * 4..i * 4 + 4).unwrap_or("0"), 16).unwrap_or(0))
+        .collect();
+    let a = std::net::Ipv6Addr::new(
+        0xfd00 | (hex[0] >> 8),
+        hex[1],
+        hex[2],
+        hex[0] & 0xff,
+        0,
+        0,
+        0,
+        0,
+    );
+    Subnet {
+        addr: IpAddr::V6(a),
+        prefix: 64,
+    }
+}
+
 /// Writes a network's record atomically.
 fn save_network(dir: &Path, n: &Network, durability: silo_sys::fs::Durability) -> Result<()> {
     let p = dir.join("networks").join(format!("{}.json", n.id));
@@ -1237,6 +1360,9 @@ fn reap(
             let mut nets = networks.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(n) = nets.get_mut(&nid) {
                 n.pool.release(&ep.id);
+                if let Some(p6) = n.pool6.as_mut() {
+                    p6.release(&ep.id);
+                }
                 if let Err(e) = save_network(&dir, n, silo_sys::fs::Durability::Atomic) {
                     eprintln!("network service: {e}");
                 }

@@ -65,6 +65,7 @@ fn endpoints_on_a_bridge_talk_and_leave_nothing() {
         },
         addresses: vec![(ip, 24)],
         default_gateway: Some("10.77.0.1".parse().unwrap()),
+        default_gateway6: None,
         mtu: None,
         isolated: false,
     };

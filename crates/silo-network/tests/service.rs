@@ -124,6 +124,7 @@ fn networks_endpoints_traffic_persistence_and_bad_input() {
             network: net.into(),
             aliases: vec!["web".into()],
             ip: None,
+            ip6: None,
             mac: None,
         };
         let ea = svc.attach(&spec("ctr-a", &a, &[join("front")])).unwrap();

@@ -219,12 +219,18 @@ pub enum NetworkCmd {
     Create {
         #[arg(short, long)]
         driver: Option<String>,
+        /// Subnet (one IPv4 and, with --ipv6, one IPv6)
         #[arg(long)]
-        subnet: Option<String>,
+        subnet: Vec<String>,
+        /// Gateway of the subnet of its family
         #[arg(long)]
-        gateway: Option<String>,
+        gateway: Vec<String>,
+        /// Range of the subnet of its family that containers get
         #[arg(long = "ip-range")]
-        ip_range: Option<String>,
+        ip_range: Vec<String>,
+        /// Enable IPv6 (dual stack)
+        #[arg(long)]
+        ipv6: bool,
         #[arg(long)]
         internal: bool,
         #[arg(long)]

@@ -109,6 +109,9 @@ pub struct RunArgs {
     /// IPv4 address on the network given with --network
     #[arg(long)]
     pub ip: Option<String>,
+    /// IPv6 address on the network given with --network
+    #[arg(long)]
+    pub ip6: Option<String>,
     /// Add a network-scoped alias for the container
     #[arg(long = "network-alias")]
     pub network_alias: Vec<String>,
@@ -575,10 +578,10 @@ pub fn build_body(a: &RunArgs) -> Result<ContainerCreateBody> {
 /// `--ip` and `--network-alias` for the network of `--network`, which
 /// must then name a user network (as docker requires).
 fn endpoint_config(a: &RunArgs) -> Result<Option<bollard_stubs::models::NetworkingConfig>> {
-    if a.ip.is_none() && a.network_alias.is_empty() && a.mac_address.is_none() {
+    if a.ip.is_none() && a.ip6.is_none() && a.network_alias.is_empty() && a.mac_address.is_none() {
         return Ok(None);
     }
-    let user_net = a.ip.is_some() || !a.network_alias.is_empty();
+    let user_net = a.ip.is_some() || a.ip6.is_some() || !a.network_alias.is_empty();
     let net = match a.network.as_deref() {
         Some(n)
             if !matches!(n, "" | "default" | "bridge" | "nat" | "none" | "host")
@@ -594,13 +597,13 @@ fn endpoint_config(a: &RunArgs) -> Result<Option<bollard_stubs::models::Networki
     let settings = bollard_stubs::models::EndpointSettings {
         mac_address: a.mac_address.clone(),
         aliases: (!a.network_alias.is_empty()).then(|| a.network_alias.clone()),
-        ipam_config: a
-            .ip
-            .as_ref()
-            .map(|ip| bollard_stubs::models::EndpointIpamConfig {
-                ipv4_address: Some(ip.clone()),
+        ipam_config: (a.ip.is_some() || a.ip6.is_some()).then(|| {
+            bollard_stubs::models::EndpointIpamConfig {
+                ipv4_address: a.ip.clone(),
+                ipv6_address: a.ip6.clone(),
                 ..Default::default()
-            }),
+            }
+        }),
         ..Default::default()
     };
     Ok(Some(bollard_stubs::models::NetworkingConfig {

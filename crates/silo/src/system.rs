@@ -358,6 +358,7 @@ pub fn network(app: &App, cmd: crate::cli::NetworkCmd) -> Result<()> {
             subnet,
             gateway,
             ip_range,
+            ipv6,
             internal,
             label,
             opt,
@@ -373,13 +374,27 @@ pub fn network(app: &App, cmd: crate::cli::NetworkCmd) -> Result<()> {
                 let (k, v) = o.split_once('=').unwrap_or((o.as_str(), ""));
                 options.insert(k.to_string(), Value::String(v.to_string()));
             }
-            let cfg: Vec<Value> = if subnet.is_some() || gateway.is_some() || ip_range.is_some() {
-                vec![serde_json::json!({"Subnet": subnet, "Gateway": gateway, "IPRange": ip_range})]
-            } else {
-                vec![]
-            };
+            // Each subnet with the gateway and range of its family.
+            let v6 = |s: &String| s.contains(':');
+            let pick = |v: &[String], six: bool| v.iter().find(|x| v6(x) == six).cloned();
+            let mut cfg: Vec<Value> = subnet
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "Subnet": s,
+                        "Gateway": pick(&gateway, v6(s)),
+                        "IPRange": pick(&ip_range, v6(s)),
+                    })
+                })
+                .collect();
+            if subnet.is_empty() && (!gateway.is_empty() || !ip_range.is_empty()) {
+                cfg.push(serde_json::json!({
+                    "Gateway": pick(&gateway, false),
+                    "IPRange": pick(&ip_range, false),
+                }));
+            }
             let body = serde_json::json!({
-                "Name": name, "Driver": driver, "Internal": internal,
+                "Name": name, "Driver": driver, "Internal": internal, "EnableIPv6": ipv6,
                 "IPAM": {"Config": cfg}, "Labels": labels, "Options": options,
             });
             let v: Value = app.post("/networks/create", Some(&body))?;

@@ -1105,3 +1105,111 @@ fn network_options_name_the_bridge_set_the_mtu_and_cut_traffic_between_container
         .lines()
         .all(|l| !l.contains("brquiet")));
 }
+
+#[test]
+fn ipv6_networks_are_dual_stack_with_addresses_routes_and_names() {
+    let d = Daemon::start_in_netns(Path::new(SILOD), Cli::Docker);
+    d.import_busybox();
+    d.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "10.84.0.0/24",
+        "--subnet",
+        "fd00:84::/64",
+        "v6net",
+    ]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "six",
+        "--network",
+        "v6net",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let ip6 = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.v6net.GlobalIPv6Address}}",
+        "six",
+    ]);
+    let ip6 = ip6.trim().to_string();
+    assert!(ip6.starts_with("fd00:84::"), "{ip6}");
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "v6net",
+        "--ip6",
+        "fd00:84::99",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -6 addr show eth0; ip -6 route; ping -6 -c 1 -W 3 six; nslookup -type=AAAA six",
+    ]);
+    assert!(out.contains("inet6 fd00:84::99/64"), "{out}");
+    assert!(out.contains("default via fd00:84::1"), "{out}");
+    assert!(out.contains(&format!("bytes from {ip6}")), "{out}");
+    assert!(out.contains(&format!("Address: {ip6}")), "{out}");
+    // The host reaches the container over IPv6 through the bridge.
+    let out = d.in_netns(&["busybox", "ping", "-6", "-c", "1", "-W", "3", &ip6]);
+    assert!(out.status.success(), "no IPv6 path from the host to {ip6}");
+    // --ipv6 without a subnet gets a unique local /64.
+    d.ok(&["network", "create", "--ipv6", "auto6"]);
+    let cfg = d.ok(&["network", "inspect", "-f", "{{json .IPAM.Config}}", "auto6"]);
+    assert!(cfg.contains("\"Subnet\":\"fd"), "{cfg}");
+    // Bad input: a v6 subnet without --ipv6, an overlap, --ip6 outside or
+    // on a network without IPv6.
+    refused(
+        &d,
+        &["network", "create", "--subnet", "fd00:85::/64", "half"],
+        "--ipv6",
+    );
+    refused(
+        &d,
+        &[
+            "network",
+            "create",
+            "--ipv6",
+            "--subnet",
+            "fd00:84::/48",
+            "over6",
+        ],
+        "overlaps",
+    );
+    refused(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "v6net",
+            "--ip6",
+            "fd00:99::5",
+            "busybox",
+            "true",
+        ],
+        "fd00:99::5",
+    );
+    refused(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "auto6",
+            "--ip",
+            "10.84.0.9",
+            "busybox",
+            "true",
+        ],
+        "10.84.0.9",
+    );
+    d.ok(&["rm", "-f", "six"]);
+    d.ok(&["network", "rm", "v6net", "auto6"]);
+    no_endpoint_links_left(&d);
+}
