@@ -145,9 +145,23 @@ impl Netlink {
             .collect())
     }
 
-    /// The link named `name`, if any.
+    /// The link named `name`, if any: one lookup by name, not a dump of
+    /// every link (a start must not cost more with more containers).
     pub fn link(&mut self, name: &str) -> Result<Option<Link>> {
-        Ok(self.links()?.into_iter().find(|l| l.name == name))
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.request(
+            &format!("looking up link {name}"),
+            RouteNetlinkMessage::GetLink(m),
+            NLM_F_ACK,
+        ) {
+            Ok(msgs) => Ok(msgs.into_iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(link_of(&l)),
+                _ => None,
+            })),
+            Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Creates a bridge; returns its index.
