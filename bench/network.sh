@@ -1,9 +1,10 @@
 #!/bin/bash
 # bench/network.sh — the cost of a network endpoint at container start, side by
 # side: `docker run --rm busybox true` on the default network against the same
-# with `--network none`, through silod (nat network: bridge, veth, nftables) and
-# Debian's dockerd 20.10 (its default bridge, iptables backend), driven by the
-# same docker CLI. Each daemon runs in a private network namespace of its own
+# with `--network none`, through silod (nat network: bridge, veth, nftables),
+# Debian's dockerd 20.10 (its default bridge, iptables backend), both driven by
+# the same docker CLI, and Podman 4.3 (netavark) when it is installed (its own
+# CLI, runc, cgroupfs, nofile within this host's hard limit). Each daemon runs in a private network namespace of its own
 # (pinned under a mktemp dir), so the host's network is never touched and
 # dockerd's iptables (FORWARD policy DROP once br_netfilter is loaded) never
 # sees silod's bridges.
@@ -19,8 +20,11 @@
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh" 20
 work=$(mktemp -d /tmp/nb.XXXXXX)
 declare -A pid=()
-declare -A ns=([silod]=$work/netns-silod [dockerd]=$work/netns-dockerd)
-for n in silod dockerd; do
+engines=(silod dockerd)
+command -v podman >/dev/null && engines+=(podman)
+declare -A ns=()
+for n in "${engines[@]}"; do
+    ns[$n]=$work/netns-$n
     touch "${ns[$n]}"
     unshare --net="${ns[$n]}" ip link set lo up
 done
@@ -38,7 +42,21 @@ cleanup() {
 }
 trap cleanup EXIT
 sock() { case $1 in silod) echo "$work/silod.sock" ;; dockerd) echo "$work/docker.sock" ;; esac; }
-dk() { local n=$1; shift; DOCKER_HOST=unix://$(sock "$n") timeout -k 5 120 "$DOCKER" "$@"; }
+# One engine's CLI: the docker CLI for silod and dockerd, podman's own (in
+# its namespace, with private storage) for podman.
+dk() {
+    local n=$1; shift
+    if [ "$n" = podman ]; then
+        local sub=$1; shift
+        local extra=()
+        [ "$sub" = run ] && extra=(--ulimit nofile=1024:1024 --ulimit nproc=4096:4096)
+        inns podman timeout -k 5 120 podman --root "$work/podman" --runroot "$work/px" \
+            --runtime runc --cgroup-manager cgroupfs --events-backend none \
+            --network-backend netavark "$sub" "${extra[@]}" "$@"
+    else
+        DOCKER_HOST=unix://$(sock "$n") timeout -k 5 120 "$DOCKER" "$@"
+    fi
+}
 "$repo/scripts/mkrootfs.sh" "$work/rootfs" >/dev/null
 tar -C "$work/rootfs" -cf "$work/bb.tar" .
 inns silod "$bin/silod" -H "unix://$(sock silod)" --data-root "$work/silod" --exec-root "$work/sx" \
@@ -47,7 +65,7 @@ pid[silod]=$!
 inns dockerd dockerd -H "unix://$(sock dockerd)" --data-root "$work/dockerd" --exec-root "$work/dx" \
     --pidfile "$work/docker.pid" </dev/null >"$work/dockerd.log" 2>&1 &
 pid[dockerd]=$!
-for n in silod dockerd; do
+for n in "${engines[@]}"; do
     for _ in $(seq 1 300); do dk "$n" version >/dev/null 2>&1 && break; sleep 0.2; done
     dk "$n" import "$work/bb.tar" busybox:latest >/dev/null
     dk "$n" run --rm busybox true >/dev/null   # makes the default bridge
@@ -55,7 +73,7 @@ done
 now() { echo "${EPOCHREALTIME/./}000"; }
 median() { sort -n "$1" | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f\n", m / 1e6 }'; }
 for i in $(seq 1 "$RUNS"); do
-    for n in silod dockerd; do
+    for n in "${engines[@]}"; do
         for mode in default none; do
             args=(run --rm)
             [ "$mode" = none ] && args+=(--network none)
@@ -65,7 +83,7 @@ for i in $(seq 1 "$RUNS"); do
     done
 done
 printf "%-8s %10s %10s %10s\n" engine default none endpoint
-for n in silod dockerd; do
+for n in "${engines[@]}"; do
     a=$(median "$work/$n-default"); b=$(median "$work/$n-none")
     printf "%-8s %10s %10s %10s\n" "$n" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a - b }')"
 done
@@ -75,38 +93,42 @@ command -v iperf3 >/dev/null || { echo "bench: iperf3 is required (apt-get insta
 SECS=${SECS:-5}
 REPS=${REPS:-3}
 gbits() { awk '/receiver/ { v = $7; u = $8 } END { if (u == "Mbits/sec") v /= 1000; printf "%.2f", v }'; }
-# The median of REPS runs of an iperf3 client command (single runs on two
-# shared cores vary by ±20%).
-iperf() {
-    local i out=()
-    for i in $(seq 1 "$REPS"); do out+=("$("$@" | gbits)"); sleep 0.3; done
-    printf "%s\n" "${out[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
-}
-# The bare reference: two namespaces joined by a veth pair.
+# Single runs on two shared cores vary by ±30%, so every server is set up
+# first and the runs are interleaved (veth, each engine, again…) REPS
+# times; each figure is the median of its runs.
 bare=silo-bench-$$
 ip netns add "$bare-a"; ip netns add "$bare-b"
 ip -n "$bare-a" link add va type veth peer name vb netns "$bare-b"
 ip -n "$bare-a" addr add 10.250.0.1/24 dev va; ip -n "$bare-a" link set va up; ip -n "$bare-a" link set lo up
 ip -n "$bare-b" addr add 10.250.0.2/24 dev vb; ip -n "$bare-b" link set vb up; ip -n "$bare-b" link set lo up
-ip netns exec "$bare-b" iperf3 -s -D -B 10.250.0.2 -I "$work/iperf-bare.pid" >/dev/null; sleep 0.5
-veth=$(iperf ip netns exec "$bare-a" iperf3 -c 10.250.0.2 -t "$SECS")
-kill "$(cat "$work/iperf-bare.pid")" 2>/dev/null || true
-declare -A c2c=() pub=()
-for n in silod dockerd; do
+ip netns exec "$bare-b" iperf3 -s -D -B 10.250.0.2 -I "$work/iperf-bare.pid" >/dev/null
+declare -A pa=() ipb=()
+for n in "${engines[@]}"; do
     dk "$n" rm -f ipa ipb >/dev/null 2>&1 || true
     dk "$n" run -d --name ipa busybox sleep 600 >/dev/null
     dk "$n" run -d --name ipb -p 15201:5201 busybox sleep 600 >/dev/null
-    pa=$(dk "$n" inspect -f '{{.State.Pid}}' ipa); pb=$(dk "$n" inspect -f '{{.State.Pid}}' ipb)
-    ipb=$(dk "$n" inspect -f '{{.NetworkSettings.IPAddress}}' ipb)
-    nsenter --net=/proc/"$pb"/ns/net iperf3 -s -D -I "$work/iperf-$n.pid" >/dev/null; sleep 0.5
-    c2c[$n]=$(iperf nsenter --net=/proc/"$pa"/ns/net iperf3 -c "$ipb" -t "$SECS")
-    pub[$n]=$(iperf inns "$n" iperf3 -c 127.0.0.1 -p 15201 -t "$SECS")
-    kill "$(cat "$work/iperf-$n.pid")" 2>/dev/null || true
-    dk "$n" rm -f ipa ipb >/dev/null
+    pa[$n]=$(dk "$n" inspect -f '{{.State.Pid}}' ipa)
+    pb=$(dk "$n" inspect -f '{{.State.Pid}}' ipb)
+    ipb[$n]=$(dk "$n" inspect -f '{{.NetworkSettings.IPAddress}}' ipb)
+    nsenter --net=/proc/"$pb"/ns/net iperf3 -s -D -I "$work/iperf-$n.pid" >/dev/null
 done
+sleep 0.5
+for r in $(seq 1 "$REPS"); do
+    ip netns exec "$bare-a" iperf3 -c 10.250.0.2 -t "$SECS" | gbits >> "$work/tp-veth"; echo >> "$work/tp-veth"
+    for n in "${engines[@]}"; do
+        nsenter --net=/proc/"${pa[$n]}"/ns/net iperf3 -c "${ipb[$n]}" -t "$SECS" | gbits >> "$work/tp-c2c-$n"
+        echo >> "$work/tp-c2c-$n"
+        inns "$n" iperf3 -c 127.0.0.1 -p 15201 -t "$SECS" | gbits >> "$work/tp-pub-$n"
+        echo >> "$work/tp-pub-$n"
+    done
+done
+mid() { sort -n "$1" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+for f in "$work"/iperf-*.pid; do kill "$(cat "$f")" 2>/dev/null || true; done
+for n in "${engines[@]}"; do dk "$n" rm -f ipa ipb >/dev/null 2>&1 || true; done
+veth=$(mid "$work/tp-veth")
 echo
-printf "%-34s %8s %8s %8s\n" "throughput (Gbit/s)" silod dockerd veth
-printf "%-34s %8s %8s %8s\n" "container to container" "${c2c[silod]}" "${c2c[dockerd]}" "$veth"
-printf "%-34s %8s %8s %8s\n" "host 127.0.0.1 -> published port" "${pub[silod]}" "${pub[dockerd]}" "-"
-awk -v s="${c2c[silod]}" -v v="$veth" -v p="${pub[silod]}" -v d="${pub[dockerd]}" 'BEGIN {
+printf "%-34s" "throughput (Gbit/s, median of $REPS)"; printf " %8s" "${engines[@]}" veth; echo
+printf "%-34s" "container to container"; for n in "${engines[@]}"; do printf " %8s" "$(mid "$work/tp-c2c-$n")"; done; printf " %8s\n" "$veth"
+printf "%-34s" "host 127.0.0.1 -> published port"; for n in "${engines[@]}"; do printf " %8s" "$(mid "$work/tp-pub-$n")"; done; printf " %8s\n" "-"
+awk -v s="$(mid "$work/tp-c2c-silod")" -v v="$veth" -v p="$(mid "$work/tp-pub-silod")" -v d="$(mid "$work/tp-pub-dockerd")" 'BEGIN {
     printf "silod container-to-container / bare veth: %.2f; silod / dockerd through a published port: %.2f\n", s / v, p / d }'
