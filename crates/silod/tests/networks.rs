@@ -97,6 +97,31 @@ fn user_networks_connect_isolate_and_clean_up() {
         "10.99.0.5",
     );
     assert_eq!(d.ok(&["network", "ls", "-q"]).lines().count(), 5);
+    // An exhausted range: a /30 has one address for containers.
+    d.ok(&["network", "create", "--subnet", "10.87.0.0/30", "tiny"]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "only",
+        "--network",
+        "tiny",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    refused(
+        &d,
+        &["run", "--rm", "--network", "tiny", "busybox", "true"],
+        "no free address",
+    );
+    assert_eq!(
+        d.ok(&["network", "inspect", "-f", "{{len .Containers}}", "tiny"])
+            .trim(),
+        "1"
+    );
+    d.ok(&["rm", "-f", "only"]);
+    d.ok(&["network", "rm", "tiny"]);
 
     // Containers on front reach each other; one on back does not.
     d.ok(&[
