@@ -245,3 +245,26 @@ pub async fn commit(
     .await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "Id": id }))).into_response())
 }
+
+/// `POST /build`: a build from the tar context in the body, answered with
+/// Docker's JSON stream (an error before the first line is an HTTP status).
+pub async fn build(
+    State(engine): State<Shared>,
+    params: Params,
+    req: Request,
+) -> ApiResult<Response> {
+    let mut reader = feed_reader(req.into_body());
+    let query = params.0.clone();
+    progress_stream(move |emit| {
+        let done = engine.build(&query, &mut reader, emit);
+        reader.drain(crate::stream::DRAIN_LIMIT);
+        done
+    })
+    .await
+}
+
+/// `POST /build/prune`.
+pub async fn build_prune(State(engine): State<Shared>) -> ApiResult<Response> {
+    let v = blocking(move || engine.build_prune()).await?;
+    Ok(Json(v).into_response())
+}

@@ -91,6 +91,8 @@ pub fn router(engine: Docker) -> Router {
         .route("/images/prune", post(images::prune))
         .route("/images/get", get(images::get))
         .route("/images/load", post(images::load))
+        .route("/build", post(images::build))
+        .route("/build/prune", post(images::build_prune))
         .route(
             "/images/{*rest}",
             get(images::by_name)

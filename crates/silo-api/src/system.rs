@@ -25,7 +25,8 @@ pub async fn ping() -> Response {
         HeaderValue::from_static("no-cache, no-store, must-revalidate"),
     );
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    h.insert("Builder-Version", HeaderValue::from_static(""));
+    // The classic builder ("1"), so the docker CLI sends POST /build.
+    h.insert("Builder-Version", HeaderValue::from_static("1"));
     resp
 }
 

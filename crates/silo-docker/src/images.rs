@@ -202,6 +202,8 @@ impl Docker {
                 start_interval: h.start_interval,
                 retries: h.retries,
             }),
+            shell: cfg.shell.filter(|s| !s.is_empty()),
+            on_build: cfg.on_build.filter(|o| !o.is_empty()),
         };
         let req = silo_engine::CommitRequest {
             spec: silo_storage::CommitSpec {

@@ -14,6 +14,7 @@ use bollard_stubs::models::ContainerCreateBody;
 use silo_engine::Engine;
 use std::sync::Arc;
 
+mod build;
 mod containers;
 mod create;
 mod distribution;

@@ -51,6 +51,12 @@ pub struct ContainerConfig {
     pub stop_signal: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthConfig>,
+    /// The shell of shell-form RUN, CMD and ENTRYPOINT (Dockerfile SHELL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<Vec<String>>,
+    /// ONBUILD triggers, run by builds that start FROM the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_build: Option<Vec<String>>,
 }
 
 /// HEALTHCHECK: Docker's HealthConfig. `Test` is `["NONE"]`, `["CMD", args...]`
