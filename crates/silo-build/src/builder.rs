@@ -104,6 +104,9 @@ fn sha(b: &[u8]) -> String {
     hex(&Sha256::digest(b))
 }
 
+/// The PATH a build's images get when their base has none (Docker's).
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// An empty image config (FROM scratch).
 fn scratch() -> ImageConfig {
     ImageConfig {
@@ -116,12 +119,7 @@ fn scratch() -> ImageConfig {
         os: "linux".into(),
         created: None,
         author: None,
-        config: ImageDefaults {
-            env: Some(vec![
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-            ]),
-            ..Default::default()
-        },
+        config: ImageDefaults::default(),
         rootfs: RootFs {
             kind: "layers".into(),
             diff_ids: Vec::new(),
@@ -472,6 +470,11 @@ impl Builder<'_> {
         let triggers = config.config.on_build.clone().unwrap_or_default();
         let mut config = config;
         config.config.on_build = None;
+        // As the classic builder: an image without PATH gets the default.
+        let env = config.config.env.get_or_insert_with(Vec::new);
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.insert(0, DEFAULT_PATH.to_string());
+        }
         self.stages.push(Stage {
             name,
             image: id,
@@ -538,8 +541,20 @@ impl Builder<'_> {
                 }
             }
         }
-        let _ = out;
-        Ok(())
+        if self.stages.is_empty() {
+            return Ok(());
+        }
+        // In a stage, as the classic builder: a layerless image that
+        // records the ARG.
+        let cfg = self.stages.last().expect("a stage").config.clone();
+        let args: Vec<String> = self
+            .stages
+            .last()
+            .map(|s| s.args.iter().map(|(k, v)| format!("{k}={v}")).collect())
+            .unwrap_or_default();
+        let what = format!("ARG {} {}", i.original, args.join(" "));
+        let created_by = format!("/bin/sh -c #(nop)  {}", i.original);
+        self.cached(&what, out, |b, _| b.commit_config(&cfg, &created_by, None))
     }
 
     /// The environment of a RUN: the image's ENV plus the stage's ARGs.

@@ -1,0 +1,74 @@
+"""Image builds through the Docker SDK (images.build): the result, the
+cache, a failing step as BuildError, and the image config compared with
+what Debian's dockerd (its classic builder) makes of the same Dockerfile."""
+import io
+import os
+import tarfile
+
+import docker
+import pytest
+
+DOCKERFILE = """\
+ARG BASE=busybox
+FROM ${BASE} AS build
+ARG WHO=world
+ENV GREETING="hello ${WHO}" PATH=/usr/local/bin:/usr/bin:/bin
+WORKDIR /srv/app
+COPY app.txt ./
+RUN echo "$GREETING" > greeting
+FROM busybox
+ARG WHO
+ENV WHO=${WHO:-nobody}
+COPY --from=build /srv/app /opt/app
+WORKDIR /opt/app
+USER 1000
+EXPOSE 80 53/udp
+VOLUME ["/data"]
+LABEL org.example.app=demo version=1
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=30s --timeout=3s CMD ["true"]
+ENTRYPOINT ["cat"]
+CMD ["greeting"]
+"""
+
+
+def context(dockerfile=DOCKERFILE):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, data in (("Dockerfile", dockerfile), ("app.txt", "app\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data.encode())
+            info.mode = 0o644
+            t.addfile(info, io.BytesIO(data.encode()))
+    buf.seek(0)
+    return buf
+
+
+def test_build_with_the_sdk(silod_netns):
+    client = silod_netns.client
+    image, logs = client.images.build(fileobj=context(), custom_context=True, tag="sdkbuild:1",
+                                      buildargs={"WHO": "silo"}, rm=True)
+    lines = [l.get("stream", "") for l in logs]
+    assert any("Successfully built" in l for l in lines), lines
+    assert "sdkbuild:1" in image.tags
+    assert client.containers.run("sdkbuild:1", remove=True).decode() == "hello silo\n"
+    _, again = client.images.build(fileobj=context(), custom_context=True, tag="sdkbuild:2",
+                                   buildargs={"WHO": "silo"})
+    assert sum("Using cache" in l.get("stream", "") for l in again) >= 10
+    with pytest.raises(docker.errors.BuildError) as e:
+        client.images.build(fileobj=context("FROM busybox\nRUN exit 7\n"), custom_context=True)
+    assert "non-zero code: 7" in str(e.value)
+    assert client.containers.list(all=True) == []
+
+
+def test_build_config_matches_dockerds(silod_netns, dockerd):
+    got = {}
+    for name, client in (("silod", silod_netns.client), ("dockerd", dockerd)):
+        image, _ = client.images.build(fileobj=context(), custom_context=True, tag="parity:1",
+                                       buildargs={"WHO": "x"})
+        cfg = image.attrs["Config"]
+        got[name] = {k: cfg.get(k) for k in ("Env", "Cmd", "Entrypoint", "WorkingDir", "User",
+                                            "ExposedPorts", "Volumes", "Labels", "StopSignal",
+                                            "Healthcheck")}
+        got[name]["history"] = len(image.history())
+    assert got["silod"] == got["dockerd"], got
