@@ -98,6 +98,8 @@ pub enum Command {
     Container(ContainerCmd),
     /// Import the contents from a tarball to create a filesystem image
     Import(images::ImportArgs),
+    /// Build an image from a Dockerfile
+    Build(images::BuildArgs),
     /// Download an image from a registry
     Pull(registry::PullArgs),
     /// Upload an image to a registry
@@ -549,6 +551,7 @@ pub fn dispatch(app: &App, cmd: Command) -> Result<()> {
             ContainerCmd::Logs(a) => containers::logs(app, a),
         },
         C::Import(a) => images::import(app, a),
+        C::Build(a) => images::build(app, a),
         C::Pull(a) => registry::pull(app, a),
         C::Push(a) => registry::push(app, a),
         C::Login(a) => registry::login(app, a),

@@ -244,6 +244,167 @@ pub fn import(app: &App, a: ImportArgs) -> Result<()> {
     Ok(())
 }
 
+/// `silo build`.
+#[derive(clap::Args, Debug)]
+pub struct BuildArgs {
+    /// Name and optionally a tag (name:tag); may be repeated
+    #[arg(short = 't', long = "tag")]
+    pub tag: Vec<String>,
+    /// Name of the Dockerfile (default: DIR/Dockerfile)
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<String>,
+    /// Set build-time variables (KEY=VALUE, or KEY to take it from the environment)
+    #[arg(long = "build-arg")]
+    pub build_arg: Vec<String>,
+    /// Set metadata on the image (key=value)
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// The stage to build
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Do not use the cache
+    #[arg(long = "no-cache")]
+    pub no_cache: bool,
+    /// Network of the RUN steps (default, none, host or a network's name)
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Print only the image ID
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The build context
+    pub dir: String,
+}
+
+/// A tar of the context directory (in memory; `.dockerignore` is applied
+/// by silod).
+fn context_tar(dir: &std::path::Path, dockerfile: Option<(&str, &[u8])>) -> Result<Vec<u8>> {
+    let mut t = tar::Builder::new(Vec::new());
+    t.follow_symlinks(false);
+    t.mode(tar::HeaderMode::Deterministic);
+    t.append_dir_all(".", dir)
+        .with_context(|| format!("reading the build context {}", dir.display()))?;
+    if let Some((name, data)) = dockerfile {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        t.append_data(&mut h, name, data)?;
+    }
+    Ok(t.into_inner()?)
+}
+
+/// `silo build`: sends the context, shows each step as it runs.
+pub fn build(app: &App, a: BuildArgs) -> Result<()> {
+    let dir = std::path::Path::new(&a.dir);
+    if !dir.is_dir() {
+        bail!(
+            "unable to prepare context: path {:?} is not a directory",
+            a.dir
+        );
+    }
+    let mut q = vec!["rm=1".to_string()];
+    for t in &a.tag {
+        q.push(format!("t={}", enc(t)));
+    }
+    // A Dockerfile outside the context travels inside it, under a name of
+    // its own (as the docker CLI does).
+    let outside;
+    let mut extra = None;
+    if let Some(f) = &a.file {
+        let p = std::path::Path::new(f);
+        let inside = p
+            .canonicalize()
+            .ok()
+            .zip(dir.canonicalize().ok())
+            .and_then(|(p, d)| {
+                p.strip_prefix(&d)
+                    .ok()
+                    .map(|r| r.to_string_lossy().into_owned())
+            });
+        match inside {
+            Some(rel) => q.push(format!("dockerfile={}", enc(&rel))),
+            None => {
+                outside =
+                    std::fs::read(p).with_context(|| format!("reading the Dockerfile {f:?}"))?;
+                let name = ".silo-dockerfile";
+                extra = Some((name, outside.as_slice()));
+                q.push(format!("dockerfile={name}"));
+            }
+        }
+    }
+    let mut args = serde_json::Map::new();
+    for b in &a.build_arg {
+        let (k, v) = match b.split_once('=') {
+            Some((k, v)) => (k.to_string(), Value::String(v.to_string())),
+            None => (
+                b.clone(),
+                std::env::var(b).map(Value::String).unwrap_or(Value::Null),
+            ),
+        };
+        args.insert(k, v);
+    }
+    if !args.is_empty() {
+        q.push(format!(
+            "buildargs={}",
+            enc(&Value::Object(args).to_string())
+        ));
+    }
+    let mut labels = serde_json::Map::new();
+    for l in &a.label {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        labels.insert(k.to_string(), Value::String(v.to_string()));
+    }
+    if !labels.is_empty() {
+        q.push(format!(
+            "labels={}",
+            enc(&Value::Object(labels).to_string())
+        ));
+    }
+    if let Some(t) = &a.target {
+        q.push(format!("target={}", enc(t)));
+    }
+    if a.no_cache {
+        q.push("nocache=1".into());
+    }
+    if let Some(n) = &a.network {
+        q.push(format!("networkmode={}", enc(n)));
+    }
+    if a.quiet {
+        q.push("q=1".into());
+    }
+    let tar = context_tar(dir, extra)?;
+    let resp = app.client.request(
+        "POST",
+        &format!("/build?{}", q.join("&")),
+        Body::Bytes(&tar, "application/x-tar"),
+    )?;
+    let mut id = None;
+    for v in
+        serde_json::Deserializer::from_reader(std::io::BufReader::new(resp)).into_iter::<Value>()
+    {
+        let v = v.context("decoding the build stream")?;
+        if let Some(e) = v["errorDetail"]["message"].as_str().or(v["error"].as_str()) {
+            bail!(crate::http::HttpError::Api {
+                status: 500,
+                message: e.to_string()
+            });
+        }
+        if let Some(s) = v["stream"].as_str() {
+            if !a.quiet {
+                print!("{s}");
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+            }
+        }
+        if let Some(i) = v["aux"]["ID"].as_str() {
+            id = Some(i.to_string());
+        }
+    }
+    if a.quiet {
+        println!("{}", id.unwrap_or_default());
+    }
+    Ok(())
+}
+
 const IMAGE_HEADERS: &[(&str, &str)] = &[
     ("Repository", "REPOSITORY"),
     ("Tag", "TAG"),

@@ -768,3 +768,45 @@ fn network_verbs_and_the_hns_view() {
     d.ok(&["network", "rm", "hnsnet"]);
     assert!(!d.ok(&["network", "ls"]).contains("hnsnet"));
 }
+
+#[test]
+fn silo_build_shows_steps_uses_the_cache_and_fails_clearly() {
+    let d = Daemon::start_in_netns(&sibling(Path::new(SILO), "silod"), Cli::Silo(SILO.into()));
+    d.import_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("msg.txt"), "built by silo\n").unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nARG WHAT=plain\nCOPY msg.txt /msg.txt\nRUN echo \"$WHAT\" >> /msg.txt\nCMD [\"cat\", \"/msg.txt\"]\n",
+    )
+    .unwrap();
+    let dir = ctx.path().to_str().unwrap();
+    let out = d.ok(&["build", "-t", "sbuild:1", "--build-arg", "WHAT=fancy", dir]);
+    assert!(out.contains("Step 4/5 : RUN echo"), "{out}");
+    assert!(out.contains("Successfully tagged sbuild:1"), "{out}");
+    assert_eq!(d.ok(&["run", "--rm", "sbuild:1"]), "built by silo\nfancy\n");
+    let again = d.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "sbuild:2",
+        "--build-arg",
+        "WHAT=fancy",
+        dir,
+    ]);
+    assert!(again.trim().starts_with("sha256:"), "{again}");
+    let verbose = d.ok(&["build", "--build-arg", "WHAT=fancy", dir]);
+    assert_eq!(verbose.matches("Using cache").count(), 4, "{verbose}");
+    // A Dockerfile outside the context, and a failing step.
+    let other = tempfile::tempdir().unwrap();
+    let df = other.path().join("Bad.dockerfile");
+    std::fs::write(&df, "FROM busybox\nRUN exit 4\n").unwrap();
+    let out = d.cli(&["build", "-f", df.to_str().unwrap(), dir]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 2") && err.contains("non-zero code: 4"),
+        "{err}"
+    );
+    assert_eq!(d.ok(&["ps", "-aq"]).trim(), "");
+}
