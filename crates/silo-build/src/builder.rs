@@ -9,12 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 use silo_engine::{Engine, ImageRef, NetworkMode, ProcessConfig, WaitCondition};
 use silo_storage::{ContainerConfig as ImageDefaults, Empty, History, ImageConfig, RootFs};
 
+use crate::context::{Context, Kind};
 use crate::expand::expand;
 use crate::ignore::Ignore;
 use crate::parse::{pairs, parse, words, Args, Dockerfile, Instruction};
@@ -22,8 +23,8 @@ use crate::parse::{pairs, parse, words, Args, Dockerfile, Instruction};
 /// What to build.
 #[derive(Debug, Clone, Default)]
 pub struct BuildRequest {
-    /// The build context, already unpacked (read only to the builder).
-    pub context: PathBuf,
+    /// The build context: an uncompressed tar file, indexed, never unpacked.
+    pub context_tar: PathBuf,
     /// The Dockerfile's path inside the context ("Dockerfile").
     pub dockerfile: String,
     /// "repo:tag" names for the result.
@@ -159,18 +160,25 @@ pub fn build(
     } else {
         req.dockerfile.as_str()
     };
-    let df_path = inside(&req.context, df_name)
+    let ctx = Context::open(&req.context_tar).map_err(|e| BuildError::Other(e.to_string()))?;
+    let df_rel = rel_path(df_name)
         .map_err(|e| BuildError::Dockerfile(df_name.to_string(), std::io::Error::other(e)))?;
-    let text = std::fs::read_to_string(&df_path)
-        .map_err(|e| BuildError::Dockerfile(df_name.to_string(), e))?;
+    let text = ctx.read_to_string(&df_rel).ok_or_else(|| {
+        BuildError::Dockerfile(
+            df_name.to_string(),
+            std::io::Error::other("no such file in the build context"),
+        )
+    })?;
     let df = parse(&text)?;
-    let ignore = std::fs::read_to_string(req.context.join(".dockerignore"))
+    let ignore = ctx
+        .read_to_string(".dockerignore")
         .map(|t| Ignore::parse(&t))
         .unwrap_or_default();
     let mut b = Builder {
         engine,
         req,
         df: &df,
+        ctx,
         ignore,
         cache: Cache {
             dir: engine.storage().root().join("build-cache"),
@@ -191,33 +199,28 @@ pub fn build(
     result
 }
 
-/// `rel` inside `root`, refusing `..` that leaves it.
-fn inside(root: &Path, rel: &str) -> Result<PathBuf, String> {
-    let mut out = root.to_path_buf();
-    let mut depth = 0usize;
+/// A context path, normalized, refusing `..` that leaves the context.
+fn rel_path(rel: &str) -> Result<String, String> {
+    let mut out: Vec<&str> = Vec::new();
     for c in rel.split('/') {
         match c {
             "" | "." => {}
             ".." => {
-                if depth == 0 {
+                if out.pop().is_none() {
                     return Err(format!("{rel}: forbidden path outside the build context"));
                 }
-                depth -= 1;
-                out.pop();
             }
-            c => {
-                depth += 1;
-                out.push(c);
-            }
+            c => out.push(c),
         }
     }
-    Ok(out)
+    Ok(out.join("/"))
 }
 
 struct Builder<'a> {
     engine: &'a Engine,
     req: &'a BuildRequest,
     df: &'a Dockerfile,
+    ctx: Context,
     ignore: Ignore,
     cache: Cache,
     stages: Vec<Stage>,
@@ -878,8 +881,8 @@ impl Builder<'_> {
                     if matched.is_empty() {
                         return Err(step_err(i, format!("{} failed: file not found in build context or excluded by .dockerignore: stat {src}: file does not exist", i.keyword)));
                     }
-                    for (rel, path) in matched {
-                        files.push(Source { rel, path });
+                    for rel in matched {
+                        files.push(Source { rel });
                     }
                 }
             }
@@ -911,7 +914,7 @@ impl Builder<'_> {
             }
         }
         for f in &files {
-            hash_path(&mut checksum, &f.rel, &f.path).map_err(|e| step_err(i, e))?;
+            hash_path(&self.ctx, &mut checksum, &f.rel).map_err(|e| step_err(i, e))?;
         }
         let sum = hex(&checksum.finalize());
         let what = format!(
@@ -919,35 +922,32 @@ impl Builder<'_> {
             i.keyword,
             from.as_deref().unwrap_or("context")
         );
-        let single_file_src = files.len() == 1 && !files[0].path.is_dir();
+        let is_dir = |b: &Self, rel: &str| b.ctx.get(rel).is_some_and(|e| e.kind == Kind::Dir);
+        let single_file_src = files.len() == 1 && !is_dir(self, &files[0].rel);
         self.cached(&what, out, |b, _| {
             let mut cfg = b.stages.last().expect("a stage").config.clone();
             let mut layer = LayerTar::new(b, &cfg);
             let opts = CopyOpts { uid, gid, chmod };
             for f in &files {
-                let path = &f.path;
-                let target = if dest_is_dir || path.is_dir() || !single_file_src {
-                    if path.is_dir() {
+                let rel = f.rel.as_str();
+                let dir = is_dir(b, rel);
+                let target = if dest_is_dir || dir || !single_file_src {
+                    if dir {
                         dest_abs.clone()
                     } else {
-                        format!(
-                            "{}/{}",
-                            dest_abs.trim_end_matches('/'),
-                            path.file_name()
-                                .map(|n| n.to_string_lossy().into_owned())
-                                .unwrap_or_default()
-                        )
+                        let base = rel.rsplit('/').next().unwrap_or(rel);
+                        format!("{}/{base}", dest_abs.trim_end_matches('/'))
                     }
                 } else {
                     dest_abs.clone()
                 };
-                if is_add && !path.is_dir() && is_archive(path) {
+                if is_add && !dir && is_archive(&b.ctx, rel) {
                     layer
-                        .extract_archive(path, &dest_abs, &opts)
+                        .extract_archive(&b.ctx, rel, &dest_abs, &opts)
                         .map_err(|e| step_err(i, e))?;
                 } else {
                     layer
-                        .add_context(b, path, &target, &opts)
+                        .add_context(b, rel, &target, &opts)
                         .map_err(|e| step_err(i, e))?;
                 }
             }
@@ -974,51 +974,48 @@ impl Builder<'_> {
 
     /// The context paths a COPY source names (a Go glob per element, no
     /// escape from the context, .dockerignore applied).
-    fn context_glob(&self, src: &str) -> Result<Vec<(String, PathBuf)>, String> {
-        let clean = inside(Path::new(""), src)?;
-        let parts: Vec<String> = clean
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect();
-        let mut found = vec![(String::new(), self.req.context.clone())];
+    fn context_glob(&self, src: &str) -> Result<Vec<String>, String> {
+        let clean = rel_path(src)?;
+        let parts: Vec<&str> = clean.split('/').filter(|p| !p.is_empty()).collect();
+        let mut found = vec![String::new()];
         for part in &parts {
             let mut next = Vec::new();
-            for (rel, dir) in &found {
-                let meta = std::fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
-                if meta.file_type().is_symlink() {
-                    return Err(format!(
-                        "{src}: a symbolic link inside the path is not followed"
-                    ));
-                }
-                if !meta.is_dir() {
-                    continue;
+            for rel in &found {
+                match self.ctx.get(rel).map(|e| e.kind) {
+                    Some(Kind::Symlink) => {
+                        return Err(format!(
+                            "{src}: a symbolic link inside the path is not followed"
+                        ))
+                    }
+                    Some(Kind::Dir) => {}
+                    _ => continue,
                 }
                 let wild = part.contains(['*', '?', '[']);
                 let names: Vec<String> = if wild {
-                    let mut v: Vec<String> = std::fs::read_dir(dir)
-                        .map_err(|e| e.to_string())?
-                        .flatten()
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                    self.ctx
+                        .children(rel)
+                        .into_iter()
                         .filter(|n| crate::ignore::glob(part, n))
-                        .collect();
-                    v.sort();
-                    v
+                        .collect()
                 } else {
-                    vec![part.clone()]
+                    vec![part.to_string()]
                 };
                 for n in names {
-                    let p = dir.join(&n);
                     let r = if rel.is_empty() {
                         n.clone()
                     } else {
                         format!("{rel}/{n}")
                     };
-                    if std::fs::symlink_metadata(&p).is_ok() && !self.ignore.excludes(&r) {
-                        next.push((r, p));
+                    if self.ctx.get(&r).is_some() && !self.ignore.excludes(&r) {
+                        next.push(r);
                     }
                 }
             }
             found = next;
+        }
+        if parts.is_empty() {
+            // COPY . dest: the whole context.
+            return Ok(vec![String::new()]);
         }
         Ok(found)
     }
@@ -1270,7 +1267,6 @@ fn healthcheck(
 /// A COPY source in the context.
 struct Source {
     rel: String,
-    path: PathBuf,
 }
 
 /// Ownership and mode of copied files.
@@ -1281,38 +1277,34 @@ struct CopyOpts {
 }
 
 /// Hashes a context path (names, modes, contents; not times) into `h`.
-fn hash_path(h: &mut Sha256, rel: &str, path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let m = std::fs::symlink_metadata(path).map_err(|e| format!("{rel}: {e}"))?;
+fn hash_path(ctx: &Context, h: &mut Sha256, rel: &str) -> Result<(), String> {
+    let e = ctx
+        .get(rel)
+        .ok_or_else(|| format!("{rel}: not in the build context"))?;
     h.update(rel.as_bytes());
-    h.update(m.permissions().mode().to_le_bytes());
-    if m.file_type().is_symlink() {
-        h.update(
-            std::fs::read_link(path)
-                .map_err(|e| e.to_string())?
-                .as_os_str()
-                .as_encoded_bytes(),
-        );
-    } else if m.is_dir() {
-        let mut names: Vec<_> = std::fs::read_dir(path)
-            .map_err(|e| e.to_string())?
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        names.sort();
-        for n in names {
-            let r = format!("{rel}/{}", n.to_string_lossy());
-            hash_path(h, &r, &path.join(&n))?;
-        }
-    } else {
-        let mut f = std::fs::File::open(path).map_err(|e| format!("{rel}: {e}"))?;
-        let mut buf = [0u8; 65536];
-        loop {
-            let n = f.read(&mut buf).map_err(|e| e.to_string())?;
-            if n == 0 {
-                break;
+    h.update(e.mode.to_le_bytes());
+    match e.kind {
+        Kind::Symlink => h.update(e.link.as_deref().unwrap_or("").as_bytes()),
+        Kind::Dir => {
+            for n in ctx.children(rel) {
+                let r = if rel.is_empty() {
+                    n
+                } else {
+                    format!("{rel}/{n}")
+                };
+                hash_path(ctx, h, &r)?;
             }
-            h.update(&buf[..n]);
+        }
+        Kind::File => {
+            let mut f = ctx.open_entry(&e).map_err(|e| format!("{rel}: {e}"))?;
+            let mut buf = [0u8; 65536];
+            loop {
+                let n = f.read(&mut buf).map_err(|e| e.to_string())?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
         }
     }
     Ok(())
@@ -1337,12 +1329,22 @@ fn hash_tar(h: &mut Sha256, tar: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-fn is_archive(path: &Path) -> bool {
-    let mut head = [0u8; 512];
-    let Ok(mut f) = std::fs::File::open(path) else {
+fn is_archive(ctx: &Context, rel: &str) -> bool {
+    let Some(e) = ctx.get(rel).filter(|e| e.kind == Kind::File) else {
         return false;
     };
-    let n = f.read(&mut head).unwrap_or(0);
+    let mut head = [0u8; 512];
+    let Ok(f) = ctx.open_entry(&e) else {
+        return false;
+    };
+    let mut n = 0;
+    let mut f = f;
+    while n < head.len() {
+        match f.read(&mut head[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
     let h = &head[..n];
     h.starts_with(&[0x1f, 0x8b])
         || h.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
@@ -1418,75 +1420,69 @@ impl<'a> LayerTar<'a> {
     fn add_context(
         &mut self,
         b: &Builder<'_>,
-        path: &Path,
+        rel: &str,
         target: &str,
         o: &CopyOpts,
     ) -> Result<(), String> {
-        use std::os::unix::fs::PermissionsExt;
-        let m = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let rel_ctx = path
-            .strip_prefix(&b.req.context)
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if m.is_dir() {
-            self.dir_chain(
-                target,
-                o.chmod.unwrap_or(m.permissions().mode() & 0o7777),
-                o.uid,
-                o.gid,
-            )?;
-            let mut names: Vec<_> = std::fs::read_dir(path)
-                .map_err(|e| e.to_string())?
-                .flatten()
-                .map(|e| e.file_name())
-                .collect();
-            names.sort();
-            for n in names {
-                let r = if rel_ctx.is_empty() {
-                    n.to_string_lossy().into_owned()
+        let e = b
+            .ctx
+            .get(rel)
+            .ok_or_else(|| format!("{rel}: not in the build context"))?;
+        if e.kind == Kind::Dir {
+            self.dir_chain(target, o.chmod.unwrap_or(e.mode), o.uid, o.gid)?;
+            for n in b.ctx.children(rel) {
+                let r = if rel.is_empty() {
+                    n.clone()
                 } else {
-                    format!("{rel_ctx}/{}", n.to_string_lossy())
+                    format!("{rel}/{n}")
                 };
                 if b.ignore.excludes(&r) {
-                    let sub = path.join(&n);
-                    if !(sub.is_dir() && b.ignore.may_include_under(&r)) {
+                    let is_dir = b.ctx.get(&r).is_some_and(|c| c.kind == Kind::Dir);
+                    if !(is_dir && b.ignore.may_include_under(&r)) {
                         continue;
                     }
                 }
-                let child = format!("{}/{}", target.trim_end_matches('/'), n.to_string_lossy());
-                self.add_context(b, &path.join(&n), &child, o)?;
+                let child = format!("{}/{n}", target.trim_end_matches('/'));
+                self.add_context(b, &r, &child, o)?;
             }
             return Ok(());
         }
-        if !rel_ctx.is_empty() && b.ignore.excludes(&rel_ctx) {
+        if !rel.is_empty() && b.ignore.excludes(rel) {
             return Ok(());
         }
         self.dir_chain(Self::parent_of(target), 0o755, 0, 0)?;
         let name = target.trim_start_matches('/').to_string();
-        if m.file_type().is_symlink() {
-            let link = std::fs::read_link(path).map_err(|e| e.to_string())?;
+        if e.kind == Kind::Symlink {
+            let link = e.link.clone().unwrap_or_default();
             let mut h = Self::header(tar::EntryType::Symlink, 0o777, o.uid, o.gid, 0);
             self.tar
                 .append_link(&mut h, &name, &link)
                 .map_err(|e| e.to_string())?;
             return Ok(());
         }
-        if !m.is_file() {
-            return Err(format!(
-                "{rel_ctx}: not a regular file, directory or symbolic link"
-            ));
-        }
-        let mode = o.chmod.unwrap_or(m.permissions().mode() & 0o7777);
-        let mut h = Self::header(tar::EntryType::Regular, mode, o.uid, o.gid, m.len());
-        let f = std::fs::File::open(path).map_err(|e| format!("{rel_ctx}: {e}"))?;
+        let mode = o.chmod.unwrap_or(e.mode);
+        let mut h = Self::header(tar::EntryType::Regular, mode, o.uid, o.gid, e.size);
+        let data = b
+            .ctx
+            .open_entry(&e)
+            .map_err(|err| format!("{rel}: {err}"))?;
         self.tar
-            .append_data(&mut h, &name, f)
+            .append_data(&mut h, &name, data)
             .map_err(|e| e.to_string())
     }
 
     /// ADD of a local archive: its entries under `dest`.
-    fn extract_archive(&mut self, path: &Path, dest: &str, o: &CopyOpts) -> Result<(), String> {
-        let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    fn extract_archive(
+        &mut self,
+        ctx: &Context,
+        rel: &str,
+        dest: &str,
+        o: &CopyOpts,
+    ) -> Result<(), String> {
+        let e = ctx
+            .get(rel)
+            .ok_or_else(|| format!("{rel}: not in the build context"))?;
+        let f = ctx.open_entry(&e).map_err(|e| e.to_string())?;
         let mut head = [0u8; 4];
         let mut r = std::io::BufReader::new(f);
         use std::io::BufRead;
@@ -1496,8 +1492,7 @@ impl<'a> LayerTar<'a> {
             Box::new(flate2::read::MultiGzDecoder::new(r))
         } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
             return Err(format!(
-                "{}: zstd archives are not extracted by ADD; use a tar or tar.gz",
-                path.display()
+                "{rel}: zstd archives are not extracted by ADD; use a tar or tar.gz"
             ));
         } else {
             Box::new(r)

@@ -5,6 +5,7 @@
 //! types: the Docker adapter turns `POST /build` into a [`BuildRequest`].
 
 pub mod builder;
+pub mod context;
 pub mod expand;
 pub mod ignore;
 pub mod parse;

@@ -1,6 +1,6 @@
 //! `POST /build` as dockerd's classic builder serves it: the query turned
-//! into a [`silo_build::BuildRequest`], the tar context unpacked (safely,
-//! as a layer is) into a directory of its own that goes with the build, and
+//! into a [`silo_build::BuildRequest`], the tar context kept as one
+//! (decompressed) file that goes with the build, and
 //! the builder's events turned into Docker's JSON stream (`stream`, `aux`
 //! with the image ID, `errorDetail`). Also `POST /build/prune`.
 
@@ -124,7 +124,7 @@ fn parse_query(q: &[(String, String)]) -> Result<Query> {
     }
     Ok(Query {
         req: BuildRequest {
-            context: Default::default(),
+            context_tar: Default::default(),
             dockerfile: get("dockerfile").unwrap_or("").to_string(),
             tags: q
                 .iter()
@@ -156,28 +156,32 @@ impl Docker {
             silo_storage::normalize_reference(t)
                 .map_err(|e| invalid("t", format!("invalid tag {t:?}: {e}")))?;
         }
-        let dir = self
-            .engine
-            .storage()
-            .root()
-            .join("build-contexts")
-            .join(silo_sys::id::random_hex(16));
+        // The context goes to one file (decompressed), indexed by the
+        // builder and never unpacked; it is deleted with the build.
+        let dir = self.engine.storage().root().join("build-contexts");
         std::fs::create_dir_all(&dir)
             .map_err(|e| silo_engine::Error::internal("making the build context directory", e))?;
+        let path = dir.join(format!("{}.tar", silo_sys::id::random_hex(16)));
         struct Gone(std::path::PathBuf);
         impl Drop for Gone {
             fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
+                let _ = std::fs::remove_file(&self.0);
             }
         }
-        let _gone = Gone(dir.clone());
-        silo_storage::unpack_layer(body, &dir, silo_storage::Whiteouts::Skip).map_err(|e| {
+        let _gone = Gone(path.clone());
+        let not_tar = |e: std::io::Error| {
             invalid(
                 "context",
                 format!("the build context is not a tar archive (plain, gzip or zstd): {e}"),
             )
-        })?;
-        req.context = dir.clone();
+        };
+        let mut input = silo_storage::decompressed(body).map_err(not_tar)?;
+        let mut file = std::fs::File::create(&path)
+            .map_err(|e| silo_engine::Error::internal("writing the build context", e))?;
+        std::io::copy(&mut input, &mut file).map_err(not_tar)?;
+        drop(file);
+        silo_build::context::Context::open(&path).map_err(|e| invalid("context", e.to_string()))?;
+        req.context_tar = path.clone();
         let say = |text: &str| {
             if !quiet {
                 emit(stream(text));

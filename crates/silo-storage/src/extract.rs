@@ -201,7 +201,7 @@ impl Compression {
 }
 
 /// Wraps `input` in a gzip or zstd decoder when it starts with that magic.
-pub(crate) fn decompressed<'a>(input: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+pub fn decompressed<'a>(input: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
     let mut br = BufReader::with_capacity(256 * 1024, input);
     let head = br.fill_buf()?;
     match Compression::detect(head) {

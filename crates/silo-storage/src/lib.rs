@@ -46,7 +46,7 @@ pub use blobs::{BlobError, Ingest};
 pub use changes::ChangeError;
 pub use commit::{CommitError, CommitSpec};
 pub use extract::{
-    unpack as unpack_layer, Compression, ExtractError, Unpacked, Whiteouts, MAX_PATH,
+    decompressed, unpack as unpack_layer, Compression, ExtractError, Unpacked, Whiteouts, MAX_PATH,
 };
 pub use layers::{layer_media_type, LayerError, Lease};
 pub use silo_oci::image_config::{
