@@ -777,6 +777,19 @@ impl Builder<'_> {
             .map_err(|e| BuildError::Other(e.to_string()))
     }
 
+    /// The modification time of `abs` in the image's layers (0 if none).
+    fn lower_mtime(&self, cfg: &ImageConfig, abs: &str) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        let rel = abs.trim_start_matches('/');
+        for d in cfg.rootfs.diff_ids.iter().rev() {
+            let p = self.engine.storage().layer_path(d).join(rel);
+            if let Ok(m) = std::fs::symlink_metadata(&p) {
+                return u64::try_from(m.mtime()).unwrap_or(0);
+            }
+        }
+        0
+    }
+
     /// The metadata of `abs` in the image's layers (top first; a whiteout
     /// hides it): (mode, uid, gid).
     fn lower_meta(&self, cfg: &ImageConfig, abs: &str) -> Option<(u32, u32, u32)> {
@@ -1370,18 +1383,23 @@ impl<'a> LayerTar<'a> {
         }
     }
 
-    fn header(kind: tar::EntryType, mode: u32, uid: u32, gid: u32, size: u64) -> tar::Header {
+    /// A header; times come from the source (or the layer below), never
+    /// the clock, so the same content makes the same layer (and diffID).
+    fn header(
+        kind: tar::EntryType,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        size: u64,
+        mtime: u64,
+    ) -> tar::Header {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
         h.set_mode(mode);
         h.set_uid(u64::from(uid));
         h.set_gid(u64::from(gid));
         h.set_size(size);
-        h.set_mtime(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        );
+        h.set_mtime(mtime);
         h
     }
 
@@ -1402,7 +1420,8 @@ impl<'a> LayerTar<'a> {
                     } else {
                         (0o755, 0, 0)
                     });
-            let mut h = Self::header(tar::EntryType::Directory, m, u, g, 0);
+            let mtime = self.b.lower_mtime(&self.cfg, &format!("/{path}"));
+            let mut h = Self::header(tar::EntryType::Directory, m, u, g, 0, mtime);
             self.tar
                 .append_data(&mut h, format!("{path}/"), std::io::empty())
                 .map_err(|e| e.to_string())?;
@@ -1454,14 +1473,14 @@ impl<'a> LayerTar<'a> {
         let name = target.trim_start_matches('/').to_string();
         if e.kind == Kind::Symlink {
             let link = e.link.clone().unwrap_or_default();
-            let mut h = Self::header(tar::EntryType::Symlink, 0o777, o.uid, o.gid, 0);
+            let mut h = Self::header(tar::EntryType::Symlink, 0o777, o.uid, o.gid, 0, e.mtime);
             self.tar
                 .append_link(&mut h, &name, &link)
                 .map_err(|e| e.to_string())?;
             return Ok(());
         }
         let mode = o.chmod.unwrap_or(e.mode);
-        let mut h = Self::header(tar::EntryType::Regular, mode, o.uid, o.gid, e.size);
+        let mut h = Self::header(tar::EntryType::Regular, mode, o.uid, o.gid, e.size, e.mtime);
         let data = b
             .ctx
             .open_entry(&e)
@@ -1617,11 +1636,17 @@ impl<'a> LayerTar<'a> {
 
     /// Stores the layer; returns its diffID and the lease that keeps it
     /// until an image uses it.
+    /// A layer the store already has (same bytes) is taken as it is.
     fn finish(self) -> Result<(String, silo_storage::Lease<'a>), String> {
         let bytes = self.tar.into_inner().map_err(|e| e.to_string())?;
-        self.b
-            .engine
-            .storage()
+        let store = self.b.engine.storage();
+        let diff_id = format!("sha256:{}", sha(&bytes));
+        let lease = store.lease(std::slice::from_ref(&diff_id));
+        if store.has_layer(&diff_id) {
+            return Ok((diff_id, lease));
+        }
+        drop(lease);
+        store
             .import_layer(Cursor::new(bytes), silo_storage::Whiteouts::Overlay)
             .map_err(|e| e.to_string())
     }

@@ -24,6 +24,8 @@ pub struct Entry {
     pub kind: Kind,
     pub mode: u32,
     pub size: u64,
+    /// Modification time (seconds), as the client sent it.
+    pub mtime: u64,
     /// Where the data starts in the tar file.
     offset: u64,
     /// A symlink's target.
@@ -68,6 +70,7 @@ impl Context {
                 let name = normalize(&raw)?;
                 let h = e.header();
                 let mode = h.mode().unwrap_or(0o644) & 0o7777;
+                let mtime = h.mtime().unwrap_or(0);
                 let kind = h.entry_type();
                 let link = e
                     .link_name_bytes()
@@ -77,6 +80,7 @@ impl Context {
                         kind: Kind::Dir,
                         mode,
                         size: 0,
+                        mtime,
                         offset: 0,
                         link: None,
                     }
@@ -85,6 +89,7 @@ impl Context {
                         kind: Kind::Symlink,
                         mode: 0o777,
                         size: 0,
+                        mtime,
                         offset: 0,
                         link,
                     }
@@ -98,6 +103,7 @@ impl Context {
                         kind: Kind::File,
                         mode,
                         size: e.size(),
+                        mtime,
                         offset: e.raw_file_position(),
                         link: None,
                     }
@@ -124,6 +130,7 @@ impl Context {
                     kind: Kind::Dir,
                     mode: 0o755,
                     size: 0,
+                    mtime: 0,
                     offset: 0,
                     link: None,
                 });
@@ -140,6 +147,7 @@ impl Context {
                 kind: Kind::Dir,
                 mode: 0o755,
                 size: 0,
+                mtime: 0,
                 offset: 0,
                 link: None,
             });
