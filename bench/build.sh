@@ -1,9 +1,11 @@
 #!/bin/bash
 # bench/build.sh — image builds side by side: the same multi-stage Dockerfile
-# (13 steps: ARG, WORKDIR, COPY of FILES files, four RUNs, ENV, COPY --from,
-# LABEL, CMD) built through the docker CLI's classic builder by silod and by
-# Debian's dockerd, cold (--no-cache) and fully cached, each daemon in a
-# private network namespace of its own. Prints medians (ms) and ratios.
+# (14 steps: ARG, FROM, ARG, WORKDIR, COPY of FILES files, four RUNs, ENV,
+# FROM, COPY --from, LABEL, CMD) built through the docker CLI's classic
+# builder by silod and by Debian's dockerd, cold (--no-cache, with one
+# context file changed so no layer can be reused) and fully cached, each
+# daemon in a private network namespace of its own. Prints medians (ms)
+# and ratios.
 # Run as root.
 # Environment: RUNS (default 5), FILES (default 3000), DOCKER (default
 #   /usr/local/bin/docker), SILO_BIN_DIR (default target/release, built if
@@ -66,6 +68,9 @@ DF
 now() { echo "${EPOCHREALTIME/./}000"; }
 median() { sort -n "$1" | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.1f\n", m / 1e6 }'; }
 for i in $(seq 1 "$RUNS"); do
+    # A new context each run: a cold build must make every layer anew
+    # (the same COPY content would find its layer already stored).
+    echo "run $i" > "$ctx/files/f1.txt"
     for n in silod dockerd; do
         t0=$(now); dk "$n" build --no-cache -q -t bench:cold "$ctx" >/dev/null; t1=$(now)
         echo $((t1 - t0)) >> "$work/$n-cold"
