@@ -72,3 +72,22 @@ def test_build_config_matches_dockerds(silod_netns, dockerd):
                                             "Healthcheck")}
         got[name]["history"] = len(image.history())
     assert got["silod"] == got["dockerd"], got
+
+
+def test_build_options_are_honoured_or_refused(silod_netns):
+    client = silod_netns.client
+    df = "FROM busybox\nRUN echo kept > /k\n"
+    before = {c.id for c in client.containers.list(all=True)}
+    # rm=False (the SDK's default) keeps the intermediate containers, as dockerd does.
+    client.images.build(fileobj=context(df), custom_context=True, rm=False, nocache=True)
+    kept = [c for c in client.containers.list(all=True) if c.id not in before]
+    assert len(kept) == 1, kept
+    for c in kept:
+        c.remove(force=True)
+    client.images.build(fileobj=context(df), custom_context=True, rm=True, nocache=True)
+    assert {c.id for c in client.containers.list(all=True)} == before
+    # What silo's builder does not do is refused, never ignored.
+    for kwargs in ({"cache_from": ["busybox"]}, {"container_limits": {"memory": 64 << 20}}):
+        with pytest.raises((docker.errors.APIError, docker.errors.BuildError)) as e:
+            client.images.build(fileobj=context(df), custom_context=True, **kwargs)
+        assert "not supported" in str(e.value), (kwargs, e.value)

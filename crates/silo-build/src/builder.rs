@@ -40,6 +40,12 @@ pub struct BuildRequest {
     pub network: NetworkMode,
     /// `--add-host` entries for RUN steps.
     pub extra_hosts: Vec<(String, String)>,
+    /// Keep the containers of successful RUN steps (Docker's `rm=false`);
+    /// a failed step's container is always removed.
+    pub keep_containers: bool,
+    /// Pull every FROM image first (`--pull`); a missing one is pulled
+    /// in any case.
+    pub pull: bool,
 }
 
 /// What a build reports as it goes (the front end turns it into its
@@ -457,15 +463,36 @@ impl Builder<'_> {
         {
             (s.image.clone(), s.config.clone())
         } else {
-            match self.engine.image(&image) {
-                Ok(img) => (Some(img.id.clone()), img.config),
-                Err(_) => {
-                    return Err(step_err(
-                        i,
-                        format!("FROM {image}: no such image or build stage (pull it first)"),
-                    ))
+            let local = if self.req.pull {
+                None
+            } else {
+                self.engine.image(&image).ok()
+            };
+            let img = match local {
+                Some(img) => img,
+                None => {
+                    out(Event::Output(format!("Pulling {image}\n").into_bytes()));
+                    let req = silo_engine::TransferRequest {
+                        reference: image.clone(),
+                        credentials: None,
+                        platform: None,
+                    };
+                    match self.engine.pull(&req, &|_| {}) {
+                        Ok(img) => img,
+                        // --pull with the image at hand: use it (offline).
+                        Err(e) => match self.engine.image(&image) {
+                            Ok(img) if self.req.pull => img,
+                            _ => {
+                                return Err(step_err(
+                                    i,
+                                    format!("FROM {image}: no such image or build stage, and pulling it failed: {e}"),
+                                ))
+                            }
+                        },
+                    }
                 }
-            }
+            };
+            (Some(img.id.clone()), img.config)
         };
         if let Some(id) = &id {
             out(Event::Made(short(id)));
@@ -711,6 +738,9 @@ impl Builder<'_> {
                 .map(|img| img.id)
                 .map_err(|e| step_err(i, e.to_string()))
         })();
+        if self.req.keep_containers && result.is_ok() {
+            return result;
+        }
         match self.engine.remove(&id, true, true) {
             Ok(()) => out(Event::Removed(short(&id))),
             Err(e) => out(Event::Output(

@@ -25,7 +25,8 @@ fn stream(text: &str) -> Vec<u8> {
 /// Query parameters that take resources or features the classic builder
 /// here does not have: refused when given a value other than their
 /// default, never ignored.
-const UNSUPPORTED: [(&str, &str); 14] = [
+const UNSUPPORTED: [(&str, &str); 15] = [
+    ("cachefrom", "[]"),
     ("remote", ""),
     ("cpusetcpus", ""),
     ("cpusetmems", ""),
@@ -58,7 +59,11 @@ fn parse_query(q: &[(String, String)]) -> Result<Query> {
     let flag = |k: &str| matches!(get(k), Some("1" | "true" | "True"));
     for (k, default) in UNSUPPORTED {
         if let Some(v) = get(k) {
-            let is_default = v == default || v.is_empty() || (default == "0" && v == "false");
+            let is_default = v == default
+                || v.is_empty()
+                || v == "null"
+                || v == "[]"
+                || (default == "0" && v == "false");
             if !is_default {
                 return Err(invalid(
                     k,
@@ -137,6 +142,10 @@ fn parse_query(q: &[(String, String)]) -> Result<Query> {
             no_cache: flag("nocache"),
             network,
             extra_hosts,
+            // rm defaults to true (the docker CLI sends it; the SDK sends
+            // rm=False unless asked).
+            keep_containers: matches!(get("rm"), Some("0" | "false" | "False")) && !flag("forcerm"),
+            pull: flag("pull"),
         },
         quiet: flag("q"),
     })
