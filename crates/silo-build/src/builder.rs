@@ -287,7 +287,9 @@ impl Builder<'_> {
             let mut cfg = self.image_config(&final_id)?;
             let labels = cfg.config.labels.get_or_insert_with(Default::default);
             labels.extend(self.req.labels.clone());
+            let parent = final_id.clone();
             final_id = self.commit_config(&cfg, "LABEL (build labels)", Some(&final_id))?;
+            let _ = self.engine.storage().set_parent(&final_id, &parent);
         }
         for t in &self.req.tags {
             self.engine
@@ -400,6 +402,9 @@ impl Builder<'_> {
                 let id = make(self, out)?;
                 self.made.push(id.clone());
                 self.cache.put(&key, &id);
+                if parent != "scratch" {
+                    let _ = self.engine.storage().set_parent(&id, &parent);
+                }
                 id
             }
         };

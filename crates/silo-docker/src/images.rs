@@ -276,18 +276,24 @@ impl Docker {
         Ok(image.id)
     }
 
-    pub fn images(&self, _all: bool, filters: &Filters) -> Result<Vec<ImageSummary>> {
-        // Single-layer images have no intermediate images to hide (`all`).
+    pub fn images(&self, all: bool, filters: &Filters) -> Result<Vec<ImageSummary>> {
         let counts = self.engine.image_users();
+        let storage = self.engine.storage();
         let mut out = Vec::new();
         for img in self.engine.images() {
+            // A build's intermediate images (untagged, with children) show
+            // with `all` only, as dockerd lists them.
+            let intermediate = img.repo_tags.is_empty() && storage.has_children(&img.id);
+            if intermediate && !all {
+                continue;
+            }
             let created_of = |r: &str| self.engine.image(r).ok().map(|i| i.created);
             if !image_matches(&img, filters, &created_of)? {
                 continue;
             }
             out.push(ImageSummary {
                 id: img.id.clone(),
-                parent_id: String::new(),
+                parent_id: storage.parent_of(&img.id).unwrap_or_default(),
                 repo_tags: img.repo_tags.clone(),
                 repo_digests: img.repo_digests.clone(),
                 created: silo_units::parse_rfc3339(&img.created).map_or(0, |(s, _)| s),
@@ -323,7 +329,12 @@ impl Docker {
             }
         }
         if let Some(obj) = v.as_object_mut() {
-            obj.entry("Parent").or_insert_with(|| "".into());
+            let parent = obj
+                .get("Id")
+                .and_then(|i| i.as_str())
+                .and_then(|i| self.engine.storage().parent_of(i))
+                .unwrap_or_default();
+            obj.insert("Parent".into(), parent.into());
             obj.entry("DockerVersion").or_insert_with(|| "".into());
             obj.entry("Metadata")
                 .or_insert_with(|| serde_json::json!({ "LastTagTime": "0001-01-01T00:00:00Z" }));

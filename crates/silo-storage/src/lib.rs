@@ -254,6 +254,9 @@ struct State {
     layer_blobs: BTreeMap<String, Vec<silo_oci::image::Descriptor>>,
     /// diff_id hex → number of operations that will reference it soon
     leases: BTreeMap<String, usize>,
+    /// image id hex → the image it was built on (a build step's parent),
+    /// kept in `parents.json`.
+    parents: BTreeMap<String, String>,
     /// container id → snapshot metadata; None until its meta.json is
     /// read (on first use, so opening a store with a thousand containers
     /// does not read a thousand files).
@@ -326,6 +329,11 @@ fn go_arch() -> &'static str {
     }
 }
 
+/// An image id's hex ("sha256:" dropped).
+fn id_hex(id: &str) -> &str {
+    id.strip_prefix("sha256:").unwrap_or(id)
+}
+
 fn diff_hex(diff_id: &str) -> &str {
     diff_id.strip_prefix("sha256:").unwrap_or(diff_id)
 }
@@ -374,6 +382,9 @@ impl Store {
             source,
         })?;
         let mut state = State::default();
+        if let Ok(b) = fs::read(root.join("parents.json")) {
+            state.parents = serde_json::from_slice(&b).unwrap_or_default();
+        }
         let read_err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| OpenError::Read { path, source }
@@ -495,6 +506,41 @@ impl Store {
 
     fn image_path(&self, hexid: &str) -> PathBuf {
         self.root.join("images").join(format!("{hexid}.json"))
+    }
+
+    fn save_parents(&self, st: &State) -> io::Result<()> {
+        let bytes = serde_json::to_vec(&st.parents).map_err(io::Error::other)?;
+        write_atomic(&self.root.join("parents.json"), &bytes)
+    }
+
+    /// Records that image `child` was built on image `parent` (a build
+    /// step): `docker images` hides untagged parents, and removing the
+    /// last child removes them.
+    pub fn set_parent(&self, child: &str, parent: &str) -> io::Result<()> {
+        let mut st = self.lock();
+        let (c, p) = (id_hex(child).to_string(), id_hex(parent).to_string());
+        if c == p || !st.images.contains_key(&c) || !st.images.contains_key(&p) {
+            return Ok(());
+        }
+        if st.parents.get(&c) == Some(&p) {
+            return Ok(());
+        }
+        st.parents.insert(c, p);
+        self.save_parents(&st)
+    }
+
+    /// The image `id` was built on, if any ("sha256:…").
+    pub fn parent_of(&self, id: &str) -> Option<String> {
+        self.lock()
+            .parents
+            .get(id_hex(id))
+            .map(|p| format!("sha256:{p}"))
+    }
+
+    /// Whether some image was built on `id`.
+    pub fn has_children(&self, id: &str) -> bool {
+        let h = id_hex(id);
+        self.lock().parents.values().any(|p| p == h)
     }
 
     fn save_tags(&self, st: &State) -> io::Result<()> {
@@ -836,6 +882,21 @@ impl Store {
                 out.push(Removed::Deleted(d.clone()));
             }
         }
+        // Build parents go with their last child when nothing else names
+        // them (as dockerd removes a build's intermediate images).
+        let parent = st.parents.remove(hexid);
+        st.parents.retain(|_, p| p != hexid);
+        let _ = self.save_parents(st);
+        if let Some(p) = parent {
+            let pid = format!("sha256:{p}");
+            let orphan = st.images.contains_key(&p)
+                && st.tags_of(&pid).is_empty()
+                && st.digests_of(&pid).is_empty()
+                && !st.parents.values().any(|x| *x == p);
+            if orphan {
+                freed += self.delete_image(st, &p, out)?;
+            }
+        }
         Ok(freed)
     }
 
@@ -956,7 +1017,8 @@ impl Store {
             .filter(|h| {
                 let id = format!("sha256:{h}");
                 let tagged = st.tags.values().any(|v| *v == id);
-                (!dangling_only || !tagged) && !in_use(&id)
+                let parent_of_another = st.parents.values().any(|p| p == *h);
+                (!dangling_only || !tagged) && !in_use(&id) && !parent_of_another
             })
             .cloned()
             .collect();

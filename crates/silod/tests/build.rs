@@ -139,6 +139,23 @@ fn a_multi_stage_build_with_the_cache_and_its_config() {
     assert!(!stdout(&out).contains("Using cache"));
     // No intermediate container stays.
     assert_eq!(d.ok(&["ps", "-aq"]).trim(), "");
+    // Intermediate images show with -a only; removing an image takes its
+    // untagged build parents with it.
+    // (As with dockerd's classic builder, the last image of an earlier
+    // stage has no child and stays listed, untagged.)
+    let top = d.ok(&["images", "-q"]).lines().count();
+    assert!(
+        top + 20 < image_count(&d),
+        "intermediate images are listed without -a"
+    );
+    let parent = d.ok(&["image", "inspect", "-f", "{{.Parent}}", "built:4"]);
+    assert!(parent.trim().starts_with("sha256:"), "{parent}");
+    let all_before = image_count(&d);
+    d.ok(&["rmi", "built:4"]);
+    assert!(
+        image_count(&d) < all_before - 1,
+        "the intermediate images of built:4 stayed"
+    );
 }
 
 #[test]
