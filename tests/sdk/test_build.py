@@ -91,3 +91,21 @@ def test_build_options_are_honoured_or_refused(silod_netns):
         with pytest.raises((docker.errors.APIError, docker.errors.BuildError)) as e:
             client.images.build(fileobj=context(df), custom_context=True, **kwargs)
         assert "not supported" in str(e.value), (kwargs, e.value)
+
+
+def test_build_query_options_reach_the_steps(silod_netns):
+    client = silod_netns.client
+    df = ("FROM busybox\nCOPY --chown=nobody:nogroup app.txt /owned\n"
+          "RUN stat -c '%u:%g' /owned > /owner; grep -c myhost /etc/hosts > /hosts; "
+          "ls /sys/class/net > /links\n")
+    image, _ = client.images.build(fileobj=context(df), custom_context=True, rm=True,
+                                   labels={"built.by": "sdk"}, extra_hosts={"myhost": "10.1.2.3"},
+                                   network_mode="none", tag="opts:1")
+    assert image.labels["built.by"] == "sdk"
+    out = client.containers.run("opts:1", ["cat", "/owner", "/hosts", "/links"], remove=True,
+                                network_mode="none").decode()
+    assert out == "65534:65534\n1\nlo\n", out
+    with pytest.raises(docker.errors.BuildError) as e:
+        client.images.build(fileobj=context("FROM busybox\nCOPY --chown=nosuchuser app.txt /x\n"),
+                            custom_context=True)
+    assert "nosuchuser" in str(e.value)

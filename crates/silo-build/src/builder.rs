@@ -812,6 +812,53 @@ impl Builder<'_> {
             .map_err(|e| BuildError::Other(e.to_string()))
     }
 
+    /// A file of the image (the topmost layer's copy), as text.
+    fn image_file(&self, cfg: &ImageConfig, abs: &str) -> Option<String> {
+        let rel = abs.trim_start_matches('/');
+        for d in cfg.rootfs.diff_ids.iter().rev() {
+            let p = self.engine.storage().layer_path(d).join(rel);
+            if let Ok(m) = std::fs::symlink_metadata(&p) {
+                if !m.is_file() {
+                    return None;
+                }
+                return std::fs::read_to_string(p).ok();
+            }
+        }
+        None
+    }
+
+    /// `--chown` USER[:GROUP], each a number or a name in the image's
+    /// /etc/passwd and /etc/group; a user alone takes its primary group
+    /// (a number alone is also the group, as Docker has it).
+    fn owner(&self, cfg: &ImageConfig, spec: &str) -> Result<(u32, u32), String> {
+        let (u, g) = match spec.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (spec, None),
+        };
+        let field = |file: &str, name: &str, col: usize| -> Result<u32, String> {
+            let text = self
+                .image_file(cfg, file)
+                .ok_or_else(|| format!("{name}: the image has no {file} to look it up in"))?;
+            text.lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.first() == Some(&name))
+                .and_then(|f| f.get(col).and_then(|v| v.parse().ok()))
+                .ok_or_else(|| format!("{name}: no such entry in the image's {file}"))
+        };
+        let (uid, primary) = match u.parse::<u32>() {
+            Ok(n) => (n, n),
+            Err(_) => (field("/etc/passwd", u, 2)?, field("/etc/passwd", u, 3)?),
+        };
+        let gid = match g {
+            None => primary,
+            Some(g) => match g.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => field("/etc/group", g, 2)?,
+            },
+        };
+        Ok((uid, gid))
+    }
+
     /// The modification time of `abs` in the image's layers (0 if none).
     fn lower_mtime(&self, cfg: &ImageConfig, abs: &str) -> u64 {
         use std::os::unix::fs::MetadataExt;
@@ -891,18 +938,9 @@ impl Builder<'_> {
             None => (0, 0),
             Some(c) => {
                 let c = self.expand(i, c)?;
-                let (u, g) = c.split_once(':').unwrap_or((&c, &c));
-                match (u.parse::<u32>(), g.parse::<u32>()) {
-                    (Ok(u), Ok(g)) => (u, g),
-                    _ => {
-                        return Err(step_err(
-                            i,
-                            format!(
-                                "--chown={c}: give numeric UID[:GID] (names are not looked up yet)"
-                            ),
-                        ))
-                    }
-                }
+                let cfg = self.stages.last().expect("a stage").config.clone();
+                self.owner(&cfg, &c)
+                    .map_err(|e| step_err(i, format!("--chown={c}: {e}")))?
             }
         };
         let chmod = match i.flag("chmod") {
@@ -1537,20 +1575,8 @@ impl<'a> LayerTar<'a> {
             .get(rel)
             .ok_or_else(|| format!("{rel}: not in the build context"))?;
         let f = ctx.open_entry(&e).map_err(|e| e.to_string())?;
-        let mut head = [0u8; 4];
-        let mut r = std::io::BufReader::new(f);
-        use std::io::BufRead;
-        let buf = r.fill_buf().map_err(|e| e.to_string())?;
-        head[..buf.len().min(4)].copy_from_slice(&buf[..buf.len().min(4)]);
-        let input: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
-            Box::new(flate2::read::MultiGzDecoder::new(r))
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            return Err(format!(
-                "{rel}: zstd archives are not extracted by ADD; use a tar or tar.gz"
-            ));
-        } else {
-            Box::new(r)
-        };
+        // Plain, gzip or zstd, as layers are read.
+        let input = silo_storage::decompressed(f).map_err(|e| format!("{rel}: {e}"))?;
         self.dir_chain(dest, 0o755, o.uid, o.gid)?;
         self.rewrite(input, dest, None, o)
     }
