@@ -46,6 +46,11 @@ pub struct BuildRequest {
     /// Pull every FROM image first (`--pull`); a missing one is pulled
     /// in any case.
     pub pull: bool,
+    /// `--cache-from` images: when given, they are the only cache (as with
+    /// the classic builder): a RUN or COPY step reuses a source's layer
+    /// when the source's history and layers begin as the build's do and
+    /// its next history entry is the step.
+    pub cache_from: Vec<String>,
 }
 
 /// What a build reports as it goes (the front end turns it into its
@@ -193,7 +198,20 @@ pub fn build(
         global_args: BTreeMap::new(),
         used_args: Vec::new(),
         made: Vec::new(),
+        sources: req
+            .cache_from
+            .iter()
+            .filter_map(|r| engine.image(r).ok().map(|i| i.config))
+            .collect(),
     };
+    for r in &req.cache_from {
+        if engine.image(r).is_err() {
+            out(Event::Output(
+                format!("[Warning] cache-from image {r} is not here; it is not used\n")
+                    .into_bytes(),
+            ));
+        }
+    }
     let result = b.run(out);
     if result.is_err() {
         // A failed build leaves no image of its own behind (cached steps
@@ -235,6 +253,8 @@ struct Builder<'a> {
     used_args: Vec<String>,
     /// Images this build made (not taken from the cache).
     made: Vec<String>,
+    /// The configs of the `--cache-from` images found.
+    sources: Vec<ImageConfig>,
 }
 
 impl Builder<'_> {
@@ -384,15 +404,64 @@ impl Builder<'_> {
         out: &mut dyn FnMut(Event),
         make: impl FnOnce(&mut Self, &mut dyn FnMut(Event)) -> Result<String, BuildError>,
     ) -> Result<(), BuildError> {
+        self.cached_layer(what, None, out, make)
+    }
+
+    /// A layer step's layer from a `--cache-from` image, if one matches.
+    fn from_sources(&self, created_by: &str) -> Option<String> {
+        let cfg = &self.stages.last()?.config;
+        let (n, l) = (cfg.history.len(), cfg.rootfs.diff_ids.len());
+        self.sources.iter().find_map(|src| {
+            let same_history = src.history.len() > n
+                && src.history[..n]
+                    .iter()
+                    .zip(&cfg.history)
+                    .all(|(a, b)| a.created_by == b.created_by && a.empty_layer == b.empty_layer);
+            let same_layers = src.rootfs.diff_ids.len() > l
+                && src.rootfs.diff_ids[..l] == cfg.rootfs.diff_ids[..];
+            let next = &src.history.get(n)?;
+            (same_history
+                && same_layers
+                && !next.empty_layer
+                && next.created_by.as_deref() == Some(created_by))
+            .then(|| src.rootfs.diff_ids[l].clone())
+        })
+    }
+
+    /// [`Self::cached`] for a step that makes a layer recorded as
+    /// `created_by`, which `--cache-from` images may provide.
+    fn cached_layer(
+        &mut self,
+        what: &str,
+        created_by: Option<&str>,
+        out: &mut dyn FnMut(Event),
+        make: impl FnOnce(&mut Self, &mut dyn FnMut(Event)) -> Result<String, BuildError>,
+    ) -> Result<(), BuildError> {
         let parent = self
             .stages
             .last()
             .and_then(|s| s.image.clone())
             .unwrap_or_else(|| "scratch".into());
         let key = self.key(&parent, what);
-        let hit = (!self.req.no_cache)
-            .then(|| self.cache.get(self.engine, &key))
-            .flatten();
+        let hit = if self.req.no_cache {
+            None
+        } else if !self.req.cache_from.is_empty() {
+            match created_by.and_then(|c| self.from_sources(c).map(|d| (c, d))) {
+                Some((c, diff_id)) => {
+                    let mut cfg = self.stages.last().expect("a stage").config.clone();
+                    cfg.rootfs.diff_ids.push(diff_id);
+                    let id = self.commit_layer(&cfg, c)?;
+                    self.made.push(id.clone());
+                    if parent != "scratch" {
+                        let _ = self.engine.storage().set_parent(&id, &parent);
+                    }
+                    Some(id)
+                }
+                None => None,
+            }
+        } else {
+            self.cache.get(self.engine, &key)
+        };
         let id = match hit {
             Some(id) => {
                 out(Event::Cached);
@@ -640,7 +709,10 @@ impl Builder<'_> {
             serde_json::to_string(&argv).unwrap_or_default(),
             args_key.join("\n")
         );
-        self.cached(&what, out, |b, out| b.run_container(i, argv, env, out))
+        let created_by = argv.join(" ");
+        self.cached_layer(&what, Some(&created_by), out, |b, out| {
+            b.run_container(i, argv, env, out)
+        })
     }
 
     /// Runs `argv` in a container from the current image, commits it and
@@ -1010,7 +1082,14 @@ impl Builder<'_> {
         );
         let is_dir = |b: &Self, rel: &str| b.ctx.get(rel).is_some_and(|e| e.kind == Kind::Dir);
         let single_file_src = files.len() == 1 && !is_dir(self, &files[0].rel);
-        self.cached(&what, out, |b, _| {
+        let created_by = format!(
+            "{} {}:{} in {dest_abs}",
+            i.keyword,
+            if from.is_some() { "stage" } else { "file" },
+            &sum[..12]
+        );
+        let cb = created_by.clone();
+        self.cached_layer(&what, Some(&cb), out, |b, _| {
             let mut cfg = b.stages.last().expect("a stage").config.clone();
             let mut layer = LayerTar::new(b, &cfg);
             let opts = CopyOpts { uid, gid, chmod };
@@ -1044,15 +1123,7 @@ impl Builder<'_> {
             }
             let (diff_id, lease) = layer.finish().map_err(|e| step_err(i, e))?;
             cfg.rootfs.diff_ids.push(diff_id);
-            let id = b.commit_layer(
-                &cfg,
-                &format!(
-                    "{} {}:{} in {dest_abs}",
-                    i.keyword,
-                    if from.is_some() { "stage" } else { "file" },
-                    &sum[..12]
-                ),
-            )?;
+            let id = b.commit_layer(&cfg, &created_by)?;
             drop(lease);
             Ok(id)
         })

@@ -25,8 +25,7 @@ fn stream(text: &str) -> Vec<u8> {
 /// Query parameters that take resources or features the classic builder
 /// here does not have: refused when given a value other than their
 /// default, never ignored.
-const UNSUPPORTED: [(&str, &str); 15] = [
-    ("cachefrom", "[]"),
+const UNSUPPORTED: [(&str, &str); 14] = [
     ("remote", ""),
     ("cpusetcpus", ""),
     ("cpusetmems", ""),
@@ -146,6 +145,15 @@ fn parse_query(q: &[(String, String)]) -> Result<Query> {
             // rm=False unless asked).
             keep_containers: matches!(get("rm"), Some("0" | "false" | "False")) && !flag("forcerm"),
             pull: flag("pull"),
+            cache_from: match get("cachefrom").filter(|v| !v.is_empty() && *v != "null") {
+                None => Vec::new(),
+                Some(v) => serde_json::from_str(v).map_err(|e| {
+                    invalid(
+                        "cachefrom",
+                        format!("cachefrom: not a JSON array of image names: {e}"),
+                    )
+                })?,
+            },
         },
         quiet: flag("q"),
     })
