@@ -408,7 +408,7 @@ impl Builder<'_> {
     }
 
     /// A layer step's layer from a `--cache-from` image, if one matches.
-    fn from_sources(&self, created_by: &str) -> Option<String> {
+    fn layer_from_sources(&self, created_by: &str) -> Option<String> {
         let cfg = &self.stages.last()?.config;
         let (n, l) = (cfg.history.len(), cfg.rootfs.diff_ids.len());
         self.sources.iter().find_map(|src| {
@@ -446,7 +446,7 @@ impl Builder<'_> {
         let hit = if self.req.no_cache {
             None
         } else if !self.req.cache_from.is_empty() {
-            match created_by.and_then(|c| self.from_sources(c).map(|d| (c, d))) {
+            match created_by.and_then(|c| self.layer_from_sources(c).map(|d| (c, d))) {
                 Some((c, diff_id)) => {
                     let mut cfg = self.stages.last().expect("a stage").config.clone();
                     cfg.rootfs.diff_ids.push(diff_id);
