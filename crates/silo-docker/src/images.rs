@@ -375,6 +375,8 @@ impl Docker {
             labels: Some(to_hash(cc.labels.clone())),
             stop_signal: cc.stop_signal.clone(),
             healthcheck: cc.healthcheck.as_ref().map(health::from_image),
+            on_build: cc.on_build.clone(),
+            shell: cc.shell.clone(),
             ..Default::default()
         };
         let comment = img

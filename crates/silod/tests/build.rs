@@ -162,7 +162,11 @@ fn a_multi_stage_build_with_the_cache_and_its_config() {
 fn bad_builds_say_what_and_where_and_leave_nothing() {
     let d = Daemon::start_in_netns(Path::new(SILOD), Cli::Docker);
     d.import_busybox();
-    let cases: [(&str, &str); 7] = [
+    let cases: [(&str, &str); 8] = [
+        (
+            "FROM busybox\nENV A=\"unterminated\n",
+            "line 2: unterminated quote",
+        ),
         (
             "FROM busybox\nFROB x\n",
             "line 2: unknown instruction: FROB",
@@ -241,4 +245,47 @@ fn bad_builds_say_what_and_where_and_leave_nothing() {
     s.read_to_string(&mut raw).unwrap();
     assert!(raw.contains("outside the build context"), "{raw}");
     assert_eq!(image_count(&d), images);
+}
+
+#[test]
+fn onbuild_triggers_and_the_escape_directive() {
+    let d = Daemon::start_in_netns(Path::new(SILOD), Cli::Docker);
+    d.import_busybox();
+    let base = tempfile::tempdir().unwrap();
+    std::fs::write(
+        base.path().join("Dockerfile"),
+        "FROM busybox\nONBUILD RUN echo triggered > /trigger\n",
+    )
+    .unwrap();
+    let out = build(&d, &["-t", "withtrigger", base.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let onbuild = d.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.OnBuild}}",
+        "withtrigger",
+    ]);
+    assert!(onbuild.contains("RUN echo triggered"), "{onbuild}");
+    let child = tempfile::tempdir().unwrap();
+    std::fs::write(
+        child.path().join("Dockerfile"),
+        "# escape=`\nFROM withtrigger\nRUN echo one `\n  two > /joined\n",
+    )
+    .unwrap();
+    let out = build(&d, &["-t", "child", child.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        d.ok(&["run", "--rm", "child", "cat", "/trigger", "/joined"]),
+        "triggered\none two\n"
+    );
+    // Triggers run once: the child does not carry them on.
+    let onbuild = d.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.OnBuild}}",
+        "child",
+    ]);
+    assert_eq!(onbuild.trim(), "null");
 }
