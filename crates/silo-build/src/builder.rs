@@ -620,11 +620,9 @@ impl Builder<'_> {
             if name.is_empty() {
                 return Err(step_err(i, format!("ARG {w:?} has no name")));
             }
-            let given = self.req.build_args.get(&name).map(|v| {
-                v.clone()
-                    .or_else(|| std::env::var(&name).ok())
-                    .unwrap_or_default()
-            });
+            // A build arg without a value (null) is not given: the client
+            // fills values from its environment, never silod's.
+            let given = self.req.build_args.get(&name).cloned().flatten();
             if given.is_some() {
                 self.used_args.push(name.clone());
             }
@@ -843,15 +841,17 @@ impl Builder<'_> {
             format!("{}/{}", base.trim_end_matches('/'), dir)
         };
         let abs = normalize_abs(&abs);
+        let cfg_now = self.stages.last().expect("a stage").config.clone();
+        let made_at = self.resolve_in_image(&cfg_now, &abs);
         let what = format!("WORKDIR {abs}");
         self.cached(&what, out, |b, _| {
             let mut cfg = b.stages.last().expect("a stage").config.clone();
             cfg.config.working_dir = Some(abs.clone());
             // The directory is made (as a layer) when no layer has it.
-            if b.lower_meta(&cfg, &abs).is_none() {
-                let mut layer = LayerTar::new(b, &cfg);
+            if b.lower_meta(&cfg, &made_at).is_none() {
+                let mut layer = LayerTar::new(b, &cfg).map_err(|e| step_err(i, e))?;
                 layer
-                    .dir_chain(&abs, 0o755, 0, 0)
+                    .dir_chain(&made_at, 0o755, 0, 0)
                     .map_err(|e| step_err(i, e))?;
                 let (diff_id, lease) = layer.finish().map_err(|e| step_err(i, e))?;
                 cfg.rootfs.diff_ids.push(diff_id);
@@ -882,6 +882,76 @@ impl Builder<'_> {
             .add_image(&bytes, None, None)
             .map(|i| i.id)
             .map_err(|e| BuildError::Other(e.to_string()))
+    }
+
+    /// What `abs` is in the image's layers (topmost copy; a whiteout hides
+    /// it): its metadata.
+    fn lower_entry(&self, cfg: &ImageConfig, abs: &str) -> Option<(std::fs::Metadata, PathBuf)> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let rel = abs.trim_start_matches('/');
+        if rel.is_empty() {
+            return None;
+        }
+        for d in cfg.rootfs.diff_ids.iter().rev() {
+            let p = self.engine.storage().layer_path(d).join(rel);
+            if let Ok(m) = std::fs::symlink_metadata(&p) {
+                if m.file_type().is_char_device() && m.rdev() == 0 {
+                    return None;
+                }
+                return Some((m, p));
+            }
+        }
+        None
+    }
+
+    /// `abs` with the image's symbolic links on the way resolved inside
+    /// the image (`/bin` → `/usr/bin` on merged-/usr images), so a layer
+    /// never puts a directory over a link.
+    fn resolve_in_image(&self, cfg: &ImageConfig, abs: &str) -> String {
+        let mut todo: Vec<String> = abs
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .rev()
+            .collect();
+        let mut done: Vec<String> = Vec::new();
+        let mut hops = 0;
+        while let Some(c) = todo.pop() {
+            match c.as_str() {
+                "." => continue,
+                ".." => {
+                    done.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            done.push(c);
+            let here = format!("/{}", done.join("/"));
+            let Some((m, path)) = self.lower_entry(cfg, &here) else {
+                continue;
+            };
+            if !m.file_type().is_symlink() || hops >= 40 {
+                continue;
+            }
+            hops += 1;
+            let Ok(target) = std::fs::read_link(&path) else {
+                continue;
+            };
+            let target = target.to_string_lossy().into_owned();
+            done.pop();
+            if target.starts_with('/') {
+                done.clear();
+            }
+            for t in target.split('/').filter(|c| !c.is_empty()).rev() {
+                todo.push(t.to_string());
+            }
+        }
+        format!("/{}", done.join("/"))
+    }
+
+    /// Whether `abs` is a directory in the image.
+    fn lower_is_dir(&self, cfg: &ImageConfig, abs: &str) -> bool {
+        self.lower_entry(cfg, abs).is_some_and(|(m, _)| m.is_dir())
     }
 
     /// A file of the image (the topmost layer's copy), as text.
@@ -1003,9 +1073,14 @@ impl Builder<'_> {
         } else {
             format!("{}/{}", workdir.trim_end_matches('/'), dest)
         };
-        let dest_is_dir =
-            dest.ends_with('/') || srcs.len() > 1 || dest == "." || dest.ends_with("/.");
-        let dest_abs = normalize_abs(&dest_abs);
+        let cfg_now = self.stages.last().expect("a stage").config.clone();
+        let dest_abs = self.resolve_in_image(&cfg_now, &normalize_abs(&dest_abs));
+        // Copying onto a directory of the image copies into it (Docker's).
+        let dest_is_dir = dest.ends_with('/')
+            || srcs.len() > 1
+            || dest == "."
+            || dest.ends_with("/.")
+            || self.lower_is_dir(&cfg_now, &dest_abs);
         let (uid, gid) = match i.flag("chown") {
             None => (0, 0),
             Some(c) => {
@@ -1091,7 +1166,7 @@ impl Builder<'_> {
         let cb = created_by.clone();
         self.cached_layer(&what, Some(&cb), out, |b, _| {
             let mut cfg = b.stages.last().expect("a stage").config.clone();
-            let mut layer = LayerTar::new(b, &cfg);
+            let mut layer = LayerTar::new(b, &cfg).map_err(|e| step_err(i, e))?;
             let opts = CopyOpts { uid, gid, chmod };
             for f in &files {
                 let rel = f.rel.as_str();
@@ -1312,9 +1387,11 @@ impl Builder<'_> {
             other => return Err(step_err(i, format!("unknown instruction: {other}"))),
         }
         let what = format!(
-            "{} {}",
+            "{} {}\n{}\n{}",
             i.keyword,
-            serde_json::to_string(&cfg.config).unwrap_or_default()
+            i.original,
+            serde_json::to_string(&cfg.config).unwrap_or_default(),
+            cfg.author.as_deref().unwrap_or("")
         );
         let created_by = format!("/bin/sh -c #(nop) {}", i.original);
         self.cached(&what, out, |b, _| b.commit_config(&cfg, &created_by, None))
@@ -1503,9 +1580,27 @@ fn is_archive(ctx: &Context, rel: &str) -> bool {
         }
     }
     let h = &head[..n];
-    h.starts_with(&[0x1f, 0x8b])
-        || h.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-        || (n >= 262 && &h[257..262] == b"ustar")
+    let compressed = h.starts_with(&[0x1f, 0x8b]) || h.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+    if !compressed {
+        return n >= 262 && &h[257..262] == b"ustar";
+    }
+    // A compressed file is extracted only when a tar is inside (a
+    // data.json.gz is copied as it is, as Docker does).
+    let Ok(f) = ctx.open_entry(&e) else {
+        return false;
+    };
+    let Ok(mut inner) = silo_storage::decompressed(f) else {
+        return false;
+    };
+    let mut block = [0u8; 512];
+    let mut got = 0;
+    while got < block.len() {
+        match inner.read(&mut block[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => got += k,
+        }
+    }
+    got >= 262 && &block[257..262] == b"ustar"
 }
 
 /// A layer being written as a tar, with the parent directories it needs
@@ -1513,18 +1608,58 @@ fn is_archive(ctx: &Context, rel: &str) -> bool {
 struct LayerTar<'a> {
     b: &'a Builder<'a>,
     cfg: ImageConfig,
-    tar: tar::Builder<Vec<u8>>,
+    tar: tar::Builder<Spool>,
     dirs: Vec<String>,
 }
 
+/// A layer's tar on its way to the store: a file (never memory: an ADD
+/// of a small gzip can expand to gigabytes) hashed as it is written,
+/// deleted when dropped.
+struct Spool {
+    path: PathBuf,
+    file: std::fs::File,
+    hash: Sha256,
+}
+
+impl std::io::Write for Spool {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 impl<'a> LayerTar<'a> {
-    fn new(b: &'a Builder<'a>, cfg: &ImageConfig) -> LayerTar<'a> {
-        LayerTar {
+    fn new(b: &'a Builder<'a>, cfg: &ImageConfig) -> Result<LayerTar<'a>, String> {
+        let dir = b.engine.storage().root().join("build-contexts");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let path = dir.join(format!("layer-{}.tar", silo_sys::id::random_hex(16)));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(LayerTar {
             b,
             cfg: cfg.clone(),
-            tar: tar::Builder::new(Vec::new()),
+            tar: tar::Builder::new(Spool {
+                path,
+                file,
+                hash: Sha256::new(),
+            }),
             dirs: Vec::new(),
-        }
+        })
     }
 
     /// A header; times come from the source (or the layer below), never
@@ -1743,7 +1878,33 @@ impl<'a> LayerTar<'a> {
                 }
             }
             let kind = h.entry_type();
-            if kind.is_symlink() || kind.is_hard_link() {
+            if kind.is_hard_link() {
+                // A hard link names an entry of the same archive: it moves
+                // under `dest` with it.
+                let raw_link = e
+                    .link_name()
+                    .map_err(|e| e.to_string())?
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let mut lparts: Vec<&str> = raw_link
+                    .split('/')
+                    .filter(|p| !p.is_empty() && *p != ".")
+                    .collect();
+                if lparts.contains(&"..") {
+                    return Err(format!("archive link {raw_link:?} leaves its directory"));
+                }
+                if let Some(st) = strip {
+                    if lparts.first() == Some(&st) {
+                        lparts.remove(0);
+                    }
+                }
+                let target = format!("{}/{}", dest.trim_matches('/'), lparts.join("/"))
+                    .trim_start_matches('/')
+                    .to_string();
+                self.tar
+                    .append_link(&mut h, &name, &target)
+                    .map_err(|e| e.to_string())?;
+            } else if kind.is_symlink() {
                 let link = e
                     .link_name()
                     .map_err(|e| e.to_string())?
@@ -1770,16 +1931,26 @@ impl<'a> LayerTar<'a> {
     /// until an image uses it.
     /// A layer the store already has (same bytes) is taken as it is.
     fn finish(self) -> Result<(String, silo_storage::Lease<'a>), String> {
-        let bytes = self.tar.into_inner().map_err(|e| e.to_string())?;
+        let mut spool = self.tar.into_inner().map_err(|e| e.to_string())?;
+        use std::io::{Seek, Write};
+        spool.flush().map_err(|e| e.to_string())?;
         let store = self.b.engine.storage();
-        let diff_id = format!("sha256:{}", sha(&bytes));
+        let diff_id = format!("sha256:{}", hex(&spool.hash.clone().finalize()));
         let lease = store.lease(std::slice::from_ref(&diff_id));
         if store.has_layer(&diff_id) {
             return Ok((diff_id, lease));
         }
         drop(lease);
+        spool
+            .file
+            .seek(std::io::SeekFrom::Start(0))
+            .map_err(|e| e.to_string())?;
+        let reader = spool.file.try_clone().map_err(|e| e.to_string())?;
         store
-            .import_layer(Cursor::new(bytes), silo_storage::Whiteouts::Overlay)
+            .import_layer(
+                std::io::BufReader::new(reader),
+                silo_storage::Whiteouts::Overlay,
+            )
             .map_err(|e| e.to_string())
     }
 }

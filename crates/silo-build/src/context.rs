@@ -44,7 +44,20 @@ pub struct Context {
 #[error("the build context is not a tar archive (plain, gzip or zstd): {0}")]
 pub struct ContextError(pub String);
 
+/// The longest entry name accepted (as for layers).
+const MAX_NAME: usize = silo_storage::MAX_PATH;
+/// The deepest entry accepted.
+const MAX_DEPTH: usize = 256;
+/// The most the index may hold in names, in bytes.
+const MAX_INDEX: usize = 256 << 20;
+
 fn normalize(raw: &str) -> Result<String, ContextError> {
+    if raw.len() > MAX_NAME {
+        return Err(ContextError(format!(
+            "an entry name is {} bytes long (at most {MAX_NAME})",
+            raw.len()
+        )));
+    }
     let mut parts = Vec::new();
     for c in raw.split('/') {
         match c {
@@ -52,6 +65,12 @@ fn normalize(raw: &str) -> Result<String, ContextError> {
             ".." => return Err(ContextError(format!("entry {raw:?} leaves the context"))),
             c => parts.push(c),
         }
+    }
+    if parts.len() > MAX_DEPTH {
+        return Err(ContextError(format!(
+            "an entry is {} directories deep (at most {MAX_DEPTH})",
+            parts.len()
+        )));
     }
     Ok(parts.join("/"))
 }
@@ -121,11 +140,24 @@ impl Context {
                 entries.insert(name, t);
             }
         }
-        // Directories only implied by their contents.
+        // Directories only implied by their contents; each directory is
+        // walked up from once.
+        let mut total: usize = entries.keys().map(String::len).sum();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         let names: Vec<String> = entries.keys().cloned().collect();
         for n in names {
             let mut p = n.as_str();
             while let Some((parent, _)) = p.rsplit_once('/') {
+                if seen.contains(parent) {
+                    break;
+                }
+                total += 2 * parent.len();
+                if total > MAX_INDEX {
+                    return Err(ContextError(
+                        "the context has too many names to index".into(),
+                    ));
+                }
+                seen.insert(parent.to_string());
                 entries.entry(parent.to_string()).or_insert(Entry {
                     kind: Kind::Dir,
                     mode: 0o755,
@@ -232,6 +264,19 @@ mod tests {
         h.as_old_mut().name[..8].copy_from_slice(b"../x.txt");
         h.set_cksum();
         t.append(&h, &b"x"[..]).unwrap();
+        // Names too long or too deep are refused before they cost memory.
+        let deep = "a/".repeat(300) + "f";
+        let mut t2 = tar::Builder::new(Vec::new());
+        let mut h2 = tar::Header::new_gnu();
+        h2.set_size(0);
+        h2.set_cksum();
+        t2.append_data(&mut h2, &deep, &b""[..]).unwrap();
+        let deep_tar = dir.path().join("deep.tar");
+        std::fs::write(&deep_tar, t2.into_inner().unwrap()).unwrap();
+        assert!(Context::open(&deep_tar)
+            .unwrap_err()
+            .to_string()
+            .contains("deep"));
         let evil = dir.path().join("evil.tar");
         std::fs::write(&evil, t.into_inner().unwrap()).unwrap();
         assert!(Context::open(&evil).is_err());

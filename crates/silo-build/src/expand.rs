@@ -23,6 +23,7 @@ pub fn expand(
     let mut out = String::new();
     let mut i = 0;
     let mut single = false;
+    let mut double = false;
     while i < chars.len() {
         let c = chars[i];
         if c == escape && !single && i + 1 < chars.len() {
@@ -35,8 +36,10 @@ pub fn expand(
             i += 2;
             continue;
         }
-        if c == '\'' {
+        if c == '\'' && !double {
             single = !single;
+        } else if c == '"' && !single {
+            double = !double;
         }
         if c != '$' || single || i + 1 >= chars.len() {
             out.push(c);
@@ -120,6 +123,7 @@ mod tests {
         assert_eq!(e("${B:-two} ${A:-two} ${EMPTY:-three}"), "two one three");
         assert_eq!(e("${A:+set} ${B:+set}."), "set .");
         assert_eq!(e("'$A' \"$A\""), "'$A' \"one\"");
+        assert_eq!(e("\"Bob's v$A\" $A"), "\"Bob's vone\" one");
         assert_eq!(e("\\$A cost $5"), "$A cost $5");
         assert_eq!(e("$B-end"), "-end");
         assert!(expand("${A", '\\', &vars).is_err());

@@ -170,7 +170,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
                     match next {
                         Some(n) if n.trim().is_empty() => {
                             // An empty line ends nothing: docker keeps going.
-                            cur = String::new();
+                            cur = escape.to_string();
                         }
                         Some(n) => cur = n.trim_end().to_string(),
                         None => break,
@@ -334,6 +334,11 @@ mod tests {
             Args::Shell("echo a   && echo b".into())
         );
         assert_eq!(df.instructions[1].line, 5);
+        let blank = parse("FROM a\nRUN one \\\n\n  && two\n").unwrap();
+        assert_eq!(
+            blank.instructions[1].args,
+            Args::Shell("one   && two".into())
+        );
         assert_eq!(
             df.instructions[2].args,
             Args::Exec(vec!["sh".into(), "-c".into(), "echo hi".into()])

@@ -30,6 +30,9 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
 /// Forwarded queries in flight at most; more are dropped (the client
 /// retries), so a flood cannot make silod spawn without bound.
 const MAX_FORWARDS: usize = 64;
+/// Forwarded queries in flight at most for one container, so one cannot
+/// take every slot (a `--dns` that never answers holds one for seconds).
+const MAX_FORWARDS_PER_CLIENT: usize = 8;
 
 const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;
@@ -154,6 +157,8 @@ pub struct Server {
     clients: Mutex<HashMap<String, Client>>,
     wake: Mutex<Option<OwnedFd>>,
     forwards: AtomicUsize,
+    /// Forwards in flight by owner.
+    per_client: Mutex<HashMap<String, usize>>,
     turn: AtomicUsize,
     names: Box<dyn Names>,
 }
@@ -221,6 +226,7 @@ impl Server {
             clients: Mutex::new(HashMap::new()),
             wake: Mutex::new(None),
             forwards: AtomicUsize::new(0),
+            per_client: Mutex::new(HashMap::new()),
             turn: AtomicUsize::new(0),
             names,
         })
@@ -316,10 +322,19 @@ impl Server {
             let _ = c.sock.send_to(&answer(msg, &q, &addrs), from);
             return;
         }
-        if self.forwards.fetch_add(1, Ordering::AcqRel) >= MAX_FORWARDS {
-            self.forwards.fetch_sub(1, Ordering::AcqRel);
-            return;
+        {
+            let mut per = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
+            let mine = per.entry(c.owner.clone()).or_insert(0);
+            if *mine >= MAX_FORWARDS_PER_CLIENT {
+                return;
+            }
+            if self.forwards.fetch_add(1, Ordering::AcqRel) >= MAX_FORWARDS {
+                self.forwards.fetch_sub(1, Ordering::AcqRel);
+                return;
+            }
+            *mine += 1;
         }
+        let owner = c.owner.clone();
         let upstreams = if c.upstreams.is_empty() {
             host_resolvers()
         } else {
@@ -333,10 +348,21 @@ impl Server {
             .spawn(move || {
                 let reply = forward(&msg, &upstreams).unwrap_or_else(|| servfail(&msg, &q));
                 let _ = sock.send_to(&reply, from);
-                me.forwards.fetch_sub(1, Ordering::AcqRel);
+                me.done_forwarding(&owner);
             });
         if spawned.is_err() {
-            self.forwards.fetch_sub(1, Ordering::AcqRel);
+            self.done_forwarding(&c.owner);
+        }
+    }
+
+    fn done_forwarding(&self, owner: &str) {
+        self.forwards.fetch_sub(1, Ordering::AcqRel);
+        let mut per = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per.get_mut(owner) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per.remove(owner);
+            }
         }
     }
 }

@@ -148,9 +148,11 @@ fn run_process(script: &str, json: bool) -> Result<String, NftError> {
         .spawn()
         .map_err(NftError::Spawn)?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(script.as_bytes())
-            .map_err(NftError::Spawn)?;
+        if let Err(e) = stdin.write_all(script.as_bytes()) {
+            drop(stdin);
+            let _ = child.wait();
+            return Err(NftError::Spawn(e));
+        }
     }
     let out = child.wait_with_output().map_err(NftError::Spawn)?;
     if out.status.success() {

@@ -289,3 +289,23 @@ fn onbuild_triggers_and_the_escape_directive() {
     ]);
     assert_eq!(onbuild.trim(), "null");
 }
+
+#[test]
+fn copies_land_through_the_images_links_and_into_its_directories() {
+    let d = Daemon::start_in_netns(Path::new(SILOD), Cli::Docker);
+    d.import_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("a.txt"), "a\n").unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nRUN mkdir -p /real && ln -s /real /linked\nCOPY a.txt /linked/sub/\nCOPY a.txt /etc\nWORKDIR /linked/w\n",
+    )
+    .unwrap();
+    let out = build(&d, &["-t", "links", ctx.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let got = d.ok(&[
+        "run", "--rm", "links", "sh", "-c",
+        "readlink /linked; cat /real/sub/a.txt /etc/a.txt; test -f /etc/passwd && echo etc-kept; test -d /real/w && echo workdir",
+    ]);
+    assert_eq!(got, "/real\na\na\netc-kept\nworkdir\n");
+}
