@@ -20,7 +20,8 @@ fn shape(n: &Network, containers: Value) -> Value {
         "Id": n.id,
         "Created": n.created,
         "Scope": "local",
-        "Driver": "bridge",
+        // Docker's names for silo's drivers.
+        "Driver": if n.driver == "transparent" { "macvlan" } else { "bridge" },
         "EnableIPv4": true,
         "EnableIPv6": n.pool6.is_some(),
         "IPAM": {

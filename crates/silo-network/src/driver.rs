@@ -55,7 +55,165 @@ pub mod opt {
 pub fn for_name(name: &str) -> Option<&'static dyn Driver> {
     match name {
         "nat" | "bridge" | "" => Some(&Nat),
+        "transparent" | "macvlan" => Some(&Transparent),
         _ => None,
+    }
+}
+
+/// The parent interface option of a transparent network (Docker's
+/// `parent`, or Windows' `com.docker.network.windowsshim.interface`).
+pub fn parent_of(options: &BTreeMap<String, String>) -> Option<&str> {
+    options
+        .get("parent")
+        .or_else(|| options.get("com.docker.network.windowsshim.interface"))
+        .map(String::as_str)
+        .filter(|p| !p.is_empty())
+}
+
+/// The transparent driver (HNS "Transparent"): endpoints sit on the L2
+/// segment of a host interface, each a macvlan (bridge mode) of it made
+/// directly in the container's namespace, with addresses from the
+/// network's static IPAM and the subnet's gateway as default route. No
+/// NAT and no nftables: the segment's own router and firewall apply.
+#[derive(Debug, Clone, Copy)]
+pub struct Transparent;
+
+impl Driver for Transparent {
+    fn hns_type(&self) -> &'static str {
+        "Transparent"
+    }
+
+    fn validate(&self, options: &BTreeMap<String, String>) -> Result<(), DriverError> {
+        for (k, v) in options {
+            match k.as_str() {
+                "parent" | "com.docker.network.windowsshim.interface" => {
+                    if !nat::valid_ifname(v) {
+                        return Err(DriverError::Invalid {
+                            what: format!("option {k}"),
+                            reason: format!("{v:?} is not a Linux interface name"),
+                        });
+                    }
+                }
+                "macvlan_mode" if v == "bridge" => {}
+                other => {
+                    return Err(DriverError::Invalid {
+                        what: format!("option {other}"),
+                        reason:
+                            "the transparent driver takes parent=IFACE (and macvlan_mode=bridge)"
+                                .into(),
+                    })
+                }
+            }
+        }
+        if parent_of(options).is_none() {
+            return Err(DriverError::Invalid {
+                what: "option parent".into(),
+                reason: "a transparent (macvlan) network needs -o parent=IFACE".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn setup_network(&self, nl: &mut Netlink, n: &Network) -> Result<u32, DriverError> {
+        let parent = parent_of(&n.options).unwrap_or(&n.bridge);
+        let err = |step: &'static str| {
+            let network = n.name.clone();
+            move |source| DriverError::Network {
+                network,
+                step,
+                source,
+            }
+        };
+        let link = nl
+            .link(parent)
+            .map_err(err("looking up the parent interface"))?
+            .ok_or_else(|| DriverError::Invalid {
+                what: "option parent".into(),
+                reason: format!("interface {parent} does not exist"),
+            })?;
+        nl.set_up(link.index)
+            .map_err(err("bringing the parent interface up"))?;
+        Ok(link.index)
+    }
+
+    fn teardown_network(&self, _nl: &mut Netlink, _n: &Network) -> Result<(), Vec<String>> {
+        // The parent is the host's: nothing of ours to remove.
+        Ok(())
+    }
+
+    fn setup_endpoint(
+        &self,
+        nl: &mut Netlink,
+        _n: &Network,
+        index: u32,
+        ep: &EndpointSpec,
+        ns: BorrowedFd<'_>,
+    ) -> Result<(), DriverError> {
+        let err = |step: &'static str| {
+            let endpoint = ep.id.clone();
+            move |source| DriverError::Endpoint {
+                endpoint,
+                step,
+                source,
+            }
+        };
+        let tmp = format!("{}p", &ep.host_ifname[..ep.host_ifname.len().min(14)]);
+        nl.add_macvlan(&tmp, index, ns)
+            .map_err(err("creating the macvlan"))?;
+        let inside = nat::in_netns(ns, |nl| {
+            let link = nl
+                .link(&tmp)?
+                .ok_or_else(|| crate::netlink::NetlinkError::Decode {
+                    what: "finding the macvlan".into(),
+                    message: format!("{tmp} did not arrive"),
+                })?;
+            let done = (|| {
+                nl.rename(link.index, &ep.ifname)?;
+                nl.set_mac(link.index, ep.mac)?;
+                for (a, p) in &ep.addresses {
+                    nl.add_address(link.index, *a, *p)?;
+                }
+                nl.set_up(link.index)?;
+                for gw in ep.default_gateway.iter().chain(&ep.default_gateway6) {
+                    nl.add_default_route(*gw)?;
+                }
+                Ok(())
+            })();
+            if done.is_err() {
+                let _ = nl.del_link(link.index);
+            }
+            done
+        })
+        .map_err(|source| DriverError::Namespace {
+            endpoint: ep.id.clone(),
+            source,
+        })?;
+        inside.map_err(err("configuring the macvlan"))
+    }
+
+    fn teardown_endpoint(&self, _nl: &mut Netlink, ep: &Endpoint) -> Result<(), DriverError> {
+        // The macvlan lives in the container's namespace: deleted there
+        // (a namespace already gone took it along).
+        let Some(path) = &ep.netns else {
+            return Ok(());
+        };
+        let Ok(f) = std::fs::File::open(path) else {
+            return Ok(());
+        };
+        use std::os::fd::AsFd;
+        let r = nat::in_netns(f.as_fd(), |nl| match nl.link(&ep.ifname)? {
+            Some(l) => nl.del_link(l.index),
+            None => Ok(()),
+        })
+        .map_err(|source| DriverError::Namespace {
+            endpoint: ep.id.clone(),
+            source,
+        })?;
+        r.map_err(|source| DriverError::Endpoint {
+            endpoint: ep.id.clone(),
+            step: "deleting the macvlan",
+            source,
+        })
     }
 }
 

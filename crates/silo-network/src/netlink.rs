@@ -14,8 +14,8 @@ use netlink_packet_core::{
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 pub use netlink_packet_route::link::InfoBridgePort;
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
-    LinkMessage,
+    InfoData, InfoKind, InfoMacVlan, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netlink_packet_route::route::{RouteHeader, RouteProtocol, RouteScope, RouteType};
@@ -201,6 +201,27 @@ impl Netlink {
             NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
         )?;
         self.index_of(host, &what)
+    }
+
+    /// Creates a macvlan link (bridge mode) on `parent` named `name`, made
+    /// directly inside the namespace `ns`.
+    pub fn add_macvlan(&mut self, name: &str, parent: u32, ns: BorrowedFd<'_>) -> Result<()> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.attributes.push(LinkAttribute::Link(parent));
+        m.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::MacVlan),
+            LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
+                MacVlanMode::Bridge,
+            )])),
+        ]));
+        self.request(
+            &format!("creating macvlan {name} on link {parent}"),
+            RouteNetlinkMessage::NewLink(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        Ok(())
     }
 
     fn index_of(&mut self, name: &str, what: &str) -> Result<u32> {

@@ -38,7 +38,7 @@ pub enum ServiceError {
     Duplicate(String),
     #[error("invalid network name {0:?}: use letters, digits and . _ - (at most 64)")]
     BadName(String),
-    #[error("driver {0:?} is not supported (nat; bridge is accepted as nat)")]
+    #[error("driver {0:?} is not supported (nat, transparent; bridge is accepted as nat, macvlan as transparent)")]
     Driver(String),
     #[error("subnet {subnet} overlaps network {other}'s {theirs}")]
     Overlap {
@@ -423,6 +423,7 @@ impl Service {
         }
         let driver = match req.driver.as_deref() {
             None | Some("" | "nat" | "bridge") => "nat",
+            Some("transparent" | "macvlan") => "transparent",
             Some(d) => return Err(ServiceError::Driver(d.to_string())),
         };
         driver::for_name(driver)
@@ -494,7 +495,21 @@ impl Service {
         } else {
             None
         };
-        let bridge = match req.options.get(driver::opt::BRIDGE_NAME) {
+        let parent = (driver == "transparent")
+            .then(|| driver::parent_of(&req.options).map(str::to_string))
+            .flatten();
+        if let Some(p) = &parent {
+            if let Some(other) = nets.values().find(|n| &n.bridge == p) {
+                return Err(ServiceError::Driver2(DriverError::Invalid {
+                    what: "option parent".into(),
+                    reason: format!("interface {p} is busy: network {} uses it", other.name),
+                }));
+            }
+        }
+        let bridge = match parent
+            .as_ref()
+            .or(req.options.get(driver::opt::BRIDGE_NAME))
+        {
             Some(b) => {
                 if nets.values().any(|n| &n.bridge == b) {
                     return Err(ServiceError::Driver2(DriverError::Invalid {
@@ -787,6 +802,15 @@ impl Service {
         let Some((n, ep)) = done.iter_mut().find(|(n, _)| !n.internal) else {
             return Err(ServiceError::NoGateway);
         };
+        if n.driver != "nat" {
+            return Err(ServiceError::Driver2(DriverError::Invalid {
+                what: "ports".into(),
+                reason: format!(
+                    "ports are published on nat networks; network {} ({}) puts containers on the segment itself",
+                    n.name, n.driver
+                ),
+            }));
+        }
         let IpAddr::V4(target) = ep.ip else {
             return Err(ServiceError::NoGateway);
         };

@@ -1238,3 +1238,169 @@ fn ipv6_networks_are_dual_stack_with_addresses_routes_and_names() {
     d.ok(&["network", "rm", "v6net", "auto6"]);
     no_endpoint_links_left(&d);
 }
+
+#[test]
+fn a_transparent_network_puts_containers_on_the_parents_segment() {
+    let d = Daemon::start_in_netns(Path::new(SILOD), Cli::Docker);
+    d.import_busybox();
+    // The parent: a veth whose other end is an "outside host" at 10.93.0.1.
+    let outside = format!("silo-seg-{}", std::process::id());
+    let sh = |args: &[&str]| {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    };
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "del", &outside])
+        .output();
+    sh(&["ip", "netns", "add", &outside]);
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .output();
+        }
+    }
+    let _gone = Gone(outside.clone());
+    let inns = |args: &[&str]| {
+        let out = d.in_netns(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    };
+    inns(&[
+        "ip", "link", "add", "segpar", "type", "veth", "peer", "name", "segout", "netns", &outside,
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &outside,
+        "addr",
+        "add",
+        "10.93.0.1/24",
+        "dev",
+        "segout",
+    ]);
+    sh(&["ip", "-n", &outside, "link", "set", "segout", "up"]);
+    d.ok(&[
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "-o",
+        "parent=segpar",
+        "--subnet",
+        "10.93.0.0/24",
+        "--gateway",
+        "10.93.0.1",
+        "seg",
+    ]);
+    let driver = d.ok(&["network", "inspect", "-f", "{{.Driver}}", "seg"]);
+    assert_eq!(driver.trim(), "macvlan");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "onseg",
+        "--network",
+        "seg",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let ip = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.seg.IPAddress}}",
+        "onseg",
+    ]);
+    let ip = ip.trim().to_string();
+    assert!(ip.starts_with("10.93.0."), "{ip}");
+    // The outside host reaches the container on the segment, and back.
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &outside, "busybox", "ping", "-c", "1", "-W", "3", &ip,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "outside -> {ip}: {}", stdout(&out));
+    d.ok(&["exec", "onseg", "ping", "-c", "1", "-W", "3", "10.93.0.1"]);
+    let route = d.ok(&["exec", "onseg", "ip", "-o", "route", "show", "default"]);
+    assert!(route.contains("via 10.93.0.1"), "{route}");
+    let hns: serde_json::Value = serde_json::from_str(&d.http("GET", "/hns/networks").1).unwrap();
+    assert!(hns
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["Name"] == "seg" && n["Type"] == "Transparent"));
+    // Bad input: no parent, an unknown parent, a busy parent, ports.
+    refused(
+        &d,
+        &[
+            "network",
+            "create",
+            "-d",
+            "macvlan",
+            "--subnet",
+            "10.94.0.0/24",
+            "np",
+        ],
+        "parent",
+    );
+    refused(
+        &d,
+        &[
+            "network",
+            "create",
+            "-d",
+            "macvlan",
+            "-o",
+            "parent=nosuch0",
+            "--subnet",
+            "10.94.0.0/24",
+            "bad",
+        ],
+        "nosuch0",
+    );
+    refused(
+        &d,
+        &[
+            "network",
+            "create",
+            "-d",
+            "macvlan",
+            "-o",
+            "parent=segpar",
+            "--subnet",
+            "10.95.0.0/24",
+            "busy",
+        ],
+        "busy",
+    );
+    refused(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "seg",
+            "-p",
+            "80:80",
+            "busybox",
+            "true",
+        ],
+        "nat networks",
+    );
+    assert_eq!(
+        d.ok(&["network", "ls", "-q", "--filter", "driver=macvlan"])
+            .lines()
+            .count(),
+        1
+    );
+    d.ok(&["rm", "-f", "onseg"]);
+    d.ok(&["network", "rm", "seg"]);
+    // The parent is the host's: it stays.
+    let links = stdout(&d.in_netns(&["ip", "-o", "link"]));
+    assert!(links.contains("segpar"), "{links}");
+}
