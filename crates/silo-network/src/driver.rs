@@ -402,6 +402,15 @@ mod tests {
             .validate(&o("com.docker.network.bridge.gateway_mode_ipv4", "routed"))
             .unwrap_err();
         assert!(e.to_string().contains("gateway_mode_ipv4"), "{e}");
-        assert!(for_name("bridge").is_some() && for_name("macvlan").is_none());
+        assert!(for_name("bridge").is_some() && for_name("macvlan").is_some());
+        assert!(for_name("overlay").is_none());
+        // The transparent driver needs a parent, and takes nothing else.
+        assert!(Transparent.validate(&o("parent", "eth0")).is_ok());
+        assert!(Transparent
+            .validate(&o("com.docker.network.windowsshim.interface", "eth1"))
+            .is_ok());
+        assert!(Transparent.validate(&BTreeMap::new()).is_err());
+        assert!(Transparent.validate(&o("parent", "a/b")).is_err());
+        assert!(Transparent.validate(&o(opt::MTU, "1400")).is_err());
     }
 }
