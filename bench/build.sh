@@ -12,39 +12,9 @@
 #   missing).
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh" 5
 FILES=${FILES:-3000}
-work=$(mktemp -d /tmp/bb.XXXXXX)
-declare -A pid=() ns=()
-for n in silod dockerd; do
-    ns[$n]=$work/netns-$n
-    touch "${ns[$n]}"
-    unshare --net="${ns[$n]}" ip link set lo up
-done
-inns() { local n=$1; shift; nsenter --net="${ns[$n]}" "$@"; }
-cleanup() {
-    set +e
-    for p in "${pid[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    sleep 2
-    for p in "${pid[@]}"; do kill -KILL "$p" 2>/dev/null; done
-    awk -v root="$work" 'index($5, root) == 1 { print $5 }' /proc/self/mountinfo \
-        | awk '{ print length, $0 }' | sort -rn | cut -d' ' -f2- \
-        | while read -r mp; do umount -l "$mp" 2>/dev/null; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-sock() { echo "$work/$1.sock"; }
+bench_work bb silod dockerd
 dk() { local n=$1; shift; DOCKER_BUILDKIT=0 DOCKER_HOST=unix://$(sock "$n") timeout -k 5 600 "$DOCKER" "$@"; }
-"$repo/scripts/mkrootfs.sh" "$work/rootfs" >/dev/null
-tar -C "$work/rootfs" -cf "$work/bb.tar" .
-inns silod "$bin/silod" -H "unix://$(sock silod)" --data-root "$work/silod" --exec-root "$work/sx" \
-    --monitor "$bin/silo-monitor" --runtime "$bin/silo-runtime" </dev/null >/dev/null 2>"$work/silod.log" &
-pid[silod]=$!
-inns dockerd dockerd -H "unix://$(sock dockerd)" --data-root "$work/dockerd" --exec-root "$work/dx" \
-    --pidfile "$work/docker.pid" </dev/null >"$work/dockerd.log" 2>&1 &
-pid[dockerd]=$!
-for n in silod dockerd; do
-    for _ in $(seq 1 300); do dk "$n" version >/dev/null 2>&1 && break; sleep 0.2; done
-    dk "$n" import "$work/bb.tar" busybox:latest >/dev/null
-done
+bench_daemons silod dockerd
 # The context: FILES small files and the Dockerfile.
 ctx=$work/ctx
 mkdir -p "$ctx/files"

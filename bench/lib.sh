@@ -15,3 +15,50 @@ if ! [ -x "$bin/silod" ] || ! [ -x "$bin/silo-monitor" ] || ! [ -x "$bin/silo-ru
     echo "bench: building release binaries" >&2
     (cd "$repo" && cargo build --release -p silod -p silo-monitor -p silo-runtime) >&2
 fi
+
+# The side-by-side benches' daemons: `bench_work PREFIX ENGINE...` makes
+# $work and one private network namespace per engine in it (pinned files;
+# `inns ENGINE CMD…` runs in one), `bench_daemons` starts silod and dockerd
+# in theirs on `$(sock NAME)` and imports busybox through the script's own
+# `dk ENGINE ARGS…`, and `bench_teardown` (run on exit; scripts with more to
+# undo call it from their own trap) stops them and removes $work.
+bench_work() {
+    work=$(mktemp -d "/tmp/$1.XXXXXX")
+    shift
+    declare -gA pid=() ns=()
+    local n
+    for n in "$@"; do
+        ns[$n]=$work/netns-$n
+        touch "${ns[$n]}"
+        unshare --net="${ns[$n]}" ip link set lo up
+    done
+    trap bench_teardown EXIT
+}
+inns() { local n=$1; shift; nsenter --net="${ns[$n]}" "$@"; }
+sock() { echo "$work/$1.sock"; }
+bench_teardown() {
+    set +e
+    local p
+    for p in "${pid[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    sleep 2
+    for p in "${pid[@]}"; do kill -KILL "$p" 2>/dev/null; done
+    awk -v root="$work" 'index($5, root) == 1 { print $5 }' /proc/self/mountinfo \
+        | awk '{ print length, $0 }' | sort -rn | cut -d' ' -f2- \
+        | while read -r mp; do umount -l "$mp" 2>/dev/null; done
+    rm -rf "$work"
+}
+bench_daemons() {
+    "$repo/scripts/mkrootfs.sh" "$work/rootfs" >/dev/null
+    tar -C "$work/rootfs" -cf "$work/bb.tar" .
+    inns silod "$bin/silod" -H "unix://$(sock silod)" --data-root "$work/silod" --exec-root "$work/sx" \
+        --monitor "$bin/silo-monitor" --runtime "$bin/silo-runtime" </dev/null >/dev/null 2>"$work/silod.log" &
+    pid[silod]=$!
+    inns dockerd dockerd -H "unix://$(sock dockerd)" --data-root "$work/dockerd" --exec-root "$work/dx" \
+        --pidfile "$work/docker.pid" </dev/null >"$work/dockerd.log" 2>&1 &
+    pid[dockerd]=$!
+    local n
+    for n in "$@"; do
+        for _ in $(seq 1 300); do dk "$n" version >/dev/null 2>&1 && break; sleep 0.2; done
+        dk "$n" import "$work/bb.tar" busybox:latest >/dev/null
+    done
+}

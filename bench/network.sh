@@ -18,30 +18,14 @@
 #   SILO_BIN_DIR (default target/release, built if missing), SECS (iperf3
 #   seconds per run, default 5), REPS (iperf3 runs per figure, median; 3).
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh" 20
-work=$(mktemp -d /tmp/nb.XXXXXX)
-declare -A pid=()
 engines=(silod dockerd)
 command -v podman >/dev/null && engines+=(podman)
-declare -A ns=()
-for n in "${engines[@]}"; do
-    ns[$n]=$work/netns-$n
-    touch "${ns[$n]}"
-    unshare --net="${ns[$n]}" ip link set lo up
-done
-inns() { local n=$1; shift; nsenter --net="${ns[$n]}" "$@"; }
+bench_work nb "${engines[@]}"
 cleanup() {
-    set +e
-    for p in "${pid[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    [ -n "${bare:-}" ] && ip netns del "$bare-a" 2>/dev/null; [ -n "${bare:-}" ] && ip netns del "$bare-b" 2>/dev/null
-    sleep 2
-    for p in "${pid[@]}"; do kill -KILL "$p" 2>/dev/null; done
-    awk -v root="$work" 'index($5, root) == 1 { print $5 }' /proc/self/mountinfo \
-        | awk '{ print length, $0 }' | sort -rn | cut -d' ' -f2- \
-        | while read -r mp; do umount -l "$mp" 2>/dev/null; done
-    rm -rf "$work"
+    [ -n "${bare:-}" ] && { ip netns del "$bare-a"; ip netns del "$bare-b"; } 2>/dev/null
+    bench_teardown
 }
 trap cleanup EXIT
-sock() { case $1 in silod) echo "$work/silod.sock" ;; dockerd) echo "$work/docker.sock" ;; esac; }
 # One engine's CLI: the docker CLI for silod and dockerd, podman's own (in
 # its namespace, with private storage) for podman.
 dk() {
@@ -57,17 +41,8 @@ dk() {
         DOCKER_HOST=unix://$(sock "$n") timeout -k 5 120 "$DOCKER" "$@"
     fi
 }
-"$repo/scripts/mkrootfs.sh" "$work/rootfs" >/dev/null
-tar -C "$work/rootfs" -cf "$work/bb.tar" .
-inns silod "$bin/silod" -H "unix://$(sock silod)" --data-root "$work/silod" --exec-root "$work/sx" \
-    --monitor "$bin/silo-monitor" --runtime "$bin/silo-runtime" </dev/null >/dev/null 2>"$work/silod.log" &
-pid[silod]=$!
-inns dockerd dockerd -H "unix://$(sock dockerd)" --data-root "$work/dockerd" --exec-root "$work/dx" \
-    --pidfile "$work/docker.pid" </dev/null >"$work/dockerd.log" 2>&1 &
-pid[dockerd]=$!
+bench_daemons "${engines[@]}"
 for n in "${engines[@]}"; do
-    for _ in $(seq 1 300); do dk "$n" version >/dev/null 2>&1 && break; sleep 0.2; done
-    dk "$n" import "$work/bb.tar" busybox:latest >/dev/null
     dk "$n" run --rm busybox true >/dev/null   # makes the default bridge
 done
 now() { echo "${EPOCHREALTIME/./}000"; }

@@ -301,14 +301,14 @@ impl Builder<'_> {
         // --label values go on the final image.
         let mut final_id = match &stage.image {
             Some(id) => id.clone(),
-            None => self.commit_config(&stage.config, "", None)?,
+            None => self.commit_config(&stage.config, "")?,
         };
         if !self.req.labels.is_empty() {
             let mut cfg = self.image_config(&final_id)?;
             let labels = cfg.config.labels.get_or_insert_with(Default::default);
             labels.extend(self.req.labels.clone());
             let parent = final_id.clone();
-            final_id = self.commit_config(&cfg, "LABEL (build labels)", Some(&final_id))?;
+            final_id = self.commit_config(&cfg, "LABEL (build labels)")?;
             let _ = self.engine.storage().set_parent(&final_id, &parent);
         }
         for t in &self.req.tags {
@@ -363,13 +363,23 @@ impl Builder<'_> {
         expand(s, self.df.escape, &get).map_err(|e| step_err(i, e.to_string()))
     }
 
-    /// Stores `cfg` as a new (layerless or already layered) image whose
-    /// history gains `created_by` (when given) and returns its id.
-    fn commit_config(
+    /// Stores `cfg` as a new layerless image whose history gains
+    /// `created_by` (when given); returns its id.
+    fn commit_config(&self, cfg: &ImageConfig, created_by: &str) -> Result<String, BuildError> {
+        self.store_image(cfg, created_by, true)
+    }
+
+    /// Stores `cfg` (whose rootfs already has the new layer) with a
+    /// history entry for the layer.
+    fn commit_layer(&self, cfg: &ImageConfig, created_by: &str) -> Result<String, BuildError> {
+        self.store_image(cfg, created_by, false)
+    }
+
+    fn store_image(
         &self,
         cfg: &ImageConfig,
         created_by: &str,
-        _parent: Option<&str>,
+        empty_layer: bool,
     ) -> Result<String, BuildError> {
         let mut cfg = cfg.clone();
         let t = now();
@@ -380,7 +390,7 @@ impl Builder<'_> {
                 created_by: Some(created_by.to_string()),
                 author: None,
                 comment: None,
-                empty_layer: true,
+                empty_layer,
             });
         }
         let bytes = serde_json::to_vec(&cfg).map_err(|e| BuildError::Other(e.to_string()))?;
@@ -656,7 +666,7 @@ impl Builder<'_> {
             .unwrap_or_default();
         let what = format!("ARG {} {}", i.original, args.join(" "));
         let created_by = format!("/bin/sh -c #(nop)  {}", i.original);
-        self.cached(&what, out, |b, _| b.commit_config(&cfg, &created_by, None))
+        self.cached(&what, out, |b, _| b.commit_config(&cfg, &created_by))
     }
 
     /// The environment of a RUN: the image's ENV plus the stage's ARGs.
@@ -859,29 +869,8 @@ impl Builder<'_> {
                 drop(lease);
                 return Ok(id);
             }
-            b.commit_config(&cfg, &format!("/bin/sh -c #(nop) WORKDIR {abs}"), None)
+            b.commit_config(&cfg, &format!("/bin/sh -c #(nop) WORKDIR {abs}"))
         })
-    }
-
-    /// Stores `cfg` (whose rootfs already has the new layer) with a
-    /// history entry for the layer.
-    fn commit_layer(&self, cfg: &ImageConfig, created_by: &str) -> Result<String, BuildError> {
-        let mut cfg = cfg.clone();
-        let t = now();
-        cfg.created = Some(t.clone());
-        cfg.history.push(History {
-            created: Some(t),
-            created_by: Some(created_by.to_string()),
-            author: None,
-            comment: None,
-            empty_layer: false,
-        });
-        let bytes = serde_json::to_vec(&cfg).map_err(|e| BuildError::Other(e.to_string()))?;
-        self.engine
-            .storage()
-            .add_image(&bytes, None, None)
-            .map(|i| i.id)
-            .map_err(|e| BuildError::Other(e.to_string()))
     }
 
     /// What `abs` is in the image's layers (topmost copy; a whiteout hides
@@ -956,17 +945,10 @@ impl Builder<'_> {
 
     /// A file of the image (the topmost layer's copy), as text.
     fn image_file(&self, cfg: &ImageConfig, abs: &str) -> Option<String> {
-        let rel = abs.trim_start_matches('/');
-        for d in cfg.rootfs.diff_ids.iter().rev() {
-            let p = self.engine.storage().layer_path(d).join(rel);
-            if let Ok(m) = std::fs::symlink_metadata(&p) {
-                if !m.is_file() {
-                    return None;
-                }
-                return std::fs::read_to_string(p).ok();
-            }
-        }
-        None
+        let (m, path) = self.lower_entry(cfg, abs)?;
+        m.is_file()
+            .then(|| std::fs::read_to_string(path).ok())
+            .flatten()
     }
 
     /// `--chown` USER[:GROUP], each a number or a name in the image's
@@ -1004,35 +986,19 @@ impl Builder<'_> {
     /// The modification time of `abs` in the image's layers (0 if none).
     fn lower_mtime(&self, cfg: &ImageConfig, abs: &str) -> u64 {
         use std::os::unix::fs::MetadataExt;
-        let rel = abs.trim_start_matches('/');
-        for d in cfg.rootfs.diff_ids.iter().rev() {
-            let p = self.engine.storage().layer_path(d).join(rel);
-            if let Ok(m) = std::fs::symlink_metadata(&p) {
-                return u64::try_from(m.mtime()).unwrap_or(0);
-            }
-        }
-        0
+        self.lower_entry(cfg, abs)
+            .map_or(0, |(m, _)| u64::try_from(m.mtime()).unwrap_or(0))
     }
 
-    /// The metadata of `abs` in the image's layers (top first; a whiteout
-    /// hides it): (mode, uid, gid).
+    /// The metadata of `abs` in the image's layers: (mode, uid, gid); the
+    /// root is root's 0755.
     fn lower_meta(&self, cfg: &ImageConfig, abs: &str) -> Option<(u32, u32, u32)> {
         use std::os::unix::fs::MetadataExt;
-        let rel = abs.trim_start_matches('/');
-        if rel.is_empty() {
+        if abs.trim_start_matches('/').is_empty() {
             return Some((0o755, 0, 0));
         }
-        for d in cfg.rootfs.diff_ids.iter().rev() {
-            let p = self.engine.storage().layer_path(d).join(rel);
-            if let Ok(m) = std::fs::symlink_metadata(&p) {
-                use std::os::unix::fs::FileTypeExt;
-                if m.file_type().is_char_device() && m.rdev() == 0 {
-                    return None; // whiteout
-                }
-                return Some((m.mode() & 0o7777, m.uid(), m.gid()));
-            }
-        }
-        None
+        self.lower_entry(cfg, abs)
+            .map(|(m, _)| (m.mode() & 0o7777, m.uid(), m.gid()))
     }
 
     fn copy(&mut self, i: &Instruction, out: &mut dyn FnMut(Event)) -> Result<(), BuildError> {
@@ -1394,7 +1360,7 @@ impl Builder<'_> {
             cfg.author.as_deref().unwrap_or("")
         );
         let created_by = format!("/bin/sh -c #(nop) {}", i.original);
-        self.cached(&what, out, |b, _| b.commit_config(&cfg, &created_by, None))
+        self.cached(&what, out, |b, _| b.commit_config(&cfg, &created_by))
     }
 }
 

@@ -25,7 +25,8 @@ fn stream(text: &str) -> Vec<u8> {
 /// Query parameters that take resources or features the classic builder
 /// here does not have: refused when given a value other than their
 /// default, never ignored.
-const UNSUPPORTED: [(&str, &str); 14] = [
+const UNSUPPORTED: [(&str, &str); 15] = [
+    ("ulimits", "[]"),
     ("remote", ""),
     ("cpusetcpus", ""),
     ("cpusetmems", ""),

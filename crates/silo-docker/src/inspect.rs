@@ -684,13 +684,7 @@ impl Docker {
         let joins = match &c.config.namespaces.network {
             NetworkMode::Networks(joins) => joins,
             NetworkMode::Default if c.config.pod.is_none() => {
-                default_join = [silo_engine::NetworkJoin {
-                    network: silo_network::service::DEFAULT_NETWORK.to_string(),
-                    aliases: Vec::new(),
-                    ip: None,
-                    ip6: None,
-                    mac: None,
-                }];
+                default_join = [silo_engine::NetworkJoin::default_network()];
                 &default_join[..]
             }
             _ => return out,

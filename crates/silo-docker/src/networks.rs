@@ -148,6 +148,8 @@ impl Docker {
                     .is_some_and(|o| !o.is_empty()),
             ),
             ("Ingress", body.ingress == Some(true)),
+            // Every silo network has IPv4.
+            ("EnableIPv4", body.enable_ipv4 == Some(false)),
             ("ConfigOnly", body.config_only == Some(true)),
             ("ConfigFrom", body.config_from.is_some()),
             (

@@ -743,13 +743,7 @@ impl Engine {
     /// address on a network both joined, under the alias, its name and its
     /// short id.
     fn link_hosts(&self, c: &Container, att: &mut Attachment) -> Result<()> {
-        let default = [crate::model::NetworkJoin {
-            network: silo_network::service::DEFAULT_NETWORK.to_string(),
-            aliases: Vec::new(),
-            ip: None,
-            ip6: None,
-            mac: None,
-        }];
+        let default = [crate::model::NetworkJoin::default_network()];
         let joins: &[crate::model::NetworkJoin] = match &c.config.namespaces.network {
             NetworkMode::Networks(joins) => joins,
             NetworkMode::Default => &default,

@@ -184,6 +184,20 @@ pub struct NetworkJoin {
     pub mac: Option<[u8; 6]>,
 }
 
+impl NetworkJoin {
+    /// Joining the default network (`nat`) with nothing fixed: what the
+    /// default mode means.
+    pub fn default_network() -> NetworkJoin {
+        NetworkJoin {
+            network: silo_network::service::DEFAULT_NETWORK.to_string(),
+            aliases: Vec::new(),
+            ip: None,
+            ip6: None,
+            mac: None,
+        }
+    }
+}
+
 impl NetworkMode {
     /// The container has a namespace of its own that silo pins and the
     /// network service may connect.

@@ -23,23 +23,8 @@ pub struct Hns(pub Arc<Service>);
 impl NetworkService for Hns {
     fn attach(&self, req: &AttachRequest<'_>) -> std::result::Result<Attachment, String> {
         let joins: Vec<JoinRequest> = match req.mode {
-            NetworkMode::Default => vec![JoinRequest {
-                network: silo_network::service::DEFAULT_NETWORK.to_string(),
-                aliases: Vec::new(),
-                ip: None,
-                ip6: None,
-                mac: None,
-            }],
-            NetworkMode::Networks(joins) => joins
-                .iter()
-                .map(|j| JoinRequest {
-                    network: j.network.clone(),
-                    aliases: j.aliases.clone(),
-                    ip: j.ip,
-                    ip6: j.ip6,
-                    mac: j.mac,
-                })
-                .collect(),
+            NetworkMode::Default => vec![join_request(&NetworkJoin::default_network())],
+            NetworkMode::Networks(joins) => joins.iter().map(join_request).collect(),
             _ => return Ok(Attachment::default()),
         };
         let eps = self
@@ -53,21 +38,7 @@ impl NetworkService for Hns {
                 dns_servers: req.dns_servers,
             })
             .map_err(|e| e.to_string())?;
-        let embedded_dns = eps
-            .iter()
-            .any(|(n, _)| n.name != silo_network::service::DEFAULT_NETWORK);
-        let hosts = eps
-            .iter()
-            .map(|(_, ep)| {
-                let mut names = vec![req.hostname.to_string()];
-                names.extend(ep.aliases.iter().filter(|a| *a != req.hostname).cloned());
-                (ep.ip.to_string(), names)
-            })
-            .collect();
-        Ok(Attachment {
-            hosts,
-            embedded_dns,
-        })
+        Ok(attachment_of(req.hostname, &eps))
     }
 
     fn detach(&self, owner: &str) -> std::result::Result<(), String> {
@@ -79,13 +50,7 @@ impl NetworkService for Hns {
         req: &AttachRequest<'_>,
         join: &crate::model::NetworkJoin,
     ) -> std::result::Result<(), String> {
-        let joins = [JoinRequest {
-            network: join.network.clone(),
-            aliases: join.aliases.clone(),
-            ip: join.ip,
-            ip6: join.ip6,
-            mac: join.mac,
-        }];
+        let joins = [join_request(join)];
         self.0
             .connect(&AttachSpec {
                 owner: req.owner,
@@ -101,6 +66,17 @@ impl NetworkService for Hns {
 
     fn disconnect(&self, owner: &str, network: &str) -> std::result::Result<(), String> {
         self.0.disconnect(owner, network).map_err(|e| e.to_string())
+    }
+}
+
+/// A container's wish to join a network, for the network service.
+fn join_request(j: &NetworkJoin) -> JoinRequest {
+    JoinRequest {
+        network: j.network.clone(),
+        aliases: j.aliases.clone(),
+        ip: j.ip,
+        ip6: j.ip6,
+        mac: j.mac,
     }
 }
 
@@ -314,13 +290,7 @@ impl Engine {
         }
         match &c.config.namespaces.network {
             NetworkMode::Networks(j) => Ok(j.clone()),
-            NetworkMode::Default => Ok(vec![NetworkJoin {
-                network: silo_network::service::DEFAULT_NETWORK.to_string(),
-                aliases: Vec::new(),
-                ip: None,
-                ip6: None,
-                mac: None,
-            }]),
+            NetworkMode::Default => Ok(vec![NetworkJoin::default_network()]),
             NetworkMode::Host => Err(Error::invalid(
                 "container",
                 format!("container {} is on the host's network: it cannot join or leave networks", c.name),
@@ -401,18 +371,23 @@ impl Engine {
             }
         }
         let n = self.network(&join.network)?;
+        self.emit_membership(Action::Connect, &n, &id);
+        Ok(())
+    }
+
+    /// A connect or disconnect event, as dockerd sends them.
+    fn emit_membership(&self, action: Action, n: &Network, container: &str) {
         self.emit_with(
             Scope::Network,
-            Action::Connect,
+            action,
             &n.id,
             [
-                ("container".to_string(), id.clone()),
+                ("container".to_string(), container.to_string()),
                 ("name".to_string(), n.name.clone()),
                 ("type".to_string(), n.driver.clone()),
             ]
             .into(),
         );
-        Ok(())
     }
 
     /// `docker network disconnect`: removes the network from the
@@ -444,17 +419,7 @@ impl Engine {
         if c.state.status.run().is_some() {
             self.refresh_etc(&c)?;
         }
-        self.emit_with(
-            Scope::Network,
-            Action::Disconnect,
-            &n.id,
-            [
-                ("container".to_string(), id.clone()),
-                ("name".to_string(), n.name.clone()),
-                ("type".to_string(), n.driver.clone()),
-            ]
-            .into(),
-        );
+        self.emit_membership(Action::Disconnect, &n, &id);
         Ok(())
     }
 

@@ -161,26 +161,15 @@ impl Driver for Transparent {
         nl.add_macvlan(&tmp, index, ns)
             .map_err(err("creating the macvlan"))?;
         let inside = nat::in_netns(ns, |nl| {
-            let link = nl
-                .link(&tmp)?
-                .ok_or_else(|| crate::netlink::NetlinkError::Decode {
-                    what: "finding the macvlan".into(),
-                    message: format!("{tmp} did not arrive"),
-                })?;
-            let done = (|| {
-                nl.rename(link.index, &ep.ifname)?;
-                nl.set_mac(link.index, ep.mac)?;
-                for (a, p) in &ep.addresses {
-                    nl.add_address(link.index, *a, *p)?;
-                }
-                nl.set_up(link.index)?;
-                for gw in ep.default_gateway.iter().chain(&ep.default_gateway6) {
-                    nl.add_default_route(*gw)?;
-                }
-                Ok(())
-            })();
+            let done = nat::configure_inside(nl, &tmp, ep);
             if done.is_err() {
-                let _ = nl.del_link(link.index);
+                // Under whichever name it has by now.
+                for name in [tmp.as_str(), ep.ifname.as_str()] {
+                    if let Ok(Some(l)) = nl.link(name) {
+                        let _ = nl.del_link(l.index);
+                        break;
+                    }
+                }
             }
             done
         })

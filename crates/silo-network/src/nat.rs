@@ -220,34 +220,44 @@ pub fn setup_endpoint(
                 .map_err(err("isolating the bridge port"))?;
         }
         host.set_up(veth).map_err(err("bringing the host end up"))?;
-        let inside = in_netns(ns, |nl| {
-            let peer = nl.link(&tmp_peer)?.ok_or_else(|| NetlinkError::Decode {
-                what: "finding the container end".into(),
-                message: format!("{tmp_peer} did not arrive"),
-            })?;
-            nl.rename(peer.index, &ep.ifname)?;
-            nl.set_mac(peer.index, ep.mac)?;
-            if let Some(mtu) = ep.mtu {
-                nl.set_mtu(peer.index, mtu)?;
+        let inside = in_netns(ns, |nl| configure_inside(nl, &tmp_peer, ep)).map_err(|source| {
+            DriverError::Namespace {
+                endpoint: ep.id.clone(),
+                source,
             }
-            for (a, p) in &ep.addresses {
-                nl.add_address(peer.index, *a, *p)?;
-            }
-            nl.set_up(peer.index)?;
-            for gw in ep.default_gateway.iter().chain(&ep.default_gateway6) {
-                nl.add_default_route(*gw)?;
-            }
-            Ok(())
-        })
-        .map_err(|source| DriverError::Namespace {
-            endpoint: ep.id.clone(),
-            source,
         })?;
         inside.map_err(err("configuring the container end"))
     })();
     if let Err(e) = result {
         let _ = host.del_link(veth);
         return Err(e);
+    }
+    Ok(())
+}
+
+/// Inside the container's namespace: the interface that arrived as `tmp`
+/// becomes the endpoint (its name, MAC, MTU, addresses, up, default
+/// routes). Shared by the drivers whose endpoint is one link in there.
+pub(crate) fn configure_inside(
+    nl: &mut Netlink,
+    tmp: &str,
+    ep: &EndpointSpec,
+) -> Result<(), NetlinkError> {
+    let link = nl.link(tmp)?.ok_or_else(|| NetlinkError::Decode {
+        what: "finding the container end".into(),
+        message: format!("{tmp} did not arrive"),
+    })?;
+    nl.rename(link.index, &ep.ifname)?;
+    nl.set_mac(link.index, ep.mac)?;
+    if let Some(mtu) = ep.mtu {
+        nl.set_mtu(link.index, mtu)?;
+    }
+    for (a, p) in &ep.addresses {
+        nl.add_address(link.index, *a, *p)?;
+    }
+    nl.set_up(link.index)?;
+    for gw in ep.default_gateway.iter().chain(&ep.default_gateway6) {
+        nl.add_default_route(*gw)?;
     }
     Ok(())
 }

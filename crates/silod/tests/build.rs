@@ -244,6 +244,14 @@ fn bad_builds_say_what_and_where_and_leave_nothing() {
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
     assert!(raw.contains("outside the build context"), "{raw}");
+    // A parameter the builder cannot honour is refused by name.
+    let (head, body) = d.http_body(
+        "POST",
+        "/build?ulimits=%5B%7B%22Name%22%3A%22nofile%22%2C%22Soft%22%3A1%2C%22Hard%22%3A1%7D%5D",
+        "",
+    );
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}\n{body}");
+    assert!(body.contains("ulimits"), "{body}");
     assert_eq!(image_count(&d), images);
 }
 

@@ -96,6 +96,15 @@ fn user_networks_connect_isolate_and_clean_up() {
         ],
         "10.99.0.5",
     );
+    let (head, body) = d.http_body(
+        "POST",
+        "/networks/create",
+        r#"{"Name":"nov4","EnableIPv4":false}"#,
+    );
+    assert!(
+        head.starts_with("HTTP/1.1 400") && body.contains("EnableIPv4"),
+        "{head}\n{body}"
+    );
     assert_eq!(d.ok(&["network", "ls", "-q"]).lines().count(), 5);
     // An exhausted range: a /30 has one address for containers.
     d.ok(&["network", "create", "--subnet", "10.87.0.0/30", "tiny"]);
