@@ -140,3 +140,25 @@ def test_a_dual_stack_network_with_the_sdk(silod_netns):
         client.networks.create("halfv6", ipam=IPAMConfig(pool_configs=[IPAMPool(subnet="fd00:83::/64")]))
     assert e.value.status_code == 400
     assert "halfv6" not in {n.name for n in client.networks.list()}
+
+
+def test_a_transparent_network_and_a_mac_address_with_the_sdk(silod_netns):
+    client = silod_netns.client
+    made = in_silod_netns(silod_netns, "ip", "link", "add", "sdkpar", "type", "veth",
+                          "peer", "name", "sdkpeer")
+    assert made.returncode == 0, made.stderr
+    net = client.networks.create("sdkseg", driver="macvlan", options={"parent": "sdkpar"},
+                                 ipam=IPAMConfig(pool_configs=[IPAMPool(subnet="10.96.0.0/24",
+                                                                        gateway="10.96.0.1")]))
+    try:
+        assert net.attrs["Driver"] == "macvlan"
+        out = client.containers.run("busybox", ["cat", "/sys/class/net/eth0/address"],
+                                    network="sdkseg", mac_address="02:42:0a:60:00:33",
+                                    remove=True).decode()
+        assert out.strip() == "02:42:0a:60:00:33"
+        with pytest.raises(docker.errors.APIError) as e:
+            client.networks.create("noparent", driver="macvlan")
+        assert e.value.status_code == 400 and "parent" in str(e.value)
+    finally:
+        net.remove()
+        in_silod_netns(silod_netns, "ip", "link", "del", "sdkpar")
