@@ -122,6 +122,11 @@ pub fn router(engine: Docker) -> Router {
         .route("/silo/hcs/{id}", get(system::hcs_inspect))
         .route("/hns/{what}", get(system::hns_list))
         .route("/hns/{what}/{id}", get(system::hns_inspect))
+        .route("/hns/{what}/{id}/{sub}", post(system::hns_add))
+        .route(
+            "/hns/{what}/{id}/{sub}/{item}",
+            axum::routing::delete(system::hns_remove),
+        )
         .route("/silo/sandbox/detach", post(system::sandbox_detach))
         .route("/silo/sandbox/{id}/attach", post(system::sandbox_attach))
         .route("/silo/sandbox/{id}/export", get(system::sandbox_export))

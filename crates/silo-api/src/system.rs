@@ -217,6 +217,25 @@ pub async fn hns_inspect(
     Ok(Json(v).into_response())
 }
 
+/// `POST /hns/{endpoints|networks}/{id}/{policies|remote-endpoints|remote-subnets}`.
+pub async fn hns_add(
+    State(engine): State<Shared>,
+    Path((what, id, sub)): Path<(String, String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let v = blocking(move || engine.hns_add(&what, &id, &sub, &body)).await?;
+    Ok((axum::http::StatusCode::CREATED, Json(v)).into_response())
+}
+
+/// `DELETE /hns/{endpoints|networks}/{id}/{sub}/{item}`.
+pub async fn hns_remove(
+    State(engine): State<Shared>,
+    Path((what, id, sub, item)): Path<(String, String, String, String)>,
+) -> ApiResult<Response> {
+    blocking(move || engine.hns_remove(&what, &id, &sub, &item)).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::events_wait;

@@ -21,7 +21,11 @@ fn shape(n: &Network, containers: Value) -> Value {
         "Created": n.created,
         "Scope": "local",
         // Docker's names for silo's drivers.
-        "Driver": if n.driver == "transparent" { "macvlan" } else { "bridge" },
+        "Driver": match n.driver.as_str() {
+            "nat" => "bridge",
+            "transparent" => "macvlan",
+            other => other,
+        },
         "EnableIPv4": true,
         "EnableIPv6": n.pool6.is_some(),
         "IPAM": {

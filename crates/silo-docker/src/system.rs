@@ -262,8 +262,7 @@ impl Docker {
         match what {
             "networks" => Ok(self.engine.hns_networks()?),
             "endpoints" => Ok(self.engine.hns_endpoints()?),
-            // PortMapping today; ACL, QoS, OutBoundNAT and Route come
-            // with the other drivers.
+            // PortMapping, ACL, QOS, OutBoundNAT and Route.
             "policies" => Ok(self.engine.hns_policies()?),
             other => Err(crate::Error::NotFound(format!("/hns/{other}"))),
         }
@@ -332,5 +331,37 @@ impl Docker {
         Ok(self
             .engine
             .export_sandbox(id, Self::disk_format(format)?, out)?)
+    }
+}
+
+impl Docker {
+    /// `POST /hns/endpoints/{id}/policies`, `POST /hns/networks/{id}/
+    /// remote-endpoints` and `…/remote-subnets`: adds the object in the
+    /// body (HNS JSON) and returns it with its id.
+    pub fn hns_add(
+        &self,
+        what: &str,
+        id: &str,
+        sub: &str,
+        body: &[u8],
+    ) -> Result<serde_json::Value> {
+        match (what, sub) {
+            ("endpoints", "policies") => Ok(self.engine.hns_add_policy(id, body)?),
+            ("networks", "remote-endpoints") => Ok(self.engine.hns_add_remote(id, body)?),
+            ("networks", "remote-subnets") => Ok(self.engine.hns_add_remote_subnet(id, body)?),
+            _ => Err(crate::Error::NotFound(format!("/hns/{what}/{id}/{sub}"))),
+        }
+    }
+
+    /// `DELETE` of one object added by [`Docker::hns_add`].
+    pub fn hns_remove(&self, what: &str, id: &str, sub: &str, item: &str) -> Result<()> {
+        match (what, sub) {
+            ("endpoints", "policies") => Ok(self.engine.hns_remove_policy(id, item)?),
+            ("networks", "remote-endpoints") => Ok(self.engine.hns_remove_remote(id, item)?),
+            ("networks", "remote-subnets") => Ok(self.engine.hns_remove_remote_subnet(id, item)?),
+            _ => Err(crate::Error::NotFound(format!(
+                "/hns/{what}/{id}/{sub}/{item}"
+            ))),
+        }
     }
 }

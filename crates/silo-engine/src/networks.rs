@@ -102,6 +102,14 @@ fn service_error(name: &str, e: ServiceError) -> Error {
     use ServiceError as S;
     match e {
         S::NotFound(_) => Error::not_found(Kind::Network, name),
+        S::EndpointNotFound(id) => Error::not_found(Kind::Network, format!("endpoint {id}")),
+        S::PolicyNotFound { .. } | S::RemoteNotFound { .. } => {
+            Error::not_found(Kind::Network, e.to_string())
+        }
+        S::QosExists { .. } | S::MacInUse { .. } => Error::conflict(e.to_string()),
+        S::Ambiguous(_) | S::Policy { .. } | S::Remote { .. } | S::Apply { .. } => {
+            Error::invalid("policy", e.to_string())
+        }
         S::Duplicate(_) | S::InUse { .. } | S::Predefined(_) | S::AlreadyConnected { .. } => {
             Error::conflict(e.to_string())
         }
@@ -480,5 +488,113 @@ impl Engine {
             j.network = n.name;
         }
         Ok(())
+    }
+}
+
+/// A remote endpoint as `POST /hns/networks/{id}/remote-endpoints` takes
+/// it (HNS's names; unknown fields are refused).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct RemoteEndpointRequest {
+    #[serde(rename = "IPAddress")]
+    ip_address: std::net::IpAddr,
+    #[serde(default)]
+    mac_address: Option<String>,
+    provider_address: std::net::IpAddr,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// A remote subnet route as `POST /hns/networks/{id}/remote-subnets`
+/// takes it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct RemoteSubnetRequest {
+    destination_prefix: String,
+    provider_address: std::net::IpAddr,
+    distributed_router_mac_address: String,
+}
+
+fn body<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::invalid(what, format!("invalid {what}: {e}")))
+}
+
+fn mac(s: &str) -> Result<[u8; 6]> {
+    silo_network::overlay::parse_mac(s)
+        .ok_or_else(|| Error::invalid("MacAddress", format!("{s:?} is not a MAC address")))
+}
+
+impl Engine {
+    /// Adds a policy (HNS JSON: `{"Type": …, "Settings": {…}}`) to a
+    /// running endpoint; returns it with its id.
+    pub fn hns_add_policy(&self, endpoint: &str, json: &[u8]) -> Result<serde_json::Value> {
+        let kind: silo_network::policy::PolicyKind = body("policy", json)?;
+        let (ep, p) = self
+            .hns()?
+            .add_policy(endpoint, kind)
+            .map_err(|e| service_error(endpoint, e))?;
+        let mut v = serde_json::to_value(&p).unwrap_or_default();
+        v["EndpointID"] = serde_json::json!(ep);
+        Ok(v)
+    }
+
+    /// Removes a policy from an endpoint.
+    pub fn hns_remove_policy(&self, endpoint: &str, policy: &str) -> Result<()> {
+        self.hns()?
+            .remove_policy(endpoint, policy)
+            .map_err(|e| service_error(endpoint, e))
+    }
+
+    /// Adds a remote endpoint to an overlay network.
+    pub fn hns_add_remote(&self, network: &str, json: &[u8]) -> Result<serde_json::Value> {
+        let r: RemoteEndpointRequest = body("remote endpoint", json)?;
+        let m = r.mac_address.as_deref().map(mac).transpose()?;
+        let made = self
+            .hns()?
+            .add_remote(network, r.ip_address, m, r.provider_address, r.name)
+            .map_err(|e| service_error(network, e))?;
+        Ok(serde_json::json!({
+            "ID": made.id,
+            "IPAddress": made.ip.to_string(),
+            "MacAddress": made.mac,
+            "ProviderAddress": made.provider.to_string(),
+            "Name": made.name,
+        }))
+    }
+
+    /// Removes a remote endpoint (id, id prefix or address).
+    pub fn hns_remove_remote(&self, network: &str, which: &str) -> Result<()> {
+        self.hns()?
+            .remove_remote(network, which)
+            .map_err(|e| service_error(network, e))
+    }
+
+    /// Adds a remote subnet route to an overlay network.
+    pub fn hns_add_remote_subnet(&self, network: &str, json: &[u8]) -> Result<serde_json::Value> {
+        let r: RemoteSubnetRequest = body("remote subnet", json)?;
+        let prefix = r.destination_prefix.parse().map_err(|e| {
+            Error::invalid(
+                "DestinationPrefix",
+                format!("{:?}: {e}", r.destination_prefix),
+            )
+        })?;
+        let m = mac(&r.distributed_router_mac_address)?;
+        let made = self
+            .hns()?
+            .add_remote_subnet(network, prefix, r.provider_address, m)
+            .map_err(|e| service_error(network, e))?;
+        Ok(serde_json::json!({
+            "ID": made.id,
+            "DestinationPrefix": made.prefix.to_string(),
+            "ProviderAddress": made.provider.to_string(),
+            "DistributedRouterMacAddress": made.router_mac,
+        }))
+    }
+
+    /// Removes a remote subnet route (id, id prefix or prefix).
+    pub fn hns_remove_remote_subnet(&self, network: &str, which: &str) -> Result<()> {
+        self.hns()?
+            .remove_remote_subnet(network, which)
+            .map_err(|e| service_error(network, e))
     }
 }

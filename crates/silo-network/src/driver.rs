@@ -39,7 +39,12 @@ pub trait Driver: Send + Sync {
         ns: BorrowedFd<'_>,
     ) -> Result<(), DriverError>;
     /// Removes one endpoint's objects (missing ones are fine).
-    fn teardown_endpoint(&self, nl: &mut Netlink, ep: &Endpoint) -> Result<(), DriverError>;
+    fn teardown_endpoint(
+        &self,
+        nl: &mut Netlink,
+        n: &Network,
+        ep: &Endpoint,
+    ) -> Result<(), DriverError>;
 }
 
 /// Docker's bridge options that the nat driver honours.
@@ -51,11 +56,27 @@ pub mod opt {
     pub const HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
 }
 
+/// The canonical driver name for a name users give (Docker's `bridge`
+/// is nat, `macvlan` transparent, `ipvlan` l2bridge).
+pub fn canonical(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "" | "nat" | "bridge" => "nat",
+        "transparent" | "macvlan" => "transparent",
+        "l2bridge" | "ipvlan" => "l2bridge",
+        "l2tunnel" => "l2tunnel",
+        "overlay" => "overlay",
+        _ => return None,
+    })
+}
+
 /// The driver for a network's driver name.
 pub fn for_name(name: &str) -> Option<&'static dyn Driver> {
     match name {
         "nat" | "bridge" | "" => Some(&Nat),
         "transparent" | "macvlan" => Some(&Transparent),
+        "l2bridge" | "ipvlan" => Some(&crate::l2::L2Bridge),
+        "l2tunnel" => Some(&crate::l2::L2Tunnel),
+        "overlay" => Some(&crate::overlay::Overlay),
         _ => None,
     }
 }
@@ -180,7 +201,12 @@ impl Driver for Transparent {
         inside.map_err(err("configuring the macvlan"))
     }
 
-    fn teardown_endpoint(&self, _nl: &mut Netlink, ep: &Endpoint) -> Result<(), DriverError> {
+    fn teardown_endpoint(
+        &self,
+        _nl: &mut Netlink,
+        _n: &Network,
+        ep: &Endpoint,
+    ) -> Result<(), DriverError> {
         // The macvlan lives in the container's namespace: deleted there
         // (a namespace already gone took it along).
         let Some(path) = &ep.netns else {
@@ -212,7 +238,7 @@ impl Driver for Transparent {
 #[derive(Debug, Clone, Copy)]
 pub struct Nat;
 
-fn bool_opt(options: &BTreeMap<String, String>, key: &str) -> Result<bool, DriverError> {
+pub(crate) fn bool_opt(options: &BTreeMap<String, String>, key: &str) -> Result<bool, DriverError> {
     match options.get(key).map(|v| v.to_ascii_lowercase()) {
         None => Ok(true),
         Some(v) if v == "true" || v == "1" => Ok(true),
@@ -366,7 +392,12 @@ impl Driver for Nat {
         nat::setup_endpoint(nl, index, &ep, ns)
     }
 
-    fn teardown_endpoint(&self, nl: &mut Netlink, ep: &Endpoint) -> Result<(), DriverError> {
+    fn teardown_endpoint(
+        &self,
+        nl: &mut Netlink,
+        _n: &Network,
+        ep: &Endpoint,
+    ) -> Result<(), DriverError> {
         nat::teardown_endpoint(nl, &ep.id, &ep.host_ifname)
     }
 }
@@ -392,7 +423,8 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("gateway_mode_ipv4"), "{e}");
         assert!(for_name("bridge").is_some() && for_name("macvlan").is_some());
-        assert!(for_name("overlay").is_none());
+        assert!(for_name("hyperv").is_none());
+        assert_eq!(canonical("ipvlan"), Some("l2bridge"));
         // The transparent driver needs a parent, and takes nothing else.
         assert!(Transparent.validate(&o("parent", "eth0")).is_ok());
         assert!(Transparent

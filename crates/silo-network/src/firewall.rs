@@ -93,12 +93,14 @@ pub fn apply(r: &NetworkRules<'_>) -> Result<(), FirewallError> {
     nft(r.id, &script(r))
 }
 
-/// The names of silo's tables (`silo-…`) in the inet family, from nft's
-/// JSON output (its machine interface).
-pub fn tables() -> Result<Vec<String>, FirewallError> {
-    let out = crate::nft::run("list tables inet", true).map_err(|source| FirewallError::Nft {
-        network: "(listing tables)".into(),
-        source,
+/// The names of silo's tables (`silo-…`) in `family` (inet, bridge),
+/// from nft's JSON output (its machine interface).
+pub fn tables(family: &str) -> Result<Vec<String>, FirewallError> {
+    let out = crate::nft::run(&format!("list tables {family}"), true).map_err(|source| {
+        FirewallError::Nft {
+            network: "(listing tables)".into(),
+            source,
+        }
     })?;
     let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
     Ok(v["nftables"]

@@ -87,6 +87,12 @@ pub fn in_netns<T: Send>(
     ns: BorrowedFd<'_>,
     f: impl FnOnce(&mut Netlink) -> Result<T, NetlinkError> + Send,
 ) -> Result<Result<T, NetlinkError>, std::io::Error> {
+    in_ns(ns, || Netlink::open().and_then(|mut nl| f(&mut nl)))
+}
+
+/// Runs `f` inside the namespace `ns` on a thread of its own (for work
+/// that opens its own sockets there, such as nftables).
+pub fn in_ns<T: Send>(ns: BorrowedFd<'_>, f: impl FnOnce() -> T + Send) -> std::io::Result<T> {
     let fd = ns.as_raw_fd();
     std::thread::scope(|s| {
         s.spawn(move || {
@@ -95,7 +101,7 @@ pub fn in_netns<T: Send>(
             if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            Ok(Netlink::open().and_then(|mut nl| f(&mut nl)))
+            Ok(f())
         })
         .join()
         .unwrap_or_else(|_| Err(std::io::Error::other("namespace thread panicked")))

@@ -8,17 +8,21 @@ use std::net::IpAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
-    NLM_F_REQUEST,
+    DefaultNla, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_APPEND,
+    NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 pub use netlink_packet_route::link::InfoBridgePort;
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoMacVlan, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+    InfoData, InfoKind, InfoMacVlan, InfoPortData, InfoPortKind, InfoVeth, InfoVxlan,
+    LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteFlags, RouteMessage};
 use netlink_packet_route::route::{RouteHeader, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use thiserror::Error;
@@ -375,6 +379,285 @@ impl Netlink {
         )?;
         Ok(())
     }
+
+    /// Creates a VXLAN link: network identifier `vni`, UDP port `port`,
+    /// source address `local` (None: the route's), learning off (remote
+    /// endpoints are told, not learned). Returns its index.
+    pub fn add_vxlan(
+        &mut self,
+        name: &str,
+        vni: u32,
+        port: u16,
+        local: Option<std::net::Ipv4Addr>,
+    ) -> Result<u32> {
+        let mut data = vec![
+            InfoVxlan::Id(vni),
+            InfoVxlan::Port(port),
+            InfoVxlan::Learning(false),
+        ];
+        if let Some(l) = local {
+            data.push(InfoVxlan::Local(l));
+        }
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Vxlan),
+            LinkInfo::Data(InfoData::Vxlan(data)),
+        ]));
+        let what = format!("creating VXLAN link {name} (VNI {vni}, port {port})");
+        self.request(
+            &what,
+            RouteNetlinkMessage::NewLink(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        self.index_of(name, &what)
+    }
+
+    /// The forwarding entry "frames for `mac` on VXLAN link `index` go to
+    /// VTEP `dst`" (all-zero `mac`: flood broadcast and unknown frames
+    /// there too; several such entries append). Replaces an equal one.
+    pub fn fdb_add(&mut self, index: u32, mac: [u8; 6], dst: IpAddr) -> Result<()> {
+        let flood = mac == [0; 6];
+        let m = fdb_message(index, mac, dst);
+        let flags = if flood {
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND
+        } else {
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+        };
+        match self.request(
+            &format!("adding forwarding entry {} via {dst}", mac_str(mac)),
+            RouteNetlinkMessage::NewNeighbour(m),
+            flags,
+        ) {
+            // An equal flood entry is already there.
+            Err(e) if flood && e.errno() == Some(libc::EEXIST) => Ok(()),
+            r => r.map(drop),
+        }
+    }
+
+    /// Removes a forwarding entry made by [`Netlink::fdb_add`] (a missing
+    /// one is fine).
+    pub fn fdb_del(&mut self, index: u32, mac: [u8; 6], dst: IpAddr) -> Result<()> {
+        let m = fdb_message(index, mac, dst);
+        match self.request(
+            &format!("removing forwarding entry {} via {dst}", mac_str(mac)),
+            RouteNetlinkMessage::DelNeighbour(m),
+            NLM_F_ACK,
+        ) {
+            Err(e) if matches!(e.errno(), Some(libc::ENOENT | libc::ENODEV)) => Ok(()),
+            r => r.map(drop),
+        }
+    }
+
+    /// A permanent neighbour entry: `ip` is at `mac` on link `index`.
+    pub fn neigh_add(&mut self, index: u32, ip: IpAddr, mac: [u8; 6]) -> Result<()> {
+        let m = neigh_message(index, ip, Some(mac));
+        self.request(
+            &format!("adding neighbour {ip} at {}", mac_str(mac)),
+            RouteNetlinkMessage::NewNeighbour(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        )
+        .map(drop)
+    }
+
+    /// Removes a neighbour entry (a missing one is fine).
+    pub fn neigh_del(&mut self, index: u32, ip: IpAddr) -> Result<()> {
+        let m = neigh_message(index, ip, None);
+        match self.request(
+            &format!("removing neighbour {ip}"),
+            RouteNetlinkMessage::DelNeighbour(m),
+            NLM_F_ACK,
+        ) {
+            Err(e) if matches!(e.errno(), Some(libc::ENOENT | libc::ENODEV)) => Ok(()),
+            r => r.map(drop),
+        }
+    }
+
+    /// Adds the route `dst/prefix` (through `via`, on link `oif`; `onlink`
+    /// takes `via` as on the link whatever its subnet).
+    pub fn add_route(&mut self, r: &Route) -> Result<()> {
+        self.request(
+            &format!("adding route {r}"),
+            RouteNetlinkMessage::NewRoute(route_message(r)),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(drop)
+    }
+
+    /// Deletes a route (a missing one is fine).
+    pub fn del_route(&mut self, r: &Route) -> Result<()> {
+        match self.request(
+            &format!("deleting route {r}"),
+            RouteNetlinkMessage::DelRoute(route_message(r)),
+            NLM_F_ACK,
+        ) {
+            Err(e) if matches!(e.errno(), Some(libc::ESRCH | libc::ENOENT | libc::ENODEV)) => {
+                Ok(())
+            }
+            r => r.map(drop),
+        }
+    }
+
+    /// Puts a token bucket filter (`tbf`) as the root queueing discipline
+    /// of link `index`: at most `rate` bytes a second leave it, in bursts
+    /// of at most `burst` bytes, with `limit` bytes queued. Replaces the
+    /// current root discipline.
+    pub fn set_tbf(&mut self, index: u32, rate: u64, burst: u32, limit: u32) -> Result<()> {
+        // struct tc_tbf_qopt: rate and peak rate (struct tc_ratespec, 12
+        // bytes each: cell_log u8, linklayer u8, overhead u16, cell_align
+        // i16, mpu u16, rate u32), limit, buffer and mtu (u32 each). The
+        // burst goes in TCA_TBF_BURST as bytes, so no ticks are needed.
+        const TCA_TBF_PARMS: u16 = 1;
+        const TCA_TBF_RATE64: u16 = 4;
+        const TCA_TBF_BURST: u16 = 6;
+        const TC_LINKLAYER_ETHERNET: u8 = 1;
+        let mut q = vec![0u8; 36];
+        q[1] = TC_LINKLAYER_ETHERNET;
+        q[8..12].copy_from_slice(&(rate.min(u32::MAX as u64) as u32).to_ne_bytes());
+        q[24..28].copy_from_slice(&limit.to_ne_bytes());
+        let mut opts = vec![TcOption::Other(DefaultNla::new(TCA_TBF_PARMS, q))];
+        if rate > u32::MAX as u64 {
+            opts.push(TcOption::Other(DefaultNla::new(
+                TCA_TBF_RATE64,
+                rate.to_ne_bytes().to_vec(),
+            )));
+        }
+        opts.push(TcOption::Other(DefaultNla::new(
+            TCA_TBF_BURST,
+            burst.to_ne_bytes().to_vec(),
+        )));
+        let mut m = TcMessage::default();
+        m.header.index = index as i32;
+        m.header.parent = TcHandle::ROOT;
+        m.header.handle = TcHandle {
+            major: 0x5110,
+            minor: 0,
+        };
+        m.attributes.push(TcAttribute::Kind("tbf".into()));
+        m.attributes.push(TcAttribute::Options(opts));
+        self.request(
+            &format!("setting a rate of {rate} bytes/s on link {index}"),
+            RouteNetlinkMessage::NewQueueDiscipline(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        )
+        .map(drop)
+    }
+
+    /// Removes the root queueing discipline of link `index` (back to the
+    /// default; none set is fine).
+    pub fn del_root_qdisc(&mut self, index: u32) -> Result<()> {
+        let mut m = TcMessage::default();
+        m.header.index = index as i32;
+        m.header.parent = TcHandle::ROOT;
+        match self.request(
+            &format!("removing the rate limit of link {index}"),
+            RouteNetlinkMessage::DelQueueDiscipline(m),
+            NLM_F_ACK,
+        ) {
+            Err(e) if matches!(e.errno(), Some(libc::ENOENT | libc::EINVAL | libc::ENODEV)) => {
+                Ok(())
+            }
+            r => r.map(drop),
+        }
+    }
+}
+
+/// A route for [`Netlink::add_route`] and [`Netlink::del_route`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub dst: IpAddr,
+    pub prefix: u8,
+    pub via: Option<IpAddr>,
+    pub oif: Option<u32>,
+    pub onlink: bool,
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.dst, self.prefix)?;
+        if let Some(v) = self.via {
+            write!(f, " via {v}")?;
+        }
+        if let Some(o) = self.oif {
+            write!(f, " dev {o}")?;
+        }
+        Ok(())
+    }
+}
+
+fn route_address(a: IpAddr) -> RouteAddress {
+    match a {
+        IpAddr::V4(a) => RouteAddress::Inet(a),
+        IpAddr::V6(a) => RouteAddress::Inet6(a),
+    }
+}
+
+fn route_message(r: &Route) -> RouteMessage {
+    let mut m = RouteMessage::default();
+    m.header.address_family = family(r.dst);
+    m.header.destination_prefix_length = r.prefix;
+    m.header.table = RouteHeader::RT_TABLE_MAIN;
+    m.header.protocol = RouteProtocol::Boot;
+    m.header.scope = if r.via.is_some() {
+        RouteScope::Universe
+    } else {
+        RouteScope::Link
+    };
+    m.header.kind = RouteType::Unicast;
+    if r.onlink {
+        m.header.flags = RouteFlags::Onlink;
+    }
+    m.attributes
+        .push(RouteAttribute::Destination(route_address(r.dst)));
+    if let Some(v) = r.via {
+        m.attributes.push(RouteAttribute::Gateway(route_address(v)));
+    }
+    if let Some(o) = r.oif {
+        m.attributes.push(RouteAttribute::Oif(o));
+    }
+    m
+}
+
+fn neigh_address(a: IpAddr) -> NeighbourAddress {
+    match a {
+        IpAddr::V4(a) => NeighbourAddress::Inet(a),
+        IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+    }
+}
+
+fn neigh_message(index: u32, ip: IpAddr, mac: Option<[u8; 6]>) -> NeighbourMessage {
+    let mut m = NeighbourMessage::default();
+    m.header.family = family(ip);
+    m.header.ifindex = index;
+    m.header.state = NeighbourState::Permanent;
+    m.attributes
+        .push(NeighbourAttribute::Destination(neigh_address(ip)));
+    if let Some(mac) = mac {
+        m.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    }
+    m
+}
+
+fn fdb_message(index: u32, mac: [u8; 6], dst: IpAddr) -> NeighbourMessage {
+    let mut m = NeighbourMessage::default();
+    m.header.family = AddressFamily::Bridge;
+    m.header.ifindex = index;
+    m.header.state = NeighbourState::Permanent;
+    m.header.flags = NeighbourFlags::Own;
+    m.attributes
+        .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    m.attributes
+        .push(NeighbourAttribute::Destination(neigh_address(dst)));
+    m
+}
+
+/// A MAC as Linux prints it.
+pub fn mac_str(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn family(a: IpAddr) -> AddressFamily {

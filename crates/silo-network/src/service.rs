@@ -22,6 +22,8 @@ use crate::firewall::{self, FirewallError};
 use crate::ipam::{mac_for, IpamError, Pool, Subnet};
 use crate::nat::{DriverError, EndpointSpec};
 use crate::netlink::{Netlink, NetlinkError};
+use crate::overlay::{RemoteEndpoint, RemoteSubnet};
+use crate::policy::{Policy, PolicyKind};
 use crate::ports::{self, PortError, PortMapping, PortRequest};
 
 /// The default network's name (Windows'); `bridge` is its Docker alias.
@@ -38,8 +40,31 @@ pub enum ServiceError {
     Duplicate(String),
     #[error("invalid network name {0:?}: use letters, digits and . _ - (at most 64)")]
     BadName(String),
-    #[error("driver {0:?} is not supported (nat, transparent; bridge is accepted as nat, macvlan as transparent)")]
+    #[error("driver {0:?} is not supported (nat, transparent, l2bridge, l2tunnel, overlay; bridge is accepted as nat, macvlan as transparent, ipvlan as l2bridge)")]
     Driver(String),
+    #[error("endpoint {0} not found")]
+    EndpointNotFound(String),
+    #[error("endpoint id prefix {0} is ambiguous")]
+    Ambiguous(String),
+    #[error("endpoint {endpoint} has no policy {policy}")]
+    PolicyNotFound { endpoint: String, policy: String },
+    #[error("endpoint {endpoint}: {source}")]
+    Policy {
+        endpoint: String,
+        source: crate::policy::PolicyError,
+    },
+    #[error("endpoint {endpoint} already has a QOS policy ({policy}); remove it first")]
+    QosExists { endpoint: String, policy: String },
+    #[error("applying the policy to endpoint {endpoint}: {reason}")]
+    Apply { endpoint: String, reason: String },
+    #[error("network {network}: {reason}")]
+    Remote { network: String, reason: String },
+    #[error("network {network} has no remote {what} {id}")]
+    RemoteNotFound {
+        network: String,
+        what: &'static str,
+        id: String,
+    },
     #[error("subnet {subnet} overlaps network {other}'s {theirs}")]
     Overlap {
         subnet: Subnet,
@@ -117,6 +142,9 @@ pub struct Endpoint {
     /// The owner's upstream DNS servers (`--dns`; empty: the host's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_servers: Vec<IpAddr>,
+    /// Policies added to it (HNS's ACL, QOS, OutBoundNAT, Route).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<Policy>,
 }
 
 /// A network and its endpoints.
@@ -150,6 +178,12 @@ pub struct Network {
     /// HNS's TotalEndpoints: endpoints ever created.
     #[serde(default)]
     pub total_endpoints: u64,
+    /// An overlay's endpoints on other hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remotes: Vec<RemoteEndpoint>,
+    /// An overlay's subnets on other hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_subnets: Vec<RemoteSubnet>,
 }
 
 /// A network to create.
@@ -229,6 +263,17 @@ impl dns::Names for Directory {
                         if !out.contains(&a) {
                             out.push(a);
                         }
+                    }
+                }
+            }
+            for r in &n.remotes {
+                if r.name
+                    .as_deref()
+                    .is_some_and(|x| x.eq_ignore_ascii_case(name))
+                {
+                    found = true;
+                    if !out.contains(&r.ip) {
+                        out.push(r.ip);
                     }
                 }
             }
@@ -336,6 +381,8 @@ impl Service {
                 endpoints: BTreeMap::new(),
                 max_concurrent_endpoints: 0,
                 total_endpoints: 0,
+                remotes: Vec::new(),
+                remote_subnets: Vec::new(),
             };
             svc.save(&n)?;
             svc.lock().insert(n.id.clone(), n);
@@ -421,15 +468,45 @@ impl Service {
         if !valid_name(&req.name) {
             return Err(ServiceError::BadName(req.name.clone()));
         }
-        let driver = match req.driver.as_deref() {
-            None | Some("" | "nat" | "bridge") => "nat",
-            Some("transparent" | "macvlan") => "transparent",
-            Some(d) => return Err(ServiceError::Driver(d.to_string())),
-        };
+        let given = req.driver.as_deref().unwrap_or("");
+        let driver =
+            driver::canonical(given).ok_or_else(|| ServiceError::Driver(given.to_string()))?;
         driver::for_name(driver)
             .ok_or_else(|| ServiceError::Driver(driver.to_string()))?
             .validate(&req.options)?;
+        if req.ipv6 && driver != "nat" && driver != "transparent" {
+            return Err(ServiceError::Driver2(DriverError::Invalid {
+                what: "--ipv6".into(),
+                reason: format!(
+                    "{driver} networks are IPv4 only (IPv6 is on nat and transparent networks)"
+                ),
+            }));
+        }
         let mut nets = self.lock();
+        let mut options = req.options.clone();
+        if driver == "overlay" {
+            let s = crate::overlay::settings(&req.options, 0)?;
+            let used = |vni: u32| {
+                nets.values().find(|n| {
+                    n.driver == "overlay"
+                        && crate::overlay::settings(&n.options, 0)
+                            .is_ok_and(|o| o.vni == vni && o.port == s.port)
+                })
+            };
+            if s.vni == 0 {
+                // Docker's overlay VNIs start at 4096.
+                let free = (4096..).find(|v| used(*v).is_none()).unwrap_or(4096);
+                options.insert(crate::overlay::key::VNI.into(), free.to_string());
+            } else if let Some(other) = used(s.vni) {
+                return Err(ServiceError::Driver2(DriverError::Invalid {
+                    what: "option vni".into(),
+                    reason: format!(
+                        "VNI {} on port {} is in use by network {}",
+                        s.vni, s.port, other.name
+                    ),
+                }));
+            }
+        }
         if req.name == "bridge" || nets.values().any(|n| n.name == req.name) {
             return Err(ServiceError::Duplicate(req.name.clone()));
         }
@@ -495,11 +572,15 @@ impl Service {
         } else {
             None
         };
-        let parent = (driver == "transparent")
+        let parent = matches!(driver, "transparent" | "l2bridge")
             .then(|| driver::parent_of(&req.options).map(str::to_string))
             .flatten();
         if let Some(p) = &parent {
-            if let Some(other) = nets.values().find(|n| &n.bridge == p) {
+            let holds = |n: &Network| {
+                &n.bridge == p
+                    || (n.driver == "l2bridge" && driver::parent_of(&n.options) == Some(p.as_str()))
+            };
+            if let Some(other) = nets.values().find(|n| holds(n)) {
                 return Err(ServiceError::Driver2(DriverError::Invalid {
                     what: "option parent".into(),
                     reason: format!("interface {p} is busy: network {} uses it", other.name),
@@ -508,6 +589,7 @@ impl Service {
         }
         let bridge = match parent
             .as_ref()
+            .filter(|_| driver == "transparent")
             .or(req.options.get(driver::opt::BRIDGE_NAME))
         {
             Some(b) => {
@@ -530,12 +612,14 @@ impl Service {
             pool6,
             internal: req.internal,
             attachable: req.attachable,
-            options: req.options.clone(),
+            options,
             labels: req.labels.clone(),
             created: silo_units_now(),
             endpoints: BTreeMap::new(),
             max_concurrent_endpoints: 0,
             total_endpoints: 0,
+            remotes: Vec::new(),
+            remote_subnets: Vec::new(),
         };
         self.realize(&n)?;
         if let Err(e) = self.save(&n) {
@@ -570,6 +654,9 @@ impl Service {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains(&n.id);
+        if known && n.driver == "l2tunnel" {
+            return Ok(0);
+        }
         if known {
             if let Some(l) = nl
                 .link(&n.bridge)
@@ -936,7 +1023,7 @@ impl Service {
                 [0x02, 0x42, b[0], b[1], b[2], b[3]]
             }
         };
-        let text = mac_text(mac);
+        let text = crate::netlink::mac_str(mac);
         if let Some(other) = n.endpoints.values().find(|e| e.mac == text) {
             n.pool.release(&ep_id);
             if let Some(p6) = n.pool6.as_mut() {
@@ -960,6 +1047,7 @@ impl Service {
             names: spec.names.to_vec(),
             netns: Some(spec.netns.to_path_buf()),
             dns_servers: spec.dns_servers.to_vec(),
+            policies: Vec::new(),
             mac: text,
             aliases: j.aliases.clone(),
         };
@@ -992,7 +1080,7 @@ impl Service {
             let snapshot = n.clone();
             if let Err(e) = self.save_endpoints(&snapshot) {
                 if let Ok(d) = Self::driver(n) {
-                    let _ = d.teardown_endpoint(&mut nl, &ep);
+                    let _ = d.teardown_endpoint(&mut nl, &snapshot, &ep);
                 }
                 return Err(e);
             }
@@ -1026,6 +1114,7 @@ impl Service {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&ep.id);
+        errors.extend(self.drop_policies(ep));
         {
             let mut nets = self.lock();
             if let Some(n) = nets.get_mut(network_id) {
@@ -1033,6 +1122,15 @@ impl Service {
                 if let Err(e) = self.save_endpoints(n) {
                     errors.push(e.to_string());
                 }
+            }
+        }
+        let nat = ep
+            .policies
+            .iter()
+            .any(|p| matches!(p.kind, PolicyKind::OutBoundNat(_)));
+        if nat {
+            if let Err(e) = self.apply_outbound() {
+                errors.push(format!("removing the OutBoundNAT of {}: {e}", ep.owner));
             }
         }
         self.queue_deletion(network_id, ep);
@@ -1152,7 +1250,10 @@ impl Service {
                     .pool
                     .leases
                     .values()
-                    .filter(|owner| !n.endpoints.contains_key(*owner))
+                    .filter(|owner| {
+                        !n.endpoints.contains_key(*owner)
+                            && !n.remotes.iter().any(|r| &r.id == *owner)
+                    })
                     .cloned()
                     .collect();
                 let orphans6: Vec<String> = n
@@ -1183,6 +1284,9 @@ impl Service {
         self.ports_ready
             .store(false, std::sync::atomic::Ordering::Release);
         if let Err(e) = self.ensure_port_table() {
+            errors.push(e.to_string());
+        }
+        if let Err(e) = self.apply_outbound() {
             errors.push(e.to_string());
         }
         for n in self.list() {
@@ -1243,8 +1347,14 @@ impl Service {
                             l.name.starts_with("sv") && l.kind.as_deref() == Some("veth");
                         let ours_bridge =
                             l.name.starts_with("silo") && l.kind.as_deref() == Some("bridge");
+                        let ours_vxlan =
+                            l.name.starts_with("sx") && l.kind.as_deref() == Some("vxlan");
                         let orphan = (ours_veth && !veths.contains(&l.name.as_str()))
-                            || (ours_bridge && !nets.iter().any(|n| n.bridge == l.name));
+                            || (ours_bridge && !nets.iter().any(|n| n.bridge == l.name))
+                            || (ours_vxlan
+                                && !nets.iter().any(|n| {
+                                    n.driver == "overlay" && crate::overlay::vxlan_name(n) == l.name
+                                }));
                         if orphan {
                             match nl.del_link(l.index) {
                                 // A veth's peer went with its other end.
@@ -1261,7 +1371,7 @@ impl Service {
             },
             Err(e) => errors.push(e.to_string()),
         }
-        match firewall::tables() {
+        match firewall::tables("inet") {
             Ok(tables) => {
                 for t in tables {
                     let known = nets
@@ -1272,6 +1382,24 @@ impl Service {
                             if let Err(e) = firewall::remove(id) {
                                 errors.push(e.to_string());
                             }
+                        }
+                    }
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+        // The l2bridge and overlay rewriting tables of networks gone.
+        match firewall::tables("bridge") {
+            Ok(tables) => {
+                for t in tables {
+                    let known = nets.iter().any(|n| {
+                        let id = &n.id[..n.id.len().min(12)];
+                        t == format!("silo-l2-{id}") || t == format!("silo-ov-{id}")
+                    });
+                    if !known && (t.starts_with("silo-l2-") || t.starts_with("silo-ov-")) {
+                        let script = format!("delete table bridge {t}\n");
+                        if let Err(e) = crate::nft::run(&script, false) {
+                            errors.push(format!("removing stray table {t}: {e}"));
                         }
                     }
                 }
@@ -1294,14 +1422,6 @@ impl Service {
             })
             .collect()
     }
-}
-
-/// A MAC as Linux prints it.
-fn mac_text(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 /// A unique local IPv6 /64 (fdXX:…) made from a network's id, for an IPv6
@@ -1363,20 +1483,23 @@ fn reap(
     for (nid, ep) in rx {
         // A socket per deletion: an idle reaper holds no descriptor.
         let mut nl = Netlink::open().ok();
-        let driver = networks
+        let network = networks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&nid)
+            .cloned();
+        let driver = network
+            .as_ref()
             .and_then(|n| driver::for_name(&n.driver))
             .unwrap_or(&driver::Nat);
-        match nl.as_mut() {
-            Some(nl) => {
-                if let Err(e) = driver.teardown_endpoint(nl, &ep) {
+        match (nl.as_mut(), network.as_ref()) {
+            (Some(nl), Some(n)) => {
+                if let Err(e) = driver.teardown_endpoint(nl, n, &ep) {
                     eprintln!("network service: removing endpoint {}: {e}", ep.id);
                 }
             }
-            None => eprintln!(
-                "network service: no netlink socket to remove endpoint {}",
+            _ => eprintln!(
+                "network service: no netlink socket (or network) to remove endpoint {}",
                 ep.id
             ),
         }
@@ -1400,4 +1523,487 @@ fn reap(
 
 fn silo_units_now() -> String {
     silo_units::now_rfc3339()
+}
+
+/// Endpoint policies and an overlay's remote objects.
+impl Service {
+    /// The network id and endpoint for an endpoint id (or unique prefix).
+    fn find_endpoint(&self, id: &str) -> Result<(String, Endpoint)> {
+        let nets = self.lock();
+        let hits: Vec<(String, Endpoint)> = nets
+            .values()
+            .flat_map(|n| n.endpoints.values().map(move |e| (n.id.clone(), e)))
+            .filter(|(_, e)| !id.is_empty() && e.id.starts_with(id))
+            .map(|(n, e)| (n, e.clone()))
+            .collect();
+        match hits.len() {
+            1 => Ok(hits.into_iter().next().unwrap_or_else(|| unreachable!())),
+            0 => Err(ServiceError::EndpointNotFound(id.to_string())),
+            _ => Err(ServiceError::Ambiguous(id.to_string())),
+        }
+    }
+
+    /// Replaces an endpoint's policy list on record.
+    fn store_policies(&self, network_id: &str, ep_id: &str, policies: Vec<Policy>) -> Result<()> {
+        let mut nets = self.lock();
+        let n = nets
+            .get_mut(network_id)
+            .ok_or_else(|| ServiceError::NotFound(network_id.to_string()))?;
+        let ep = n
+            .endpoints
+            .get_mut(ep_id)
+            .ok_or_else(|| ServiceError::EndpointNotFound(ep_id.to_string()))?;
+        let old = std::mem::replace(&mut ep.policies, policies);
+        let snapshot = n.clone();
+        drop(nets);
+        let saved = self.save_endpoints(&snapshot);
+        if saved.is_err() {
+            let mut nets = self.lock();
+            if let Some(e) = nets
+                .get_mut(network_id)
+                .and_then(|n| n.endpoints.get_mut(ep_id))
+            {
+                e.policies = old;
+            }
+        }
+        saved
+    }
+
+    /// The host's OutBoundNAT table again, from the records (one
+    /// transaction).
+    fn apply_outbound(&self) -> Result<()> {
+        let entries: Vec<(IpAddr, crate::ipam::Subnet, Vec<crate::ipam::Subnet>)> = self
+            .lock()
+            .values()
+            .flat_map(|n| {
+                n.endpoints.values().flat_map(move |e| {
+                    e.policies.iter().filter_map(move |p| match &p.kind {
+                        PolicyKind::OutBoundNat(o) => Some((
+                            e.ip,
+                            n.pool.subnet,
+                            o.exceptions
+                                .iter()
+                                .filter_map(|x| crate::policy::prefix("exception", x).ok())
+                                .collect(),
+                        )),
+                        _ => None,
+                    })
+                })
+            })
+            .collect();
+        crate::nft::run(&crate::policy::outbound_script(&entries), false)?;
+        Ok(())
+    }
+
+    /// Makes `policies` (the endpoint's whole new list) true for `kind`'s
+    /// part: ACLs are one table in the endpoint's namespace, OutBoundNAT
+    /// the host's table; QOS and Route change one object.
+    fn realize_policy(
+        &self,
+        ep: &Endpoint,
+        kind: &PolicyKind,
+        policies: &[Policy],
+        adding: bool,
+    ) -> std::result::Result<(), String> {
+        match kind {
+            PolicyKind::Acl(_) => {
+                let script = crate::policy::acl_script(&ep.id, &ep.ifname, policies)
+                    .map_err(|e| e.to_string())?;
+                let ns = crate::l2::endpoint_ns(ep)
+                    .ok_or_else(|| "its container's network namespace is gone".to_string())?;
+                crate::nat::in_ns(ns.as_fd(), || crate::nft::run(&script, false))
+                    .map_err(|e| e.to_string())?
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+            PolicyKind::Qos(q) => crate::l2::with_endpoint_link(ep, |nl, index| {
+                if adding {
+                    let (burst, limit) = crate::policy::tbf_sizes(q.max_bytes_per_sec);
+                    nl.set_tbf(index, q.max_bytes_per_sec, burst, limit)
+                } else {
+                    nl.del_root_qdisc(index)
+                }
+            }),
+            PolicyKind::Route(r) => {
+                let d = crate::policy::prefix("destination prefix", &r.destination_prefix)
+                    .map_err(|e| e.to_string())?;
+                let via = r.next_hop.parse::<IpAddr>().ok();
+                crate::l2::with_endpoint_link(ep, |nl, index| {
+                    let route = crate::netlink::Route {
+                        dst: d.addr,
+                        prefix: d.prefix,
+                        via,
+                        oif: Some(index),
+                        onlink: false,
+                    };
+                    if adding {
+                        nl.add_route(&route)
+                    } else {
+                        nl.del_route(&route)
+                    }
+                })
+            }
+            PolicyKind::OutBoundNat(_) => self.apply_outbound().map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Adds a policy to a running endpoint (id or unique prefix); returns
+    /// it with its new id. Refused policies change nothing.
+    pub fn add_policy(&self, endpoint: &str, kind: PolicyKind) -> Result<(String, Policy)> {
+        let (nid, ep) = self.find_endpoint(endpoint)?;
+        let driver = self
+            .lock()
+            .get(&nid)
+            .map(|n| n.driver.clone())
+            .unwrap_or_default();
+        crate::policy::validate(&kind, &driver).map_err(|source| ServiceError::Policy {
+            endpoint: ep.id.clone(),
+            source,
+        })?;
+        if let PolicyKind::Qos(_) = kind {
+            if let Some(p) = ep
+                .policies
+                .iter()
+                .find(|p| matches!(p.kind, PolicyKind::Qos(_)))
+            {
+                return Err(ServiceError::QosExists {
+                    endpoint: ep.id.clone(),
+                    policy: p.id.clone(),
+                });
+            }
+        }
+        let policy = Policy {
+            id: silo_sys::id::random_hex(12),
+            kind,
+        };
+        let mut list = ep.policies.clone();
+        list.push(policy.clone());
+        // On record first (OutBoundNAT is made from the records), then in
+        // the kernel; a kernel failure puts the record back.
+        self.store_policies(&nid, &ep.id, list)?;
+        if let Err(reason) = self.realize_policy(&ep, &policy.kind, &ep_with(&ep, &policy), true) {
+            let _ = self.store_policies(&nid, &ep.id, ep.policies.clone());
+            if let PolicyKind::OutBoundNat(_) = policy.kind {
+                let _ = self.apply_outbound();
+            }
+            return Err(ServiceError::Apply {
+                endpoint: ep.id.clone(),
+                reason,
+            });
+        }
+        Ok((ep.id, policy))
+    }
+
+    /// Removes a policy (by id) from an endpoint.
+    pub fn remove_policy(&self, endpoint: &str, policy: &str) -> Result<()> {
+        let (nid, ep) = self.find_endpoint(endpoint)?;
+        let Some(p) = ep.policies.iter().find(|p| p.id == policy).cloned() else {
+            return Err(ServiceError::PolicyNotFound {
+                endpoint: ep.id.clone(),
+                policy: policy.to_string(),
+            });
+        };
+        let rest: Vec<Policy> = ep
+            .policies
+            .iter()
+            .filter(|x| x.id != policy)
+            .cloned()
+            .collect();
+        self.store_policies(&nid, &ep.id, rest.clone())?;
+        if let Err(reason) = self.realize_policy(&ep, &p.kind, &rest, false) {
+            let _ = self.store_policies(&nid, &ep.id, ep.policies.clone());
+            return Err(ServiceError::Apply {
+                endpoint: ep.id.clone(),
+                reason,
+            });
+        }
+        Ok(())
+    }
+
+    /// Undoes an endpoint's policies that outlive its interface: the ACL
+    /// table in its namespace (a namespace kept by `disconnect`).
+    fn drop_policies(&self, ep: &Endpoint) -> Vec<String> {
+        let mut errors = Vec::new();
+        if ep
+            .policies
+            .iter()
+            .any(|p| matches!(p.kind, PolicyKind::Acl(_)))
+        {
+            if let Some(ns) = crate::l2::endpoint_ns(ep) {
+                let t = crate::policy::acl_table(&ep.id);
+                let script = format!("table inet {t}\ndelete table inet {t}\n");
+                match crate::nat::in_ns(ns.as_fd(), || crate::nft::run(&script, false)) {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => errors.push(format!("removing the ACLs of {}: {e}", ep.id)),
+                    Err(e) => errors.push(format!("removing the ACLs of {}: {e}", ep.id)),
+                }
+            }
+        }
+        errors
+    }
+
+    fn overlay(&self, network: &str) -> Result<Network> {
+        let n = self.get(network)?;
+        if n.driver != "overlay" {
+            return Err(ServiceError::Remote {
+                network: n.name,
+                reason: "remote endpoints and subnets are for overlay networks".into(),
+            });
+        }
+        Ok(n)
+    }
+
+    /// The indexes of an overlay's bridge and VXLAN link (made if missing).
+    fn overlay_links(&self, nl: &mut Netlink, n: &Network) -> Result<(u32, u32)> {
+        let bridge = self.bridge_index(nl, n)?;
+        let vx = nl
+            .link(&crate::overlay::vxlan_name(n))
+            .map_err(nl_err("looking up the VXLAN link"))?
+            .map(|l| l.index)
+            .ok_or_else(|| ServiceError::Remote {
+                network: n.name.clone(),
+                reason: "its VXLAN link is missing".into(),
+            })?;
+        Ok((bridge, vx))
+    }
+
+    /// The VTEPs still used by an overlay's remote objects but `skip`.
+    fn vteps(n: &Network, skip: &str) -> Vec<IpAddr> {
+        n.remotes
+            .iter()
+            .filter(|r| r.id != skip)
+            .map(|r| r.provider)
+            .chain(
+                n.remote_subnets
+                    .iter()
+                    .filter(|r| r.id != skip)
+                    .map(|r| r.provider),
+            )
+            .collect()
+    }
+
+    /// Adds a remote endpoint to an overlay: its address is leased here (it
+    /// must be in the subnet and free), frames for it go to its VTEP.
+    pub fn add_remote(
+        &self,
+        network: &str,
+        ip: IpAddr,
+        mac: Option<[u8; 6]>,
+        provider: IpAddr,
+        name: Option<String>,
+    ) -> Result<RemoteEndpoint> {
+        let n = self.overlay(network)?;
+        if !provider.is_ipv4() || provider.is_unspecified() || provider.is_loopback() {
+            return Err(ServiceError::Remote {
+                network: n.name,
+                reason: format!("provider address {provider} is not a host's IPv4 address"),
+            });
+        }
+        let id = silo_sys::id::random_hex(32);
+        let mac = match (mac, ip) {
+            (Some(m), _) => m,
+            (None, IpAddr::V4(v4)) => mac_for(v4),
+            (None, IpAddr::V6(_)) => {
+                return Err(ServiceError::Remote {
+                    network: n.name,
+                    reason: "overlay networks are IPv4".into(),
+                })
+            }
+        };
+        let text = crate::netlink::mac_str(mac);
+        let r = RemoteEndpoint {
+            id: id.clone(),
+            ip,
+            mac: text,
+            provider,
+            name,
+        };
+        let mut nets = self.lock();
+        let rec = nets
+            .get_mut(&n.id)
+            .ok_or_else(|| ServiceError::NotFound(network.to_string()))?;
+        rec.pool
+            .allocate(&id, Some(ip))
+            .map_err(|source| ServiceError::Ipam {
+                network: rec.name.clone(),
+                source,
+            })?;
+        let taken = rec
+            .endpoints
+            .values()
+            .map(|e| (&e.mac, &e.owner))
+            .chain(rec.remotes.iter().map(|x| (&x.mac, &x.id)))
+            .find(|(m, _)| **m == r.mac)
+            .map(|(_, o)| o.clone());
+        if let Some(owner) = taken {
+            rec.pool.release(&id);
+            return Err(ServiceError::MacInUse {
+                mac: r.mac.clone(),
+                network: rec.name.clone(),
+                owner,
+            });
+        }
+        let made = (|| {
+            let mut nl = Netlink::open().map_err(nl_err("opening netlink"))?;
+            let (bridge, vx) = self.overlay_links(&mut nl, rec)?;
+            crate::overlay::add_remote(&mut nl, bridge, vx, &r).map_err(|source| {
+                let others = Self::vteps(rec, "");
+                let _ = crate::overlay::remove_remote(&mut nl, bridge, vx, &r, &others);
+                ServiceError::Netlink {
+                    what: format!("adding remote endpoint {ip}"),
+                    source,
+                }
+            })?;
+            rec.remotes.push(r.clone());
+            if let Err(e) = self.save_endpoints(rec) {
+                rec.remotes.retain(|x| x.id != r.id);
+                let others = Self::vteps(rec, "");
+                let _ = crate::overlay::remove_remote(&mut nl, bridge, vx, &r, &others);
+                return Err(e);
+            }
+            Ok(())
+        })();
+        if let Err(e) = made {
+            rec.pool.release(&id);
+            return Err(e);
+        }
+        Ok(r)
+    }
+
+    /// Removes a remote endpoint (by id, unique id prefix or address).
+    pub fn remove_remote(&self, network: &str, which: &str) -> Result<()> {
+        let n = self.overlay(network)?;
+        let r = n
+            .remotes
+            .iter()
+            .find(|r| r.ip.to_string() == which || (!which.is_empty() && r.id.starts_with(which)))
+            .cloned()
+            .ok_or_else(|| ServiceError::RemoteNotFound {
+                network: n.name.clone(),
+                what: "endpoint",
+                id: which.to_string(),
+            })?;
+        let mut nets = self.lock();
+        let rec = nets
+            .get_mut(&n.id)
+            .ok_or_else(|| ServiceError::NotFound(network.to_string()))?;
+        let mut nl = Netlink::open().map_err(nl_err("opening netlink"))?;
+        let (bridge, vx) = self.overlay_links(&mut nl, rec)?;
+        let others = Self::vteps(rec, &r.id);
+        let errors = crate::overlay::remove_remote(&mut nl, bridge, vx, &r, &others);
+        rec.remotes.retain(|x| x.id != r.id);
+        rec.pool.release(&r.id);
+        self.save_endpoints(rec)?;
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ServiceError::Remote {
+                network: rec.name.clone(),
+                reason: errors.join("; "),
+            })
+        }
+    }
+
+    /// Routes another host's subnet through it (HNS's RemoteSubnetRoute).
+    pub fn add_remote_subnet(
+        &self,
+        network: &str,
+        prefix: crate::ipam::Subnet,
+        provider: IpAddr,
+        router_mac: [u8; 6],
+    ) -> Result<RemoteSubnet> {
+        let n = self.overlay(network)?;
+        if !prefix.addr.is_ipv4() || !provider.is_ipv4() {
+            return Err(ServiceError::Remote {
+                network: n.name,
+                reason: "remote subnets and provider addresses are IPv4".into(),
+            });
+        }
+        if let Some(other) = self.list().iter().find(|o| o.pool.subnet.overlaps(&prefix)) {
+            return Err(ServiceError::Overlap {
+                subnet: prefix,
+                other: other.name.clone(),
+                theirs: other.pool.subnet,
+            });
+        }
+        if let Some(o) = n.remote_subnets.iter().find(|o| o.prefix.overlaps(&prefix)) {
+            return Err(ServiceError::Remote {
+                network: n.name.clone(),
+                reason: format!(
+                    "remote subnet {prefix} overlaps remote subnet {} ({})",
+                    o.prefix, o.id
+                ),
+            });
+        }
+        let r = RemoteSubnet {
+            id: silo_sys::id::random_hex(32),
+            prefix,
+            provider,
+            router_mac: crate::netlink::mac_str(router_mac),
+        };
+        let mut nets = self.lock();
+        let rec = nets
+            .get_mut(&n.id)
+            .ok_or_else(|| ServiceError::NotFound(network.to_string()))?;
+        let mut nl = Netlink::open().map_err(nl_err("opening netlink"))?;
+        let (bridge, vx) = self.overlay_links(&mut nl, rec)?;
+        if let Err(source) = crate::overlay::add_remote_subnet(&mut nl, bridge, vx, &r) {
+            let others = Self::vteps(rec, "");
+            let _ = crate::overlay::remove_remote_subnet(&mut nl, bridge, vx, &r, &others);
+            return Err(ServiceError::Netlink {
+                what: format!("adding remote subnet {prefix}"),
+                source,
+            });
+        }
+        rec.remote_subnets.push(r.clone());
+        if let Err(e) = self.save_endpoints(rec) {
+            rec.remote_subnets.retain(|x| x.id != r.id);
+            let others = Self::vteps(rec, "");
+            let _ = crate::overlay::remove_remote_subnet(&mut nl, bridge, vx, &r, &others);
+            return Err(e);
+        }
+        Ok(r)
+    }
+
+    /// Removes a remote subnet (by id, unique id prefix or prefix).
+    pub fn remove_remote_subnet(&self, network: &str, which: &str) -> Result<()> {
+        let n = self.overlay(network)?;
+        let r = n
+            .remote_subnets
+            .iter()
+            .find(|r| {
+                r.prefix.to_string() == which || (!which.is_empty() && r.id.starts_with(which))
+            })
+            .cloned()
+            .ok_or_else(|| ServiceError::RemoteNotFound {
+                network: n.name.clone(),
+                what: "subnet",
+                id: which.to_string(),
+            })?;
+        let mut nets = self.lock();
+        let rec = nets
+            .get_mut(&n.id)
+            .ok_or_else(|| ServiceError::NotFound(network.to_string()))?;
+        let mut nl = Netlink::open().map_err(nl_err("opening netlink"))?;
+        let (bridge, vx) = self.overlay_links(&mut nl, rec)?;
+        let others = Self::vteps(rec, &r.id);
+        let errors = crate::overlay::remove_remote_subnet(&mut nl, bridge, vx, &r, &others);
+        rec.remote_subnets.retain(|x| x.id != r.id);
+        self.save_endpoints(rec)?;
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ServiceError::Remote {
+                network: rec.name.clone(),
+                reason: errors.join("; "),
+            })
+        }
+    }
+}
+
+/// An endpoint's policies with one more.
+fn ep_with(ep: &Endpoint, p: &Policy) -> Vec<Policy> {
+    let mut v = ep.policies.clone();
+    v.push(p.clone());
+    v
 }

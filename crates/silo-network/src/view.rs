@@ -29,7 +29,52 @@ pub fn network(n: &Network) -> Value {
         }
         _ => vec![],
     };
-    json!({
+    let mut policies: Vec<Value> = Vec::new();
+    let mut extra = serde_json::Map::new();
+    if n.driver == "overlay" {
+        let s = crate::overlay::settings(&n.options, 0).ok();
+        policies.push(json!({
+            "Type": "VSID",
+            "Settings": { "IsolationId": s.map(|s| s.vni) },
+        }));
+        for r in &n.remote_subnets {
+            policies.push(json!({
+                "Type": "RemoteSubnetRoute",
+                "Settings": {
+                    "ID": r.id,
+                    "DestinationPrefix": r.prefix.to_string(),
+                    "ProviderAddress": r.provider.to_string(),
+                    "DistributedRouterMacAddress": r.router_mac.replace(':', "-").to_uppercase(),
+                    "IsolationId": s.map(|s| s.vni),
+                },
+            }));
+        }
+        extra.insert("VxlanPort".into(), json!(s.map(|s| s.port)));
+        extra.insert(
+            "DistributedRouterMacAddress".into(),
+            json!(mac_text(crate::overlay::bridge_mac(n))),
+        );
+        extra.insert(
+            "RemoteEndpoints".into(),
+            n.remotes
+                .iter()
+                .map(|r| {
+                    json!({
+                        "ID": r.id,
+                        "IPAddress": r.ip.to_string(),
+                        "MacAddress": r.mac.replace(':', "-").to_uppercase(),
+                        "ProviderAddress": r.provider.to_string(),
+                        "Name": r.name,
+                        "IsRemoteEndpoint": true,
+                    })
+                })
+                .collect::<Value>(),
+        );
+    }
+    if let Some(p) = crate::driver::parent_of(&n.options) {
+        extra.insert("NetworkAdapterName".into(), json!(p));
+    }
+    let mut v = json!({
         "ID": n.id,
         "Name": n.name,
         "Type": crate::driver::for_name(&n.driver).map_or(n.driver.as_str(), |d| d.hns_type()),
@@ -38,13 +83,17 @@ pub fn network(n: &Network) -> Value {
             "GatewayAddress": n.pool.gateway.to_string(),
         }],
         "MacPools": pools,
-        "Policies": [],
+        "Policies": policies,
         "Internal": n.internal,
         "NetworkAdapterName": n.bridge,
         "CurrentEndpointCount": n.endpoints.len(),
         "MaxConcurrentEndpoints": n.max_concurrent_endpoints,
         "TotalEndpoints": n.total_endpoints,
-    })
+    });
+    if let Some(o) = v.as_object_mut() {
+        o.extend(extra);
+    }
+    v
 }
 
 /// An endpoint as HNS shows one; the counters are read from its host
@@ -78,6 +127,10 @@ pub fn endpoint(n: &Network, ep: &Endpoint, nl: Option<&mut Netlink>) -> Value {
 /// An endpoint's policies as HNS (v2) shows them: each published port a
 /// PortMapping with the IANA protocol number.
 pub fn policies(ep: &Endpoint) -> Vec<Value> {
+    let added = ep
+        .policies
+        .iter()
+        .map(|p| serde_json::to_value(p).unwrap_or_default());
     ep.ports
         .iter()
         .map(|m| {
@@ -96,5 +149,6 @@ pub fn policies(ep: &Endpoint) -> Vec<Value> {
                 },
             })
         })
+        .chain(added)
         .collect()
 }

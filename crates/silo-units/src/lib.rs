@@ -11,15 +11,18 @@
 //! - [`parse_size`]: docker's byte sizes (`RAMInBytes`: "512m", "1g").
 //! - [`format_rfc3339`], [`parse_rfc3339`], [`now_rfc3339`], [`UtcTime`]:
 //!   unix times as RFC 3339 text and back.
+//! - [`parse_rate`]: tc's bandwidth rates ("10mbit"), in bytes a second.
 //! - [`human_duration`]: docker's "About a minute", "2 hours".
 
 mod duration;
 mod human;
+mod rate;
 mod size;
 mod time;
 
 pub use duration::parse_go_duration;
 pub use human::{bytes_size, human_duration, human_size};
+pub use rate::parse_rate;
 pub use size::parse_size;
 pub use time::{format_rfc3339, now_rfc3339, parse_rfc3339, UtcTime};
 
@@ -40,6 +43,7 @@ enum Kind {
     Duration,
     Size,
     Time,
+    Rate,
 }
 
 /// What was wrong with the input.
@@ -85,6 +89,7 @@ impl fmt::Display for ParseError {
             Kind::Duration => "duration",
             Kind::Size => "size",
             Kind::Time => "RFC 3339 time",
+            Kind::Rate => "rate",
         };
         let why = match self.problem {
             Problem::Syntax => "bad syntax",

@@ -185,24 +185,66 @@ pub enum SystemCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum HnsCmd {
-    /// HNS networks
+    /// HNS networks (and an overlay's remote subnets)
     #[command(subcommand)]
-    Network(HnsObject),
-    /// HNS endpoints, with their counters
+    Network(HnsNetworks),
+    /// HNS endpoints, with their counters (and an overlay's remote ones)
     #[command(subcommand)]
-    Endpoint(HnsObject),
+    Endpoint(HnsEndpoints),
     /// HNS policies
     #[command(subcommand)]
     Policy(HnsPolicies),
 }
 
 #[derive(Subcommand, Debug)]
-pub enum HnsObject {
+pub enum HnsNetworks {
     /// List them as JSON
     #[command(alias = "ls")]
     List,
     /// One of them as JSON
     Inspect { id: String },
+    /// Route another host's subnet of an overlay network (RemoteSubnetRoute)
+    AddRemoteSubnet {
+        network: String,
+        /// The remote subnet (CIDR)
+        #[arg(long)]
+        prefix: String,
+        /// The underlay address of the host that holds it
+        #[arg(long)]
+        provider_address: String,
+        /// That host's overlay bridge MAC (its DistributedRouterMacAddress)
+        #[arg(long)]
+        router_mac: String,
+    },
+    /// Remove a remote subnet (by id or prefix)
+    RemoveRemoteSubnet { network: String, id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HnsEndpoints {
+    /// List them as JSON
+    #[command(alias = "ls")]
+    List,
+    /// One of them as JSON
+    Inspect { id: String },
+    /// Tell an overlay network of an endpoint on another host
+    AddRemote {
+        network: String,
+        /// Its address on the overlay
+        #[arg(long)]
+        ip: String,
+        /// The underlay address (VTEP) of its host
+        #[arg(long)]
+        provider_address: String,
+        /// Its MAC (default: the one silo derives from the address)
+        #[arg(long)]
+        mac: Option<String>,
+        /// A name the embedded DNS server answers for it
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Forget a remote endpoint (by id or address)
+    RemoveRemote { network: String, id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -210,6 +252,59 @@ pub enum HnsPolicies {
     /// List the policies as JSON
     #[command(alias = "ls")]
     List,
+    /// Add a policy to a running endpoint; prints its id
+    Add(Box<PolicyArgs>),
+    /// Remove a policy from an endpoint
+    Remove { endpoint: String, policy: String },
+}
+
+/// `silo hns policy add`: a policy by type and flags, or as HNS JSON.
+#[derive(clap::Args, Debug)]
+pub struct PolicyArgs {
+    /// The endpoint (id or unique prefix)
+    pub endpoint: String,
+    /// acl, qos, outboundnat or route
+    #[arg(long = "type", value_parser = ["acl", "qos", "outboundnat", "route"], required_unless_present = "json")]
+    pub kind: Option<String>,
+    /// The whole policy as HNS JSON ({"Type": …, "Settings": {…}})
+    #[arg(long, conflicts_with = "kind")]
+    pub json: Option<String>,
+    /// ACL: allow or block
+    #[arg(long, value_parser = ["allow", "block"])]
+    pub action: Option<String>,
+    /// ACL: in or out
+    #[arg(long, value_parser = ["in", "out"])]
+    pub direction: Option<String>,
+    /// ACL: tcp, udp, icmp, icmpv6 or a protocol number
+    #[arg(long)]
+    pub protocol: Option<String>,
+    /// ACL: local addresses (comma-separated IPs or prefixes)
+    #[arg(long)]
+    pub local_address: Option<String>,
+    /// ACL: remote addresses
+    #[arg(long)]
+    pub remote_address: Option<String>,
+    /// ACL: local port or range
+    #[arg(long)]
+    pub local_port: Option<String>,
+    /// ACL: remote port or range
+    #[arg(long)]
+    pub remote_port: Option<String>,
+    /// ACL: lower numbers match first (default 1000)
+    #[arg(long)]
+    pub priority: Option<u16>,
+    /// QOS: the outgoing cap, as tc writes rates (10mbit, 1gbit, 500kbps)
+    #[arg(long)]
+    pub max_bandwidth: Option<String>,
+    /// OutBoundNAT: a destination that keeps the container's address (repeatable)
+    #[arg(long)]
+    pub exception: Vec<String>,
+    /// Route: the destination prefix
+    #[arg(long)]
+    pub destination: Option<String>,
+    /// Route: the next hop (none: on the link)
+    #[arg(long)]
+    pub next_hop: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

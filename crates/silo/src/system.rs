@@ -6,7 +6,7 @@ use crate::containers::print_formatted;
 use crate::http::enc;
 use crate::template::{tabulate, Template};
 use crate::units::{build_filters, bytes_size, human_size, now_unix, parse_since};
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::Value;
 use std::io::{self, Write};
@@ -320,19 +320,165 @@ fn print_json(v: &Value) -> Result<()> {
     Ok(())
 }
 
-/// `silo hns network|endpoint list|inspect`, `silo hns policy list`.
+/// `silo hns network|endpoint|policy …`.
 pub fn hns(app: &App, cmd: crate::cli::HnsCmd) -> Result<()> {
-    use crate::cli::{HnsCmd as H, HnsObject as O, HnsPolicies};
-    let (what, obj) = match cmd {
-        H::Network(o) => ("networks", o),
-        H::Endpoint(o) => ("endpoints", o),
-        H::Policy(HnsPolicies::List) => ("policies", O::List),
-    };
-    let v: Value = match obj {
-        O::List => app.get(&format!("/hns/{what}"))?,
-        O::Inspect { id } => app.get(&format!("/hns/{what}/{}", enc(&id)))?,
+    use crate::cli::{HnsCmd as H, HnsEndpoints as E, HnsNetworks as N, HnsPolicies as P};
+    let v: Value = match cmd {
+        H::Network(N::List) => app.get("/hns/networks")?,
+        H::Network(N::Inspect { id }) => app.get(&format!("/hns/networks/{}", enc(&id)))?,
+        H::Endpoint(E::List) => app.get("/hns/endpoints")?,
+        H::Endpoint(E::Inspect { id }) => app.get(&format!("/hns/endpoints/{}", enc(&id)))?,
+        H::Policy(P::List) => app.get("/hns/policies")?,
+        H::Network(N::AddRemoteSubnet {
+            network,
+            prefix,
+            provider_address,
+            router_mac,
+        }) => app.post(
+            &format!("/hns/networks/{}/remote-subnets", enc(&network)),
+            Some(&serde_json::json!({
+                "DestinationPrefix": prefix,
+                "ProviderAddress": provider_address,
+                "DistributedRouterMacAddress": router_mac,
+            })),
+        )?,
+        H::Network(N::RemoveRemoteSubnet { network, id }) => {
+            app.delete(&format!(
+                "/hns/networks/{}/remote-subnets/{}",
+                enc(&network),
+                enc(&id)
+            ))?;
+            return Ok(());
+        }
+        H::Endpoint(E::AddRemote {
+            network,
+            ip,
+            provider_address,
+            mac,
+            name,
+        }) => {
+            let mut body = serde_json::json!({
+                "IPAddress": ip,
+                "ProviderAddress": provider_address,
+            });
+            if let Some(m) = mac {
+                body["MacAddress"] = serde_json::json!(m);
+            }
+            if let Some(n) = name {
+                body["Name"] = serde_json::json!(n);
+            }
+            app.post(
+                &format!("/hns/networks/{}/remote-endpoints", enc(&network)),
+                Some(&body),
+            )?
+        }
+        H::Endpoint(E::RemoveRemote { network, id }) => {
+            app.delete(&format!(
+                "/hns/networks/{}/remote-endpoints/{}",
+                enc(&network),
+                enc(&id)
+            ))?;
+            return Ok(());
+        }
+        H::Policy(P::Add(a)) => {
+            let body = policy_json(&a)?;
+            let made: Value = app.post(
+                &format!("/hns/endpoints/{}/policies", enc(&a.endpoint)),
+                Some(&body),
+            )?;
+            println!("{}", made["ID"].as_str().unwrap_or_default());
+            return Ok(());
+        }
+        H::Policy(P::Remove { endpoint, policy }) => {
+            app.delete(&format!(
+                "/hns/endpoints/{}/policies/{}",
+                enc(&endpoint),
+                enc(&policy)
+            ))?;
+            return Ok(());
+        }
     };
     print_json(&v)
+}
+
+/// The HNS JSON of `silo hns policy add`'s flags; flags of another type
+/// than the one given are refused, never ignored.
+fn policy_json(a: &crate::cli::PolicyArgs) -> Result<Value> {
+    use serde_json::json;
+    if let Some(j) = &a.json {
+        return serde_json::from_str(j).context("--json is not JSON");
+    }
+    let kind = a.kind.as_deref().unwrap_or_default();
+    let acl_flags = a.action.is_some()
+        || a.direction.is_some()
+        || a.protocol.is_some()
+        || a.local_address.is_some()
+        || a.remote_address.is_some()
+        || a.local_port.is_some()
+        || a.remote_port.is_some()
+        || a.priority.is_some();
+    let used = [
+        ("acl", acl_flags),
+        ("qos", a.max_bandwidth.is_some()),
+        ("outboundnat", !a.exception.is_empty()),
+        ("route", a.destination.is_some() || a.next_hop.is_some()),
+    ];
+    if let Some((other, _)) = used.iter().find(|(k, u)| *u && *k != kind) {
+        bail!("flags of a {other} policy were given to a {kind} policy");
+    }
+    let cap = |s: &str| {
+        let mut c = s.chars();
+        c.next()
+            .map(|f| f.to_uppercase().chain(c).collect::<String>())
+            .unwrap_or_default()
+    };
+    Ok(match kind {
+        "acl" => {
+            let (Some(action), Some(direction)) = (&a.action, &a.direction) else {
+                bail!("an acl policy needs --action and --direction");
+            };
+            let mut s = json!({ "Action": cap(action), "Direction": cap(direction) });
+            for (k, v) in [
+                ("Protocols", &a.protocol),
+                ("LocalAddresses", &a.local_address),
+                ("RemoteAddresses", &a.remote_address),
+                ("LocalPorts", &a.local_port),
+                ("RemotePorts", &a.remote_port),
+            ] {
+                if let Some(v) = v {
+                    s[k] = json!(v);
+                }
+            }
+            if let Some(p) = a.priority {
+                s["Priority"] = json!(p);
+            }
+            json!({ "Type": "ACL", "Settings": s })
+        }
+        "qos" => {
+            let Some(rate) = &a.max_bandwidth else {
+                bail!("a qos policy needs --max-bandwidth");
+            };
+            let bytes = silo_units::parse_rate(rate).map_err(|e| {
+                anyhow::anyhow!(
+                    "--max-bandwidth: {e} (write it as tc does: 10mbit, 1gbit, 500kbps)"
+                )
+            })?;
+            json!({ "Type": "QOS", "Settings": { "MaximumOutgoingBandwidthInBytes": bytes } })
+        }
+        "outboundnat" => {
+            json!({ "Type": "OutBoundNAT", "Settings": { "Exceptions": a.exception } })
+        }
+        _ => {
+            let Some(d) = &a.destination else {
+                bail!("a route policy needs --destination");
+            };
+            let mut s = json!({ "DestinationPrefix": d });
+            if let Some(h) = &a.next_hop {
+                s["NextHop"] = json!(h);
+            }
+            json!({ "Type": "Route", "Settings": s })
+        }
+    })
 }
 
 /// `silo network ls|create|inspect|rm|prune`.

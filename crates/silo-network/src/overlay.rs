@@ -1,0 +1,460 @@
+//! The overlay driver (HNS "Overlay"): one L2 network across hosts over
+//! VXLAN. Per host, a bridge that holds the gateway address (the same on
+//! every host: a distributed gateway, whose ARP never crosses the tunnel)
+//! and a VXLAN link on it; endpoints are veths on the bridge, as on nat.
+//! Learning is off: the hosts' endpoints are told to each other as HNS
+//! remote endpoints (a forwarding entry to the remote VTEP plus a
+//! permanent neighbour), and other hosts' subnets as remote subnet routes.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::BorrowedFd;
+
+use serde::{Deserialize, Serialize};
+
+use crate::driver::{bool_opt, mtu, opt, Driver};
+use crate::firewall::{self, NetworkRules};
+use crate::ipam::Subnet;
+use crate::nat::{self, BridgeSpec, DriverError, EndpointSpec};
+use crate::netlink::{Netlink, NetlinkError, Route};
+use crate::service::{Endpoint, Network};
+
+/// Options of an overlay network.
+pub mod key {
+    /// The VXLAN network identifier (Docker's option name, and a short one).
+    pub const VNI_DOCKER: &str = "com.docker.network.driver.overlay.vxlanid_list";
+    pub const VNI: &str = "vni";
+    /// The VXLAN UDP port (default 4789).
+    pub const PORT: &str = "vxlan_port";
+    /// This host's underlay address (the VTEP, HNS's provider address).
+    pub const LOCAL: &str = "local";
+}
+
+/// The IANA VXLAN port.
+pub const DEFAULT_PORT: u16 = 4789;
+/// VXLAN costs 50 bytes of a 1500-byte underlay.
+pub const DEFAULT_MTU: u32 = 1450;
+
+/// A remote endpoint (HNS's remote endpoint object): a container on
+/// another host of the overlay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteEndpoint {
+    pub id: String,
+    pub ip: IpAddr,
+    /// Its MAC, as Linux prints it.
+    pub mac: String,
+    /// The VTEP of its host (HNS's ProviderAddress).
+    pub provider: IpAddr,
+    /// A name the embedded DNS server answers with its address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// A remote subnet (HNS's RemoteSubnetRoute): another host's subnet on
+/// this overlay, routed through that host's bridge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteSubnet {
+    pub id: String,
+    pub prefix: Subnet,
+    /// The VTEP of the host that holds it.
+    pub provider: IpAddr,
+    /// That host's bridge MAC (HNS's DistributedRouterMacAddress).
+    pub router_mac: String,
+}
+
+/// The overlay network's settings, from its options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub vni: u32,
+    pub port: u16,
+    pub local: Option<Ipv4Addr>,
+}
+
+fn invalid(what: &str, reason: String) -> DriverError {
+    DriverError::Invalid {
+        what: format!("option {what}"),
+        reason,
+    }
+}
+
+/// Reads (and checks) the overlay options; a missing VNI is `default_vni`.
+pub fn settings(
+    options: &BTreeMap<String, String>,
+    default_vni: u32,
+) -> Result<Settings, DriverError> {
+    let vni = match options.get(key::VNI).or(options.get(key::VNI_DOCKER)) {
+        None => default_vni,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=0x00ff_ffff).contains(n))
+            .ok_or_else(|| invalid(key::VNI, format!("{v:?} is not a VNI (1-16777215)")))?,
+    };
+    let port = match options.get(key::PORT) {
+        None => DEFAULT_PORT,
+        Some(v) => v
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| invalid(key::PORT, format!("{v:?} is not a UDP port")))?,
+    };
+    let local = options
+        .get(key::LOCAL)
+        .map(|v| {
+            v.parse::<Ipv4Addr>()
+                .map_err(|_| invalid(key::LOCAL, format!("{v:?} is not an IPv4 address")))
+        })
+        .transpose()?;
+    Ok(Settings { vni, port, local })
+}
+
+/// The VXLAN link's name for a network.
+pub fn vxlan_name(n: &Network) -> String {
+    format!("sx{}", &n.id[..n.id.len().min(11)])
+}
+
+/// The VNI of a network made without one: 4096 and up, as Docker's.
+pub fn vni_of(n: &Network) -> u32 {
+    settings(&n.options, 0).map(|s| s.vni).unwrap_or(0)
+}
+
+/// The bridge MAC of an overlay network on this host (fixed, so other
+/// hosts can route remote subnets to it: HNS's DistributedRouterMacAddress).
+pub fn bridge_mac(n: &Network) -> [u8; 6] {
+    let b = n.id.as_bytes();
+    let h = |i: usize| {
+        b.get(2 * i..2 * i + 2)
+            .and_then(|x| std::str::from_utf8(x).ok())
+            .and_then(|x| u8::from_str_radix(x, 16).ok())
+            .unwrap_or(0)
+    };
+    [0x02, 0x5d, h(0), h(1), h(2), h(3)]
+}
+
+/// Parses a MAC as Linux (or Windows, with dashes) prints it.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    let mut m = [0u8; 6];
+    if parts.len() != 6 {
+        return None;
+    }
+    for (i, p) in parts.iter().enumerate() {
+        if p.len() != 2 {
+            return None;
+        }
+        m[i] = u8::from_str_radix(p, 16).ok()?;
+    }
+    Some(m)
+}
+
+fn table(n: &Network) -> String {
+    format!("silo-ov-{}", &n.id[..n.id.len().min(12)])
+}
+
+/// The bridge-family table that keeps each host's gateway local: ARP for
+/// (or from) the gateway address never crosses the VXLAN link.
+fn arp_script(n: &Network, vx: &str) -> String {
+    let t = table(n);
+    let gw = n.pool.gateway;
+    format!(
+        "table bridge {t}\ndelete table bridge {t}\ntable bridge {t} {{\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n    oifname \"{vx}\" arp daddr ip {gw} drop\n    iifname \"{vx}\" arp daddr ip {gw} drop\n    iifname \"{vx}\" arp saddr ip {gw} drop\n  }}\n  chain input {{\n    type filter hook input priority filter; policy accept;\n    iifname \"{vx}\" arp daddr ip {gw} drop\n  }}\n  chain output {{\n    type filter hook output priority filter; policy accept;\n    oifname \"{vx}\" arp saddr ip {gw} drop\n  }}\n}}\n"
+    )
+}
+
+/// The overlay driver.
+#[derive(Debug, Clone, Copy)]
+pub struct Overlay;
+
+fn bridge_spec(n: &Network) -> Result<BridgeSpec, DriverError> {
+    Ok(BridgeSpec {
+        network: n.name.clone(),
+        bridge: n.bridge.clone(),
+        gateways: vec![(n.pool.gateway, n.pool.subnet.prefix)],
+        mtu: Some(mtu(&n.options)?.unwrap_or(DEFAULT_MTU)),
+    })
+}
+
+/// Tells the kernel of one remote endpoint: frames for its MAC (and
+/// broadcasts) go to its VTEP, and its address is at its MAC.
+pub fn add_remote(
+    nl: &mut Netlink,
+    bridge: u32,
+    vx: u32,
+    r: &RemoteEndpoint,
+) -> Result<(), NetlinkError> {
+    let mac = parse_mac(&r.mac).unwrap_or_default();
+    nl.fdb_add(vx, mac, r.provider)?;
+    nl.fdb_add(vx, [0; 6], r.provider)?;
+    nl.neigh_add(bridge, r.ip, mac)
+}
+
+/// Forgets one remote endpoint; the flood entry to its VTEP goes with the
+/// last remote there (`others`: the remaining remotes and subnets' VTEPs).
+pub fn remove_remote(
+    nl: &mut Netlink,
+    bridge: u32,
+    vx: u32,
+    r: &RemoteEndpoint,
+    others: &[IpAddr],
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    let mac = parse_mac(&r.mac).unwrap_or_default();
+    if let Err(e) = nl.neigh_del(bridge, r.ip) {
+        errors.push(e.to_string());
+    }
+    if let Err(e) = nl.fdb_del(vx, mac, r.provider) {
+        errors.push(e.to_string());
+    }
+    if !others.contains(&r.provider) {
+        if let Err(e) = nl.fdb_del(vx, [0; 6], r.provider) {
+            errors.push(e.to_string());
+        }
+    }
+    errors
+}
+
+fn subnet_route(s: &RemoteSubnet, bridge: u32) -> Route {
+    Route {
+        dst: s.prefix.addr,
+        prefix: s.prefix.prefix,
+        via: Some(s.provider),
+        oif: Some(bridge),
+        onlink: true,
+    }
+}
+
+/// Routes a remote subnet through its host's bridge: the VTEP address is
+/// the next hop on our bridge, at the remote bridge's MAC, which the
+/// VXLAN link sends to that VTEP.
+pub fn add_remote_subnet(
+    nl: &mut Netlink,
+    bridge: u32,
+    vx: u32,
+    s: &RemoteSubnet,
+) -> Result<(), NetlinkError> {
+    let mac = parse_mac(&s.router_mac).unwrap_or_default();
+    nl.fdb_add(vx, mac, s.provider)?;
+    nl.neigh_add(bridge, s.provider, mac)?;
+    let r = subnet_route(s, bridge);
+    match nl.add_route(&r) {
+        Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
+        other => other,
+    }
+}
+
+/// Removes a remote subnet's route and entries; carries on past failures.
+pub fn remove_remote_subnet(
+    nl: &mut Netlink,
+    bridge: u32,
+    vx: u32,
+    s: &RemoteSubnet,
+    others: &[IpAddr],
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    let mac = parse_mac(&s.router_mac).unwrap_or_default();
+    if let Err(e) = nl.del_route(&subnet_route(s, bridge)) {
+        errors.push(e.to_string());
+    }
+    if !others.contains(&s.provider) {
+        if let Err(e) = nl.neigh_del(bridge, s.provider) {
+            errors.push(e.to_string());
+        }
+    }
+    if let Err(e) = nl.fdb_del(vx, mac, s.provider) {
+        errors.push(e.to_string());
+    }
+    errors
+}
+
+impl Driver for Overlay {
+    fn hns_type(&self) -> &'static str {
+        "Overlay"
+    }
+
+    fn validate(&self, options: &BTreeMap<String, String>) -> Result<(), DriverError> {
+        for k in options.keys() {
+            let known = [key::VNI, key::VNI_DOCKER, key::PORT, key::LOCAL, opt::MTU];
+            if !known.contains(&k.as_str()) {
+                return Err(invalid(
+                    k,
+                    format!(
+                        "the overlay driver does not support it (it takes {})",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+        settings(options, 1)?;
+        mtu(options)?;
+        Ok(())
+    }
+
+    fn setup_network(&self, nl: &mut Netlink, n: &Network) -> Result<u32, DriverError> {
+        let s = settings(&n.options, 0)?;
+        let spec = bridge_spec(n)?;
+        let err = |step: &'static str| {
+            let network = n.name.clone();
+            move |source| DriverError::Network {
+                network,
+                step,
+                source,
+            }
+        };
+        let vx_name = vxlan_name(n);
+        let had_bridge = nl
+            .link(&n.bridge)
+            .map_err(err("looking up the bridge"))?
+            .is_some();
+        let index = nat::setup_bridge(nl, &spec)?;
+        let made = (|| {
+            nl.set_mac(index, bridge_mac(n))
+                .map_err(err("setting the bridge's MAC"))?;
+            let vx = match nl
+                .link(&vx_name)
+                .map_err(err("looking up the VXLAN link"))?
+            {
+                Some(l) => l.index,
+                None => {
+                    let vx = nl
+                        .add_vxlan(&vx_name, s.vni, s.port, s.local)
+                        .map_err(|e| match e.errno() {
+                            Some(libc::EEXIST) => invalid(
+                                key::VNI,
+                                format!(
+                                    "VNI {} on port {} is in use by another VXLAN link",
+                                    s.vni, s.port
+                                ),
+                            ),
+                            _ => err("creating the VXLAN link")(e),
+                        })?;
+                    let setup = (|| {
+                        nl.set_mtu(vx, spec.mtu.unwrap_or(DEFAULT_MTU))
+                            .map_err(err("setting the VXLAN link's MTU"))?;
+                        nl.set_master(vx, index)
+                            .map_err(err("adding the VXLAN link to the bridge"))?;
+                        nl.set_up(vx).map_err(|e| match e.errno() {
+                            Some(libc::EADDRINUSE) => invalid(
+                                key::PORT,
+                                format!(
+                                    "UDP port {} is in use by another program (not a VXLAN link)",
+                                    s.port
+                                ),
+                            ),
+                            _ => err("bringing the VXLAN link up")(e),
+                        })
+                    })();
+                    if let Err(e) = setup {
+                        let _ = nl.del_link(vx);
+                        return Err(e);
+                    }
+                    vx
+                }
+            };
+            for r in &n.remotes {
+                add_remote(nl, index, vx, r).map_err(err("adding a remote endpoint"))?;
+            }
+            for r in &n.remote_subnets {
+                add_remote_subnet(nl, index, vx, r).map_err(err("adding a remote subnet"))?;
+            }
+            crate::nft::run(&arp_script(n, &vx_name), false)
+                .map_err(|e| invalid(&format!("network {}", n.name), format!("nftables: {e}")))?;
+            let subnets = [n.pool.subnet];
+            firewall::apply(&NetworkRules {
+                id: &n.id,
+                bridge: &n.bridge,
+                subnets: &subnets,
+                internal: n.internal,
+                masquerade: bool_opt(&n.options, opt::MASQUERADE)?,
+            })
+            .map_err(|e| invalid(&format!("network {}", n.name), e.to_string()))?;
+            if !n.internal {
+                let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
+            }
+            Ok(index)
+        })();
+        if made.is_err() && !had_bridge {
+            let _ = self.teardown_network(nl, n);
+        }
+        made
+    }
+
+    fn teardown_network(&self, nl: &mut Netlink, n: &Network) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        if let Err(e) = firewall::remove(&n.id) {
+            errors.push(e.to_string());
+        }
+        let t = table(n);
+        if let Err(e) = crate::nft::run(
+            &format!("table bridge {t}\ndelete table bridge {t}\n"),
+            false,
+        ) {
+            errors.push(e.to_string());
+        }
+        match nl.link(&vxlan_name(n)) {
+            Ok(Some(l)) => {
+                if let Err(e) = nl.del_link(l.index) {
+                    errors.push(e.to_string());
+                }
+            }
+            Ok(None) => {}
+            Err(e) => errors.push(e.to_string()),
+        }
+        let spec = BridgeSpec {
+            network: n.name.clone(),
+            bridge: n.bridge.clone(),
+            gateways: vec![],
+            mtu: None,
+        };
+        if let Err(e) = nat::teardown_bridge(nl, &spec) {
+            errors.push(e.to_string());
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn setup_endpoint(
+        &self,
+        nl: &mut Netlink,
+        n: &Network,
+        index: u32,
+        ep: &EndpointSpec,
+        ns: BorrowedFd<'_>,
+    ) -> Result<(), DriverError> {
+        let mut ep = ep.clone();
+        ep.mtu = Some(mtu(&n.options)?.unwrap_or(DEFAULT_MTU));
+        nat::setup_endpoint(nl, index, &ep, ns)
+    }
+
+    fn teardown_endpoint(
+        &self,
+        nl: &mut Netlink,
+        _n: &Network,
+        ep: &Endpoint,
+    ) -> Result<(), DriverError> {
+        nat::teardown_endpoint(nl, &ep.id, &ep.host_ifname)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_macs_and_the_gateway_filter() {
+        let o = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+        assert_eq!(settings(&o(key::VNI, "4100"), 1).unwrap().vni, 4100);
+        assert_eq!(settings(&o(key::VNI_DOCKER, "7"), 1).unwrap().vni, 7);
+        assert_eq!(settings(&BTreeMap::new(), 4096).unwrap().port, DEFAULT_PORT);
+        assert!(settings(&o(key::VNI, "0"), 1).is_err());
+        assert!(settings(&o(key::VNI, "16777216"), 1).is_err());
+        assert!(settings(&o(key::PORT, "70000"), 1).is_err());
+        assert!(settings(&o(key::LOCAL, "10.0.0.300"), 1).is_err());
+        assert!(Overlay.validate(&o("parent", "eth0")).is_err());
+        assert_eq!(parse_mac("02-42-0A-00-00-05"), Some([2, 0x42, 10, 0, 0, 5]));
+        assert_eq!(parse_mac("02:42:0a:00:00"), None);
+        assert_eq!(parse_mac("02:42:0a:00:00:zz"), None);
+    }
+}
