@@ -1289,6 +1289,23 @@ impl Service {
         if let Err(e) = self.apply_outbound() {
             errors.push(e.to_string());
         }
+        // Policies in the endpoints' namespaces again (a crash may have
+        // come between the record and the kernel); each is idempotent.
+        for n in self.list() {
+            for ep in n.endpoints.values() {
+                for p in &ep.policies {
+                    if matches!(p.kind, PolicyKind::OutBoundNat(_)) {
+                        continue;
+                    }
+                    if let Err(e) = self.realize_policy(ep, &p.kind, &ep.policies, true) {
+                        let exists = e.contains("File exists");
+                        if !exists {
+                            errors.push(format!("policy {} of endpoint {}: {e}", p.id, ep.id));
+                        }
+                    }
+                }
+            }
+        }
         for n in self.list() {
             for ep in n.endpoints.values().filter(|e| !e.ports.is_empty()) {
                 let mut fds = Vec::new();

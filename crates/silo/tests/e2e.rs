@@ -762,6 +762,117 @@ fn network_verbs_and_the_hns_view() {
     assert!(!d
         .ok(&["exec", "roamer", "ip", "-o", "link"])
         .contains("eth1"));
+    // Endpoint policies through the CLI: an ACL cuts HTTP to web, a QOS
+    // rate as tc writes it, refusals that name what was wrong.
+    let eps: serde_json::Value = serde_json::from_str(&d.ok(&["hns", "endpoint", "list"])).unwrap();
+    let web = eps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["IPAddress"] == "10.90.0.80")
+        .and_then(|e| e["ID"].as_str())
+        .unwrap()
+        .to_string();
+    let curl = || {
+        d.in_netns(&[
+            "curl",
+            "-sS",
+            "-m",
+            "2",
+            "-o",
+            "/dev/null",
+            "http://10.90.0.80/hostname",
+        ])
+        .status
+        .success()
+    };
+    assert!(curl());
+    let acl = d.ok(&[
+        "hns",
+        "policy",
+        "add",
+        &web,
+        "--type",
+        "acl",
+        "--action",
+        "block",
+        "--direction",
+        "in",
+        "--protocol",
+        "tcp",
+        "--local-port",
+        "80",
+    ]);
+    let acl = acl.trim().to_string();
+    assert!(!curl());
+    let qos = d.ok(&[
+        "hns",
+        "policy",
+        "add",
+        &web,
+        "--type",
+        "qos",
+        "--max-bandwidth",
+        "10mbit",
+    ]);
+    let listed = d.ok(&["hns", "policy", "list"]);
+    assert!(
+        listed.contains("\"MaximumOutgoingBandwidthInBytes\": 1250000"),
+        "{listed}"
+    );
+    for (args, words) in [
+        (
+            vec!["--type", "qos", "--max-bandwidth", "fast"],
+            "invalid rate",
+        ),
+        (
+            vec!["--type", "acl", "--max-bandwidth", "1mbit"],
+            "flags of a qos policy",
+        ),
+        (
+            vec![
+                "--type",
+                "acl",
+                "--action",
+                "allow",
+                "--direction",
+                "out",
+                "--remote-address",
+                "10.0.0.0/99",
+            ],
+            "remote addresses",
+        ),
+    ] {
+        let mut a = vec!["hns", "policy", "add", web.as_str()];
+        a.extend(args);
+        let out = d.cli(&a);
+        assert!(!out.status.success(), "{a:?}");
+        assert!(stderr(&out).contains(words), "{a:?}: {}", stderr(&out));
+    }
+    d.ok(&["hns", "policy", "remove", &web, &acl]);
+    d.ok(&["hns", "policy", "remove", &web, qos.trim()]);
+    assert!(curl());
+    let out = d.cli(&["hns", "policy", "remove", &web, &acl]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("no policy"),
+        "{}",
+        stderr(&out)
+    );
+    let out = d.cli(&[
+        "hns",
+        "endpoint",
+        "add-remote",
+        "hnsnet",
+        "--ip",
+        "10.90.0.200",
+        "--provider-address",
+        "192.0.2.1",
+    ]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("overlay"),
+        "{}",
+        stderr(&out)
+    );
     d.ok(&["rm", "-f", "web", "roamer"]);
     assert_eq!(d.ok(&["hns", "policy", "list"]).trim(), "[]");
     d.ok(&["rm", "-f", "srv"]);

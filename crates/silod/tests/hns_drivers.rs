@@ -852,3 +852,30 @@ fn endpoint_policies_are_added_and_removed_on_running_endpoints() {
     let _ = echo.kill();
     let _ = echo.wait();
 }
+
+#[test]
+fn transparent_endpoints_come_and_go_without_a_trace() {
+    let d = Daemon::start_in_netns(Path::new(SILOD), Cli::Docker);
+    d.import_busybox();
+    let seg = Ns::new("trseg");
+    inns(
+        &d,
+        &[
+            "ip", "link", "add", "trpar", "type", "veth", "peer", "name", "trout", "netns", &seg.0,
+        ],
+    );
+    seg.ok(&["ip", "link", "set", "trout", "up"]);
+    d.ok(&[
+        "network",
+        "create",
+        "-d",
+        "transparent",
+        "-o",
+        "parent=trpar",
+        "--subnet",
+        "10.104.0.0/24",
+        "tr",
+    ]);
+    churn(&d, "tr");
+    d.ok(&["network", "rm", "tr"]);
+}
