@@ -162,3 +162,37 @@ def test_a_transparent_network_and_a_mac_address_with_the_sdk(silod_netns):
     finally:
         net.remove()
         in_silod_netns(silod_netns, "ip", "link", "del", "sdkpar")
+
+
+def test_l2tunnel_and_overlay_networks_with_the_sdk(silod_netns):
+    """The HNS drivers through the SDK: an l2tunnel network whose
+    containers reach each other through the host, an overlay network with
+    its VNI, and the refusals (an unknown driver, a VNI in use)."""
+    client = silod_netns.client
+    tun = client.networks.create("sdktun", driver="l2tunnel",
+                                 ipam=IPAMConfig(pool_configs=[IPAMPool(subnet="10.105.0.0/24")]))
+    ov = client.networks.create("sdkov", driver="overlay", options={"vni": "6001"},
+                                ipam=IPAMConfig(pool_configs=[IPAMPool(subnet="10.106.0.0/24")]))
+    peer = None
+    try:
+        assert tun.attrs["Driver"] == "l2tunnel"
+        assert ov.attrs["Driver"] == "overlay" and ov.attrs["Options"]["vni"] == "6001"
+        peer = client.containers.run("busybox", ["sleep", "300"], network="sdktun", detach=True)
+        peer.reload()
+        ip = peer.attrs["NetworkSettings"]["Networks"]["sdktun"]["IPAddress"]
+        out = client.containers.run("busybox", ["ping", "-c", "1", "-W", "3", ip],
+                                    network="sdktun", remove=True).decode()
+        assert "1 packets received" in out
+        with pytest.raises(docker.errors.APIError) as e:
+            client.networks.create("sdkdup", driver="overlay", options={"vni": "6001"})
+        assert e.value.status_code == 400 and "6001" in str(e.value)
+        with pytest.raises(docker.errors.APIError) as e:
+            client.networks.create("sdkbad", driver="hyperv")
+        assert e.value.status_code == 400 and "hyperv" in str(e.value)
+        names = [n.name for n in client.networks.list()]
+        assert "sdkdup" not in names and "sdkbad" not in names
+    finally:
+        if peer is not None:
+            peer.remove(force=True)
+        tun.remove()
+        ov.remove()
