@@ -47,12 +47,22 @@ bench_teardown() {
         | while read -r mp; do umount -l "$mp" 2>/dev/null; done
     rm -rf "$work"
 }
-bench_daemons() {
+# `bench_silod NAME` starts one silod in namespace NAME on `$(sock NAME)`
+# (benches with two "hosts" start two).
+bench_silod() {
+    local n=$1
+    inns "$n" "$bin/silod" -H "unix://$(sock "$n")" --data-root "$work/$n-data" --exec-root "$work/$n-x" \
+        --monitor "$bin/silo-monitor" --runtime "$bin/silo-runtime" </dev/null >/dev/null 2>"$work/$n.log" &
+    pid[$n]=$!
+}
+bench_rootfs() {
+    [ -f "$work/bb.tar" ] && return
     "$repo/scripts/mkrootfs.sh" "$work/rootfs" >/dev/null
     tar -C "$work/rootfs" -cf "$work/bb.tar" .
-    inns silod "$bin/silod" -H "unix://$(sock silod)" --data-root "$work/silod" --exec-root "$work/sx" \
-        --monitor "$bin/silo-monitor" --runtime "$bin/silo-runtime" </dev/null >/dev/null 2>"$work/silod.log" &
-    pid[silod]=$!
+}
+bench_daemons() {
+    bench_rootfs
+    bench_silod silod
     inns dockerd dockerd -H "unix://$(sock dockerd)" --data-root "$work/dockerd" --exec-root "$work/dx" \
         --pidfile "$work/docker.pid" </dev/null >"$work/dockerd.log" 2>&1 &
     pid[dockerd]=$!

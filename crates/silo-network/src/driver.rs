@@ -170,35 +170,7 @@ impl Driver for Transparent {
         ep: &EndpointSpec,
         ns: BorrowedFd<'_>,
     ) -> Result<(), DriverError> {
-        let err = |step: &'static str| {
-            let endpoint = ep.id.clone();
-            move |source| DriverError::Endpoint {
-                endpoint,
-                step,
-                source,
-            }
-        };
-        let tmp = format!("{}p", &ep.host_ifname[..ep.host_ifname.len().min(14)]);
-        nl.add_macvlan(&tmp, index, ns)
-            .map_err(err("creating the macvlan"))?;
-        let inside = nat::in_netns(ns, |nl| {
-            let done = nat::configure_inside(nl, &tmp, ep);
-            if done.is_err() {
-                // Under whichever name it has by now.
-                for name in [tmp.as_str(), ep.ifname.as_str()] {
-                    if let Ok(Some(l)) = nl.link(name) {
-                        let _ = nl.del_link(l.index);
-                        break;
-                    }
-                }
-            }
-            done
-        })
-        .map_err(|source| DriverError::Namespace {
-            endpoint: ep.id.clone(),
-            source,
-        })?;
-        inside.map_err(err("configuring the macvlan"))
+        macvlan_endpoint(nl, index, ep, ns)
     }
 
     fn teardown_endpoint(
@@ -207,29 +179,73 @@ impl Driver for Transparent {
         _n: &Network,
         ep: &Endpoint,
     ) -> Result<(), DriverError> {
-        // The macvlan lives in the container's namespace: deleted there
-        // (a namespace already gone took it along).
-        let Some(path) = &ep.netns else {
-            return Ok(());
-        };
-        let Ok(f) = std::fs::File::open(path) else {
-            return Ok(());
-        };
-        use std::os::fd::AsFd;
-        let r = nat::in_netns(f.as_fd(), |nl| match nl.link(&ep.ifname)? {
-            Some(l) => nl.del_link(l.index),
-            None => Ok(()),
-        })
-        .map_err(|source| DriverError::Namespace {
-            endpoint: ep.id.clone(),
-            source,
-        })?;
-        r.map_err(|source| DriverError::Endpoint {
-            endpoint: ep.id.clone(),
-            step: "deleting the macvlan",
-            source,
-        })
+        macvlan_teardown(ep)
     }
+}
+
+/// An endpoint that is a macvlan (bridge mode) of `index`, made directly in
+/// the container's namespace (transparent, overlay). On failure nothing
+/// of it remains.
+pub(crate) fn macvlan_endpoint(
+    nl: &mut Netlink,
+    index: u32,
+    ep: &EndpointSpec,
+    ns: BorrowedFd<'_>,
+) -> Result<(), DriverError> {
+    let err = |step: &'static str| {
+        let endpoint = ep.id.clone();
+        move |source| DriverError::Endpoint {
+            endpoint,
+            step,
+            source,
+        }
+    };
+    let tmp = format!("{}p", &ep.host_ifname[..ep.host_ifname.len().min(14)]);
+    nl.add_macvlan(&tmp, index, Some(ns))
+        .map_err(err("creating the macvlan"))?;
+    let inside = nat::in_netns(ns, |nl| {
+        let done = nat::configure_inside(nl, &tmp, ep);
+        if done.is_err() {
+            // Under whichever name it has by now.
+            for name in [tmp.as_str(), ep.ifname.as_str()] {
+                if let Ok(Some(l)) = nl.link(name) {
+                    let _ = nl.del_link(l.index);
+                    break;
+                }
+            }
+        }
+        done
+    })
+    .map_err(|source| DriverError::Namespace {
+        endpoint: ep.id.clone(),
+        source,
+    })?;
+    inside.map_err(err("configuring the macvlan"))
+}
+
+/// Removes a macvlan endpoint, in the container's namespace (a namespace
+/// already gone took it along).
+pub(crate) fn macvlan_teardown(ep: &Endpoint) -> Result<(), DriverError> {
+    let Some(path) = &ep.netns else {
+        return Ok(());
+    };
+    let Ok(f) = std::fs::File::open(path) else {
+        return Ok(());
+    };
+    use std::os::fd::AsFd;
+    let r = nat::in_netns(f.as_fd(), |nl| match nl.link(&ep.ifname)? {
+        Some(l) => nl.del_link(l.index),
+        None => Ok(()),
+    })
+    .map_err(|source| DriverError::Namespace {
+        endpoint: ep.id.clone(),
+        source,
+    })?;
+    r.map_err(|source| DriverError::Endpoint {
+        endpoint: ep.id.clone(),
+        step: "deleting the macvlan",
+        source,
+    })
 }
 
 /// The nat driver: a Linux bridge whose address is the gateway, a veth

@@ -208,12 +208,19 @@ impl Netlink {
     }
 
     /// Creates a macvlan link (bridge mode) on `parent` named `name`, made
-    /// directly inside the namespace `ns`.
-    pub fn add_macvlan(&mut self, name: &str, parent: u32, ns: BorrowedFd<'_>) -> Result<()> {
+    /// directly inside the namespace `ns` (None: this one).
+    pub fn add_macvlan(
+        &mut self,
+        name: &str,
+        parent: u32,
+        ns: Option<BorrowedFd<'_>>,
+    ) -> Result<()> {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
         m.attributes.push(LinkAttribute::Link(parent));
-        m.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
+        if let Some(ns) = ns {
+            m.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
+        }
         m.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::MacVlan),
             LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(

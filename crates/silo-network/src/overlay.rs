@@ -1,7 +1,10 @@
 //! The overlay driver (HNS "Overlay"): one L2 network across hosts over
-//! VXLAN. Per host, a bridge that holds the gateway address (the same on
-//! every host: a distributed gateway, whose ARP never crosses the tunnel)
-//! and a VXLAN link on it; endpoints are veths on the bridge, as on nat.
+//! VXLAN. Per host, a VXLAN link, and on it macvlans in bridge mode: one
+//! in the host holding the gateway address (the same on every host: a
+//! distributed gateway, whose ARP never crosses the tunnel), and one per
+//! endpoint made directly in the container's namespace. No bridge and no
+//! veth: a frame goes from the container's macvlan straight into the
+//! VXLAN link, and an arriving one is handed to its macvlan by MAC.
 //! Learning is off: the hosts' endpoints are told to each other as HNS
 //! remote endpoints (a forwarding entry to the remote VTEP plus a
 //! permanent neighbour), and other hosts' subnets as remote subnet routes.
@@ -12,10 +15,10 @@ use std::os::fd::BorrowedFd;
 
 use serde::{Deserialize, Serialize};
 
-use crate::driver::{bool_opt, mtu, opt, Driver};
+use crate::driver::{bool_opt, macvlan_endpoint, macvlan_teardown, mtu, opt, Driver};
 use crate::firewall::{self, NetworkRules};
 use crate::ipam::Subnet;
-use crate::nat::{self, BridgeSpec, DriverError, EndpointSpec};
+use crate::nat::{DriverError, EndpointSpec};
 use crate::netlink::{Netlink, NetlinkError, Route};
 use crate::service::{Endpoint, Network};
 
@@ -118,7 +121,7 @@ pub fn vni_of(n: &Network) -> u32 {
     settings(&n.options, 0).map(|s| s.vni).unwrap_or(0)
 }
 
-/// The bridge MAC of an overlay network on this host (fixed, so other
+/// The gateway MAC of an overlay network on this host (fixed, so other
 /// hosts can route remote subnets to it: HNS's DistributedRouterMacAddress).
 pub fn bridge_mac(n: &Network) -> [u8; 6] {
     let b = n.id.as_bytes();
@@ -151,28 +154,23 @@ fn table(n: &Network) -> String {
     format!("silo-ov-{}", &n.id[..n.id.len().min(12)])
 }
 
-/// The bridge-family table that keeps each host's gateway local: ARP for
-/// (or from) the gateway address never crosses the VXLAN link.
+/// The netdev table that keeps each host's gateway local: ARP for (or
+/// from) the gateway address never leaves by the VXLAN link. Only frames
+/// sent into that link pass the hook. (Not on ingress: a macvlan hands
+/// frames for its neighbours to the link's receive path, so the local
+/// gateway's own replies pass there; and since every host drops these on
+/// the way out, none arrive from the tunnel.)
 fn arp_script(n: &Network, vx: &str) -> String {
     let t = table(n);
     let gw = n.pool.gateway;
     format!(
-        "table bridge {t}\ndelete table bridge {t}\ntable bridge {t} {{\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n    oifname \"{vx}\" arp daddr ip {gw} drop\n    iifname \"{vx}\" arp daddr ip {gw} drop\n    iifname \"{vx}\" arp saddr ip {gw} drop\n  }}\n  chain input {{\n    type filter hook input priority filter; policy accept;\n    iifname \"{vx}\" arp daddr ip {gw} drop\n  }}\n  chain output {{\n    type filter hook output priority filter; policy accept;\n    oifname \"{vx}\" arp saddr ip {gw} drop\n  }}\n}}\n"
+        "table netdev {t}\ndelete table netdev {t}\ntable netdev {t} {{\n  chain out {{\n    type filter hook egress device \"{vx}\" priority filter; policy accept;\n    arp daddr ip {gw} drop\n    arp saddr ip {gw} drop\n  }}\n}}\n"
     )
 }
 
 /// The overlay driver.
 #[derive(Debug, Clone, Copy)]
 pub struct Overlay;
-
-fn bridge_spec(n: &Network) -> Result<BridgeSpec, DriverError> {
-    Ok(BridgeSpec {
-        network: n.name.clone(),
-        bridge: n.bridge.clone(),
-        gateways: vec![(n.pool.gateway, n.pool.subnet.prefix)],
-        mtu: Some(mtu(&n.options)?.unwrap_or(DEFAULT_MTU)),
-    })
-}
 
 /// Tells the kernel of one remote endpoint: frames for its MAC (and
 /// broadcasts) go to its VTEP, and its address is at its MAC.
@@ -291,7 +289,7 @@ impl Driver for Overlay {
 
     fn setup_network(&self, nl: &mut Netlink, n: &Network) -> Result<u32, DriverError> {
         let s = settings(&n.options, 0)?;
-        let spec = bridge_spec(n)?;
+        let link_mtu = mtu(&n.options)?.unwrap_or(DEFAULT_MTU);
         let err = |step: &'static str| {
             let network = n.name.clone();
             move |source| DriverError::Network {
@@ -301,18 +299,11 @@ impl Driver for Overlay {
             }
         };
         let vx_name = vxlan_name(n);
-        let had_bridge = nl
-            .link(&n.bridge)
-            .map_err(err("looking up the bridge"))?
-            .is_some();
-        let index = nat::setup_bridge(nl, &spec)?;
+        let had = nl
+            .link(&vx_name)
+            .map_err(err("looking up the VXLAN link"))?;
         let made = (|| {
-            nl.set_mac(index, bridge_mac(n))
-                .map_err(err("setting the bridge's MAC"))?;
-            let vx = match nl
-                .link(&vx_name)
-                .map_err(err("looking up the VXLAN link"))?
-            {
+            let vx = match &had {
                 Some(l) => l.index,
                 None => {
                     let vx = nl
@@ -327,34 +318,50 @@ impl Driver for Overlay {
                             ),
                             _ => err("creating the VXLAN link")(e),
                         })?;
-                    let setup = (|| {
-                        nl.set_mtu(vx, spec.mtu.unwrap_or(DEFAULT_MTU))
-                            .map_err(err("setting the VXLAN link's MTU"))?;
-                        nl.set_master(vx, index)
-                            .map_err(err("adding the VXLAN link to the bridge"))?;
-                        nl.set_up(vx).map_err(|e| match e.errno() {
-                            Some(libc::EADDRINUSE) => invalid(
-                                key::PORT,
-                                format!(
-                                    "UDP port {} is in use by another program (not a VXLAN link)",
-                                    s.port
-                                ),
+                    nl.set_mtu(vx, link_mtu)
+                        .map_err(err("setting the VXLAN link's MTU"))?;
+                    nl.set_up(vx).map_err(|e| match e.errno() {
+                        Some(libc::EADDRINUSE) => invalid(
+                            key::PORT,
+                            format!(
+                                "UDP port {} is in use by another program (not a VXLAN link)",
+                                s.port
                             ),
-                            _ => err("bringing the VXLAN link up")(e),
-                        })
-                    })();
-                    if let Err(e) = setup {
-                        let _ = nl.del_link(vx);
-                        return Err(e);
-                    }
+                        ),
+                        _ => err("bringing the VXLAN link up")(e),
+                    })?;
                     vx
                 }
             };
+            // The host's own macvlan holds the gateway.
+            let gw = match nl
+                .link(&n.bridge)
+                .map_err(err("looking up the gateway link"))?
+            {
+                Some(l) => l.index,
+                None => {
+                    nl.add_macvlan(&n.bridge, vx, None)
+                        .map_err(err("creating the gateway link"))?;
+                    let gw = nl
+                        .link(&n.bridge)
+                        .map_err(err("looking up the gateway link"))?
+                        .map(|l| l.index)
+                        .ok_or_else(|| {
+                            invalid(&n.bridge, "the gateway link did not appear".into())
+                        })?;
+                    nl.set_mac(gw, bridge_mac(n))
+                        .map_err(err("setting the gateway's MAC"))?;
+                    nl.add_address(gw, n.pool.gateway, n.pool.subnet.prefix)
+                        .map_err(err("giving the gateway link its address"))?;
+                    nl.set_up(gw).map_err(err("bringing the gateway link up"))?;
+                    gw
+                }
+            };
             for r in &n.remotes {
-                add_remote(nl, index, vx, r).map_err(err("adding a remote endpoint"))?;
+                add_remote(nl, gw, vx, r).map_err(err("adding a remote endpoint"))?;
             }
             for r in &n.remote_subnets {
-                add_remote_subnet(nl, index, vx, r).map_err(err("adding a remote subnet"))?;
+                add_remote_subnet(nl, gw, vx, r).map_err(err("adding a remote subnet"))?;
             }
             crate::nft::run(&arp_script(n, &vx_name), false)
                 .map_err(|e| invalid(&format!("network {}", n.name), format!("nftables: {e}")))?;
@@ -370,9 +377,9 @@ impl Driver for Overlay {
             if !n.internal {
                 let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
             }
-            Ok(index)
+            Ok(gw)
         })();
-        if made.is_err() && !had_bridge {
+        if made.is_err() && had.is_none() {
             let _ = self.teardown_network(nl, n);
         }
         made
@@ -385,28 +392,22 @@ impl Driver for Overlay {
         }
         let t = table(n);
         if let Err(e) = crate::nft::run(
-            &format!("table bridge {t}\ndelete table bridge {t}\n"),
+            &format!("table netdev {t}\ndelete table netdev {t}\n"),
             false,
         ) {
             errors.push(e.to_string());
         }
-        match nl.link(&vxlan_name(n)) {
-            Ok(Some(l)) => {
-                if let Err(e) = nl.del_link(l.index) {
-                    errors.push(e.to_string());
-                }
+        // The gateway macvlan goes with its VXLAN link.
+        for name in [n.bridge.clone(), vxlan_name(n)] {
+            match nl.link(&name) {
+                Ok(Some(l)) => match nl.del_link(l.index) {
+                    Err(e) if e.errno() == Some(libc::ENODEV) => {}
+                    Err(e) => errors.push(e.to_string()),
+                    Ok(()) => {}
+                },
+                Ok(None) => {}
+                Err(e) => errors.push(e.to_string()),
             }
-            Ok(None) => {}
-            Err(e) => errors.push(e.to_string()),
-        }
-        let spec = BridgeSpec {
-            network: n.name.clone(),
-            bridge: n.bridge.clone(),
-            gateways: vec![],
-            mtu: None,
-        };
-        if let Err(e) = nat::teardown_bridge(nl, &spec) {
-            errors.push(e.to_string());
         }
         if errors.is_empty() {
             Ok(())
@@ -418,23 +419,23 @@ impl Driver for Overlay {
     fn setup_endpoint(
         &self,
         nl: &mut Netlink,
-        n: &Network,
+        _n: &Network,
         index: u32,
         ep: &EndpointSpec,
         ns: BorrowedFd<'_>,
     ) -> Result<(), DriverError> {
-        let mut ep = ep.clone();
-        ep.mtu = Some(mtu(&n.options)?.unwrap_or(DEFAULT_MTU));
-        nat::setup_endpoint(nl, index, &ep, ns)
+        // `index` is the gateway macvlan: a macvlan made on it lands on
+        // the same VXLAN link (and takes its MTU).
+        macvlan_endpoint(nl, index, ep, ns)
     }
 
     fn teardown_endpoint(
         &self,
-        nl: &mut Netlink,
+        _nl: &mut Netlink,
         _n: &Network,
         ep: &Endpoint,
     ) -> Result<(), DriverError> {
-        nat::teardown_endpoint(nl, &ep.id, &ep.host_ifname)
+        macvlan_teardown(ep)
     }
 }
 

@@ -1405,23 +1405,25 @@ impl Service {
             }
             Err(e) => errors.push(e.to_string()),
         }
-        // The l2bridge and overlay rewriting tables of networks gone.
-        match firewall::tables("bridge") {
-            Ok(tables) => {
-                for t in tables {
-                    let known = nets.iter().any(|n| {
-                        let id = &n.id[..n.id.len().min(12)];
-                        t == format!("silo-l2-{id}") || t == format!("silo-ov-{id}")
-                    });
-                    if !known && (t.starts_with("silo-l2-") || t.starts_with("silo-ov-")) {
-                        let script = format!("delete table bridge {t}\n");
-                        if let Err(e) = crate::nft::run(&script, false) {
-                            errors.push(format!("removing stray table {t}: {e}"));
+        // The l2bridge (bridge family) and overlay (netdev family) tables
+        // of networks gone.
+        for (family, prefix) in [("bridge", "silo-l2-"), ("netdev", "silo-ov-")] {
+            match firewall::tables(family) {
+                Ok(tables) => {
+                    for t in tables.iter().filter(|t| t.starts_with(prefix)) {
+                        let known = nets
+                            .iter()
+                            .any(|n| *t == format!("{prefix}{}", &n.id[..n.id.len().min(12)]));
+                        if !known {
+                            let script = format!("delete table {family} {t}\n");
+                            if let Err(e) = crate::nft::run(&script, false) {
+                                errors.push(format!("removing stray table {t}: {e}"));
+                            }
                         }
                     }
                 }
+                Err(e) => errors.push(e.to_string()),
             }
-            Err(e) => errors.push(e.to_string()),
         }
         errors
     }

@@ -455,6 +455,10 @@ fn overlay_networks_join_containers_on_two_hosts() {
     }
     assert!(pings(&h1, "c1", &ip2));
     assert!(pings(&h2, "c2", &ip1));
+    // Each host's gateway answers its own containers (the distributed
+    // gateway's ARP stays on the host).
+    assert!(pings(&h1, "c1", "10.99.0.1"));
+    assert!(pings(&h2, "c2", "10.99.0.1"));
     // By name: the embedded DNS server knows the remote endpoint.
     h1.ok(&["exec", "c1", "ping", "-c", "1", "-W", "2", "c2"]);
     let view: Value = serde_json::from_str(&h1.http("GET", "/hns/networks/ov").1).unwrap();
