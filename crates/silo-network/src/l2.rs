@@ -2,11 +2,13 @@
 //!
 //! l2bridge: endpoints on the segment of a host interface, all behind
 //! that interface's MAC, as HNS rewrites MACs. This kernel has no ipvlan,
-//! so a Linux bridge enslaves the parent and nftables' bridge family does
-//! the rewriting: frames leaving by the parent take its MAC (Ethernet and
-//! ARP sender), and frames arriving for the parent's MAC are given the
-//! endpoint's MAC by destination IP (a map kept per endpoint). Endpoints
-//! on one host talk over the bridge at L2.
+//! so each endpoint is a macvlan (bridge mode) of the parent, and
+//! nftables' netdev family on the parent does the rewriting: frames of
+//! the endpoints leaving by the parent take its MAC (Ethernet and ARP
+//! sender), and frames arriving for the parent's MAC are given the
+//! endpoint's MAC by destination IP before the macvlans sort them (a set
+//! and a map, one element each per endpoint). The parent keeps its own
+//! addresses; endpoints on one host talk directly through the macvlans.
 //!
 //! l2tunnel: no shared L2 at all. Each endpoint is a veth whose host end
 //! holds the gateway address (/32) and answers ARP for the rest of the
@@ -15,11 +17,10 @@
 //! passes its forward chain.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use crate::driver::{mtu, opt, parent_of, Driver};
-use crate::nat::{self, BridgeSpec, DriverError, EndpointSpec};
+use crate::driver::{macvlan_endpoint, macvlan_teardown, mtu, opt, parent_of, Driver};
+use crate::nat::{self, DriverError, EndpointSpec};
 use crate::netlink::{mac_str, Netlink, Route};
 use crate::service::{Endpoint, Network};
 
@@ -63,24 +64,46 @@ fn l2_table(n: &Network) -> String {
     format!("silo-l2-{}", &n.id[..n.id.len().min(12)])
 }
 
-/// The rewriting table for parent `parent` (MAC `pmac`) with the
+/// The rewriting table on parent `parent` (MAC `pmac`), with the
 /// endpoints' addresses and MACs.
 pub fn l2bridge_script(n: &Network, parent: &str, pmac: &str) -> String {
     let t = l2_table(n);
-    let elements: Vec<String> = n
-        .endpoints
-        .values()
-        .filter(|e| e.ip.is_ipv4())
-        .map(|e| format!("{} : {}", e.ip, e.mac))
-        .collect();
-    let elements = if elements.is_empty() {
-        String::new()
+    let eps: Vec<&Endpoint> = n.endpoints.values().filter(|e| e.ip.is_ipv4()).collect();
+    let (macs, ips) = if eps.is_empty() {
+        (String::new(), String::new())
     } else {
-        format!(" elements = {{ {} }};", elements.join(", "))
+        (
+            format!(
+                " elements = {{ {} }};",
+                eps.iter()
+                    .map(|e| e.mac.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            format!(
+                " elements = {{ {} }};",
+                eps.iter()
+                    .map(|e| format!("{} : {}", e.ip, e.mac))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
     };
     format!(
-        "table bridge {t}\ndelete table bridge {t}\ntable bridge {t} {{\n  map macs {{ type ipv4_addr : ether_addr;{elements} }}\n  chain pre {{\n    type filter hook prerouting priority dstnat; policy accept;\n    iifname \"{parent}\" ether daddr {pmac} ether daddr set ip daddr map @macs\n    iifname \"{parent}\" ether daddr {pmac} arp daddr ip @macs ether daddr set arp daddr ip map @macs\n  }}\n  chain post {{\n    type filter hook postrouting priority srcnat; policy accept;\n    oifname \"{parent}\" ether saddr set {pmac}\n    oifname \"{parent}\" arp saddr ether set {pmac}\n  }}\n}}\n"
+        "table netdev {t}\ndelete table netdev {t}\ntable netdev {t} {{\n  set macs {{ type ether_addr;{macs} }}\n  map ips {{ type ipv4_addr : ether_addr;{ips} }}\n  chain in {{\n    type filter hook ingress device \"{parent}\" priority filter; policy accept;\n    ether daddr {pmac} ether daddr set ip daddr map @ips\n    ether daddr {pmac} arp daddr ip @ips ether daddr set arp daddr ip map @ips\n  }}\n  chain out {{\n    type filter hook egress device \"{parent}\" priority filter; policy accept;\n    ether saddr @macs arp saddr ether set {pmac}\n    ether saddr @macs ether saddr set {pmac}\n  }}\n}}\n"
     )
+}
+
+fn element_script(op: &str, n: &Network, ip: std::net::IpAddr, mac: &str) -> String {
+    let t = l2_table(n);
+    match op {
+        "add" => format!(
+            "add element netdev {t} macs {{ {mac} }}\nadd element netdev {t} ips {{ {ip} : {mac} }}\n"
+        ),
+        _ => format!(
+            "delete element netdev {t} macs {{ {mac} }}\ndelete element netdev {t} ips {{ {ip} }}\n"
+        ),
+    }
 }
 
 impl Driver for L2Bridge {
@@ -134,27 +157,11 @@ impl Driver for L2Bridge {
                     format!("interface {parent} does not exist"),
                 )
             })?;
-        let existing = nl
-            .link(&n.bridge)
-            .map_err(net_err(n, "looking up the bridge"))?;
-        if let Some(m) = p.master {
-            if existing.as_ref().map(|b| b.index) != Some(m) {
-                return Err(invalid(
-                    "option parent",
-                    format!("interface {parent} is busy: it is already enslaved to another bridge"),
-                ));
-            }
-        }
-        if existing.is_none() {
-            let addrs = nl
-                .addresses(p.index)
-                .map_err(net_err(n, "listing the parent's addresses"))?;
-            if addrs.iter().any(|(a, _)| a.is_ipv4()) {
-                return Err(invalid(
-                    "option parent",
-                    format!("interface {parent} has IPv4 addresses; l2bridge takes the whole interface into a bridge, so give it one without addresses (the host's own address on that segment belongs on another interface)"),
-                ));
-            }
+        if p.master.is_some() {
+            return Err(invalid(
+                "option parent",
+                format!("interface {parent} is busy: it is enslaved to a bridge or bond"),
+            ));
         }
         let pmac: [u8; 6] = p.mac.as_slice().try_into().map_err(|_| {
             invalid(
@@ -162,58 +169,22 @@ impl Driver for L2Bridge {
                 format!("interface {parent} has no Ethernet MAC"),
             )
         })?;
-        let spec = BridgeSpec {
-            network: n.name.clone(),
-            bridge: n.bridge.clone(),
-            gateways: vec![],
-            mtu: None,
-        };
-        let index = nat::setup_bridge(nl, &spec)?;
-        let made = (|| {
-            // The bridge's own MAC must not be the parent's, or frames for
-            // the parent's MAC would stop at the bridge.
-            let b = n.id.as_bytes();
-            nl.set_mac(index, [0x02, 0x5c, b[0], b[1], b[2], b[3]])
-                .map_err(net_err(n, "setting the bridge's MAC"))?;
-            nl.set_master(p.index, index)
-                .map_err(net_err(n, "adding the parent to the bridge"))?;
-            nl.set_up(p.index)
-                .map_err(net_err(n, "bringing the parent interface up"))?;
-            crate::nft::run(&l2bridge_script(n, &parent, &mac_str(pmac)), false)
-                .map_err(|e| invalid(format!("network {}", n.name), format!("nftables: {e}")))?;
-            Ok(index)
-        })();
-        if made.is_err() && existing.is_none() {
-            let _ = self.teardown_network(nl, n);
-        }
-        made
+        nl.set_up(p.index)
+            .map_err(net_err(n, "bringing the parent interface up"))?;
+        crate::nft::run(&l2bridge_script(n, &parent, &mac_str(pmac)), false)
+            .map_err(|e| invalid(format!("network {}", n.name), format!("nftables: {e}")))?;
+        Ok(p.index)
     }
 
-    fn teardown_network(&self, nl: &mut Netlink, n: &Network) -> Result<(), Vec<String>> {
-        let mut errors = Vec::new();
+    fn teardown_network(&self, _nl: &mut Netlink, n: &Network) -> Result<(), Vec<String>> {
+        // The parent is the host's: only the table goes.
         let t = l2_table(n);
-        if let Err(e) = crate::nft::run(
-            &format!("table bridge {t}\ndelete table bridge {t}\n"),
+        crate::nft::run(
+            &format!("table netdev {t}\ndelete table netdev {t}\n"),
             false,
-        ) {
-            errors.push(e.to_string());
-        }
-        // Deleting the bridge frees the parent (which is the host's: it
-        // stays).
-        let spec = BridgeSpec {
-            network: n.name.clone(),
-            bridge: n.bridge.clone(),
-            gateways: vec![],
-            mtu: None,
-        };
-        if let Err(e) = nat::teardown_bridge(nl, &spec) {
-            errors.push(e.to_string());
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        )
+        .map(drop)
+        .map_err(|e| vec![e.to_string()])
     }
 
     fn setup_endpoint(
@@ -224,38 +195,38 @@ impl Driver for L2Bridge {
         ep: &EndpointSpec,
         ns: BorrowedFd<'_>,
     ) -> Result<(), DriverError> {
-        nat::setup_endpoint(nl, index, ep, ns)?;
-        let t = l2_table(n);
-        let ip = ep.addresses.first().map(|a| a.0);
-        if let Some(ip @ IpAddr::V4(_)) = ip {
-            let add = format!(
-                "add element bridge {t} macs {{ {ip} : {} }}\n",
-                mac_str(ep.mac)
-            );
-            if let Err(e) = crate::nft::run(&add, false) {
-                let _ = nat::teardown_endpoint(nl, &ep.id, &ep.host_ifname);
-                return Err(invalid(
-                    format!("endpoint {}", ep.id),
-                    format!("adding its MAC rewrite: {e}"),
-                ));
-            }
+        let Some(ip) = ep.addresses.first().map(|a| a.0).filter(|a| a.is_ipv4()) else {
+            return Err(invalid(
+                format!("endpoint {}", ep.id),
+                "l2bridge endpoints are IPv4",
+            ));
+        };
+        // The rewrite first, so the endpoint's first frame already goes
+        // out under the parent's MAC.
+        let mac = mac_str(ep.mac);
+        crate::nft::run(&element_script("add", n, ip, &mac), false).map_err(|e| {
+            invalid(
+                format!("endpoint {}", ep.id),
+                format!("adding its MAC rewrite: {e}"),
+            )
+        })?;
+        if let Err(e) = macvlan_endpoint(nl, index, ep, ns) {
+            let _ = crate::nft::run(&element_script("delete", n, ip, &mac), false);
+            return Err(e);
         }
         Ok(())
     }
 
     fn teardown_endpoint(
         &self,
-        nl: &mut Netlink,
+        _nl: &mut Netlink,
         n: &Network,
         ep: &Endpoint,
     ) -> Result<(), DriverError> {
-        let t = l2_table(n);
-        // The element first (a table already gone is fine).
-        let _ = crate::nft::run(
-            &format!("delete element bridge {t} macs {{ {} }}\n", ep.ip),
-            false,
-        );
-        nat::teardown_endpoint(nl, &ep.id, &ep.host_ifname)
+        let gone = macvlan_teardown(ep);
+        // The elements after (a table already gone is fine).
+        let _ = crate::nft::run(&element_script("delete", n, ep.ip, &ep.mac), false);
+        gone
     }
 }
 

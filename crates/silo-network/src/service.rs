@@ -576,10 +576,7 @@ impl Service {
             .then(|| driver::parent_of(&req.options).map(str::to_string))
             .flatten();
         if let Some(p) = &parent {
-            let holds = |n: &Network| {
-                &n.bridge == p
-                    || (n.driver == "l2bridge" && driver::parent_of(&n.options) == Some(p.as_str()))
-            };
+            let holds = |n: &Network| &n.bridge == p;
             if let Some(other) = nets.values().find(|n| holds(n)) {
                 return Err(ServiceError::Driver2(DriverError::Invalid {
                     what: "option parent".into(),
@@ -589,7 +586,7 @@ impl Service {
         }
         let bridge = match parent
             .as_ref()
-            .filter(|_| driver == "transparent")
+            .filter(|_| driver == "transparent" || driver == "l2bridge")
             .or(req.options.get(driver::opt::BRIDGE_NAME))
         {
             Some(b) => {
@@ -1405,9 +1402,8 @@ impl Service {
             }
             Err(e) => errors.push(e.to_string()),
         }
-        // The l2bridge (bridge family) and overlay (netdev family) tables
-        // of networks gone.
-        for (family, prefix) in [("bridge", "silo-l2-"), ("netdev", "silo-ov-")] {
+        // The l2bridge and overlay (netdev family) tables of networks gone.
+        for (family, prefix) in [("netdev", "silo-l2-"), ("netdev", "silo-ov-")] {
             match firewall::tables(family) {
                 Ok(tables) => {
                     for t in tables.iter().filter(|t| t.starts_with(prefix)) {

@@ -199,6 +199,9 @@ fn l2bridge_endpoints_share_the_parents_mac_on_its_segment() {
     );
     seg.ok(&["ip", "addr", "add", "10.97.0.1/24", "dev", "l2out"]);
     seg.ok(&["ip", "link", "set", "l2out", "up"]);
+    // The host keeps its own address on the parent.
+    inns(&d, &["ip", "addr", "add", "10.97.0.254/24", "dev", "l2par"]);
+    inns(&d, &["ip", "link", "set", "l2par", "up"]);
     d.ok(&[
         "network",
         "create",
@@ -223,6 +226,8 @@ fn l2bridge_endpoints_share_the_parents_mac_on_its_segment() {
     // The outside host reaches the container, and knows it by the
     // parent's MAC, never the container's own.
     seg.ok(&["busybox", "ping", "-c", "1", "-W", "3", &ipa]);
+    seg.ok(&["busybox", "ping", "-c", "1", "-W", "3", &ipb]);
+    seg.ok(&["busybox", "ping", "-c", "1", "-W", "3", "10.97.0.254"]);
     let pmac = inns(&d, &["ip", "-o", "link", "show", "l2par"])
         .split("link/ether ")
         .nth(1)
@@ -235,6 +240,13 @@ fn l2bridge_endpoints_share_the_parents_mac_on_its_segment() {
         .trim()
         .to_string();
     assert_ne!(pmac, amac);
+    for ip in [&ipa, &ipb] {
+        let neigh = seg.ok(&["ip", "neigh", "show", ip]);
+        assert!(neigh.contains(&pmac), "{neigh} (parent {pmac})");
+    }
+    // From the container's own ARP too.
+    seg.ok(&["ip", "neigh", "flush", "all"]);
+    assert!(pings(&d, "ca", "10.97.0.1"));
     let neigh = seg.ok(&["ip", "neigh", "show", &ipa]);
     assert!(neigh.contains(&pmac), "{neigh} (parent {pmac})");
     // The container reaches the segment's router, and its neighbour on
@@ -273,8 +285,10 @@ fn l2bridge_endpoints_share_the_parents_mac_on_its_segment() {
         "l2bridge"
     );
     d.ok(&["network", "rm", "iv"]);
-    // Bad input: a parent with addresses, a busy one, ipvlan's L3 mode.
-    inns(&d, &["ip", "addr", "add", "10.95.0.1/24", "dev", "l2p2"]);
+    // Bad input: a parent in a bridge, a busy one, a missing one,
+    // ipvlan's L3 mode.
+    inns(&d, &["ip", "link", "add", "l2br", "type", "bridge"]);
+    inns(&d, &["ip", "link", "set", "l2p2", "master", "l2br"]);
     let before = footprint(&d);
     refused(
         &d,
@@ -289,7 +303,7 @@ fn l2bridge_endpoints_share_the_parents_mac_on_its_segment() {
             "10.95.0.0/24",
             "x",
         ],
-        "IPv4 addresses",
+        "enslaved",
     );
     refused(
         &d,
@@ -342,9 +356,9 @@ fn l2bridge_endpoints_share_the_parents_mac_on_its_segment() {
     churn(&d, "l2");
     d.ok(&["rm", "-f", "ca", "cb"]);
     d.ok(&["network", "rm", "l2"]);
-    // The parent is the host's: it stays, freed from the bridge.
-    let par = inns(&d, &["ip", "-o", "link", "show", "l2par"]);
-    assert!(!par.contains("master"), "{par}");
+    // The parent is the host's: it stays, with its address.
+    let par = inns(&d, &["ip", "-o", "-4", "addr", "show", "l2par"]);
+    assert!(par.contains("10.97.0.254"), "{par}");
     let rules = inns(&d, &["nft", "list", "ruleset"]);
     assert!(!rules.contains("silo-l2"), "{rules}");
 }
