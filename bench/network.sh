@@ -16,7 +16,9 @@
 # DNAT; dockerd: its default, docker-proxy on 127.0.0.1). Run as root.
 # Environment: RUNS (default 20), DOCKER (default /usr/local/bin/docker),
 #   SILO_BIN_DIR (default target/release, built if missing), SECS (iperf3
-#   seconds per run, default 5), REPS (iperf3 runs per figure, median; 3).
+#   seconds per run, default 5), REPS (iperf3 runs per figure, median; 3),
+#   HNS (0: skip bench/hns.sh, the overlay, transparent, l2bridge and QOS
+#   figures, which it runs at its end).
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh" 20
 engines=(silod dockerd)
 command -v podman >/dev/null && engines+=(podman)
@@ -107,3 +109,9 @@ printf "%-34s" "container to container"; for n in "${engines[@]}"; do printf " %
 printf "%-34s" "host 127.0.0.1 -> published port"; for n in "${engines[@]}"; do printf " %8s" "$(mid "$work/tp-pub-$n")"; done; printf " %8s\n" "-"
 awk -v s="$(mid "$work/tp-c2c-silod")" -v v="$veth" -v p="$(mid "$work/tp-pub-silod")" -v d="$(mid "$work/tp-pub-dockerd")" 'BEGIN {
     printf "silod container-to-container / bare veth: %.2f; silod / dockerd through a published port: %.2f\n", s / v, p / d }'
+
+# ---- the other HNS drivers and QOS (bench/hns.sh), after this bench's
+# daemons are gone; HNS=0 skips it ----
+cleanup
+trap - EXIT
+[ "${HNS:-1}" = 0 ] || exec "$repo/bench/hns.sh"

@@ -312,8 +312,10 @@ pub enum NetworkCmd {
     /// List networks
     #[command(alias = "ls")]
     List,
-    /// Create a network (driver nat; bridge is the same)
+    /// Create a network
     Create {
+        /// nat (default; bridge is the same), transparent (macvlan),
+        /// l2bridge (ipvlan), l2tunnel or overlay
         #[arg(short, long)]
         driver: Option<String>,
         /// Subnet (one IPv4 and, with --ipv6, one IPv6)
@@ -332,7 +334,8 @@ pub enum NetworkCmd {
         internal: bool,
         #[arg(long)]
         label: Vec<String>,
-        /// Driver options (com.docker.network.bridge.name, .driver.mtu, …)
+        /// Driver options (nat: com.docker.network.bridge.name, .driver.mtu, …;
+        /// transparent, l2bridge: parent=IFACE; overlay: vni, vxlan_port, local)
         #[arg(short = 'o', long = "opt")]
         opt: Vec<String>,
         name: String,
