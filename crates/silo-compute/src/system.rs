@@ -616,30 +616,43 @@ impl ComputeSystem {
             })?;
         // The init's executable while it still waits (for poststart).
         let before = file_id(&self.init_exe());
+        // The acknowledgement's read end before the go: the init's end
+        // closes when it executes the program, and a FIFO nobody holds
+        // open loses what was written to it.
+        let ack = self.open_start_ack()?;
         f.write_all(&[0]).map_err(|e| self.failed("start", e))?;
         drop(f);
         let _ = std::fs::remove_file(&fifo);
-        self.wait_start_hooks()?;
+        if let Some(ack) = ack {
+            self.wait_start_hooks(ack)?;
+        }
         self.record.status = Status::Running;
         self.record.save(&self.dir)?;
         self.poststart(before);
         Ok(())
     }
 
-    /// With startContainer hooks, waits until the init says they ran (or
-    /// it died: a failing hook stops the container).
-    fn wait_start_hooks(&self) -> Result<(), OpError> {
+    /// The read end of the startContainer hooks' acknowledgement FIFO
+    /// (None: the container has no such hooks).
+    fn open_start_ack(&self) -> Result<Option<std::fs::File>, OpError> {
         let path = self.dir.join(START_ACK_FIFO);
-        let f = match std::fs::OpenOptions::new()
+        match std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(&path)
         {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(self.failed("start", format!("{}: {e}", path.display()))),
-        };
-        let _ = std::fs::remove_file(&path);
+            Ok(f) => {
+                let _ = std::fs::remove_file(&path);
+                Ok(Some(f))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.failed("start", format!("{}: {e}", path.display()))),
+        }
+    }
+
+    /// With startContainer hooks, waits until the init says they ran (or
+    /// it died: a failing hook stops the container).
+    fn wait_start_hooks(&self, f: std::fs::File) -> Result<(), OpError> {
         let mut pfd = libc::pollfd {
             fd: f.as_raw_fd(),
             events: libc::POLLIN,
