@@ -107,7 +107,7 @@ fn service_error(name: &str, e: ServiceError) -> Error {
             Error::not_found(Kind::Network, e.to_string())
         }
         S::QosExists { .. } | S::MacInUse { .. } => Error::conflict(e.to_string()),
-        S::Ambiguous(_) | S::Policy { .. } | S::Remote { .. } | S::Apply { .. } => {
+        S::Ambiguous(_) | S::Policy { .. } | S::Remote { .. } => {
             Error::invalid("policy", e.to_string())
         }
         S::Duplicate(_) | S::InUse { .. } | S::Predefined(_) | S::AlreadyConnected { .. } => {

@@ -448,6 +448,8 @@ mod tests {
             .is_ok());
         assert!(Transparent.validate(&BTreeMap::new()).is_err());
         assert!(Transparent.validate(&o("parent", "a/b")).is_err());
+        assert!(Transparent.validate(&o("parent", "x\" drop; #")).is_err());
+        assert!(Transparent.validate(&o("parent", "eth0.100")).is_ok());
         assert!(Transparent.validate(&o(opt::MTU, "1400")).is_err());
     }
 }

@@ -36,7 +36,8 @@ pub struct NetworkRules<'a> {
     pub masquerade: bool,
 }
 
-fn table(id: &str) -> String {
+/// The name of a network's table (`silo-<id12>`).
+pub fn table(id: &str) -> String {
     format!("silo-{}", &id[..id.len().min(12)])
 }
 

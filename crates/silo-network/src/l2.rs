@@ -94,16 +94,29 @@ pub fn l2bridge_script(n: &Network, parent: &str, pmac: &str) -> String {
     )
 }
 
-fn element_script(op: &str, n: &Network, ip: std::net::IpAddr, mac: &str) -> String {
+fn element_script(n: &Network, ip: std::net::IpAddr, mac: &str) -> String {
     let t = l2_table(n);
-    match op {
-        "add" => format!(
-            "add element netdev {t} macs {{ {mac} }}\nadd element netdev {t} ips {{ {ip} : {mac} }}\n"
-        ),
-        _ => format!(
-            "delete element netdev {t} macs {{ {mac} }}\ndelete element netdev {t} ips {{ {ip} }}\n"
-        ),
-    }
+    format!(
+        "add element netdev {t} macs {{ {mac} }}\nadd element netdev {t} ips {{ {ip} : {mac} }}\n"
+    )
+}
+
+/// Removes an endpoint's two elements, each in a transaction of its own
+/// (one already gone does not keep the other); missing ones are fine,
+/// other failures are returned.
+fn delete_elements(n: &Network, ip: std::net::IpAddr, mac: &str) -> Vec<String> {
+    let t = l2_table(n);
+    [
+        format!("delete element netdev {t} macs {{ {mac} }}\n"),
+        format!("delete element netdev {t} ips {{ {ip} }}\n"),
+    ]
+    .iter()
+    .filter_map(|script| match crate::nft::run(script, false) {
+        Ok(_) => None,
+        Err(e) if e.to_string().contains("No such file or directory") => None,
+        Err(e) => Some(format!("removing the MAC rewrite of {ip}: {e}")),
+    })
+    .collect()
 }
 
 impl Driver for L2Bridge {
@@ -204,14 +217,14 @@ impl Driver for L2Bridge {
         // The rewrite first, so the endpoint's first frame already goes
         // out under the parent's MAC.
         let mac = mac_str(ep.mac);
-        crate::nft::run(&element_script("add", n, ip, &mac), false).map_err(|e| {
+        crate::nft::run(&element_script(n, ip, &mac), false).map_err(|e| {
             invalid(
                 format!("endpoint {}", ep.id),
                 format!("adding its MAC rewrite: {e}"),
             )
         })?;
         if let Err(e) = macvlan_endpoint(nl, index, ep, ns) {
-            let _ = crate::nft::run(&element_script("delete", n, ip, &mac), false);
+            let _ = delete_elements(n, ip, &mac);
             return Err(e);
         }
         Ok(())
@@ -224,9 +237,13 @@ impl Driver for L2Bridge {
         ep: &Endpoint,
     ) -> Result<(), DriverError> {
         let gone = macvlan_teardown(ep);
-        // The elements after (a table already gone is fine).
-        let _ = crate::nft::run(&element_script("delete", n, ep.ip, &ep.mac), false);
-        gone
+        // The elements after, whatever became of the macvlan.
+        let errors = delete_elements(n, ep.ip, &ep.mac);
+        match (gone, errors.is_empty()) {
+            (Err(e), _) => Err(e),
+            (Ok(()), true) => Ok(()),
+            (Ok(()), false) => Err(invalid(format!("endpoint {}", ep.id), errors.join("; "))),
+        }
     }
 }
 
@@ -257,16 +274,43 @@ impl Driver for L2Tunnel {
         Ok(())
     }
 
-    fn setup_network(&self, _nl: &mut Netlink, n: &Network) -> Result<u32, DriverError> {
-        // Nothing shared: only routing on.
-        if !n.internal {
-            sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+    fn setup_network(&self, nl: &mut Netlink, n: &Network) -> Result<u32, DriverError> {
+        // No shared link. The subnet is unreachable but for its endpoints'
+        // /32 routes (so proxy ARP never answers for a free address and
+        // nothing for one leaves by the default route), and the network
+        // keeps to itself in the forward chain.
+        let r = subnet_unreachable(n);
+        match nl.add_route(&r) {
+            Err(e) if e.errno() == Some(libc::EEXIST) => {}
+            other => other.map_err(net_err(n, "routing the subnet"))?,
         }
+        let table = crate::firewall::table(&n.id);
+        if let Err(e) = crate::nft::run(&l2tunnel_script(&table, n), false) {
+            let _ = nl.del_route(&r);
+            return Err(invalid(
+                format!("network {}", n.name),
+                format!("nftables: {e}"),
+            ));
+        }
+        // Routing on (the host is every endpoint's gateway): even an
+        // internal network's endpoints reach each other only through it.
+        sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
         Ok(0)
     }
 
-    fn teardown_network(&self, _nl: &mut Netlink, _n: &Network) -> Result<(), Vec<String>> {
-        Ok(())
+    fn teardown_network(&self, nl: &mut Netlink, n: &Network) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        if let Err(e) = crate::firewall::remove(&n.id) {
+            errors.push(e.to_string());
+        }
+        if let Err(e) = nl.del_route(&subnet_unreachable(n)) {
+            errors.push(e.to_string());
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 
     fn setup_endpoint(
@@ -307,6 +351,7 @@ impl Driver for L2Tunnel {
                     via: None,
                     oif: Some(veth),
                     onlink: false,
+                    unreachable: false,
                 };
                 nl.add_route(&r)
                     .map_err(ep_err(&ep.id, "routing the endpoint's address"))?;
@@ -336,6 +381,38 @@ impl Driver for L2Tunnel {
         // Its route and address go with the veth.
         nat::teardown_endpoint(nl, &ep.id, &ep.host_ifname)
     }
+}
+
+fn subnet_unreachable(n: &Network) -> Route {
+    Route {
+        dst: n.pool.subnet.addr,
+        prefix: n.pool.subnet.prefix,
+        via: None,
+        oif: None,
+        onlink: false,
+        unreachable: true,
+    }
+}
+
+/// An l2tunnel network's forward filter (table `inet silo-<id12>`, the
+/// name the nat driver's tables have, so reconcile and removal find it):
+/// no traffic between it and other silo networks (their bridges and
+/// gateway links, other l2tunnel networks' veths), and for an internal
+/// network none with anything outside the subnet.
+pub fn l2tunnel_script(table: &str, n: &Network) -> String {
+    let sn = n.pool.subnet;
+    let br = crate::firewall::BRIDGE_GLOB;
+    let mut rules = format!(
+        "    ip saddr {sn} oifname \"{br}\" drop\n    ip daddr {sn} iifname \"{br}\" drop\n    ip saddr {sn} oifname \"sv*\" ip daddr != {sn} drop\n"
+    );
+    if n.internal {
+        rules.push_str(&format!(
+            "    ip saddr {sn} ip daddr != {sn} drop\n    ip daddr {sn} ip saddr != {sn} drop\n"
+        ));
+    }
+    format!(
+        "table inet {table}\ndelete table inet {table}\ntable inet {table} {{\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n{rules}  }}\n}}\n"
+    )
 }
 
 /// The namespace file of an endpoint, if it is still there.

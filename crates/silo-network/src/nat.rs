@@ -70,15 +70,16 @@ pub struct EndpointSpec {
     pub isolated: bool,
 }
 
-/// Linux interface names: 1 to 15 bytes, no '/', no whitespace.
+/// Interface names silo accepts: 1 to 15 bytes of letters, digits and
+/// `_ . -` (Linux allows more, but these names are also written into
+/// nftables scripts, where a quote or a brace must never arrive).
 pub fn valid_ifname(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 15
         && n != "."
         && n != ".."
-        && !n
-            .bytes()
-            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace())
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// Runs `f` with a netlink socket inside the namespace `ns`, on a thread of

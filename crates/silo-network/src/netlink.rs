@@ -577,6 +577,8 @@ pub struct Route {
     pub via: Option<IpAddr>,
     pub oif: Option<u32>,
     pub onlink: bool,
+    /// An `unreachable` route (no device, no next hop).
+    pub unreachable: bool,
 }
 
 impl std::fmt::Display for Route {
@@ -605,12 +607,16 @@ fn route_message(r: &Route) -> RouteMessage {
     m.header.destination_prefix_length = r.prefix;
     m.header.table = RouteHeader::RT_TABLE_MAIN;
     m.header.protocol = RouteProtocol::Boot;
-    m.header.scope = if r.via.is_some() {
+    m.header.scope = if r.via.is_some() || r.unreachable {
         RouteScope::Universe
     } else {
         RouteScope::Link
     };
-    m.header.kind = RouteType::Unicast;
+    m.header.kind = if r.unreachable {
+        RouteType::Unreachable
+    } else {
+        RouteType::Unicast
+    };
     if r.onlink {
         m.header.flags = RouteFlags::Onlink;
     }

@@ -85,6 +85,18 @@ pub fn settings(
     options: &BTreeMap<String, String>,
     default_vni: u32,
 ) -> Result<Settings, DriverError> {
+    if let (Some(a), Some(b)) = (options.get(key::VNI), options.get(key::VNI_DOCKER)) {
+        if a != b {
+            return Err(invalid(
+                key::VNI,
+                format!(
+                    "{} says {a:?} and {} says {b:?}: give one",
+                    key::VNI,
+                    key::VNI_DOCKER
+                ),
+            ));
+        }
+    }
     let vni = match options.get(key::VNI).or(options.get(key::VNI_DOCKER)) {
         None => default_vni,
         Some(v) => v
@@ -186,14 +198,14 @@ pub fn add_remote(
     nl.neigh_add(bridge, r.ip, mac)
 }
 
-/// Forgets one remote endpoint; the flood entry to its VTEP goes with the
-/// last remote there (`others`: the remaining remotes and subnets' VTEPs).
+/// Forgets one remote endpoint; the flood entry to its VTEP goes too
+/// unless `vtep_in_use` (another remote endpoint is on that host).
 pub fn remove_remote(
     nl: &mut Netlink,
     bridge: u32,
     vx: u32,
     r: &RemoteEndpoint,
-    others: &[IpAddr],
+    vtep_in_use: bool,
 ) -> Vec<String> {
     let mut errors = Vec::new();
     let mac = parse_mac(&r.mac).unwrap_or_default();
@@ -203,7 +215,7 @@ pub fn remove_remote(
     if let Err(e) = nl.fdb_del(vx, mac, r.provider) {
         errors.push(e.to_string());
     }
-    if !others.contains(&r.provider) {
+    if !vtep_in_use {
         if let Err(e) = nl.fdb_del(vx, [0; 6], r.provider) {
             errors.push(e.to_string());
         }
@@ -218,48 +230,54 @@ fn subnet_route(s: &RemoteSubnet, bridge: u32) -> Route {
         via: Some(s.provider),
         oif: Some(bridge),
         onlink: true,
+        unreachable: false,
     }
 }
 
-/// Routes a remote subnet through its host's bridge: the VTEP address is
-/// the next hop on our bridge, at the remote bridge's MAC, which the
-/// VXLAN link sends to that VTEP.
+/// Routes a remote subnet through its host's gateway: the VTEP address is
+/// the next hop on our gateway link, at the remote gateway's MAC, which
+/// the VXLAN link sends to that VTEP. `again` (a restart's replay): a
+/// route already there is fine; otherwise it is an error (a route of the
+/// host's own for that prefix would make the remote subnet unreachable).
 pub fn add_remote_subnet(
     nl: &mut Netlink,
     bridge: u32,
     vx: u32,
     s: &RemoteSubnet,
+    again: bool,
 ) -> Result<(), NetlinkError> {
     let mac = parse_mac(&s.router_mac).unwrap_or_default();
     nl.fdb_add(vx, mac, s.provider)?;
     nl.neigh_add(bridge, s.provider, mac)?;
     let r = subnet_route(s, bridge);
     match nl.add_route(&r) {
-        Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
+        Err(e) if again && e.errno() == Some(libc::EEXIST) => Ok(()),
         other => other,
     }
 }
 
-/// Removes a remote subnet's route and entries; carries on past failures.
+/// Removes a remote subnet's route, and its next hop's entries unless
+/// `hop_in_use` (another remote subnet goes through the same host and
+/// MAC); carries on past failures.
 pub fn remove_remote_subnet(
     nl: &mut Netlink,
     bridge: u32,
     vx: u32,
     s: &RemoteSubnet,
-    others: &[IpAddr],
+    hop_in_use: bool,
 ) -> Vec<String> {
     let mut errors = Vec::new();
     let mac = parse_mac(&s.router_mac).unwrap_or_default();
     if let Err(e) = nl.del_route(&subnet_route(s, bridge)) {
         errors.push(e.to_string());
     }
-    if !others.contains(&s.provider) {
+    if !hop_in_use {
         if let Err(e) = nl.neigh_del(bridge, s.provider) {
             errors.push(e.to_string());
         }
-    }
-    if let Err(e) = nl.fdb_del(vx, mac, s.provider) {
-        errors.push(e.to_string());
+        if let Err(e) = nl.fdb_del(vx, mac, s.provider) {
+            errors.push(e.to_string());
+        }
     }
     errors
 }
@@ -361,7 +379,7 @@ impl Driver for Overlay {
                 add_remote(nl, gw, vx, r).map_err(err("adding a remote endpoint"))?;
             }
             for r in &n.remote_subnets {
-                add_remote_subnet(nl, gw, vx, r).map_err(err("adding a remote subnet"))?;
+                add_remote_subnet(nl, gw, vx, r, true).map_err(err("adding a remote subnet"))?;
             }
             crate::nft::run(&arp_script(n, &vx_name), false)
                 .map_err(|e| invalid(&format!("network {}", n.name), format!("nftables: {e}")))?;

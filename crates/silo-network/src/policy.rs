@@ -50,7 +50,7 @@ pub struct Policy {
 
 /// The policy types.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "Type", content = "Settings")]
+#[serde(tag = "Type", content = "Settings", deny_unknown_fields)]
 pub enum PolicyKind {
     #[serde(rename = "ACL")]
     Acl(Acl),
@@ -395,15 +395,31 @@ pub fn acl_script(
     Ok(s)
 }
 
-/// The host table `ip silo-outbound`: for each (endpoint address, its
-/// network's subnet, exceptions), traffic to an exception keeps its
-/// source (an identity SNAT, which stops later masquerades), everything
-/// else leaving the subnet is masqueraded. Runs before the networks' own
-/// tables.
-pub fn outbound_script(entries: &[(IpAddr, Subnet, Vec<Subnet>)]) -> String {
+/// One endpoint's OutBoundNAT, for [`outbound_script`].
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    pub ip: IpAddr,
+    /// Its network's subnet and the link the network's own traffic leaves
+    /// by (a nat bridge, an overlay's gateway link): neither is masqueraded.
+    pub subnet: Subnet,
+    pub link: String,
+    pub exceptions: Vec<Subnet>,
+}
+
+/// The host table `ip silo-outbound`: for each endpoint, traffic to an
+/// exception keeps its source (an identity SNAT, which stops later
+/// masquerades), everything else leaving the network is masqueraded. Runs
+/// before the networks' own tables.
+pub fn outbound_script(entries: &[Outbound]) -> String {
     let mut s = String::from("table ip silo-outbound\ndelete table ip silo-outbound\n");
     let mut rules = String::new();
-    for (ip, subnet, exceptions) in entries {
+    for Outbound {
+        ip,
+        subnet,
+        link,
+        exceptions,
+    } in entries
+    {
         if !ip.is_ipv4() {
             continue;
         }
@@ -415,7 +431,7 @@ pub fn outbound_script(entries: &[(IpAddr, Subnet, Vec<Subnet>)]) -> String {
             ));
         }
         rules.push_str(&format!(
-            "    ip saddr {ip} ip daddr != {subnet} masquerade\n"
+            "    ip saddr {ip} ip daddr != {subnet} oifname != \"{link}\" masquerade\n"
         ));
     }
     if rules.is_empty() {
@@ -521,16 +537,25 @@ mod tests {
         assert!(validate(&bad, "nat").is_err());
         let r = acl(r#"{"Type":"Route","Settings":{"DestinationPrefix":"10.9.0.0/16","NextHop":"fd00::1"}}"#).unwrap();
         assert!(validate(&r, "nat").is_err());
-        let s = outbound_script(&[(
-            "10.0.0.5".parse().unwrap(),
-            "10.0.0.0/24".parse().unwrap(),
-            vec!["192.168.0.0/16".parse().unwrap()],
-        )]);
+        let s = outbound_script(&[Outbound {
+            ip: "10.0.0.5".parse().unwrap(),
+            subnet: "10.0.0.0/24".parse().unwrap(),
+            link: "silo0".into(),
+            exceptions: vec!["192.168.0.0/16".parse().unwrap()],
+        }]);
         assert!(
             s.contains("ip saddr 10.0.0.5 ip daddr { 192.168.0.0/16 } snat to 10.0.0.5"),
             "{s}"
         );
-        assert!(s.contains("ip daddr != 10.0.0.0/24 masquerade"), "{s}");
+        assert!(
+            s.contains("ip daddr != 10.0.0.0/24 oifname != \"silo0\" masquerade"),
+            "{s}"
+        );
+        // The type's envelope is strict too.
+        assert!(acl(
+            r#"{"Type":"QOS","Settings":{"MaximumOutgoingBandwidthInBytes":5},"Priority":1}"#
+        )
+        .is_err());
         assert!(!outbound_script(&[]).contains('{'));
         let (burst, limit) = tbf_sizes(1_250_000);
         assert_eq!(burst, 64 * 1024);

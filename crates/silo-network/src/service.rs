@@ -298,6 +298,9 @@ pub struct Service {
     /// The reaper thread's queue (started with the first detach).
     reaper: Mutex<Option<std::sync::mpsc::Sender<(String, Endpoint)>>>,
     pending: Arc<Pending>,
+    /// Serializes policy changes with each other and with detaches, so a
+    /// policy list is never written from a stale copy.
+    policy_lock: Mutex<()>,
 }
 
 fn valid_name(n: &str) -> bool {
@@ -352,6 +355,7 @@ impl Service {
             ports_ready: std::sync::atomic::AtomicBool::new(false),
             reaper: Mutex::new(None),
             pending: Arc::new(Pending::default()),
+            policy_lock: Mutex::new(()),
         };
         if svc.lookup(DEFAULT_NETWORK).is_none() {
             let pool = Pool::new(
@@ -1111,7 +1115,14 @@ impl Service {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&ep.id);
-        errors.extend(self.drop_policies(ep));
+        let serial = self.policy_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // The record's policies, which may be newer than `ep`'s.
+        let fresh = self
+            .lock()
+            .get(network_id)
+            .and_then(|n| n.endpoints.get(&ep.id).cloned());
+        let policies = fresh.as_ref().unwrap_or(ep).policies.clone();
+        errors.extend(self.drop_policies(fresh.as_ref().unwrap_or(ep)));
         {
             let mut nets = self.lock();
             if let Some(n) = nets.get_mut(network_id) {
@@ -1121,8 +1132,7 @@ impl Service {
                 }
             }
         }
-        let nat = ep
-            .policies
+        let nat = policies
             .iter()
             .any(|p| matches!(p.kind, PolicyKind::OutBoundNat(_)));
         if nat {
@@ -1130,6 +1140,7 @@ impl Service {
                 errors.push(format!("removing the OutBoundNAT of {}: {e}", ep.owner));
             }
         }
+        drop(serial);
         self.queue_deletion(network_id, ep);
         if errors.is_empty() {
             Ok(())
@@ -1587,20 +1598,22 @@ impl Service {
     /// The host's OutBoundNAT table again, from the records (one
     /// transaction).
     fn apply_outbound(&self) -> Result<()> {
-        let entries: Vec<(IpAddr, crate::ipam::Subnet, Vec<crate::ipam::Subnet>)> = self
+        let entries: Vec<crate::policy::Outbound> = self
             .lock()
             .values()
             .flat_map(|n| {
                 n.endpoints.values().flat_map(move |e| {
                     e.policies.iter().filter_map(move |p| match &p.kind {
-                        PolicyKind::OutBoundNat(o) => Some((
-                            e.ip,
-                            n.pool.subnet,
-                            o.exceptions
+                        PolicyKind::OutBoundNat(o) => Some(crate::policy::Outbound {
+                            ip: e.ip,
+                            subnet: n.pool.subnet,
+                            link: n.bridge.clone(),
+                            exceptions: o
+                                .exceptions
                                 .iter()
                                 .filter_map(|x| crate::policy::prefix("exception", x).ok())
                                 .collect(),
-                        )),
+                        }),
                         _ => None,
                     })
                 })
@@ -1650,6 +1663,7 @@ impl Service {
                         via,
                         oif: Some(index),
                         onlink: false,
+                        unreachable: false,
                     };
                     if adding {
                         nl.add_route(&route)
@@ -1665,6 +1679,7 @@ impl Service {
     /// Adds a policy to a running endpoint (id or unique prefix); returns
     /// it with its new id. Refused policies change nothing.
     pub fn add_policy(&self, endpoint: &str, kind: PolicyKind) -> Result<(String, Policy)> {
+        let _serial = self.policy_lock.lock().unwrap_or_else(|e| e.into_inner());
         let (nid, ep) = self.find_endpoint(endpoint)?;
         let driver = self
             .lock()
@@ -1711,6 +1726,7 @@ impl Service {
 
     /// Removes a policy (by id) from an endpoint.
     pub fn remove_policy(&self, endpoint: &str, policy: &str) -> Result<()> {
+        let _serial = self.policy_lock.lock().unwrap_or_else(|e| e.into_inner());
         let (nid, ep) = self.find_endpoint(endpoint)?;
         let Some(p) = ep.policies.iter().find(|p| p.id == policy).cloned() else {
             return Err(ServiceError::PolicyNotFound {
@@ -1724,13 +1740,26 @@ impl Service {
             .filter(|x| x.id != policy)
             .cloned()
             .collect();
-        self.store_policies(&nid, &ep.id, rest.clone())?;
-        if let Err(reason) = self.realize_policy(&ep, &p.kind, &rest, false) {
-            let _ = self.store_policies(&nid, &ep.id, ep.policies.clone());
-            return Err(ServiceError::Apply {
-                endpoint: ep.id.clone(),
-                reason,
-            });
+        let failed = |reason| ServiceError::Apply {
+            endpoint: ep.id.clone(),
+            reason,
+        };
+        if let PolicyKind::OutBoundNat(_) = p.kind {
+            // Made from the records: the record first.
+            self.store_policies(&nid, &ep.id, rest.clone())?;
+            if let Err(reason) = self.realize_policy(&ep, &p.kind, &rest, false) {
+                let _ = self.store_policies(&nid, &ep.id, ep.policies.clone());
+                return Err(failed(reason));
+            }
+            return Ok(());
+        }
+        // The kernel first: a crash in between leaves the policy on record,
+        // and a restart makes it again, so record and kernel agree.
+        self.realize_policy(&ep, &p.kind, &rest, false)
+            .map_err(failed)?;
+        if let Err(e) = self.store_policies(&nid, &ep.id, rest) {
+            let _ = self.realize_policy(&ep, &p.kind, &ep.policies, true);
+            return Err(e);
         }
         Ok(())
     }
@@ -1768,37 +1797,51 @@ impl Service {
         Ok(n)
     }
 
-    /// The indexes of an overlay's bridge and VXLAN link (made if missing).
+    /// The indexes of an overlay's gateway and VXLAN links (made if
+    /// missing).
     fn overlay_links(&self, nl: &mut Netlink, n: &Network) -> Result<(u32, u32)> {
-        let bridge = self.bridge_index(nl, n)?;
+        let gw = self.bridge_index(nl, n)?;
         let vx = nl
             .link(&crate::overlay::vxlan_name(n))
             .map_err(nl_err("looking up the VXLAN link"))?
             .map(|l| l.index)
-            .ok_or_else(|| ServiceError::Remote {
-                network: n.name.clone(),
-                reason: "its VXLAN link is missing".into(),
+            .ok_or_else(|| ServiceError::Io {
+                op: "finding the VXLAN link of",
+                path: PathBuf::from(&n.name),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
             })?;
-        Ok((bridge, vx))
+        Ok((gw, vx))
     }
 
-    /// The VTEPs still used by an overlay's remote objects but `skip`.
-    fn vteps(n: &Network, skip: &str) -> Vec<IpAddr> {
-        n.remotes
+    /// The one remote object of `items` that `which` names (its id, a
+    /// unique id prefix, or `key`).
+    fn pick<'a, T>(
+        n: &Network,
+        what: &'static str,
+        items: &'a [T],
+        which: &str,
+        id: impl Fn(&T) -> &str,
+        key: impl Fn(&T) -> String,
+    ) -> Result<&'a T> {
+        let hits: Vec<&T> = items
             .iter()
-            .filter(|r| r.id != skip)
-            .map(|r| r.provider)
-            .chain(
-                n.remote_subnets
-                    .iter()
-                    .filter(|r| r.id != skip)
-                    .map(|r| r.provider),
-            )
-            .collect()
+            .filter(|r| key(r) == which || (!which.is_empty() && id(r).starts_with(which)))
+            .collect();
+        match hits.as_slice() {
+            [one] => Ok(one),
+            [] => Err(ServiceError::RemoteNotFound {
+                network: n.name.clone(),
+                what,
+                id: which.to_string(),
+            }),
+            _ => Err(ServiceError::Ambiguous(which.to_string())),
+        }
     }
 
     /// Adds a remote endpoint to an overlay: its address is leased here (it
-    /// must be in the subnet and free), frames for it go to its VTEP.
+    /// must be in the subnet and free), frames for it go to its VTEP. On
+    /// record first (a restart re-makes the kernel side from the records),
+    /// then in the kernel; a kernel failure takes both back.
     pub fn add_remote(
         &self,
         network: &str,
@@ -1814,6 +1857,14 @@ impl Service {
                 reason: format!("provider address {provider} is not a host's IPv4 address"),
             });
         }
+        if let Some(x) = &name {
+            if !valid_name(x) {
+                return Err(ServiceError::Remote {
+                    network: n.name,
+                    reason: format!("{x:?} is not a name (letters, digits and . _ -)"),
+                });
+            }
+        }
         let id = silo_sys::id::random_hex(32);
         let mac = match (mac, ip) {
             (Some(m), _) => m,
@@ -1825,11 +1876,16 @@ impl Service {
                 })
             }
         };
-        let text = crate::netlink::mac_str(mac);
+        if mac[0] & 1 == 1 || mac == [0; 6] {
+            return Err(ServiceError::Remote {
+                network: n.name,
+                reason: "a remote endpoint's MAC must be a unicast address".into(),
+            });
+        }
         let r = RemoteEndpoint {
             id: id.clone(),
             ip,
-            mac: text,
+            mac: crate::netlink::mac_str(mac),
             provider,
             name,
         };
@@ -1858,63 +1914,72 @@ impl Service {
                 owner,
             });
         }
+        rec.remotes.push(r.clone());
+        let undo = |rec: &mut Network| {
+            rec.remotes.retain(|x| x.id != id);
+            rec.pool.release(&id);
+        };
+        if let Err(e) = self.save_endpoints(rec) {
+            undo(rec);
+            return Err(e);
+        }
         let made = (|| {
             let mut nl = Netlink::open().map_err(nl_err("opening netlink"))?;
-            let (bridge, vx) = self.overlay_links(&mut nl, rec)?;
-            crate::overlay::add_remote(&mut nl, bridge, vx, &r).map_err(|source| {
-                let others = Self::vteps(rec, "");
-                let _ = crate::overlay::remove_remote(&mut nl, bridge, vx, &r, &others);
+            let (gw, vx) = self.overlay_links(&mut nl, rec)?;
+            crate::overlay::add_remote(&mut nl, gw, vx, &r).map_err(|source| {
+                let shared = rec
+                    .remotes
+                    .iter()
+                    .any(|x| x.id != id && x.provider == provider);
+                let _ = crate::overlay::remove_remote(&mut nl, gw, vx, &r, shared);
                 ServiceError::Netlink {
                     what: format!("adding remote endpoint {ip}"),
                     source,
                 }
-            })?;
-            rec.remotes.push(r.clone());
-            if let Err(e) = self.save_endpoints(rec) {
-                rec.remotes.retain(|x| x.id != r.id);
-                let others = Self::vteps(rec, "");
-                let _ = crate::overlay::remove_remote(&mut nl, bridge, vx, &r, &others);
-                return Err(e);
-            }
-            Ok(())
+            })
         })();
         if let Err(e) = made {
-            rec.pool.release(&id);
+            undo(rec);
+            let _ = self.save_endpoints(rec);
             return Err(e);
         }
         Ok(r)
     }
 
-    /// Removes a remote endpoint (by id, unique id prefix or address).
+    /// Removes a remote endpoint (by id, unique id prefix or address):
+    /// from the kernel first, then from the records.
     pub fn remove_remote(&self, network: &str, which: &str) -> Result<()> {
         let n = self.overlay(network)?;
-        let r = n
-            .remotes
-            .iter()
-            .find(|r| r.ip.to_string() == which || (!which.is_empty() && r.id.starts_with(which)))
-            .cloned()
-            .ok_or_else(|| ServiceError::RemoteNotFound {
-                network: n.name.clone(),
-                what: "endpoint",
-                id: which.to_string(),
-            })?;
+        let r = Self::pick(
+            &n,
+            "endpoint",
+            &n.remotes,
+            which,
+            |r| &r.id,
+            |r| r.ip.to_string(),
+        )?
+        .clone();
         let mut nets = self.lock();
         let rec = nets
             .get_mut(&n.id)
             .ok_or_else(|| ServiceError::NotFound(network.to_string()))?;
         let mut nl = Netlink::open().map_err(nl_err("opening netlink"))?;
-        let (bridge, vx) = self.overlay_links(&mut nl, rec)?;
-        let others = Self::vteps(rec, &r.id);
-        let errors = crate::overlay::remove_remote(&mut nl, bridge, vx, &r, &others);
+        let (gw, vx) = self.overlay_links(&mut nl, rec)?;
+        let shared = rec
+            .remotes
+            .iter()
+            .any(|x| x.id != r.id && x.provider == r.provider);
+        let errors = crate::overlay::remove_remote(&mut nl, gw, vx, &r, shared);
         rec.remotes.retain(|x| x.id != r.id);
         rec.pool.release(&r.id);
         self.save_endpoints(rec)?;
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(ServiceError::Remote {
-                network: rec.name.clone(),
-                reason: errors.join("; "),
+            Err(ServiceError::Io {
+                op: "removing remote endpoint of",
+                path: PathBuf::from(&rec.name),
+                source: std::io::Error::other(errors.join("; ")),
             })
         }
     }
@@ -1928,10 +1993,16 @@ impl Service {
         router_mac: [u8; 6],
     ) -> Result<RemoteSubnet> {
         let n = self.overlay(network)?;
-        if !prefix.addr.is_ipv4() || !provider.is_ipv4() {
+        if !prefix.addr.is_ipv4() || !provider.is_ipv4() || provider.is_loopback() {
             return Err(ServiceError::Remote {
                 network: n.name,
-                reason: "remote subnets and provider addresses are IPv4".into(),
+                reason: "remote subnets and provider addresses are IPv4 (and not loopback)".into(),
+            });
+        }
+        if router_mac[0] & 1 == 1 || router_mac == [0; 6] {
+            return Err(ServiceError::Remote {
+                network: n.name,
+                reason: "the router MAC must be a unicast address".into(),
             });
         }
         if let Some(other) = self.list().iter().find(|o| o.pool.subnet.overlaps(&prefix)) {
@@ -1960,21 +2031,28 @@ impl Service {
         let rec = nets
             .get_mut(&n.id)
             .ok_or_else(|| ServiceError::NotFound(network.to_string()))?;
-        let mut nl = Netlink::open().map_err(nl_err("opening netlink"))?;
-        let (bridge, vx) = self.overlay_links(&mut nl, rec)?;
-        if let Err(source) = crate::overlay::add_remote_subnet(&mut nl, bridge, vx, &r) {
-            let others = Self::vteps(rec, "");
-            let _ = crate::overlay::remove_remote_subnet(&mut nl, bridge, vx, &r, &others);
-            return Err(ServiceError::Netlink {
-                what: format!("adding remote subnet {prefix}"),
-                source,
-            });
-        }
         rec.remote_subnets.push(r.clone());
         if let Err(e) = self.save_endpoints(rec) {
             rec.remote_subnets.retain(|x| x.id != r.id);
-            let others = Self::vteps(rec, "");
-            let _ = crate::overlay::remove_remote_subnet(&mut nl, bridge, vx, &r, &others);
+            return Err(e);
+        }
+        let made = (|| {
+            let mut nl = Netlink::open().map_err(nl_err("opening netlink"))?;
+            let (gw, vx) = self.overlay_links(&mut nl, rec)?;
+            crate::overlay::add_remote_subnet(&mut nl, gw, vx, &r, false).map_err(|source| {
+                let shared = rec.remote_subnets.iter().any(|x| {
+                    x.id != r.id && x.provider == r.provider && x.router_mac == r.router_mac
+                });
+                let _ = crate::overlay::remove_remote_subnet(&mut nl, gw, vx, &r, shared);
+                ServiceError::Netlink {
+                    what: format!("adding remote subnet {prefix}"),
+                    source,
+                }
+            })
+        })();
+        if let Err(e) = made {
+            rec.remote_subnets.retain(|x| x.id != r.id);
+            let _ = self.save_endpoints(rec);
             return Err(e);
         }
         Ok(r)
@@ -1983,34 +2061,35 @@ impl Service {
     /// Removes a remote subnet (by id, unique id prefix or prefix).
     pub fn remove_remote_subnet(&self, network: &str, which: &str) -> Result<()> {
         let n = self.overlay(network)?;
-        let r = n
-            .remote_subnets
-            .iter()
-            .find(|r| {
-                r.prefix.to_string() == which || (!which.is_empty() && r.id.starts_with(which))
-            })
-            .cloned()
-            .ok_or_else(|| ServiceError::RemoteNotFound {
-                network: n.name.clone(),
-                what: "subnet",
-                id: which.to_string(),
-            })?;
+        let r = Self::pick(
+            &n,
+            "subnet",
+            &n.remote_subnets,
+            which,
+            |r| &r.id,
+            |r| r.prefix.to_string(),
+        )?
+        .clone();
         let mut nets = self.lock();
         let rec = nets
             .get_mut(&n.id)
             .ok_or_else(|| ServiceError::NotFound(network.to_string()))?;
         let mut nl = Netlink::open().map_err(nl_err("opening netlink"))?;
-        let (bridge, vx) = self.overlay_links(&mut nl, rec)?;
-        let others = Self::vteps(rec, &r.id);
-        let errors = crate::overlay::remove_remote_subnet(&mut nl, bridge, vx, &r, &others);
+        let (gw, vx) = self.overlay_links(&mut nl, rec)?;
+        let shared = rec
+            .remote_subnets
+            .iter()
+            .any(|x| x.id != r.id && x.provider == r.provider && x.router_mac == r.router_mac);
+        let errors = crate::overlay::remove_remote_subnet(&mut nl, gw, vx, &r, shared);
         rec.remote_subnets.retain(|x| x.id != r.id);
         self.save_endpoints(rec)?;
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(ServiceError::Remote {
-                network: rec.name.clone(),
-                reason: errors.join("; "),
+            Err(ServiceError::Io {
+                op: "removing remote subnet of",
+                path: PathBuf::from(&rec.name),
+                source: std::io::Error::other(errors.join("; ")),
             })
         }
     }

@@ -267,7 +267,7 @@ pub struct PolicyArgs {
     #[arg(long = "type", value_parser = ["acl", "qos", "outboundnat", "route"], required_unless_present = "json")]
     pub kind: Option<String>,
     /// The whole policy as HNS JSON ({"Type": …, "Settings": {…}})
-    #[arg(long, conflicts_with = "kind")]
+    #[arg(long, conflicts_with_all = ["kind", "action", "direction", "protocol", "local_address", "remote_address", "local_port", "remote_port", "priority", "max_bandwidth", "exception", "destination", "next_hop"])]
     pub json: Option<String>,
     /// ACL: allow or block
     #[arg(long, value_parser = ["allow", "block"])]
