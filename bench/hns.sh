@@ -8,16 +8,19 @@
 #    to an "outside host" on it, against the parent interface itself
 #    (target: at least 0.95);
 #  - QOS: the rate a container gets under MaximumOutgoingBandwidthInBytes
-#    against the rate set (target: within 10%).
+#    against the rate set (target: within 10%);
+#  - the endpoint cost of each driver at start: `run --rm busybox true` on
+#    its network minus the same with `--network none` (medians of RUNS).
 # The runs of each comparison are interleaved and reported as medians; single
 # runs on two shared cores vary by ±30%. silod only: these compare silo's
 # drivers with the bare kernel objects they are made of, not with other
 # engines (dockerd has no l2bridge, l2tunnel or HNS policies; its overlay
 # needs swarm). Run as root.
-# Environment: SECS (iperf3 seconds per run, default 4), REPS (runs per
+# Environment: RUNS (starts per driver, default 15), SECS (iperf3 seconds
+#   per run, default 4), REPS (runs per
 #   figure, default 5), RATES (QOS rates, default "20mbit 200mbit"),
 #   SILO_BIN_DIR (default target/release, built if missing), DOCKER.
-. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" 1
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" 15
 command -v iperf3 >/dev/null || { echo "bench: iperf3 is required (apt-get install iperf3)" >&2; exit 1; }
 SECS=${SECS:-4}
 REPS=${REPS:-5}
@@ -106,6 +109,19 @@ n=[k for k in u if r.endswith(k)][0]; print(int(float(r[:-len(n)])*u[n]/8))")
 done
 for f in "$work"/iperf-*.pid; do kill "$(cat "$f")" 2>/dev/null || true; done
 
+# ---- endpoint cost at start, per driver (interleaved) ----
+dk h1 network create -d l2tunnel --subnet 10.249.0.0/24 tun >/dev/null
+nets=(none qn tr l2 tun ov)
+now() { echo "${EPOCHREALTIME/./}000"; }
+median() { sort -n "$1" | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f\n", m / 1e6 }'; }
+for net in "${nets[@]}"; do dk h1 run --rm --network "$net" busybox true >/dev/null; done
+for i in $(seq 1 "$RUNS"); do
+    for net in "${nets[@]}"; do
+        t0=$(now); dk h1 run --rm --network "$net" busybox true >/dev/null; t1=$(now)
+        echo $((t1 - t0)) >> "$work/start-$net"
+    done
+done
+
 printf "%-44s %8s\n" "throughput (Gbit/s, median of $REPS)" value
 printf "%-44s %8s\n" "bare VXLAN link, host to host" "$(mid "$work/bare")"
 printf "%-44s %8s\n" "overlay, container to container" "$(mid "$work/overlay")"
@@ -115,6 +131,12 @@ printf "%-44s %8s\n" "l2bridge, container to outside" "$(mid "$work/l2bridge")"
 awk -v o="$(mid "$work/overlay")" -v b="$(mid "$work/bare")" -v p="$(mid "$work/parent")" \
     -v t="$(mid "$work/transparent")" -v l="$(mid "$work/l2bridge")" 'BEGIN {
     printf "overlay / bare VXLAN: %.2f; transparent / parent: %.2f; l2bridge / parent: %.2f\n", o / b, t / p, l / p }'
+none=$(median "$work/start-none")
+printf "%-44s %8s %8s\n" "run --rm (ms, median of $RUNS)" start endpoint
+for net in "${nets[@]}"; do
+    m=$(median "$work/start-$net")
+    printf "%-44s %8s %8s\n" "$net" "$m" "$(awk -v a="$m" -v b="$none" 'BEGIN { printf "%.2f", a - b }')"
+done
 for rate in $RATES; do
     set -- ${qfig[$rate]}
     awk -v got="$1" -v bytes="$2" -v rate="$rate" 'BEGIN {

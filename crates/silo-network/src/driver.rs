@@ -226,10 +226,7 @@ pub(crate) fn macvlan_endpoint(
 /// Removes a macvlan endpoint, in the container's namespace (a namespace
 /// already gone took it along).
 pub(crate) fn macvlan_teardown(ep: &Endpoint) -> Result<(), DriverError> {
-    let Some(path) = &ep.netns else {
-        return Ok(());
-    };
-    let Ok(f) = std::fs::File::open(path) else {
+    let Some(f) = crate::l2::endpoint_ns(ep) else {
         return Ok(());
     };
     use std::os::fd::AsFd;

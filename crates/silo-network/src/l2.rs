@@ -416,8 +416,13 @@ pub fn l2tunnel_script(table: &str, n: &Network) -> String {
 }
 
 /// The namespace file of an endpoint, if it is still there.
+/// (A file no longer pinned — its container gone — is not: the namespace
+/// went, and the endpoint's links with it.)
 pub(crate) fn endpoint_ns(ep: &Endpoint) -> Option<std::fs::File> {
-    ep.netns.as_ref().and_then(|p| std::fs::File::open(p).ok())
+    ep.netns
+        .as_ref()
+        .filter(|p| silo_isolation::pin::is_pinned(p))
+        .and_then(|p| std::fs::File::open(p).ok())
 }
 
 /// Runs `f` in the endpoint's namespace with its interface's index.

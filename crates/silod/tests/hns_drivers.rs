@@ -206,6 +206,12 @@ fn churn(d: &Daemon, net: &str) {
         left = leases(d, net);
     }
     assert_eq!(left, leases_before, "{net} leaked leases");
+    // Teardown reported no failure (a namespace already gone is none).
+    let log = d.log();
+    assert!(
+        !log.contains("network service: removing endpoint"),
+        "{net}: {log}"
+    );
     d.ok(&["rm", "-f", "anchor"]);
 }
 
