@@ -69,6 +69,41 @@ pub fn canonical(name: &str) -> Option<&'static str> {
     })
 }
 
+/// A failed step of network `n`'s setup, as a `map_err` argument.
+pub(crate) fn net_err(
+    n: &Network,
+    step: &'static str,
+) -> impl FnOnce(crate::netlink::NetlinkError) -> DriverError {
+    let network = n.name.clone();
+    move |source| DriverError::Network {
+        network,
+        step,
+        source,
+    }
+}
+
+/// A failed step of endpoint `id`'s setup, as a `map_err` argument.
+pub(crate) fn ep_err(
+    id: &str,
+    step: &'static str,
+) -> impl FnOnce(crate::netlink::NetlinkError) -> DriverError {
+    let endpoint = id.to_string();
+    move |source| DriverError::Endpoint {
+        endpoint,
+        step,
+        source,
+    }
+}
+
+/// A teardown's collected failures as its result.
+pub(crate) fn all_done(errors: Vec<String>) -> Result<(), Vec<String>> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
 /// The driver for a network's driver name.
 pub fn for_name(name: &str) -> Option<&'static dyn Driver> {
     match name {
@@ -137,14 +172,7 @@ impl Driver for Transparent {
 
     fn setup_network(&self, nl: &mut Netlink, n: &Network) -> Result<u32, DriverError> {
         let parent = parent_of(&n.options).unwrap_or(&n.bridge);
-        let err = |step: &'static str| {
-            let network = n.name.clone();
-            move |source| DriverError::Network {
-                network,
-                step,
-                source,
-            }
-        };
+        let err = |step| net_err(n, step);
         let link = nl
             .link(parent)
             .map_err(err("looking up the parent interface"))?
@@ -192,14 +220,7 @@ pub(crate) fn macvlan_endpoint(
     ep: &EndpointSpec,
     ns: BorrowedFd<'_>,
 ) -> Result<(), DriverError> {
-    let err = |step: &'static str| {
-        let endpoint = ep.id.clone();
-        move |source| DriverError::Endpoint {
-            endpoint,
-            step,
-            source,
-        }
-    };
+    let err = |step| ep_err(&ep.id, step);
     let tmp = format!("{}p", &ep.host_ifname[..ep.host_ifname.len().min(14)]);
     nl.add_macvlan(&tmp, index, Some(ns))
         .map_err(err("creating the macvlan"))?;
@@ -384,11 +405,7 @@ impl Driver for Nat {
         if let Err(e) = nat::teardown_bridge(nl, &spec) {
             errors.push(e.to_string());
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        all_done(errors)
     }
 
     fn setup_endpoint(

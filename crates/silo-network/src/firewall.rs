@@ -46,10 +46,6 @@ pub fn script(r: &NetworkRules<'_>) -> String {
     let t = table(r.id);
     let br = r.bridge;
     let mut s = String::new();
-    // Create-then-delete makes the script idempotent on older nft too.
-    s.push_str(&format!(
-        "table inet {t}\ndelete table inet {t}\ntable inet {t} {{\n"
-    ));
     s.push_str("  chain forward {\n    type filter hook forward priority filter; policy accept;\n");
     if r.internal {
         s.push_str(&format!(
@@ -76,8 +72,7 @@ pub fn script(r: &NetworkRules<'_>) -> String {
         }
         s.push_str("  }\n");
     }
-    s.push_str("}\n");
-    s
+    crate::nft::replace_table("inet", &t, &s)
 }
 
 fn nft(network: &str, script: &str) -> Result<(), FirewallError> {
@@ -120,7 +115,9 @@ pub fn remove(id: &str) -> Result<(), FirewallError> {
     nft(
         id,
         &format!(
-            "table inet {t}\ndelete table inet {t}\ntable bridge {t}\ndelete table bridge {t}\n"
+            "{}{}",
+            crate::nft::drop_table("inet", &t),
+            crate::nft::drop_table("bridge", &t)
         ),
     )
 }

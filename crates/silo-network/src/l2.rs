@@ -19,7 +19,9 @@
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use crate::driver::{macvlan_endpoint, macvlan_teardown, mtu, opt, parent_of, Driver};
+use crate::driver::{
+    all_done, ep_err, macvlan_endpoint, macvlan_teardown, mtu, net_err, opt, parent_of, Driver,
+};
 use crate::nat::{self, DriverError, EndpointSpec};
 use crate::netlink::{mac_str, Netlink, Route};
 use crate::service::{Endpoint, Network};
@@ -28,30 +30,6 @@ fn invalid(what: impl Into<String>, reason: impl Into<String>) -> DriverError {
     DriverError::Invalid {
         what: what.into(),
         reason: reason.into(),
-    }
-}
-
-fn net_err(
-    n: &Network,
-    step: &'static str,
-) -> impl FnOnce(crate::netlink::NetlinkError) -> DriverError {
-    let network = n.name.clone();
-    move |source| DriverError::Network {
-        network,
-        step,
-        source,
-    }
-}
-
-fn ep_err(
-    id: &str,
-    step: &'static str,
-) -> impl FnOnce(crate::netlink::NetlinkError) -> DriverError {
-    let endpoint = id.to_string();
-    move |source| DriverError::Endpoint {
-        endpoint,
-        step,
-        source,
     }
 }
 
@@ -89,8 +67,12 @@ pub fn l2bridge_script(n: &Network, parent: &str, pmac: &str) -> String {
             ),
         )
     };
-    format!(
-        "table netdev {t}\ndelete table netdev {t}\ntable netdev {t} {{\n  set macs {{ type ether_addr;{macs} }}\n  map ips {{ type ipv4_addr : ether_addr;{ips} }}\n  chain in {{\n    type filter hook ingress device \"{parent}\" priority filter; policy accept;\n    ether daddr {pmac} ether daddr set ip daddr map @ips\n    ether daddr {pmac} arp daddr ip @ips ether daddr set arp daddr ip map @ips\n  }}\n  chain out {{\n    type filter hook egress device \"{parent}\" priority filter; policy accept;\n    ether saddr @macs arp saddr ether set {pmac}\n    ether saddr @macs ether saddr set {pmac}\n  }}\n}}\n"
+    crate::nft::replace_table(
+        "netdev",
+        &t,
+        &format!(
+        "  set macs {{ type ether_addr;{macs} }}\n  map ips {{ type ipv4_addr : ether_addr;{ips} }}\n  chain in {{\n    type filter hook ingress device \"{parent}\" priority filter; policy accept;\n    ether daddr {pmac} ether daddr set ip daddr map @ips\n    ether daddr {pmac} arp daddr ip @ips ether daddr set arp daddr ip map @ips\n  }}\n  chain out {{\n    type filter hook egress device \"{parent}\" priority filter; policy accept;\n    ether saddr @macs arp saddr ether set {pmac}\n    ether saddr @macs ether saddr set {pmac}\n  }}\n"
+        ),
     )
 }
 
@@ -192,12 +174,9 @@ impl Driver for L2Bridge {
     fn teardown_network(&self, _nl: &mut Netlink, n: &Network) -> Result<(), Vec<String>> {
         // The parent is the host's: only the table goes.
         let t = l2_table(n);
-        crate::nft::run(
-            &format!("table netdev {t}\ndelete table netdev {t}\n"),
-            false,
-        )
-        .map(drop)
-        .map_err(|e| vec![e.to_string()])
+        crate::nft::run(&crate::nft::drop_table("netdev", &t), false)
+            .map(drop)
+            .map_err(|e| vec![e.to_string()])
     }
 
     fn setup_endpoint(
@@ -306,11 +285,7 @@ impl Driver for L2Tunnel {
         if let Err(e) = nl.del_route(&subnet_unreachable(n)) {
             errors.push(e.to_string());
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        all_done(errors)
     }
 
     fn setup_endpoint(
@@ -410,8 +385,12 @@ pub fn l2tunnel_script(table: &str, n: &Network) -> String {
             "    ip saddr {sn} ip daddr != {sn} drop\n    ip daddr {sn} ip saddr != {sn} drop\n"
         ));
     }
-    format!(
-        "table inet {table}\ndelete table inet {table}\ntable inet {table} {{\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n{rules}  }}\n}}\n"
+    crate::nft::replace_table(
+        "inet",
+        table,
+        &format!(
+            "  chain forward {{\n    type filter hook forward priority filter; policy accept;\n{rules}  }}\n"
+        ),
     )
 }
 

@@ -12,6 +12,21 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+/// A script that drops table `family name` if it is there (create, then
+/// delete: idempotent on every nft version).
+pub fn drop_table(family: &str, name: &str) -> String {
+    format!("table {family} {name}\ndelete table {family} {name}\n")
+}
+
+/// A script that replaces table `family name` with one holding `body` (its
+/// sets, maps and chains), in one transaction.
+pub fn replace_table(family: &str, name: &str, body: &str) -> String {
+    format!(
+        "{}table {family} {name} {{\n{body}}}\n",
+        drop_table(family, name)
+    )
+}
+
 /// Running a script failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {

@@ -15,7 +15,9 @@ use std::os::fd::BorrowedFd;
 
 use serde::{Deserialize, Serialize};
 
-use crate::driver::{bool_opt, macvlan_endpoint, macvlan_teardown, mtu, opt, Driver};
+use crate::driver::{
+    all_done, bool_opt, macvlan_endpoint, macvlan_teardown, mtu, net_err, opt, Driver,
+};
 use crate::firewall::{self, NetworkRules};
 use crate::ipam::Subnet;
 use crate::nat::{DriverError, EndpointSpec};
@@ -175,8 +177,12 @@ fn table(n: &Network) -> String {
 fn arp_script(n: &Network, vx: &str) -> String {
     let t = table(n);
     let gw = n.pool.gateway;
-    format!(
-        "table netdev {t}\ndelete table netdev {t}\ntable netdev {t} {{\n  chain out {{\n    type filter hook egress device \"{vx}\" priority filter; policy accept;\n    arp daddr ip {gw} drop\n    arp saddr ip {gw} drop\n  }}\n}}\n"
+    crate::nft::replace_table(
+        "netdev",
+        &t,
+        &format!(
+            "  chain out {{\n    type filter hook egress device \"{vx}\" priority filter; policy accept;\n    arp daddr ip {gw} drop\n    arp saddr ip {gw} drop\n  }}\n"
+        ),
     )
 }
 
@@ -308,14 +314,7 @@ impl Driver for Overlay {
     fn setup_network(&self, nl: &mut Netlink, n: &Network) -> Result<u32, DriverError> {
         let s = settings(&n.options, 0)?;
         let link_mtu = mtu(&n.options)?.unwrap_or(DEFAULT_MTU);
-        let err = |step: &'static str| {
-            let network = n.name.clone();
-            move |source| DriverError::Network {
-                network,
-                step,
-                source,
-            }
-        };
+        let err = |step| net_err(n, step);
         let vx_name = vxlan_name(n);
         let had = nl
             .link(&vx_name)
@@ -409,10 +408,7 @@ impl Driver for Overlay {
             errors.push(e.to_string());
         }
         let t = table(n);
-        if let Err(e) = crate::nft::run(
-            &format!("table netdev {t}\ndelete table netdev {t}\n"),
-            false,
-        ) {
+        if let Err(e) = crate::nft::run(&crate::nft::drop_table("netdev", &t), false) {
             errors.push(e.to_string());
         }
         // The gateway macvlan goes with its VXLAN link.
@@ -427,11 +423,7 @@ impl Driver for Overlay {
                 Err(e) => errors.push(e.to_string()),
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        all_done(errors)
     }
 
     fn setup_endpoint(

@@ -376,9 +376,8 @@ pub fn acl_script(
         .enumerate()
         .collect();
     acls.sort_by_key(|(i, a)| (a.priority, *i));
-    let mut s = format!("table inet {t}\ndelete table inet {t}\n");
     if acls.is_empty() {
-        return Ok(s);
+        return Ok(crate::nft::drop_table("inet", &t));
     }
     let mut input = String::new();
     let mut output = String::new();
@@ -389,10 +388,13 @@ pub fn acl_script(
             Direction::Out => output.push_str(&format!("    {rule}\n")),
         }
     }
-    s.push_str(&format!(
-        "table inet {t} {{\n  chain in {{\n    type filter hook input priority filter; policy accept;\n{input}  }}\n  chain out {{\n    type filter hook output priority filter; policy accept;\n{output}  }}\n}}\n"
-    ));
-    Ok(s)
+    Ok(crate::nft::replace_table(
+        "inet",
+        &t,
+        &format!(
+            "  chain in {{\n    type filter hook input priority filter; policy accept;\n{input}  }}\n  chain out {{\n    type filter hook output priority filter; policy accept;\n{output}  }}\n"
+        ),
+    ))
 }
 
 /// One endpoint's OutBoundNAT, for [`outbound_script`].
@@ -411,7 +413,6 @@ pub struct Outbound {
 /// masquerades), everything else leaving the network is masqueraded. Runs
 /// before the networks' own tables.
 pub fn outbound_script(entries: &[Outbound]) -> String {
-    let mut s = String::from("table ip silo-outbound\ndelete table ip silo-outbound\n");
     let mut rules = String::new();
     for Outbound {
         ip,
@@ -435,12 +436,15 @@ pub fn outbound_script(entries: &[Outbound]) -> String {
         ));
     }
     if rules.is_empty() {
-        return s;
+        return crate::nft::drop_table("ip", "silo-outbound");
     }
-    s.push_str(&format!(
-        "table ip silo-outbound {{\n  chain postrouting {{\n    type nat hook postrouting priority srcnat - 10; policy accept;\n{rules}  }}\n}}\n"
-    ));
-    s
+    crate::nft::replace_table(
+        "ip",
+        "silo-outbound",
+        &format!(
+            "  chain postrouting {{\n    type nat hook postrouting priority srcnat - 10; policy accept;\n{rules}  }}\n"
+        ),
+    )
 }
 
 /// A token bucket for `rate` bytes a second: a burst of 20 ms of traffic

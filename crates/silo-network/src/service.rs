@@ -290,7 +290,7 @@ pub struct Service {
     dns: Arc<dns::Server>,
     /// Networks whose bridge and table this process has made or checked:
     /// a start then costs no `nft` process and no bridge set-up.
-    realized: Mutex<std::collections::HashSet<String>>,
+    realized: Mutex<std::collections::HashMap<String, u32>>,
     /// The sockets holding published host ports, by endpoint id.
     held: Mutex<std::collections::HashMap<String, Vec<std::os::fd::OwnedFd>>>,
     /// Whether this process has (re)made the port table.
@@ -350,7 +350,7 @@ impl Service {
             dir: dir.to_path_buf(),
             dns: dns::Server::new(Box::new(Directory(Arc::clone(&networks)))),
             networks,
-            realized: Mutex::new(std::collections::HashSet::new()),
+            realized: Mutex::new(std::collections::HashMap::new()),
             held: Mutex::new(std::collections::HashMap::new()),
             ports_ready: std::sync::atomic::AtomicBool::new(false),
             reaper: Mutex::new(None),
@@ -643,7 +643,7 @@ impl Service {
         self.realized
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(n.id.clone());
+            .insert(n.id.clone(), index);
         Ok(index)
     }
 
@@ -654,17 +654,21 @@ impl Service {
             .realized
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .contains(&n.id);
-        if known && n.driver == "l2tunnel" {
-            return Ok(0);
-        }
-        if known {
-            if let Some(l) = nl
-                .link(&n.bridge)
-                .map_err(nl_err("looking up the bridge"))?
-            {
-                return Ok(l.index);
+            .get(&n.id)
+            .copied();
+        match known {
+            // A driver without a shared link (l2tunnel).
+            Some(0) => return Ok(0),
+            // Still there (it may have been deleted under us: then made again).
+            Some(_) => {
+                if let Some(l) = nl
+                    .link(&n.bridge)
+                    .map_err(nl_err("looking up the bridge"))?
+                {
+                    return Ok(l.index);
+                }
             }
+            None => {}
         }
         self.realize(n)
     }
@@ -1775,7 +1779,7 @@ impl Service {
         {
             if let Some(ns) = crate::l2::endpoint_ns(ep) {
                 let t = crate::policy::acl_table(&ep.id);
-                let script = format!("table inet {t}\ndelete table inet {t}\n");
+                let script = crate::nft::drop_table("inet", &t);
                 match crate::nat::in_ns(ns.as_fd(), || crate::nft::run(&script, false)) {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => errors.push(format!("removing the ACLs of {}: {e}", ep.id)),
@@ -1811,6 +1815,22 @@ impl Service {
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             })?;
         Ok((gw, vx))
+    }
+
+    /// Runs `f` on overlay `n`'s record, under the lock, with a netlink
+    /// socket and the indexes of its gateway and VXLAN links.
+    fn in_overlay<T>(
+        &self,
+        n: &Network,
+        f: impl FnOnce(&mut Network, &mut Netlink, u32, u32) -> Result<T>,
+    ) -> Result<T> {
+        let mut nets = self.lock();
+        let rec = nets
+            .get_mut(&n.id)
+            .ok_or_else(|| ServiceError::NotFound(n.name.clone()))?;
+        let mut nl = Netlink::open().map_err(nl_err("opening netlink"))?;
+        let (gw, vx) = self.overlay_links(&mut nl, rec)?;
+        f(rec, &mut nl, gw, vx)
     }
 
     /// The one remote object of `items` that `which` names (its id, a
@@ -1889,61 +1909,49 @@ impl Service {
             provider,
             name,
         };
-        let mut nets = self.lock();
-        let rec = nets
-            .get_mut(&n.id)
-            .ok_or_else(|| ServiceError::NotFound(network.to_string()))?;
-        rec.pool
-            .allocate(&id, Some(ip))
-            .map_err(|source| ServiceError::Ipam {
-                network: rec.name.clone(),
-                source,
-            })?;
-        let taken = rec
-            .endpoints
-            .values()
-            .map(|e| (&e.mac, &e.owner))
-            .chain(rec.remotes.iter().map(|x| (&x.mac, &x.id)))
-            .find(|(m, _)| **m == r.mac)
-            .map(|(_, o)| o.clone());
-        if let Some(owner) = taken {
-            rec.pool.release(&id);
-            return Err(ServiceError::MacInUse {
-                mac: r.mac.clone(),
-                network: rec.name.clone(),
-                owner,
-            });
-        }
-        rec.remotes.push(r.clone());
-        let undo = |rec: &mut Network| {
-            rec.remotes.retain(|x| x.id != id);
-            rec.pool.release(&id);
-        };
-        if let Err(e) = self.save_endpoints(rec) {
-            undo(rec);
-            return Err(e);
-        }
-        let made = (|| {
-            let mut nl = Netlink::open().map_err(nl_err("opening netlink"))?;
-            let (gw, vx) = self.overlay_links(&mut nl, rec)?;
-            crate::overlay::add_remote(&mut nl, gw, vx, &r).map_err(|source| {
-                let shared = rec
-                    .remotes
-                    .iter()
-                    .any(|x| x.id != id && x.provider == provider);
-                let _ = crate::overlay::remove_remote(&mut nl, gw, vx, &r, shared);
-                ServiceError::Netlink {
+        self.in_overlay(&n, |rec, nl, gw, vx| {
+            rec.pool
+                .allocate(&id, Some(ip))
+                .map_err(|source| ServiceError::Ipam {
+                    network: rec.name.clone(),
+                    source,
+                })?;
+            let taken = rec
+                .endpoints
+                .values()
+                .map(|e| (&e.mac, &e.owner))
+                .chain(rec.remotes.iter().map(|x| (&x.mac, &x.id)))
+                .find(|(m, _)| **m == r.mac)
+                .map(|(_, o)| o.clone());
+            if let Some(owner) = taken {
+                rec.pool.release(&id);
+                return Err(ServiceError::MacInUse {
+                    mac: r.mac.clone(),
+                    network: rec.name.clone(),
+                    owner,
+                });
+            }
+            let shared = rec.remotes.iter().any(|x| x.provider == provider);
+            rec.remotes.push(r.clone());
+            let undo = |rec: &mut Network| {
+                rec.remotes.retain(|x| x.id != id);
+                rec.pool.release(&id);
+            };
+            if let Err(e) = self.save_endpoints(rec) {
+                undo(rec);
+                return Err(e);
+            }
+            if let Err(source) = crate::overlay::add_remote(nl, gw, vx, &r) {
+                let _ = crate::overlay::remove_remote(nl, gw, vx, &r, shared);
+                undo(rec);
+                let _ = self.save_endpoints(rec);
+                return Err(ServiceError::Netlink {
                     what: format!("adding remote endpoint {ip}"),
                     source,
-                }
-            })
-        })();
-        if let Err(e) = made {
-            undo(rec);
-            let _ = self.save_endpoints(rec);
-            return Err(e);
-        }
-        Ok(r)
+                });
+            }
+            Ok(r)
+        })
     }
 
     /// Removes a remote endpoint (by id, unique id prefix or address):
@@ -1959,29 +1967,17 @@ impl Service {
             |r| r.ip.to_string(),
         )?
         .clone();
-        let mut nets = self.lock();
-        let rec = nets
-            .get_mut(&n.id)
-            .ok_or_else(|| ServiceError::NotFound(network.to_string()))?;
-        let mut nl = Netlink::open().map_err(nl_err("opening netlink"))?;
-        let (gw, vx) = self.overlay_links(&mut nl, rec)?;
-        let shared = rec
-            .remotes
-            .iter()
-            .any(|x| x.id != r.id && x.provider == r.provider);
-        let errors = crate::overlay::remove_remote(&mut nl, gw, vx, &r, shared);
-        rec.remotes.retain(|x| x.id != r.id);
-        rec.pool.release(&r.id);
-        self.save_endpoints(rec)?;
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ServiceError::Io {
-                op: "removing remote endpoint of",
-                path: PathBuf::from(&rec.name),
-                source: std::io::Error::other(errors.join("; ")),
-            })
-        }
+        self.in_overlay(&n, |rec, nl, gw, vx| {
+            let shared = rec
+                .remotes
+                .iter()
+                .any(|x| x.id != r.id && x.provider == r.provider);
+            let errors = crate::overlay::remove_remote(nl, gw, vx, &r, shared);
+            rec.remotes.retain(|x| x.id != r.id);
+            rec.pool.release(&r.id);
+            self.save_endpoints(rec)?;
+            removed("removing a remote endpoint of", rec, errors)
+        })
     }
 
     /// Routes another host's subnet through it (HNS's RemoteSubnetRoute).
@@ -2027,35 +2023,27 @@ impl Service {
             provider,
             router_mac: crate::netlink::mac_str(router_mac),
         };
-        let mut nets = self.lock();
-        let rec = nets
-            .get_mut(&n.id)
-            .ok_or_else(|| ServiceError::NotFound(network.to_string()))?;
-        rec.remote_subnets.push(r.clone());
-        if let Err(e) = self.save_endpoints(rec) {
-            rec.remote_subnets.retain(|x| x.id != r.id);
-            return Err(e);
-        }
-        let made = (|| {
-            let mut nl = Netlink::open().map_err(nl_err("opening netlink"))?;
-            let (gw, vx) = self.overlay_links(&mut nl, rec)?;
-            crate::overlay::add_remote_subnet(&mut nl, gw, vx, &r, false).map_err(|source| {
-                let shared = rec.remote_subnets.iter().any(|x| {
-                    x.id != r.id && x.provider == r.provider && x.router_mac == r.router_mac
-                });
-                let _ = crate::overlay::remove_remote_subnet(&mut nl, gw, vx, &r, shared);
-                ServiceError::Netlink {
+        self.in_overlay(&n, |rec, nl, gw, vx| {
+            let shared = rec
+                .remote_subnets
+                .iter()
+                .any(|x| x.provider == r.provider && x.router_mac == r.router_mac);
+            rec.remote_subnets.push(r.clone());
+            if let Err(e) = self.save_endpoints(rec) {
+                rec.remote_subnets.retain(|x| x.id != r.id);
+                return Err(e);
+            }
+            if let Err(source) = crate::overlay::add_remote_subnet(nl, gw, vx, &r, false) {
+                let _ = crate::overlay::remove_remote_subnet(nl, gw, vx, &r, shared);
+                rec.remote_subnets.retain(|x| x.id != r.id);
+                let _ = self.save_endpoints(rec);
+                return Err(ServiceError::Netlink {
                     what: format!("adding remote subnet {prefix}"),
                     source,
-                }
-            })
-        })();
-        if let Err(e) = made {
-            rec.remote_subnets.retain(|x| x.id != r.id);
-            let _ = self.save_endpoints(rec);
-            return Err(e);
-        }
-        Ok(r)
+                });
+            }
+            Ok(r)
+        })
     }
 
     /// Removes a remote subnet (by id, unique id prefix or prefix).
@@ -2070,28 +2058,29 @@ impl Service {
             |r| r.prefix.to_string(),
         )?
         .clone();
-        let mut nets = self.lock();
-        let rec = nets
-            .get_mut(&n.id)
-            .ok_or_else(|| ServiceError::NotFound(network.to_string()))?;
-        let mut nl = Netlink::open().map_err(nl_err("opening netlink"))?;
-        let (gw, vx) = self.overlay_links(&mut nl, rec)?;
-        let shared = rec
-            .remote_subnets
-            .iter()
-            .any(|x| x.id != r.id && x.provider == r.provider && x.router_mac == r.router_mac);
-        let errors = crate::overlay::remove_remote_subnet(&mut nl, gw, vx, &r, shared);
-        rec.remote_subnets.retain(|x| x.id != r.id);
-        self.save_endpoints(rec)?;
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ServiceError::Io {
-                op: "removing remote subnet of",
-                path: PathBuf::from(&rec.name),
-                source: std::io::Error::other(errors.join("; ")),
-            })
-        }
+        self.in_overlay(&n, |rec, nl, gw, vx| {
+            let shared = rec
+                .remote_subnets
+                .iter()
+                .any(|x| x.id != r.id && x.provider == r.provider && x.router_mac == r.router_mac);
+            let errors = crate::overlay::remove_remote_subnet(nl, gw, vx, &r, shared);
+            rec.remote_subnets.retain(|x| x.id != r.id);
+            self.save_endpoints(rec)?;
+            removed("removing a remote subnet of", rec, errors)
+        })
+    }
+}
+
+/// A removal that went on past kernel failures: they, if any, as its error.
+fn removed(op: &'static str, n: &Network, errors: Vec<String>) -> Result<()> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ServiceError::Io {
+            op,
+            path: PathBuf::from(&n.name),
+            source: std::io::Error::other(errors.join("; ")),
+        })
     }
 }
 

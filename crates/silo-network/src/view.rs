@@ -71,9 +71,6 @@ pub fn network(n: &Network) -> Value {
                 .collect::<Value>(),
         );
     }
-    if let Some(p) = crate::driver::parent_of(&n.options) {
-        extra.insert("NetworkAdapterName".into(), json!(p));
-    }
     let mut v = json!({
         "ID": n.id,
         "Name": n.name,

@@ -46,6 +46,20 @@ impl Ns {
     }
 }
 
+impl Ns {
+    /// A veth pair from silod's namespace (`here`) to this one (`there`,
+    /// brought up), in a fresh daemon's test.
+    fn wire(&self, d: &Daemon, here: &str, there: &str) {
+        inns(
+            d,
+            &[
+                "ip", "link", "add", here, "type", "veth", "peer", "name", there, "netns", &self.0,
+            ],
+        );
+        self.ok(&["ip", "link", "set", there, "up"]);
+    }
+}
+
 impl Drop for Ns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
@@ -220,14 +234,8 @@ fn l2bridge_endpoints_share_the_parents_mac_on_its_segment() {
     let d = Daemon::start_in_netns(Path::new(SILOD), Cli::Docker);
     d.import_busybox();
     let seg = Ns::new("l2seg");
-    inns(
-        &d,
-        &[
-            "ip", "link", "add", "l2par", "type", "veth", "peer", "name", "l2out", "netns", &seg.0,
-        ],
-    );
+    seg.wire(&d, "l2par", "l2out");
     seg.ok(&["ip", "addr", "add", "10.97.0.1/24", "dev", "l2out"]);
-    seg.ok(&["ip", "link", "set", "l2out", "up"]);
     // The host keeps its own address on the parent.
     inns(&d, &["ip", "addr", "add", "10.97.0.254/24", "dev", "l2par"]);
     inns(&d, &["ip", "link", "set", "l2par", "up"]);
@@ -694,16 +702,10 @@ fn endpoint_policies_are_added_and_removed_on_running_endpoints() {
     // An outside host at 10.202.0.2, silod's side 10.202.0.1; it routes
     // the l2tunnel subnet back through silod's namespace.
     let out = Ns::new("pol");
-    inns(
-        &d,
-        &[
-            "ip", "link", "add", "pout", "type", "veth", "peer", "name", "ppeer", "netns", &out.0,
-        ],
-    );
+    out.wire(&d, "pout", "ppeer");
     inns(&d, &["ip", "addr", "add", "10.202.0.1/24", "dev", "pout"]);
     inns(&d, &["ip", "link", "set", "pout", "up"]);
     out.ok(&["ip", "addr", "add", "10.202.0.2/24", "dev", "ppeer"]);
-    out.ok(&["ip", "link", "set", "ppeer", "up"]);
     out.ok(&["ip", "route", "add", "10.203.0.0/24", "via", "10.202.0.1"]);
     // It answers each connection with the address it came from.
     let mut echo = Command::new("ip")
@@ -922,13 +924,7 @@ fn transparent_endpoints_come_and_go_without_a_trace() {
     let d = Daemon::start_in_netns(Path::new(SILOD), Cli::Docker);
     d.import_busybox();
     let seg = Ns::new("trseg");
-    inns(
-        &d,
-        &[
-            "ip", "link", "add", "trpar", "type", "veth", "peer", "name", "trout", "netns", &seg.0,
-        ],
-    );
-    seg.ok(&["ip", "link", "set", "trout", "up"]);
+    seg.wire(&d, "trpar", "trout");
     d.ok(&[
         "network",
         "create",
