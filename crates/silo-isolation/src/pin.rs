@@ -14,7 +14,8 @@ use silo_oci::NamespaceType;
 use std::path::{Path, PathBuf};
 
 /// nsfs's `f_type` (linux/magic.h).
-const NSFS_MAGIC: i64 = 0x6e73_6673;
+/// The file system type of namespace files (`NSFS_MAGIC`).
+pub const NSFS_MAGIC: i64 = 0x6e73_6673;
 
 /// Why a namespace could not be pinned or released.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +151,15 @@ fn loopback_up() -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Whether the open file `f` is a namespace (checked on the descriptor,
+/// so it cannot change between the check and a `setns` on it).
+pub fn is_namespace(f: &std::fs::File) -> bool {
+    match rustix::fs::fstatfs(f) {
+        Ok(st) => st.f_type == NSFS_MAGIC,
+        Err(_) => false,
+    }
 }
 
 /// Whether `path` is a pinned namespace (an nsfs file mounted there).

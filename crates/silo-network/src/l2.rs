@@ -396,12 +396,14 @@ pub fn l2tunnel_script(table: &str, n: &Network) -> String {
 
 /// The namespace file of an endpoint, if it is still there.
 /// (A file no longer pinned — its container gone — is not: the namespace
-/// went, and the endpoint's links with it.)
+/// went, and the endpoint's links with it. Checked on the open descriptor,
+/// which then keeps the namespace alive, so an unpin racing with us is no
+/// failure.)
 pub(crate) fn endpoint_ns(ep: &Endpoint) -> Option<std::fs::File> {
     ep.netns
         .as_ref()
-        .filter(|p| silo_isolation::pin::is_pinned(p))
         .and_then(|p| std::fs::File::open(p).ok())
+        .filter(silo_isolation::pin::is_namespace)
 }
 
 /// Runs `f` in the endpoint's namespace with its interface's index.
