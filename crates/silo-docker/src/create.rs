@@ -999,11 +999,14 @@ pub(crate) fn config(
             r.devices.extend(device_cgroup_rules(&hc)?);
             r
         },
+        cgroup_parent: None,
         security: SecurityConfig {
             privileged: hc.privileged == Some(true),
             seccomp: sec.seccomp,
             readonly_rootfs: hc.readonly_rootfs == Some(true),
             sysctls,
+            masked_paths: None,
+            readonly_paths: None,
         },
         namespaces: NamespaceConfig {
             network: network_mode(&hc, body.networking_config.as_ref())?,
@@ -1235,7 +1238,6 @@ pub(crate) fn extra_hosts(hc: &HostConfig) -> Result<Vec<(String, String)>> {
 /// path must be a character or block device; silo grants a device all of
 /// rwm, so narrower permissions are refused rather than ignored.
 pub(crate) fn devices(hc: &HostConfig) -> Result<Vec<silo_oci::Device>> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     const FIELD: &str = "HostConfig.Devices";
     let mut out = Vec::new();
     for d in hc.devices.iter().flatten() {
@@ -1267,35 +1269,7 @@ pub(crate) fn devices(hc: &HostConfig) -> Result<Vec<silo_oci::Device>> {
                 format!("device {host}:{inside}: both paths must be absolute"),
             ));
         }
-        let meta = std::fs::metadata(&host).map_err(|e| {
-            invalid(
-                FIELD,
-                format!(
-                    "error gathering device information while adding custom device {host:?}: {e}"
-                ),
-            )
-        })?;
-        let ft = meta.file_type();
-        let typ = if ft.is_char_device() {
-            "c"
-        } else if ft.is_block_device() {
-            "b"
-        } else {
-            return Err(invalid(
-                FIELD,
-                format!("{host} is not a device node (directories of devices are not supported by silo yet)"),
-            ));
-        };
-        let rdev = meta.rdev();
-        out.push(silo_oci::Device {
-            typ: typ.into(),
-            path: inside,
-            major: i64::from(libc::major(rdev)),
-            minor: i64::from(libc::minor(rdev)),
-            file_mode: Some(meta.mode() & 0o7777),
-            uid: Some(0),
-            gid: Some(0),
-        });
+        out.push(silo_engine::host_device(&host, &inside).map_err(|e| invalid(FIELD, e))?);
     }
     Ok(out)
 }

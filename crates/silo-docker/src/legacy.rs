@@ -224,11 +224,14 @@ impl LegacyRecords for Legacy {
             devices: vec![],
             shm_size: shm,
             resources: linux.resources.clone().unwrap_or_default(),
+            cgroup_parent: None,
             security: SecurityConfig {
                 privileged: hc.privileged == Some(true),
                 seccomp: sec.seccomp,
                 readonly_rootfs: spec.root.as_ref().is_some_and(|r| r.readonly),
                 sysctls: linux.sysctl.clone(),
+                masked_paths: None,
+                readonly_paths: None,
             },
             namespaces: silo_engine::NamespaceConfig {
                 network: network_mode_of(&hc).map_err(|e| e.to_string())?,

@@ -504,14 +504,33 @@ impl Engine {
         }
         let req = ControlRequest {
             resize: Some(Resize { height, width }),
-            signal: None,
+            ..Default::default()
         };
+        self.control(&c, "resize", &req)
+    }
+
+    /// Makes the monitor of a running container close its log file and
+    /// open it again by name (the CRI's ReopenContainerLog, after the
+    /// kubelet moved the file away).
+    pub fn reopen_log(&self, id: &str) -> Result<()> {
+        let c = self.io_ref(id)?;
+        if !c.running {
+            return Err(Self::io_not_running(&c));
+        }
+        let req = ControlRequest {
+            reopen_log: true,
+            ..Default::default()
+        };
+        self.control(&c, "reopen the log", &req)
+    }
+
+    fn control(&self, c: &IoRef, what: &str, req: &ControlRequest) -> Result<()> {
         let sock = c.state_dir.join(monitor::CONTROL_SOCK);
-        match monitor::control(&c.state_dir, &req) {
-            Err(e) => Err(Error::internal(format!("resize via {}", sock.display()), e)),
+        match monitor::control(&c.state_dir, req) {
+            Err(e) => Err(Error::internal(format!("{what} via {}", sock.display()), e)),
             Ok(Err(refused)) => Err(Error::invalid(
-                "resize",
-                format!("resize container {}: {refused}", c.id),
+                what,
+                format!("{what} of container {}: {refused}", c.id),
             )),
             Ok(Ok(())) => Ok(()),
         }

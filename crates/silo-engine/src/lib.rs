@@ -69,7 +69,7 @@ pub use network::{Attachment, LoopbackOnly, NetworkService};
 pub use networks::Hns;
 pub use pods::{Pod, PodConfig, PodStatus};
 pub use silo_registry::{Config as RegistryConfig, Credentials};
-pub use spec::{ALL_CAPS, INIT_TARGET};
+pub use spec::{host_device, ALL_CAPS, INIT_TARGET};
 pub use store::{LegacyRecords, SCHEMA_VERSION};
 pub use volumes::VolumeUsage;
 

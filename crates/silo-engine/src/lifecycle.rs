@@ -303,7 +303,26 @@ impl Engine {
                     format!("a container in pod {} takes its network, IPC and UTS namespaces from the pod", p.id),
                 ));
             }
+            // What the pod does not pin, its containers take from the host.
+            if p.config.network == NetworkMode::Host {
+                cfg.namespaces.network = NetworkMode::Host;
+            }
+            if p.config.host_ipc {
+                cfg.namespaces.ipc = Sharing::Host;
+            }
             cfg.pod = Some(p.id);
+        }
+        if let Some(parent) = &cfg.cgroup_parent {
+            let bad = !parent.starts_with('/')
+                || parent
+                    .split('/')
+                    .any(|c| c == ".." || c == "." || c.contains('\0'));
+            if bad {
+                return Err(Error::invalid(
+                    "cgroup_parent",
+                    format!("cgroup parent {parent:?}: want an absolute path without '.' or '..' components"),
+                ));
+            }
         }
         Ok(cfg)
     }
@@ -329,7 +348,11 @@ impl Engine {
             })?;
         let (oci_mounts, points, anonymous) =
             self.resolve_mounts(&c.config.mounts, made_volumes)?;
-        let hostname = c.hostname();
+        // A container of a pod shares the pod's UTS namespace and name.
+        let hostname = match &c.config.pod {
+            Some(pod) => self.pod(pod)?.hostname(),
+            None => c.hostname(),
+        };
         let etc_dir = self.etc_dir(&c.config, &c.id);
         let mut spec = spec::generate(
             &c.id,
@@ -794,6 +817,7 @@ impl Engine {
             tty: c.config.process.terminal,
             stdin: c.config.process.stdin,
             log_max_bytes: c.config.log.max_bytes,
+            cri_log: c.config.log.cri_path.clone(),
             log_max_files: c.config.log.max_files,
             no_log: !c.config.log.enabled,
             // Clients attached before start (docker run) must see all output.

@@ -136,6 +136,13 @@ pub struct SecurityConfig {
     pub seccomp: SeccompPolicy,
     pub readonly_rootfs: bool,
     pub sysctls: BTreeMap<String, String>,
+    /// Paths made unreadable in the container; None: silo's defaults
+    /// (none when privileged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masked_paths: Option<Vec<String>>,
+    /// Paths made read-only in the container; None: silo's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readonly_paths: Option<Vec<String>>,
 }
 
 /// Where the container's network namespace comes from.
@@ -286,6 +293,10 @@ pub struct LogConfig {
     /// least 1: with 1, a full log starts again empty).
     #[serde(default = "one")]
     pub max_files: u32,
+    /// Write the log in the Kubernetes CRI format to this file (which the
+    /// kubelet reads and rotates) instead of Docker's json-file log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cri_path: Option<std::path::PathBuf>,
 }
 
 impl Default for LogConfig {
@@ -294,6 +305,7 @@ impl Default for LogConfig {
             enabled: true,
             max_bytes: None,
             max_files: 1,
+            cri_path: None,
         }
     }
 }
@@ -327,6 +339,10 @@ pub struct ContainerConfig {
     /// Size of /dev/shm in bytes; 0: 64 MiB.
     pub shm_size: u64,
     pub resources: silo_oci::Resources,
+    /// The cgroup the container's own is made under (absolute, such as
+    /// `/kubepods/besteffort/pod…`); None: `/silo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<String>,
     pub security: SecurityConfig,
     pub namespaces: NamespaceConfig,
     /// The pod whose namespaces the container joins.

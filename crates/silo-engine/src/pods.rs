@@ -25,6 +25,15 @@ pub struct PodConfig {
     /// `Default` (its own namespace, attached by the network service),
     /// `None` (loopback only) or `Host` (the host's network; no namespace).
     pub network: NetworkMode,
+    /// Its containers share the host's IPC namespace (the pod pins none).
+    #[serde(default)]
+    pub host_ipc: bool,
+    /// Ports published to the pod's network (on the default network only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<silo_network::ports::PortRequest>,
+    /// Name resolution for the pod's resolv.conf.
+    #[serde(default, skip_serializing_if = "crate::model::DnsConfig::is_empty")]
+    pub dns: crate::model::DnsConfig,
 }
 
 /// Whether a pod's namespaces are in place.
@@ -60,11 +69,15 @@ impl Pod {
 }
 
 /// The namespaces a pod shares, and their file names in its directory.
-fn shared(network: &NetworkMode) -> Vec<(NamespaceType, &'static str)> {
-    let mut v = vec![(NamespaceType::Ipc, "ipc"), (NamespaceType::Uts, "uts")];
-    if *network != NetworkMode::Host {
-        v.insert(0, (NamespaceType::Network, "net"));
+fn shared(config: &PodConfig) -> Vec<(NamespaceType, &'static str)> {
+    let mut v = Vec::new();
+    if config.network != NetworkMode::Host {
+        v.push((NamespaceType::Network, "net"));
     }
+    if !config.host_ipc {
+        v.push((NamespaceType::Ipc, "ipc"));
+    }
+    v.push((NamespaceType::Uts, "uts"));
     v
 }
 
@@ -72,6 +85,11 @@ impl Engine {
     /// A pod's directory: its pinned namespaces and /etc files.
     pub(crate) fn pod_dir(&self, id: &str) -> PathBuf {
         self.config.exec_root.join("pods").join(id)
+    }
+
+    /// The pod's pinned network namespace (for CNI plugins).
+    pub fn pod_netns(&self, id: &str) -> PathBuf {
+        self.pod_dir(id).join("net")
     }
 
     pub(crate) fn pods_lock(
@@ -112,6 +130,12 @@ impl Engine {
                 "a pod's network is its own (default or none) or the host's",
             ));
         }
+        if !config.ports.is_empty() && config.network != NetworkMode::Default {
+            return Err(Error::invalid(
+                "ports",
+                "ports are published on the pod's own network, not on the host's or none",
+            ));
+        }
         if !crate::model::valid_name(&config.name) {
             return Err(Error::invalid(
                 "name",
@@ -150,7 +174,7 @@ impl Engine {
         let dir = self.pod_dir(&pod.id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::internal(format!("creating {}", dir.display()), e))?;
-        let ns: Vec<(NamespaceType, PathBuf)> = shared(&pod.config.network)
+        let ns: Vec<(NamespaceType, PathBuf)> = shared(&pod.config)
             .into_iter()
             .map(|(t, f)| (t, dir.join(f)))
             .collect();
@@ -166,9 +190,9 @@ impl Engine {
                             netns: &dir.join("net"),
                             mode: &pod.config.network,
                             hostname: &hostname,
-                            ports: &[],
+                            ports: &pod.config.ports,
                             names: &[],
-                            dns_servers: &[],
+                            dns_servers: &pod.config.dns.servers,
                         })
                         .map_err(|e| {
                             Error::internal("attaching the pod's network", std::io::Error::other(e))
@@ -181,7 +205,7 @@ impl Engine {
                         hostname: &hostname,
                         att: &att,
                         extra_hosts: &[],
-                        dns: &Default::default(),
+                        dns: &pod.config.dns,
                         own_netns: pod.config.network != NetworkMode::Host,
                     },
                     Path::new("/etc/resolv.conf"),
@@ -203,7 +227,7 @@ impl Engine {
             }
         }
         let dir = self.pod_dir(&pod.id);
-        for (_, f) in shared(&pod.config.network) {
+        for (_, f) in shared(&pod.config) {
             if let Err(e) = silo_isolation::pin::unpin(&dir.join(f)) {
                 errors.push(e.to_string());
             }
@@ -218,7 +242,7 @@ impl Engine {
             return Err(Error::conflict(format!("pod {} is not ready", pod.id)));
         }
         let dir = self.pod_dir(&pod.id);
-        Ok(shared(&pod.config.network)
+        Ok(shared(&pod.config)
             .into_iter()
             .map(|(t, f)| (t, dir.join(f)))
             .collect())
@@ -294,7 +318,7 @@ impl Engine {
             .filter(|p| p.status == PodStatus::Ready)
             .filter(|p| {
                 let dir = self.pod_dir(&p.id);
-                shared(&p.config.network)
+                shared(&p.config)
                     .iter()
                     .any(|(_, f)| !silo_isolation::pin::is_pinned(&dir.join(f)))
             })

@@ -60,6 +60,35 @@ pub const ALL_CAPS: [&str; 41] = [
 /// so tools that look for it find it).
 pub const INIT_TARGET: &str = "/sbin/docker-init";
 
+/// The device node `host` as a device the container gets at `inside`
+/// (its type, numbers and mode read from the host); the error names it.
+pub fn host_device(host: &str, inside: &str) -> std::result::Result<silo_oci::Device, String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::metadata(host).map_err(|e| {
+        format!("error gathering device information while adding custom device {host:?}: {e}")
+    })?;
+    let ft = meta.file_type();
+    let typ = if ft.is_char_device() {
+        "c"
+    } else if ft.is_block_device() {
+        "b"
+    } else {
+        return Err(format!(
+            "{host} is not a device node (directories of devices are not supported by silo yet)"
+        ));
+    };
+    let rdev = meta.rdev();
+    Ok(silo_oci::Device {
+        typ: typ.into(),
+        path: inside.to_string(),
+        major: i64::from(libc::major(rdev)),
+        minor: i64::from(libc::minor(rdev)),
+        file_mode: Some(meta.mode() & 0o7777),
+        uid: Some(0),
+        gid: Some(0),
+    })
+}
+
 /// /dev/shm's size when the config says 0.
 const DEFAULT_SHM: u64 = 64 * 1024 * 1024;
 
@@ -174,18 +203,24 @@ pub(crate) fn generate(
             sysctl: cfg.security.sysctls.clone(),
             resources: Some(cfg.resources.clone()),
             devices: cfg.devices.clone(),
-            cgroups_path: Some(format!("/silo/{id}")),
+            cgroups_path: Some(format!(
+                "{}/{id}",
+                cfg.cgroup_parent
+                    .as_deref()
+                    .unwrap_or("/silo")
+                    .trim_end_matches('/')
+            )),
             namespaces: namespaces(cfg, cgroupns),
             seccomp: None,
-            masked_paths: if privileged {
-                vec![]
-            } else {
-                strings(&silo_oci::MASKED_PATHS)
+            masked_paths: match &cfg.security.masked_paths {
+                Some(p) => p.clone(),
+                None if privileged => vec![],
+                None => strings(&silo_oci::MASKED_PATHS),
             },
-            readonly_paths: if privileged {
-                vec![]
-            } else {
-                strings(&silo_oci::READONLY_PATHS)
+            readonly_paths: match &cfg.security.readonly_paths {
+                Some(p) => p.clone(),
+                None if privileged => vec![],
+                None => strings(&silo_oci::READONLY_PATHS),
             },
             ..Default::default()
         }),

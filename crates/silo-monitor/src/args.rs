@@ -8,7 +8,7 @@ use std::path::PathBuf;
 /// One-line usage text printed with argument errors.
 pub const USAGE: &str =
     "usage: silo-monitor --runtime-root DIR --id ID --bundle DIR --state-dir DIR \
-[--tty] [--stdin] [--log-max-bytes N] [--log-max-files N] [--no-log] [--wait-attach N] [--detach]";
+[--tty] [--stdin] [--cri-log FILE] [--log-max-bytes N] [--log-max-files N] [--no-log] [--wait-attach N] [--detach]";
 
 /// What the monitor was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +29,8 @@ pub struct Args {
     pub log_max_bytes: Option<u64>,
     /// How many files the log may span, the current one included (>= 1).
     pub log_max_files: u32,
+    /// Write the log in the CRI format to this file instead.
+    pub cri_log: Option<PathBuf>,
     /// Write no log at all (Docker's `none` driver).
     pub no_log: bool,
     /// Accept this many attach clients before starting the container, so
@@ -66,6 +68,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Args, ArgsErro
     let mut state_dir = None;
     let mut log_max_bytes = None;
     let mut log_max_files = 1u32;
+    let mut cri_log = None;
     let mut no_log = false;
     let mut wait_attach = 0u32;
     let (mut tty, mut stdin, mut detach) = (false, false, false);
@@ -92,7 +95,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Args, ArgsErro
             "--detach" | "-d" => switch(&mut detach)?,
             "--no-log" => switch(&mut no_log)?,
             "--runtime-root" | "--id" | "--bundle" | "--state-dir" | "--log-max-bytes"
-            | "--log-max-files" | "--wait-attach" => {
+            | "--log-max-files" | "--wait-attach" | "--cri-log" => {
                 let value: OsString = match inline {
                     Some(_) => {
                         // Keep non-UTF-8 bytes intact for the inline form too.
@@ -106,6 +109,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Args, ArgsErro
                     "--runtime-root" => runtime_root = Some(PathBuf::from(value)),
                     "--bundle" => bundle = Some(PathBuf::from(value)),
                     "--state-dir" => state_dir = Some(PathBuf::from(value)),
+                    "--cri-log" => cri_log = Some(PathBuf::from(value)),
                     "--id" => {
                         let v = value
                             .into_string()
@@ -159,6 +163,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Args, ArgsErro
         stdin,
         log_max_bytes,
         log_max_files,
+        cri_log,
         no_log,
         wait_attach,
         detach,
@@ -196,6 +201,10 @@ impl Args {
             v.push("--log-max-files".into());
             v.push(self.log_max_files.to_string().into());
         }
+        if let Some(p) = &self.cri_log {
+            v.push("--cri-log".into());
+            v.push(p.into());
+        }
         if self.no_log {
             v.push("--no-log".into());
         }
@@ -226,6 +235,7 @@ mod tests {
             stdin: false,
             log_max_bytes: Some(4096),
             log_max_files: 3,
+            cri_log: Some(PathBuf::from("/var/log/pods/p/c/0.log")),
             no_log: true,
             wait_attach: 2,
             detach: true,
@@ -235,6 +245,7 @@ mod tests {
             tty: false,
             log_max_bytes: None,
             log_max_files: 1,
+            cri_log: None,
             no_log: false,
             wait_attach: 0,
             detach: false,

@@ -1,6 +1,7 @@
 //! Docker's json-file log driver: container output split into lines, one
 //! JSON object per line, rotation by size, and a full disk that never stops
-//! the container (dropped bytes are counted in `log-errors.json`).
+//! the container (dropped bytes are counted in `log-errors.json`). The same
+//! writer speaks the Kubernetes CRI log format for containers of the CRI.
 
 use crate::files;
 use std::fs::File;
@@ -126,8 +127,30 @@ pub fn encode_line(out: &mut Vec<u8>, log: &[u8], stream: Stream, time: &str) {
     out.extend_from_slice(b"\"}\n");
 }
 
-/// The json-file writer for one container.
+/// Appends one CRI log line: `<time> <stream> <F|P> <text>\n`, where F
+/// marks a record that ended a line (its `\n` is the line's end) and P one
+/// cut short (a long line, or the last bytes of the stream).
+pub fn encode_cri_line(out: &mut Vec<u8>, log: &[u8], stream: Stream, time: &str) {
+    out.extend_from_slice(time.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(stream.name().as_bytes());
+    match log.strip_suffix(b"\n") {
+        Some(text) => {
+            out.extend_from_slice(b" F ");
+            out.extend_from_slice(text);
+        }
+        None => {
+            out.extend_from_slice(b" P ");
+            out.extend_from_slice(log);
+        }
+    }
+    out.push(b'\n');
+}
+
+/// The json-file (or CRI) writer for one container.
 pub struct LogWriter {
+    /// Lines in the CRI format (at `path`, chosen by the kubelet).
+    cri: bool,
     path: PathBuf,
     dir: PathBuf,
     /// The files the log may span, the current one included (>= 1).
@@ -154,6 +177,7 @@ impl LogWriter {
         let path = dir.join(crate::protocol::LOG_FILE);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         LogWriter {
+            cri: false,
             dir: dir.to_path_buf(),
             max_files: 2,
             disabled: false,
@@ -174,6 +198,32 @@ impl LogWriter {
     pub fn max_files(mut self, n: u32) -> LogWriter {
         self.max_files = n.max(1);
         self
+    }
+
+    /// Writes CRI log lines to `path` instead of json-file lines.
+    pub fn cri(mut self, path: Option<PathBuf>) -> LogWriter {
+        if let Some(path) = path {
+            self.size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            self.path = path;
+            self.cri = true;
+            // The kubelet reads the file as soon as the container runs,
+            // output or not; a failure here shows up as dropped bytes.
+            let _ = self.open();
+        }
+        self
+    }
+
+    /// Closes the log file and opens it again by name (the kubelet moved
+    /// it away to rotate it): the file is made at once, so a failure is
+    /// the caller's to see.
+    pub fn reopen(&mut self) -> Result<(), String> {
+        self.file = None;
+        self.size = 0;
+        if self.disabled {
+            return Ok(());
+        }
+        self.open()
+            .map_err(|e| format!("reopening {}: {e}", self.path.display()))
     }
 
     /// Writes nothing at all (Docker's `none` log driver).
@@ -198,7 +248,11 @@ impl LogWriter {
             return;
         }
         self.line.clear();
-        encode_line(&mut self.line, chunk, stream, time);
+        if self.cri {
+            encode_cri_line(&mut self.line, chunk, stream, time);
+        } else {
+            encode_line(&mut self.line, chunk, stream, time);
+        }
         let len = self.line.len() as u64;
         if self.degraded && !self.has_headroom(len) {
             self.drop_record(chunk.len(), "no space left on the log's filesystem");
@@ -327,6 +381,45 @@ mod tests {
         }
         s.flush(|r| out.push(r.to_vec()));
         out
+    }
+
+    #[test]
+    fn cri_lines_mark_full_and_partial_records() {
+        let mut out = Vec::new();
+        encode_cri_line(
+            &mut out,
+            b"hello\n",
+            Stream::Stdout,
+            "2026-01-01T00:00:00.5Z",
+        );
+        encode_cri_line(&mut out, b"tail", Stream::Stderr, "2026-01-01T00:00:01Z");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "2026-01-01T00:00:00.5Z stdout F hello\n2026-01-01T00:00:01Z stderr P tail\n"
+        );
+    }
+
+    #[test]
+    fn cri_writer_writes_its_path_and_reopens_after_a_move() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("c/0.log");
+        std::fs::create_dir(d.path().join("c")).unwrap();
+        let mut w = LogWriter::new(d.path(), None, None).cri(Some(path.clone()));
+        w.write(Stream::Stdout, b"one\n", "T1");
+        std::fs::rename(&path, d.path().join("c/0.log.old")).unwrap();
+        w.write(Stream::Stdout, b"two\n", "T2");
+        w.reopen().unwrap();
+        w.write(Stream::Stdout, b"three\n", "T3");
+        let old = std::fs::read_to_string(d.path().join("c/0.log.old")).unwrap();
+        assert_eq!(old, "T1 stdout F one\nT2 stdout F two\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "T3 stdout F three\n"
+        );
+        assert!(!d.path().join(crate::protocol::LOG_FILE).exists());
+        std::fs::remove_dir_all(d.path().join("c")).unwrap();
+        let err = w.reopen().unwrap_err();
+        assert!(err.contains("c/0.log"), "{err}");
     }
 
     #[test]

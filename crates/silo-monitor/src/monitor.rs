@@ -309,6 +309,7 @@ impl Monitor {
         let reserve = Reserve::create(&dir.join(".monitor-reserve"), RESERVE_BYTES);
         let log = LogWriter::new(&dir, args.log_max_bytes, reserve)
             .max_files(args.log_max_files)
+            .cri(args.cri_log.clone())
             .disabled(args.no_log);
         Ok(Monitor {
             state_dir: dir,
@@ -844,11 +845,16 @@ impl Monitor {
         c.done = true;
     }
 
-    fn command(&self, line: &[u8]) -> Result<(), String> {
+    fn command(&mut self, line: &[u8]) -> Result<(), String> {
         let req: ControlRequest =
             serde_json::from_slice(line).map_err(|e| format!("bad control request: {e}"))?;
-        if req.resize.is_none() && req.signal.is_none() {
-            return Err("bad control request: expected \"resize\" or \"signal\"".into());
+        if req.resize.is_none() && req.signal.is_none() && !req.reopen_log {
+            return Err(
+                "bad control request: expected \"resize\", \"signal\" or \"reopen_log\"".into(),
+            );
+        }
+        if req.reopen_log {
+            self.log.reopen()?;
         }
         if let Some(r) = req.resize {
             let master = match (&self.stdin, &self.out, self.tty) {

@@ -96,6 +96,9 @@ pub struct ControlRequest {
     pub resize: Option<Resize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
+    /// Close the log file and open it again by name (CRI ReopenContainerLog).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reopen_log: bool,
 }
 
 /// A terminal size.
@@ -267,7 +270,7 @@ mod tests {
                 height: 2,
                 width: 3,
             }),
-            signal: None,
+            ..Default::default()
         };
         assert_eq!(
             serde_json::to_string(&req).unwrap(),

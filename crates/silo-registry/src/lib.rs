@@ -94,6 +94,9 @@ pub struct Config {
     /// Mirrors for Docker Hub ("https://mirror.example" or "http://127.0.0.1:5001"),
     /// tried in order before Docker Hub for pulls.
     pub mirrors: Vec<String>,
+    /// Mirrors of any registry by its host ("registry.k8s.io", "docker.io"),
+    /// tried in order (after `mirrors` for Docker Hub) before it.
+    pub host_mirrors: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Config {
@@ -234,8 +237,19 @@ impl Client {
         credentials: Option<Credentials>,
     ) -> Vec<Result<Repository<'_>>> {
         let mut out = Vec::new();
-        if reference.domain == DOCKER_HUB {
-            for m in &self.config.mirrors {
+        let hub: &[String] = if reference.domain == DOCKER_HUB {
+            &self.config.mirrors
+        } else {
+            &[]
+        };
+        let by_host = self
+            .config
+            .host_mirrors
+            .get(&reference.domain)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        {
+            for m in hub.iter().chain(by_host) {
                 let base = m.trim_end_matches('/').to_string();
                 let host = base
                     .split_once("://")

@@ -176,6 +176,21 @@ impl Daemon {
         d
     }
 
+    /// [`Daemon::start_in_netns`] with extra silod flags.
+    pub fn start_in_netns_with(silod: &Path, cli: Cli, extra: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut d = Daemon {
+            dir,
+            silod: silod.to_path_buf(),
+            cli,
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            private_netns: true,
+        };
+        d.spawn();
+        d
+    }
+
     /// The pinned file of silod's network namespace.
     pub fn netns_file(&self) -> PathBuf {
         self.dir.path().join("netns")

@@ -57,6 +57,21 @@ pub struct FileConfig {
     /// Default storage options for containers: `size=SIZE`.
     #[serde(rename = "storage-opts", default)]
     pub storage_opts: Vec<String>,
+    /// Mirrors of any registry, by its host ("registry.k8s.io"), tried in
+    /// order before it (containerd's registry.mirrors).
+    #[serde(rename = "registry-host-mirrors", default)]
+    pub registry_host_mirrors: std::collections::BTreeMap<String, Vec<String>>,
+    /// Serve the Kubernetes CRI (default true).
+    pub cri: Option<bool>,
+    /// The CRI socket (default `<exec-root>/cri.sock`).
+    #[serde(rename = "cri-socket")]
+    pub cri_socket: Option<PathBuf>,
+    /// CNI network configs for CRI pods (default /etc/cni/net.d).
+    #[serde(rename = "cni-conf-dir")]
+    pub cni_conf_dir: Option<PathBuf>,
+    /// CNI plugin directories (default /opt/cni/bin, /usr/lib/cni).
+    #[serde(rename = "cni-bin-dirs", default)]
+    pub cni_bin_dirs: Vec<PathBuf>,
 }
 
 impl FileConfig {
@@ -121,6 +136,24 @@ pub struct Flags {
     /// that size for every container). Repeatable.
     #[arg(long = "storage-opt")]
     pub storage_opts: Vec<String>,
+    /// A mirror of a registry: HOST=URL (registry.k8s.io=http://127.0.0.1:5000).
+    /// Repeatable; tried in order before the registry itself.
+    #[arg(long = "registry-host-mirror")]
+    pub registry_host_mirrors: Vec<String>,
+    /// Do not serve the Kubernetes CRI.
+    #[arg(long = "no-cri")]
+    pub no_cri: bool,
+    /// The CRI socket (default: cri.sock in the exec root, /run/silo/cri.sock).
+    #[arg(long = "cri-socket")]
+    pub cri_socket: Option<PathBuf>,
+    /// CNI network configs for CRI pods (default /etc/cni/net.d; with none
+    /// there, pods use silo's own network).
+    #[arg(long = "cni-conf-dir")]
+    pub cni_conf_dir: Option<PathBuf>,
+    /// A CNI plugin directory, searched in order (default /opt/cni/bin and
+    /// /usr/lib/cni). Repeatable; replaces the file's list.
+    #[arg(long = "cni-bin-dir")]
+    pub cni_bin_dirs: Vec<PathBuf>,
 }
 
 /// The merged settings.
@@ -138,6 +171,12 @@ pub struct Settings {
     pub registry_mirrors: Vec<String>,
     /// The sandbox disk size every container gets, if any.
     pub sandbox_disk: Option<u64>,
+    /// Mirrors by registry host.
+    pub registry_host_mirrors: std::collections::BTreeMap<String, Vec<String>>,
+    /// The CRI socket; None: no CRI.
+    pub cri_socket: Option<PathBuf>,
+    pub cni_conf_dir: PathBuf,
+    pub cni_bin_dirs: Vec<PathBuf>,
 }
 
 /// The sandbox disk size `--sandbox-disks` gives (Windows' default).
@@ -189,7 +228,21 @@ pub fn merge(flags: Flags, file: FileConfig, bin_dir: &Path) -> Result<Settings,
     }
     let mut registry_mirrors = file.registry_mirrors;
     registry_mirrors.extend(flags.registry_mirrors);
-    for m in &registry_mirrors {
+    let mut registry_host_mirrors = file.registry_host_mirrors;
+    for m in &flags.registry_host_mirrors {
+        let (host, url) = m
+            .split_once('=')
+            .filter(|(h, _)| !h.is_empty() && !h.contains('/'))
+            .ok_or_else(|| ConfigError::Mirror { mirror: m.clone() })?;
+        registry_host_mirrors
+            .entry(host.to_string())
+            .or_default()
+            .push(url.to_string());
+    }
+    for m in registry_mirrors
+        .iter()
+        .chain(registry_host_mirrors.values().flatten())
+    {
         let rest = m
             .strip_prefix("https://")
             .or_else(|| m.strip_prefix("http://"))
@@ -222,7 +275,31 @@ pub fn merge(flags: Flags, file: FileConfig, bin_dir: &Path) -> Result<Settings,
     };
     let mut insecure_registries = file.insecure_registries;
     insecure_registries.extend(flags.insecure_registries);
+    let cri_socket = if flags.no_cri || file.cri == Some(false) {
+        None
+    } else {
+        Some(
+            flags
+                .cri_socket
+                .or(file.cri_socket)
+                .unwrap_or_else(|| exec_root.join("cri.sock")),
+        )
+    };
+    let cni_bin_dirs = if !flags.cni_bin_dirs.is_empty() {
+        flags.cni_bin_dirs
+    } else if !file.cni_bin_dirs.is_empty() {
+        file.cni_bin_dirs
+    } else {
+        vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")]
+    };
     Ok(Settings {
+        registry_host_mirrors,
+        cri_socket,
+        cni_conf_dir: flags
+            .cni_conf_dir
+            .or(file.cni_conf_dir)
+            .unwrap_or_else(|| PathBuf::from("/etc/cni/net.d")),
+        cni_bin_dirs,
         sandbox_disk,
         insecure_registries,
         registry_mirrors,

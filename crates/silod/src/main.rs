@@ -88,8 +88,14 @@ fn main() {
 }
 
 fn init_logging(level: &str) -> Result<(), StartError> {
+    // The gRPC stack logs every HTTP/2 frame at debug: not silod's story.
+    let quiet = if level.contains('=') {
+        level.to_string()
+    } else {
+        format!("{level},h2=info,tower=info,hyper_util=info,tonic=info")
+    };
     let filter =
-        tracing_subscriber::EnvFilter::try_new(level).map_err(|e| StartError::LogLevel {
+        tracing_subscriber::EnvFilter::try_new(&quiet).map_err(|e| StartError::LogLevel {
             level: level.to_string(),
             message: e.to_string(),
         })?;
@@ -192,6 +198,14 @@ fn run(started: Instant) -> Result<(), StartError> {
                     .iter()
                     .map(|m| m.trim_end_matches('/').to_string())
                     .collect(),
+                host_mirrors: s
+                    .registry_host_mirrors
+                    .iter()
+                    .map(|(h, list)| {
+                        let urls = list.iter().map(|m| m.trim_end_matches('/').to_string());
+                        (h.clone(), urls.collect())
+                    })
+                    .collect(),
             },
         },
         silo_engine::Services {
@@ -208,6 +222,10 @@ fn run(started: Instant) -> Result<(), StartError> {
     let engine_ms = engine_started.elapsed().as_secs_f64() * 1000.0;
 
     let std_listener = bind(&s.socket)?;
+    let cri_listener = match &s.cri_socket {
+        Some(path) => Some(bind(path)?),
+        None => None,
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(256)
@@ -231,16 +249,45 @@ fn run(started: Instant) -> Result<(), StartError> {
             startup_ms = started.elapsed().as_secs_f64() * 1000.0,
             "silod is serving the API"
         );
-        let shutdown = async move {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
             tokio::select! {
                 _ = term.recv() => tracing::info!("SIGTERM: shutting down, containers keep running"),
                 _ = int.recv() => tracing::info!("SIGINT: shutting down, containers keep running"),
             }
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|v| *v).await;
         };
-        silo_api::serve(listener, silo_docker::Docker::new(engine), shutdown)
+        if let (Some(l), Some(path)) = (cri_listener, &s.cri_socket) {
+            let l = tokio::net::UnixListener::from_std(l).map_err(|source| StartError::Listen {
+                path: path.clone(),
+                source,
+            })?;
+            let cri = silo_cri::Cri::new(
+                engine.clone(),
+                Some(silo_cri::cni::CniConfig {
+                    conf_dir: s.cni_conf_dir.clone(),
+                    bin_dirs: s.cni_bin_dirs.clone(),
+                    state_dir: s.data_root.join("cri").join("cni"),
+                }),
+            );
+            tracing::info!(socket = %path.display(), "serving the Kubernetes CRI");
+            let done = stopped(stop_rx.clone());
+            tokio::spawn(async move {
+                if let Err(e) = silo_cri::serve(l, cri, done).await {
+                    tracing::error!("the CRI server failed: {e}");
+                }
+            });
+        }
+        silo_api::serve(listener, silo_docker::Docker::new(engine), stopped(stop_rx))
             .await
             .map_err(StartError::Serve)
     });
+    if let Some(p) = &s.cri_socket {
+        let _ = std::fs::remove_file(p);
+    }
     let _ = std::fs::remove_file(&s.socket);
     let _ = std::fs::remove_file(&pidfile);
     // Blocking tasks (followers of logs, events) must not hold the exit.

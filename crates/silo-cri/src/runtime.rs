@@ -1,0 +1,1019 @@
+//! `runtime.v1.RuntimeService`: pod sandboxes are the engine's pods,
+//! containers its containers (marked with the `cri` extension, which keeps
+//! what the kubelet said that the engine has no word for). Every call runs
+//! the engine on a blocking thread.
+
+use crate::proto as cri;
+use crate::proto::runtime_service_server::RuntimeService;
+use crate::translate::{self, ContainerRecord, PodRecord};
+use crate::{blocking, status, Cri, EXTENSION};
+use silo_engine::{Container, Engine, Pod, PodStatus, Status as CStatus};
+use std::collections::HashMap;
+use tonic::{Request, Response, Status};
+
+type R<T> = Result<Response<T>, Status>;
+
+/// RFC 3339 as nanoseconds since the epoch (0 when empty or unreadable).
+fn nanos(t: &str) -> i64 {
+    silo_units::parse_rfc3339(t).map_or(0, |(s, n)| s * 1_000_000_000 + i64::from(n))
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+fn map(m: &std::collections::BTreeMap<String, String>) -> HashMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+pub(crate) fn pod_record(p: &Pod) -> Option<PodRecord> {
+    let raw = p.extensions.get(EXTENSION)?;
+    serde_json::from_str(raw.get()).ok()
+}
+
+pub(crate) fn container_record(c: &Container) -> Option<ContainerRecord> {
+    c.extension(EXTENSION)
+}
+
+fn extension<T: serde::Serialize>(v: &T) -> Result<silo_engine::Extensions, Status> {
+    let raw = serde_json::value::to_raw_value(v).map_err(|e| Status::internal(e.to_string()))?;
+    Ok([(EXTENSION.to_string(), raw)].into_iter().collect())
+}
+
+fn pod_metadata(r: &PodRecord) -> cri::PodSandboxMetadata {
+    cri::PodSandboxMetadata {
+        name: r.name.clone(),
+        uid: r.uid.clone(),
+        namespace: r.namespace.clone(),
+        attempt: r.attempt,
+    }
+}
+
+fn pod_state(p: &Pod) -> i32 {
+    match p.status {
+        PodStatus::Ready => cri::PodSandboxState::SandboxReady as i32,
+        PodStatus::NotReady => cri::PodSandboxState::SandboxNotready as i32,
+    }
+}
+
+fn container_state(c: &Container) -> i32 {
+    use cri::ContainerState as S;
+    match &c.state.status {
+        CStatus::Created | CStatus::Creating => S::ContainerCreated as i32,
+        CStatus::Running(_) | CStatus::Paused(_) => S::ContainerRunning as i32,
+        CStatus::Exited(_) | CStatus::Restarting(_) | CStatus::Dead | CStatus::Removing => {
+            S::ContainerExited as i32
+        }
+    }
+}
+
+fn image_spec(name: &str) -> cri::ImageSpec {
+    cri::ImageSpec {
+        image: name.to_string(),
+        ..Default::default()
+    }
+}
+
+/// A CRI container's id as the kubelet knows it (the engine's id).
+fn cri_containers(engine: &Engine) -> Vec<(Container, ContainerRecord)> {
+    engine
+        .containers()
+        .into_iter()
+        .filter_map(|c| container_record(&c).map(|r| (c, r)))
+        .collect()
+}
+
+fn cri_container(engine: &Engine, id: &str) -> Result<(Container, ContainerRecord), Status> {
+    let c = engine.container(id).map_err(status)?;
+    let r = container_record(&c)
+        .ok_or_else(|| Status::not_found(format!("container {id} was not made by the CRI")))?;
+    Ok((c, r))
+}
+
+fn cri_pod(engine: &Engine, id: &str) -> Result<(Pod, PodRecord), Status> {
+    if id.is_empty() {
+        return Err(Status::invalid_argument("pod_sandbox_id is empty"));
+    }
+    let p = engine.pod(id).map_err(status)?;
+    let r = pod_record(&p)
+        .ok_or_else(|| Status::not_found(format!("pod {id} was not made by the CRI")))?;
+    Ok((p, r))
+}
+
+fn labels_match(
+    labels: &std::collections::BTreeMap<String, String>,
+    selector: &HashMap<String, String>,
+) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+fn to_container(c: &Container, r: &ContainerRecord) -> cri::Container {
+    cri::Container {
+        id: c.id.clone(),
+        pod_sandbox_id: c.config.pod.clone().unwrap_or_default(),
+        metadata: Some(cri::ContainerMetadata {
+            name: r.name.clone(),
+            attempt: r.attempt,
+        }),
+        image: Some(image_spec(&r.image)),
+        image_ref: c.config.image.id.clone(),
+        image_id: c.config.image.id.clone(),
+        state: container_state(c),
+        created_at: nanos(&c.created),
+        labels: map(&c.config.labels),
+        annotations: map(&r.annotations),
+    }
+}
+
+fn to_sandbox(p: &Pod, r: &PodRecord) -> cri::PodSandbox {
+    cri::PodSandbox {
+        id: p.id.clone(),
+        metadata: Some(pod_metadata(r)),
+        state: pod_state(p),
+        created_at: nanos(&p.created),
+        labels: map(&p.config.labels),
+        annotations: map(&r.annotations),
+        runtime_handler: r.runtime_handler.clone(),
+    }
+}
+
+/// The container's status as the CRI reports it (reason OOMKilled,
+/// Completed or Error for an exited one, as containerd does).
+fn container_status(engine: &Engine, c: &Container, r: &ContainerRecord) -> cri::ContainerStatus {
+    let (mut started, mut finished, mut code) = (0, 0, 0);
+    let (mut reason, mut message) = (String::new(), String::new());
+    match &c.state.status {
+        CStatus::Running(run) | CStatus::Paused(run) => started = nanos(&run.started_at),
+        _ => {
+            if let Some(e) = c.state.last_exit() {
+                started = nanos(&e.started_at);
+                finished = nanos(&e.finished_at);
+                code = i32::try_from(e.code).unwrap_or(255);
+                reason = if e.oom_killed {
+                    "OOMKilled"
+                } else if e.code == 0 {
+                    "Completed"
+                } else {
+                    "Error"
+                }
+                .into();
+            }
+            if !c.state.error.is_empty() {
+                reason = "StartError".into();
+                message = c.state.error.clone();
+            }
+        }
+    }
+    let _ = engine;
+    cri::ContainerStatus {
+        id: c.id.clone(),
+        metadata: Some(cri::ContainerMetadata {
+            name: r.name.clone(),
+            attempt: r.attempt,
+        }),
+        state: container_state(c),
+        created_at: nanos(&c.created),
+        started_at: started,
+        finished_at: finished,
+        exit_code: code,
+        image: Some(image_spec(&r.image)),
+        image_ref: c.config.image.id.clone(),
+        image_id: c.config.image.id.clone(),
+        reason,
+        message,
+        labels: map(&c.config.labels),
+        annotations: map(&r.annotations),
+        mounts: r
+            .mounts
+            .iter()
+            .map(|(host, inside, ro, prop)| cri::Mount {
+                host_path: host.clone(),
+                container_path: inside.clone(),
+                readonly: *ro,
+                propagation: *prop,
+                ..Default::default()
+            })
+            .collect(),
+        log_path: r.log_path.clone(),
+        resources: Some(cri::ContainerResources {
+            linux: Some(linux_resources(&c.config.resources)),
+            windows: None,
+        }),
+        user: None,
+    }
+}
+
+fn linux_resources(r: &silo_oci::Resources) -> cri::LinuxContainerResources {
+    let cpu = r.cpu.clone().unwrap_or_default();
+    let mem = r.memory.clone().unwrap_or_default();
+    cri::LinuxContainerResources {
+        cpu_period: cpu.period.unwrap_or(0) as i64,
+        cpu_quota: cpu.quota.unwrap_or(0),
+        cpu_shares: cpu.shares.unwrap_or(0) as i64,
+        memory_limit_in_bytes: mem.limit.unwrap_or(0),
+        memory_swap_limit_in_bytes: mem.swap.unwrap_or(0),
+        cpuset_cpus: cpu.cpus.unwrap_or_default(),
+        cpuset_mems: cpu.mems.unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+fn container_stats(engine: &Engine, c: &Container, r: &ContainerRecord) -> cri::ContainerStats {
+    let ts = now_nanos();
+    let u = |v: u64| Some(cri::UInt64Value { value: v });
+    let sample = engine.stats(&c.id).ok().flatten();
+    let (cpu, memory) = match &sample {
+        Some(s) => (
+            Some(cri::CpuUsage {
+                timestamp: ts,
+                usage_core_nano_seconds: u(s.job.cpu.usage_ns),
+                usage_nano_cores: None,
+            }),
+            Some(cri::MemoryUsage {
+                timestamp: ts,
+                working_set_bytes: u(s.job.memory.current),
+                usage_bytes: u(s.job.memory.current),
+                available_bytes: s.job.memory.limit.map(|l| cri::UInt64Value {
+                    value: l.saturating_sub(s.job.memory.current),
+                }),
+                ..Default::default()
+            }),
+        ),
+        None => (None, None),
+    };
+    cri::ContainerStats {
+        attributes: Some(cri::ContainerAttributes {
+            id: c.id.clone(),
+            metadata: Some(cri::ContainerMetadata {
+                name: r.name.clone(),
+                attempt: r.attempt,
+            }),
+            labels: map(&c.config.labels),
+            annotations: map(&r.annotations),
+        }),
+        cpu,
+        memory,
+        writable_layer: Some(cri::FilesystemUsage {
+            timestamp: ts,
+            fs_id: Some(cri::FilesystemIdentifier {
+                mountpoint: engine.config().data_root.to_string_lossy().into_owned(),
+            }),
+            used_bytes: u(engine.storage().snapshot_size(&c.id)),
+            inodes_used: None,
+        }),
+        swap: None,
+    }
+}
+
+fn sandbox_stats(engine: &Engine, p: &Pod, r: &PodRecord) -> cri::PodSandboxStats {
+    let members: Vec<_> = cri_containers(engine)
+        .into_iter()
+        .filter(|(c, _)| c.config.pod.as_deref() == Some(p.id.as_str()))
+        .collect();
+    let stats: Vec<cri::ContainerStats> = members
+        .iter()
+        .map(|(c, cr)| container_stats(engine, c, cr))
+        .collect();
+    let ts = now_nanos();
+    let sum = |f: &dyn Fn(&cri::ContainerStats) -> Option<u64>| -> u64 {
+        stats.iter().filter_map(f).sum()
+    };
+    let cpu_ns = sum(&|s| {
+        s.cpu
+            .as_ref()?
+            .usage_core_nano_seconds
+            .as_ref()
+            .map(|v| v.value)
+    });
+    let mem = sum(&|s| {
+        s.memory
+            .as_ref()?
+            .working_set_bytes
+            .as_ref()
+            .map(|v| v.value)
+    });
+    cri::PodSandboxStats {
+        attributes: Some(cri::PodSandboxAttributes {
+            id: p.id.clone(),
+            metadata: Some(pod_metadata(r)),
+            labels: map(&p.config.labels),
+            annotations: map(&r.annotations),
+        }),
+        linux: Some(cri::LinuxPodSandboxStats {
+            cpu: Some(cri::CpuUsage {
+                timestamp: ts,
+                usage_core_nano_seconds: Some(cri::UInt64Value { value: cpu_ns }),
+                usage_nano_cores: None,
+            }),
+            memory: Some(cri::MemoryUsage {
+                timestamp: ts,
+                working_set_bytes: Some(cri::UInt64Value { value: mem }),
+                usage_bytes: Some(cri::UInt64Value { value: mem }),
+                ..Default::default()
+            }),
+            network: None,
+            process: None,
+            containers: stats,
+        }),
+        windows: None,
+    }
+}
+
+#[tonic::async_trait]
+impl RuntimeService for Cri {
+    async fn version(&self, _: Request<cri::VersionRequest>) -> R<cri::VersionResponse> {
+        Ok(Response::new(cri::VersionResponse {
+            version: "0.1.0".into(),
+            runtime_name: "silo".into(),
+            runtime_version: env!("CARGO_PKG_VERSION").into(),
+            runtime_api_version: "v1".into(),
+        }))
+    }
+
+    async fn run_pod_sandbox(
+        &self,
+        req: Request<cri::RunPodSandboxRequest>,
+    ) -> R<cri::RunPodSandboxResponse> {
+        let req = req.into_inner();
+        let config = req
+            .config
+            .ok_or_else(|| Status::invalid_argument("config is missing"))?;
+        if !req.runtime_handler.is_empty() && req.runtime_handler != "silo" {
+            return Err(Status::not_found(format!(
+                "runtime handler {:?} is not configured (silo has one handler, \"\" or \"silo\")",
+                req.runtime_handler
+            )));
+        }
+        let (mut pod, mut record) = translate::pod_config(&config).map_err(refused)?;
+        record.runtime_handler = req.runtime_handler;
+        let cni = self.cni.clone();
+        let list = match &cni {
+            Some(c) => c
+                .load()
+                .map_err(|e| Status::failed_precondition(e.to_string()))?,
+            None => None,
+        };
+        if list.is_some() && pod.network == silo_engine::NetworkMode::Default {
+            // The plugins make the pod's interface and publish its ports.
+            pod.network = silo_engine::NetworkMode::None;
+            pod.ports.clear();
+            record.cni = true;
+        }
+        let engine = self.engine.clone();
+        blocking(move || {
+            // A retry of an attempt whose pod exists answers with it.
+            if let Ok(p) = engine.pod(&pod.name) {
+                return Ok(p.id);
+            }
+            let ext = extension(&record)?;
+            let p = engine.create_pod(pod, ext).map_err(status)?;
+            if let (Some(cni), Some(list), true) = (&cni, &list, record.cni) {
+                let netns = engine.pod_netns(&p.id);
+                if let Err(e) = cni.add(list, &pod_info(&p, &record, &netns)) {
+                    if let Err(r) = engine.remove_pod(&p.id) {
+                        tracing::warn!(pod = %p.id, "removing the pod after a CNI failure: {r}");
+                    }
+                    return Err(Status::internal(e.to_string()));
+                }
+            }
+            Ok(p.id)
+        })
+        .await
+        .map(|id| Response::new(cri::RunPodSandboxResponse { pod_sandbox_id: id }))
+    }
+
+    async fn stop_pod_sandbox(
+        &self,
+        req: Request<cri::StopPodSandboxRequest>,
+    ) -> R<cri::StopPodSandboxResponse> {
+        let id = req.into_inner().pod_sandbox_id;
+        let engine = self.engine.clone();
+        let cni = self.cni.clone();
+        blocking(move || {
+            let (p, r) = match cri_pod(&engine, &id) {
+                Ok(v) => v,
+                // Stop is idempotent: an unknown pod is stopped.
+                Err(e) if e.code() == tonic::Code::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            cni_del(cni.as_deref(), &engine, &p, &r)?;
+            engine.stop_pod(&p.id, Some(0)).map_err(status)
+        })
+        .await?;
+        Ok(Response::new(cri::StopPodSandboxResponse {}))
+    }
+
+    async fn remove_pod_sandbox(
+        &self,
+        req: Request<cri::RemovePodSandboxRequest>,
+    ) -> R<cri::RemovePodSandboxResponse> {
+        let id = req.into_inner().pod_sandbox_id;
+        let engine = self.engine.clone();
+        let cni = self.cni.clone();
+        blocking(move || {
+            let (p, r) = match cri_pod(&engine, &id) {
+                Ok(v) => v,
+                Err(e) if e.code() == tonic::Code::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            cni_del(cni.as_deref(), &engine, &p, &r)?;
+            engine.remove_pod(&p.id).map_err(status)
+        })
+        .await?;
+        Ok(Response::new(cri::RemovePodSandboxResponse {}))
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        req: Request<cri::PodSandboxStatusRequest>,
+    ) -> R<cri::PodSandboxStatusResponse> {
+        let req = req.into_inner();
+        let engine = self.engine.clone();
+        let cni = self.cni.clone();
+        blocking(move || {
+            let (p, r) = cri_pod(&engine, &req.pod_sandbox_id)?;
+            let ip = if p.status != PodStatus::Ready {
+                String::new()
+            } else if let (true, Some(c)) = (r.cni, &cni) {
+                c.ip(&p.id).unwrap_or_default()
+            } else {
+                engine
+                    .endpoints_of(&p.id)
+                    .first()
+                    .map(|(_, ep)| ep.ip.to_string())
+                    .unwrap_or_default()
+            };
+            let ns = cri::NamespaceOption {
+                network: if p.config.network == silo_engine::NetworkMode::Host {
+                    2
+                } else {
+                    0
+                },
+                pid: if r.host_pid { 2 } else { 1 },
+                ipc: if p.config.host_ipc { 2 } else { 0 },
+                ..Default::default()
+            };
+            let mut info = HashMap::new();
+            if req.verbose {
+                let v = serde_json::json!({
+                    "pod": p.id,
+                    "name": p.name,
+                    "hostname": p.hostname(),
+                    "record": r,
+                    "endpoints": engine.endpoints_of(&p.id).iter().map(|(n, ep)| serde_json::json!({
+                        "network": n.name, "endpoint": ep.id, "ip": ep.ip, "mac": ep.mac,
+                    })).collect::<Vec<_>>(),
+                });
+                info.insert("info".to_string(), v.to_string());
+            }
+            Ok(cri::PodSandboxStatusResponse {
+                status: Some(cri::PodSandboxStatus {
+                    id: p.id.clone(),
+                    metadata: Some(pod_metadata(&r)),
+                    state: pod_state(&p),
+                    created_at: nanos(&p.created),
+                    network: Some(cri::PodSandboxNetworkStatus {
+                        ip,
+                        additional_ips: vec![],
+                    }),
+                    linux: Some(cri::LinuxPodSandboxStatus {
+                        namespaces: Some(cri::Namespace { options: Some(ns) }),
+                    }),
+                    labels: map(&p.config.labels),
+                    annotations: map(&r.annotations),
+                    runtime_handler: r.runtime_handler.clone(),
+                }),
+                info,
+                containers_statuses: vec![],
+                timestamp: now_nanos(),
+            })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn list_pod_sandbox(
+        &self,
+        req: Request<cri::ListPodSandboxRequest>,
+    ) -> R<cri::ListPodSandboxResponse> {
+        let filter = req.into_inner().filter.unwrap_or_default();
+        let engine = self.engine.clone();
+        blocking(move || {
+            let mut items: Vec<cri::PodSandbox> = engine
+                .pods()
+                .iter()
+                .filter_map(|p| pod_record(p).map(|r| (p, r)))
+                .filter(|(p, _)| filter.id.is_empty() || p.id.starts_with(&filter.id))
+                .filter(|(p, _)| {
+                    filter
+                        .state
+                        .as_ref()
+                        .is_none_or(|s| s.state == pod_state(p))
+                })
+                .filter(|(p, _)| labels_match(&p.config.labels, &filter.label_selector))
+                .map(|(p, r)| to_sandbox(p, &r))
+                .collect();
+            items.sort_by_key(|s| s.created_at);
+            Ok(cri::ListPodSandboxResponse { items })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn create_container(
+        &self,
+        req: Request<cri::CreateContainerRequest>,
+    ) -> R<cri::CreateContainerResponse> {
+        let req = req.into_inner();
+        let config = req
+            .config
+            .ok_or_else(|| Status::invalid_argument("config is missing"))?;
+        let engine = self.engine.clone();
+        let host = self.host.clone();
+        blocking(move || {
+            let (pod, record) = cri_pod(&engine, &req.pod_sandbox_id)?;
+            let wanted = config
+                .image
+                .as_ref()
+                .map(|i| i.image.clone())
+                .unwrap_or_default();
+            if wanted.is_empty() {
+                return Err(Status::invalid_argument("config.image is empty"));
+            }
+            let image = engine.image(&wanted).map_err(|_| {
+                Status::not_found(format!("image {wanted:?} is not present (pull it first)"))
+            })?;
+            let meta = config.metadata.clone().unwrap_or_default();
+            let (cfg, crec) =
+                translate::container_config(&config, &pod.id, &record, &image, host.as_ref())
+                    .map_err(refused)?;
+            let created = engine
+                .create(silo_engine::CreateRequest {
+                    id: None,
+                    name: Some(translate::container_name(&meta, &record)),
+                    config: cfg,
+                    extensions: extension(&crec)?,
+                })
+                .map_err(status)?;
+            Ok(cri::CreateContainerResponse {
+                container_id: created.id,
+            })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn start_container(
+        &self,
+        req: Request<cri::StartContainerRequest>,
+    ) -> R<cri::StartContainerResponse> {
+        let id = req.into_inner().container_id;
+        let engine = self.engine.clone();
+        blocking(move || {
+            let (c, r) = cri_container(&engine, &id)?;
+            if !r.log_path.is_empty() {
+                if let Some(dir) = std::path::Path::new(&r.log_path).parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        Status::internal(format!(
+                            "creating the log directory {}: {e}",
+                            dir.display()
+                        ))
+                    })?;
+                }
+            }
+            engine.start(&c.id).map_err(status).map(|_| ())
+        })
+        .await?;
+        Ok(Response::new(cri::StartContainerResponse {}))
+    }
+
+    async fn stop_container(
+        &self,
+        req: Request<cri::StopContainerRequest>,
+    ) -> R<cri::StopContainerResponse> {
+        let req = req.into_inner();
+        let engine = self.engine.clone();
+        blocking(move || {
+            let c = match cri_container(&engine, &req.container_id) {
+                Ok((c, _)) => c,
+                Err(e) if e.code() == tonic::Code::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            engine
+                .stop(&c.id, None, Some(req.timeout.max(0)))
+                .map_err(status)
+                .map(|_| ())
+        })
+        .await?;
+        Ok(Response::new(cri::StopContainerResponse {}))
+    }
+
+    async fn remove_container(
+        &self,
+        req: Request<cri::RemoveContainerRequest>,
+    ) -> R<cri::RemoveContainerResponse> {
+        let id = req.into_inner().container_id;
+        let engine = self.engine.clone();
+        blocking(move || {
+            let c = match cri_container(&engine, &id) {
+                Ok((c, _)) => c,
+                Err(e) if e.code() == tonic::Code::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            match engine.remove(&c.id, true, true) {
+                Ok(()) | Err(silo_engine::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(status(e)),
+            }
+        })
+        .await?;
+        Ok(Response::new(cri::RemoveContainerResponse {}))
+    }
+
+    async fn list_containers(
+        &self,
+        req: Request<cri::ListContainersRequest>,
+    ) -> R<cri::ListContainersResponse> {
+        let filter = req.into_inner().filter.unwrap_or_default();
+        let engine = self.engine.clone();
+        blocking(move || {
+            let mut containers: Vec<cri::Container> = cri_containers(&engine)
+                .iter()
+                .filter(|(c, _)| filter.id.is_empty() || c.id.starts_with(&filter.id))
+                .filter(|(c, _)| {
+                    filter.pod_sandbox_id.is_empty()
+                        || c.config
+                            .pod
+                            .as_deref()
+                            .is_some_and(|p| p.starts_with(&filter.pod_sandbox_id))
+                })
+                .filter(|(c, _)| {
+                    filter
+                        .state
+                        .as_ref()
+                        .is_none_or(|s| s.state == container_state(c))
+                })
+                .filter(|(c, _)| labels_match(&c.config.labels, &filter.label_selector))
+                .map(|(c, r)| to_container(c, r))
+                .collect();
+            containers.sort_by_key(|c| c.created_at);
+            Ok(cri::ListContainersResponse { containers })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn container_status(
+        &self,
+        req: Request<cri::ContainerStatusRequest>,
+    ) -> R<cri::ContainerStatusResponse> {
+        let req = req.into_inner();
+        let engine = self.engine.clone();
+        blocking(move || {
+            let (c, r) = cri_container(&engine, &req.container_id)?;
+            let mut info = HashMap::new();
+            if req.verbose {
+                let v = serde_json::json!({
+                    "pid": c.state.status.run().map_or(0, |r| r.pid),
+                    "pod": c.config.pod,
+                    "name": c.name,
+                    "spec": &*c.spec,
+                });
+                info.insert("info".to_string(), v.to_string());
+            }
+            Ok(cri::ContainerStatusResponse {
+                status: Some(container_status(&engine, &c, &r)),
+                info,
+            })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn update_container_resources(
+        &self,
+        req: Request<cri::UpdateContainerResourcesRequest>,
+    ) -> R<cri::UpdateContainerResourcesResponse> {
+        let req = req.into_inner();
+        let engine = self.engine.clone();
+        blocking(move || {
+            let (c, _) = cri_container(&engine, &req.container_id)?;
+            let res = translate::resources(&req.linux.unwrap_or_default()).map_err(refused)?;
+            engine
+                .update(
+                    &c.id,
+                    silo_engine::UpdateRequest {
+                        resources: Some(res),
+                        ..Default::default()
+                    },
+                )
+                .map_err(status)
+        })
+        .await?;
+        Ok(Response::new(cri::UpdateContainerResourcesResponse {}))
+    }
+
+    async fn reopen_container_log(
+        &self,
+        req: Request<cri::ReopenContainerLogRequest>,
+    ) -> R<cri::ReopenContainerLogResponse> {
+        let id = req.into_inner().container_id;
+        let engine = self.engine.clone();
+        blocking(move || {
+            let (c, r) = cri_container(&engine, &id)?;
+            if r.log_path.is_empty() {
+                return Err(Status::failed_precondition(format!(
+                    "container {} has no log path",
+                    c.id
+                )));
+            }
+            engine.reopen_log(&c.id).map_err(status)
+        })
+        .await?;
+        Ok(Response::new(cri::ReopenContainerLogResponse {}))
+    }
+
+    async fn exec_sync(&self, req: Request<cri::ExecSyncRequest>) -> R<cri::ExecSyncResponse> {
+        let req = req.into_inner();
+        let engine = self.engine.clone();
+        blocking(move || {
+            let (c, _) = cri_container(&engine, &req.container_id)?;
+            crate::exec::exec_sync(&engine, &c.id, req.cmd, req.timeout)
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn exec(&self, _: Request<cri::ExecRequest>) -> R<cri::ExecResponse> {
+        Err(no_streaming("Exec"))
+    }
+
+    async fn attach(&self, _: Request<cri::AttachRequest>) -> R<cri::AttachResponse> {
+        Err(no_streaming("Attach"))
+    }
+
+    async fn port_forward(
+        &self,
+        _: Request<cri::PortForwardRequest>,
+    ) -> R<cri::PortForwardResponse> {
+        Err(no_streaming("PortForward"))
+    }
+
+    async fn container_stats(
+        &self,
+        req: Request<cri::ContainerStatsRequest>,
+    ) -> R<cri::ContainerStatsResponse> {
+        let id = req.into_inner().container_id;
+        let engine = self.engine.clone();
+        blocking(move || {
+            let (c, r) = cri_container(&engine, &id)?;
+            Ok(cri::ContainerStatsResponse {
+                stats: Some(container_stats(&engine, &c, &r)),
+            })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn list_container_stats(
+        &self,
+        req: Request<cri::ListContainerStatsRequest>,
+    ) -> R<cri::ListContainerStatsResponse> {
+        let filter = req.into_inner().filter.unwrap_or_default();
+        let engine = self.engine.clone();
+        blocking(move || {
+            let stats = cri_containers(&engine)
+                .iter()
+                .filter(|(c, _)| filter.id.is_empty() || c.id.starts_with(&filter.id))
+                .filter(|(c, _)| {
+                    filter.pod_sandbox_id.is_empty()
+                        || c.config
+                            .pod
+                            .as_deref()
+                            .is_some_and(|p| p.starts_with(&filter.pod_sandbox_id))
+                })
+                .filter(|(c, _)| labels_match(&c.config.labels, &filter.label_selector))
+                .map(|(c, r)| container_stats(&engine, c, r))
+                .collect();
+            Ok(cri::ListContainerStatsResponse { stats })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn pod_sandbox_stats(
+        &self,
+        req: Request<cri::PodSandboxStatsRequest>,
+    ) -> R<cri::PodSandboxStatsResponse> {
+        let id = req.into_inner().pod_sandbox_id;
+        let engine = self.engine.clone();
+        blocking(move || {
+            let (p, r) = cri_pod(&engine, &id)?;
+            Ok(cri::PodSandboxStatsResponse {
+                stats: Some(sandbox_stats(&engine, &p, &r)),
+            })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        req: Request<cri::ListPodSandboxStatsRequest>,
+    ) -> R<cri::ListPodSandboxStatsResponse> {
+        let filter = req.into_inner().filter.unwrap_or_default();
+        let engine = self.engine.clone();
+        blocking(move || {
+            let stats = engine
+                .pods()
+                .iter()
+                .filter_map(|p| pod_record(p).map(|r| (p, r)))
+                .filter(|(p, _)| filter.id.is_empty() || p.id.starts_with(&filter.id))
+                .filter(|(p, _)| labels_match(&p.config.labels, &filter.label_selector))
+                .map(|(p, r)| sandbox_stats(&engine, p, &r))
+                .collect();
+            Ok(cri::ListPodSandboxStatsResponse { stats })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn update_runtime_config(
+        &self,
+        req: Request<cri::UpdateRuntimeConfigRequest>,
+    ) -> R<cri::UpdateRuntimeConfigResponse> {
+        // The kubelet sends the node's pod CIDR here; CNI plugins get it
+        // from their own config, and silo's network has its own subnet.
+        let cidr = req
+            .into_inner()
+            .runtime_config
+            .and_then(|c| c.network_config)
+            .map(|n| n.pod_cidr)
+            .unwrap_or_default();
+        if !cidr.is_empty() {
+            tracing::info!(pod_cidr = %cidr, "the kubelet reported the node's pod CIDR");
+        }
+        Ok(Response::new(cri::UpdateRuntimeConfigResponse {}))
+    }
+
+    async fn status(&self, req: Request<cri::StatusRequest>) -> R<cri::StatusResponse> {
+        let verbose = req.into_inner().verbose;
+        let cni = self.cni.clone();
+        let network = match &cni {
+            Some(c) => c.load().map(|_| ()).map_err(|e| e.to_string()),
+            None => Ok(()),
+        };
+        let (net_ok, net_reason, net_msg) = match network {
+            Ok(()) => (true, String::new(), String::new()),
+            Err(m) => (false, "NetworkPluginNotReady".to_string(), m),
+        };
+        let mut info = HashMap::new();
+        if verbose {
+            info.insert(
+                "config".into(),
+                serde_json::json!({
+                    "network": match cni.as_ref().map(|c| c.load()) {
+                        Some(Ok(Some(_))) => "cni",
+                        Some(Err(_)) => "cni (config broken)",
+                        _ => "silo nat",
+                    },
+                    "cni": cni.as_ref().map(|c| serde_json::json!({
+                        "confDir": c.conf_dir, "binDirs": c.bin_dirs,
+                        "config": c.load().ok().flatten().map(|l| l.path),
+                    })),
+                    "apparmor": "unsupported",
+                    "selinux": "unsupported",
+                    "cgroupDriver": "cgroupfs",
+                })
+                .to_string(),
+            );
+        }
+        Ok(Response::new(cri::StatusResponse {
+            status: Some(cri::RuntimeStatus {
+                conditions: vec![
+                    cri::RuntimeCondition {
+                        r#type: "RuntimeReady".into(),
+                        status: true,
+                        reason: String::new(),
+                        message: String::new(),
+                    },
+                    cri::RuntimeCondition {
+                        r#type: "NetworkReady".into(),
+                        status: net_ok,
+                        reason: net_reason,
+                        message: net_msg,
+                    },
+                ],
+            }),
+            info,
+            runtime_handlers: vec![cri::RuntimeHandler {
+                name: String::new(),
+                features: Some(cri::RuntimeHandlerFeatures {
+                    recursive_read_only_mounts: false,
+                    user_namespaces: false,
+                }),
+            }],
+            features: Some(cri::RuntimeFeatures {
+                supplemental_groups_policy: false,
+            }),
+        }))
+    }
+
+    async fn checkpoint_container(
+        &self,
+        _: Request<cri::CheckpointContainerRequest>,
+    ) -> R<cri::CheckpointContainerResponse> {
+        Err(Status::unimplemented(
+            "CheckpointContainer: checkpoints are not supported by silo",
+        ))
+    }
+
+    type GetContainerEventsStream =
+        tokio_stream::wrappers::ReceiverStream<Result<cri::ContainerEventResponse, Status>>;
+
+    async fn get_container_events(
+        &self,
+        _: Request<cri::GetEventsRequest>,
+    ) -> R<Self::GetContainerEventsStream> {
+        Err(Status::unimplemented(
+            "GetContainerEvents: silo has no evented PLEG yet; the kubelet falls back to relisting",
+        ))
+    }
+
+    async fn list_metric_descriptors(
+        &self,
+        _: Request<cri::ListMetricDescriptorsRequest>,
+    ) -> R<cri::ListMetricDescriptorsResponse> {
+        Ok(Response::new(cri::ListMetricDescriptorsResponse {
+            descriptors: vec![],
+        }))
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _: Request<cri::ListPodSandboxMetricsRequest>,
+    ) -> R<cri::ListPodSandboxMetricsResponse> {
+        Ok(Response::new(cri::ListPodSandboxMetricsResponse {
+            pod_metrics: vec![],
+        }))
+    }
+
+    async fn runtime_config(
+        &self,
+        _: Request<cri::RuntimeConfigRequest>,
+    ) -> R<cri::RuntimeConfigResponse> {
+        Ok(Response::new(cri::RuntimeConfigResponse {
+            linux: Some(cri::LinuxRuntimeConfiguration {
+                cgroup_driver: cri::CgroupDriver::Cgroupfs as i32,
+            }),
+        }))
+    }
+}
+
+fn pod_info<'a>(
+    p: &'a Pod,
+    r: &'a PodRecord,
+    netns: &'a std::path::Path,
+) -> crate::cni::PodInfo<'a> {
+    crate::cni::PodInfo {
+        id: &p.id,
+        netns,
+        name: &r.name,
+        namespace: &r.namespace,
+        uid: &r.uid,
+        port_mappings: &r.port_mappings,
+    }
+}
+
+/// Releases a CNI pod's network (before its namespace goes).
+fn cni_del(
+    cni: Option<&crate::cni::CniConfig>,
+    engine: &Engine,
+    p: &Pod,
+    r: &PodRecord,
+) -> Result<(), Status> {
+    let (Some(cni), true) = (cni, r.cni) else {
+        return Ok(());
+    };
+    let netns = engine.pod_netns(&p.id);
+    cni.del(&pod_info(p, r, &netns)).map_err(|errors| {
+        Status::internal(
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })
+}
+
+fn refused(r: translate::Refused) -> Status {
+    Status::invalid_argument(r.to_string())
+}
+
+fn no_streaming(what: &str) -> Status {
+    Status::unimplemented(format!(
+        "{what}: silo's CRI has no streaming server yet (ExecSync works; use it for probes and one-shot commands)"
+    ))
+}

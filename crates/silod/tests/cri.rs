@@ -1,0 +1,953 @@
+//! The Kubernetes CRI through a real gRPC client on silod's CRI socket:
+//! a pod of two containers sharing its network, ExecSync (with a timeout
+//! that kills), CRI logs and their reopen, stats, resource updates,
+//! security contexts, idempotent stop and remove, a pod on a CNI bridge
+//! network, pulls through a registry mirror, and the bad inputs. silod
+//! runs in a network namespace of its own.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use silo_cri::client::{connect, Client};
+use silo_cri::proto as cri;
+use silo_cri::tonic::Code;
+use silo_testsupport::{Cli, Daemon};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const SILOD: &str = env!("CARGO_BIN_EXE_silod");
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn pod_config(name: &str, log_dir: &Path) -> cri::PodSandboxConfig {
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        log_directory: log_dir.join(name).to_string_lossy().into_owned(),
+        labels: HashMap::from([("app".to_string(), name.to_string())]),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    pid: 1,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn container(name: &str, cmd: &[&str]) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: "busybox".into(),
+            ..Default::default()
+        }),
+        command: cmd.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}/0.log"),
+        labels: HashMap::from([("c".to_string(), name.to_string())]),
+        ..Default::default()
+    }
+}
+
+async fn run_pod(
+    c: &mut Client,
+    config: &cri::PodSandboxConfig,
+) -> Result<String, silo_cri::tonic::Status> {
+    c.runtime
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().pod_sandbox_id)
+}
+
+async fn create(
+    c: &mut Client,
+    pod: &str,
+    sandbox: &cri::PodSandboxConfig,
+    config: cri::ContainerConfig,
+) -> Result<String, silo_cri::tonic::Status> {
+    c.runtime
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod.into(),
+            config: Some(config),
+            sandbox_config: Some(sandbox.clone()),
+        })
+        .await
+        .map(|r| r.into_inner().container_id)
+}
+
+async fn start(c: &mut Client, id: &str) {
+    c.runtime
+        .start_container(cri::StartContainerRequest {
+            container_id: id.into(),
+        })
+        .await
+        .unwrap();
+}
+
+async fn exec(
+    c: &mut Client,
+    id: &str,
+    cmd: &[&str],
+    timeout: i64,
+) -> Result<cri::ExecSyncResponse, silo_cri::tonic::Status> {
+    c.runtime
+        .exec_sync(cri::ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn status(c: &mut Client, id: &str) -> cri::ContainerStatus {
+    c.runtime
+        .container_status(cri::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+}
+
+/// Waits for `cond` on the container's status (a few seconds at most).
+async fn wait_status(
+    c: &mut Client,
+    id: &str,
+    cond: impl Fn(&cri::ContainerStatus) -> bool,
+) -> cri::ContainerStatus {
+    for _ in 0..200 {
+        let s = status(c, id).await;
+        if cond(&s) {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "container {id} never reached the state wanted: {:?}",
+        status(c, id).await
+    );
+}
+
+fn daemon(extra: &[&str]) -> (Daemon, PathBuf) {
+    let d = Daemon::start_in_netns_with(Path::new(SILOD), Cli::Docker, extra);
+    d.import_busybox();
+    let sock = d.exec_root().join("cri.sock");
+    (d, sock)
+}
+
+#[test]
+fn a_pod_lives_its_whole_life_through_the_cri() {
+    let empty = tempfile::tempdir().unwrap();
+    let conf = empty.path().to_string_lossy().into_owned();
+    let (d, sock) = daemon(&["--cni-conf-dir", &conf]);
+    let logs = d.dir().join("pods");
+    rt().block_on(async {
+        let mut c = connect(&sock).await.unwrap();
+        let v = c
+            .runtime
+            .version(cri::VersionRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (v.runtime_name.as_str(), v.runtime_api_version.as_str()),
+            ("silo", "v1")
+        );
+        let st = c
+            .runtime
+            .status(cri::StatusRequest { verbose: true })
+            .await
+            .unwrap()
+            .into_inner();
+        let conds = st.status.unwrap().conditions;
+        assert!(conds.iter().all(|c| c.status), "{conds:?}");
+        assert!(st.info["config"].contains("silo nat"), "{:?}", st.info);
+        let rc = c
+            .runtime
+            .runtime_config(cri::RuntimeConfigRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            rc.linux.unwrap().cgroup_driver,
+            cri::CgroupDriver::Cgroupfs as i32
+        );
+
+        // A pod of two containers: one serves on 127.0.0.1:9000, the other reaches it.
+        let sandbox = pod_config("web", &logs);
+        let pod = run_pod(&mut c, &sandbox).await.unwrap();
+        let server = create(
+            &mut c,
+            &pod,
+            &sandbox,
+            container(
+                "server",
+                &[
+                    "sh",
+                    "-c",
+                    "echo started; echo oops >&2; while true; do echo hello | nc -l -p 9000; done",
+                ],
+            ),
+        )
+        .await
+        .unwrap();
+        let mut client_cfg = container("client", &["sleep", "1000"]);
+        client_cfg.linux = Some(cri::LinuxContainerConfig {
+            resources: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: 64 << 20,
+                oom_score_adj: -500,
+                ..Default::default()
+            }),
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                run_as_user: Some(cri::Int64Value { value: 1234 }),
+                run_as_group: Some(cri::Int64Value { value: 2345 }),
+                supplemental_groups: vec![3456],
+                readonly_rootfs: true,
+                no_new_privs: true,
+                capabilities: Some(cri::Capability {
+                    drop_capabilities: vec!["ALL".into()],
+                    add_capabilities: vec!["NET_RAW".into()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        });
+        let client = create(&mut c, &pod, &sandbox, client_cfg).await.unwrap();
+        start(&mut c, &server).await;
+        start(&mut c, &client).await;
+        let mut got = String::new();
+        for _ in 0..50 {
+            let r = exec(
+                &mut c,
+                &client,
+                &["sh", "-c", "sleep 1 | nc 127.0.0.1 9000"],
+                10,
+            )
+            .await
+            .unwrap();
+            got = String::from_utf8_lossy(&r.stdout).trim().to_string();
+            if got == "hello" {
+                break;
+            }
+        }
+        assert_eq!(got, "hello", "the pod's containers share 127.0.0.1");
+
+        // Security context, from inside.
+        let id = exec(&mut c, &client, &["id"], 5).await.unwrap();
+        let id = String::from_utf8_lossy(&id.stdout).to_string();
+        assert!(
+            id.contains("uid=1234") && id.contains("gid=2345") && id.contains("3456"),
+            "{id}"
+        );
+        let ro = exec(&mut c, &client, &["touch", "/x"], 5).await.unwrap();
+        assert_ne!(ro.exit_code, 0, "the rootfs is read-only");
+        assert!(
+            String::from_utf8_lossy(&ro.stderr).contains("Read-only"),
+            "{ro:?}"
+        );
+        let caps = exec(
+            &mut c,
+            &client,
+            &["grep", "-E", "CapBnd|NoNewPrivs", "/proc/self/status"],
+            5,
+        )
+        .await
+        .unwrap();
+        let caps = String::from_utf8_lossy(&caps.stdout).to_string();
+        assert!(
+            caps.contains("CapBnd:\t0000000000002000") && caps.contains("NoNewPrivs:\t1"),
+            "{caps}"
+        );
+        // A negative oom_score_adj is clamped where the host forbids it.
+        let oom = exec(&mut c, &client, &["cat", "/proc/1/oom_score_adj"], 5)
+            .await
+            .unwrap();
+        let oom: i32 = String::from_utf8_lossy(&oom.stdout).trim().parse().unwrap();
+        assert!(oom == -500 || oom == 0, "{oom}");
+        // Hostname and resolv.conf come from the pod.
+        let h = exec(&mut c, &server, &["hostname"], 5).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&h.stdout).trim(), "web");
+
+        // ExecSync: exit codes, stderr, and a timeout that kills.
+        let r = exec(
+            &mut c,
+            &client,
+            &["sh", "-c", "echo out; echo err >&2; exit 3"],
+            5,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (r.exit_code, r.stdout.as_slice(), r.stderr.as_slice()),
+            (3, &b"out\n"[..], &b"err\n"[..])
+        );
+        let t = exec(&mut c, &client, &["sleep", "30"], 1)
+            .await
+            .unwrap_err();
+        assert_eq!(t.code(), Code::DeadlineExceeded, "{t:?}");
+        let ps = exec(&mut c, &client, &["ps"], 5).await.unwrap();
+        assert!(
+            !String::from_utf8_lossy(&ps.stdout).contains("sleep 30"),
+            "the timed-out exec was killed"
+        );
+
+        // Status, list and filters.
+        let s = status(&mut c, &server).await;
+        assert_eq!(s.state, cri::ContainerState::ContainerRunning as i32);
+        assert!(s.log_path.ends_with("web/server/0.log"), "{}", s.log_path);
+        let ps = c
+            .runtime
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let ip = ps.status.unwrap().network.unwrap().ip;
+        assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "pod ip {ip:?}");
+        let listed = c
+            .runtime
+            .list_containers(cri::ListContainersRequest {
+                filter: Some(cri::ContainerFilter {
+                    label_selector: HashMap::from([("c".to_string(), "client".to_string())]),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        assert_eq!(
+            listed.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(),
+            vec![client.as_str()]
+        );
+        let pods = c
+            .runtime
+            .list_pod_sandbox(cri::ListPodSandboxRequest {
+                filter: Some(cri::PodSandboxFilter {
+                    label_selector: HashMap::from([("app".to_string(), "web".to_string())]),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        assert_eq!(pods.len(), 1);
+        assert_eq!(pods[0].metadata.as_ref().unwrap().uid, "uid-web");
+
+        // Logs in the CRI format, and their reopen after a move.
+        let log = logs.join("web/server/0.log");
+        let text = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines.iter().any(|l| l.ends_with(" stdout F started")),
+            "{text}"
+        );
+        assert!(
+            lines.iter().any(|l| l.ends_with(" stderr F oops")),
+            "{text}"
+        );
+        for l in &lines {
+            let ts = l.split(' ').next().unwrap();
+            assert!(silo_units::parse_rfc3339(ts).is_ok(), "{l}");
+        }
+        std::fs::rename(&log, logs.join("web/server/0.log.1")).unwrap();
+        c.runtime
+            .reopen_container_log(cri::ReopenContainerLogRequest {
+                container_id: server.clone(),
+            })
+            .await
+            .unwrap();
+        assert!(log.exists(), "reopen made the file again");
+        exec(
+            &mut c,
+            &client,
+            &["sh", "-c", "sleep 1 | nc 127.0.0.1 9000"],
+            5,
+        )
+        .await
+        .unwrap();
+
+        // Stats and a resource update.
+        let stats = c
+            .runtime
+            .container_stats(cri::ContainerStatsRequest {
+                container_id: client.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap();
+        assert!(stats.memory.unwrap().working_set_bytes.unwrap().value > 0);
+        assert!(stats.cpu.unwrap().usage_core_nano_seconds.unwrap().value > 0);
+        let all = c
+            .runtime
+            .list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .stats;
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].linux.as_ref().unwrap().containers.len(), 2);
+        c.runtime
+            .update_container_resources(cri::UpdateContainerResourcesRequest {
+                container_id: client.clone(),
+                linux: Some(cri::LinuxContainerResources {
+                    memory_limit_in_bytes: 96 << 20,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let lim = exec(
+            &mut c,
+            &client,
+            &["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"],
+            5,
+        )
+        .await
+        .unwrap();
+        let lim = String::from_utf8_lossy(&lim.stdout).trim().to_string();
+        if !lim.is_empty() {
+            assert_eq!(lim, (96u64 << 20).to_string());
+        }
+        assert_eq!(
+            status(&mut c, &client)
+                .await
+                .resources
+                .unwrap()
+                .linux
+                .unwrap()
+                .memory_limit_in_bytes,
+            96 << 20
+        );
+
+        // Stop a container: exited, with its reason; then stop and remove twice.
+        c.runtime
+            .stop_container(cri::StopContainerRequest {
+                container_id: server.clone(),
+                timeout: 1,
+            })
+            .await
+            .unwrap();
+        let s = wait_status(&mut c, &server, |s| {
+            s.state == cri::ContainerState::ContainerExited as i32
+        })
+        .await;
+        assert!(
+            s.finished_at >= s.started_at && !s.reason.is_empty(),
+            "{s:?}"
+        );
+        c.runtime
+            .stop_container(cri::StopContainerRequest {
+                container_id: server.clone(),
+                timeout: 1,
+            })
+            .await
+            .unwrap();
+        let e = exec(&mut c, &server, &["true"], 5).await.unwrap_err();
+        assert_eq!(
+            e.code(),
+            Code::FailedPrecondition,
+            "an exec in a stopped container: {e:?}"
+        );
+        c.runtime
+            .remove_container(cri::RemoveContainerRequest {
+                container_id: server.clone(),
+            })
+            .await
+            .unwrap();
+        c.runtime
+            .remove_container(cri::RemoveContainerRequest {
+                container_id: server.clone(),
+            })
+            .await
+            .unwrap();
+        let e = c
+            .runtime
+            .container_status(cri::ContainerStatusRequest {
+                container_id: server.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+
+        // An OOM kill is reported as such.
+        let oom_cfg = {
+            let mut x = container("hog", &["sh", "-c", "x=a; while true; do x=$x$x; done"]);
+            x.linux = Some(cri::LinuxContainerConfig {
+                resources: Some(cri::LinuxContainerResources {
+                    memory_limit_in_bytes: 16 << 20,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            x
+        };
+        let hog = create(&mut c, &pod, &sandbox, oom_cfg).await.unwrap();
+        start(&mut c, &hog).await;
+        let s = wait_status(&mut c, &hog, |s| {
+            s.state == cri::ContainerState::ContainerExited as i32
+        })
+        .await;
+        assert_eq!(s.reason, "OOMKilled", "{s:?}");
+
+        // The pod goes, and with it everything; stop and remove are idempotent.
+        for _ in 0..2 {
+            c.runtime
+                .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                    pod_sandbox_id: pod.clone(),
+                })
+                .await
+                .unwrap();
+        }
+        let ps = c
+            .runtime
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            ps.status.unwrap().state,
+            cri::PodSandboxState::SandboxNotready as i32
+        );
+        for _ in 0..2 {
+            c.runtime
+                .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                    pod_sandbox_id: pod.clone(),
+                })
+                .await
+                .unwrap();
+        }
+        let left = c
+            .runtime
+            .list_containers(cri::ListContainersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        assert!(left.is_empty(), "{left:?}");
+        assert!(d.ok(&["ps", "-aq"]).trim().is_empty());
+        let veths = d.in_netns(&["ip", "-o", "link", "show", "type", "veth"]);
+        assert!(
+            silo_testsupport::stdout(&veths).trim().is_empty(),
+            "{}",
+            silo_testsupport::stdout(&veths)
+        );
+    });
+}
+
+#[test]
+fn bad_cri_input_gets_clear_codes_and_leaves_nothing() {
+    let empty = tempfile::tempdir().unwrap();
+    let conf = empty.path().to_string_lossy().into_owned();
+    let (d, sock) = daemon(&["--cni-conf-dir", &conf]);
+    let logs = d.dir().join("pods");
+    rt().block_on(async {
+        let mut c = connect(&sock).await.unwrap();
+        // Unknown sandbox and container.
+        let e = c
+            .runtime
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: "nope".into(),
+                verbose: false,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{e:?}");
+        let e = c
+            .runtime
+            .start_container(cri::StartContainerRequest {
+                container_id: "nope".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{e:?}");
+        c.runtime
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: "nope".into(),
+            })
+            .await
+            .unwrap();
+        c.runtime
+            .remove_container(cri::RemoveContainerRequest {
+                container_id: "nope".into(),
+            })
+            .await
+            .unwrap();
+
+        let sandbox = pod_config("bad", &logs);
+        let pod = run_pod(&mut c, &sandbox).await.unwrap();
+        // A missing image.
+        let mut cfg = container("x", &["true"]);
+        cfg.image = Some(cri::ImageSpec {
+            image: "nosuch:1".into(),
+            ..Default::default()
+        });
+        let e = create(&mut c, &pod, &sandbox, cfg).await.unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{e:?}");
+        assert!(e.message().contains("nosuch:1"), "{e:?}");
+        // An invalid seccomp profile path.
+        let mut cfg = container("x", &["true"]);
+        cfg.linux = Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                seccomp: Some(cri::SecurityProfile {
+                    profile_type: 2,
+                    localhost_ref: "/nonexistent/profile.json".into(),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let e = create(&mut c, &pod, &sandbox, cfg).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("/nonexistent/profile.json"), "{e:?}");
+        // A shared PID namespace for the pod is refused by name.
+        let mut shared = pod_config("shared", &logs);
+        shared
+            .linux
+            .as_mut()
+            .unwrap()
+            .security_context
+            .as_mut()
+            .unwrap()
+            .namespace_options
+            .as_mut()
+            .unwrap()
+            .pid = 0;
+        let e = run_pod(&mut c, &shared).await.unwrap_err();
+        assert!(e.message().contains("namespace_options.pid"), "{e:?}");
+        // A hostPort already in use.
+        let mut a = pod_config("porta", &logs);
+        a.port_mappings = vec![cri::PortMapping {
+            protocol: 0,
+            container_port: 80,
+            host_port: 18080,
+            host_ip: String::new(),
+        }];
+        let pa = run_pod(&mut c, &a).await.unwrap();
+        let mut b = pod_config("portb", &logs);
+        b.port_mappings = a.port_mappings.clone();
+        let e = run_pod(&mut c, &b).await.unwrap_err();
+        assert!(e.message().contains("18080"), "{e:?}");
+        let pods = c
+            .runtime
+            .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        assert_eq!(pods.len(), 2, "the refused pod left nothing: {pods:?}");
+        for p in [pod, pa] {
+            c.runtime
+                .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                    pod_sandbox_id: p.clone(),
+                })
+                .await
+                .unwrap();
+            c.runtime
+                .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: p })
+                .await
+                .unwrap();
+        }
+        let veths = d.in_netns(&["ip", "-o", "link", "show", "type", "veth"]);
+        assert!(silo_testsupport::stdout(&veths).trim().is_empty());
+        let nft = d.in_netns(&["nft", "list", "map", "ip", "silo-ports", "tcp-ports"]);
+        assert!(
+            !silo_testsupport::stdout(&nft).contains("18080"),
+            "{}",
+            silo_testsupport::stdout(&nft)
+        );
+    });
+}
+
+#[test]
+fn pods_on_a_cni_bridge_network() {
+    let conf = tempfile::tempdir().unwrap();
+    std::fs::write(
+        conf.path().join("10-test.conflist"),
+        r#"{"cniVersion":"0.4.0","name":"testnet","plugins":[
+            {"type":"bridge","bridge":"cni-test0","isGateway":true,"ipMasq":false,
+             "ipam":{"type":"host-local","ranges":[[{"subnet":"10.233.0.0/24"}]],
+                     "dataDir":"DATADIR"}}]}"#
+            .replace("DATADIR", &conf.path().join("ipam").to_string_lossy()),
+    )
+    .unwrap();
+    let dir = conf.path().to_string_lossy().into_owned();
+    let (d, sock) = daemon(&["--cni-conf-dir", &dir, "--cni-bin-dir", "/usr/lib/cni"]);
+    let logs = d.dir().join("pods");
+    rt().block_on(async {
+        let mut c = connect(&sock).await.unwrap();
+        let mut pods = Vec::new();
+        let mut ips = Vec::new();
+        for name in ["one", "two"] {
+            let sandbox = pod_config(name, &logs);
+            let pod = run_pod(&mut c, &sandbox).await.unwrap();
+            let ctr = create(
+                &mut c,
+                &pod,
+                &sandbox,
+                container(
+                    "main",
+                    &["sh", "-c", "while true; do echo hi | nc -l -p 7000; done"],
+                ),
+            )
+            .await
+            .unwrap();
+            start(&mut c, &ctr).await;
+            let st = c
+                .runtime
+                .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                    pod_sandbox_id: pod.clone(),
+                    verbose: false,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let ip = st.status.unwrap().network.unwrap().ip;
+            assert!(ip.starts_with("10.233.0."), "a CNI address: {ip:?}");
+            pods.push((pod, ctr));
+            ips.push(ip);
+        }
+        // One pod reaches the other over the CNI bridge.
+        let mut got = String::new();
+        for _ in 0..30 {
+            let r = exec(
+                &mut c,
+                &pods[0].1,
+                &["sh", "-c", &format!("sleep 1 | nc {} 7000", ips[1])],
+                10,
+            )
+            .await
+            .unwrap();
+            got = String::from_utf8_lossy(&r.stdout).trim().to_string();
+            if got == "hi" {
+                break;
+            }
+        }
+        assert_eq!(got, "hi");
+        for (pod, _) in &pods {
+            c.runtime
+                .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                    pod_sandbox_id: pod.clone(),
+                })
+                .await
+                .unwrap();
+            c.runtime
+                .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                    pod_sandbox_id: pod.clone(),
+                })
+                .await
+                .unwrap();
+        }
+        // host-local released both leases.
+        let leases: Vec<_> = std::fs::read_dir(conf.path().join("ipam/testnet"))
+            .map(|r| {
+                r.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("10."))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(leases.is_empty(), "{leases:?}");
+        assert!(d
+            .data_root()
+            .join("cri/cni")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_none());
+
+        // A malformed CNI config: a clear error and no pod.
+        std::fs::write(conf.path().join("05-bad.conf"), "{broken").unwrap();
+        let e = run_pod(&mut c, &pod_config("three", &logs))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+        assert!(e.message().contains("05-bad.conf"), "{e:?}");
+        let st = c
+            .runtime
+            .status(cri::StatusRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let net = st
+            .status
+            .unwrap()
+            .conditions
+            .into_iter()
+            .find(|c| c.r#type == "NetworkReady")
+            .unwrap();
+        assert!(
+            !net.status && net.message.contains("05-bad.conf"),
+            "{net:?}"
+        );
+        let left = c
+            .runtime
+            .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        assert!(left.is_empty(), "{left:?}");
+    });
+}
+
+#[test]
+fn images_pull_through_mirrors_and_are_shared_with_docker() {
+    let reg = silo_testsupport::Registry::start();
+    // Push busybox to the registry under the names the mirrors serve.
+    let d0 = Daemon::start_with(Path::new(SILOD), Cli::Docker, &["--no-cri"]);
+    assert!(
+        !d0.exec_root().join("cri.sock").exists(),
+        "--no-cri serves no CRI"
+    );
+    d0.import_busybox();
+    for name in ["pause:3.9", "library/busybox:mirror"] {
+        let tag = format!("{}/{name}", reg.host());
+        d0.ok(&["tag", "busybox", &tag]);
+        d0.ok(&["push", &tag]);
+    }
+    drop(d0);
+    let mirror = format!("http://{}", reg.host());
+    let k8s = format!("registry.k8s.io={mirror}");
+    let hub = format!("docker.io={mirror}");
+    let d = Daemon::start_with(
+        Path::new(SILOD),
+        Cli::Docker,
+        &[
+            "--registry-host-mirror",
+            &k8s,
+            "--registry-host-mirror",
+            &hub,
+        ],
+    );
+    let sock = d.exec_root().join("cri.sock");
+    rt().block_on(async {
+        let mut c = connect(&sock).await.unwrap();
+        for name in ["registry.k8s.io/pause:3.9", "busybox:mirror"] {
+            let r = c
+                .image
+                .pull_image(cri::PullImageRequest {
+                    image: Some(cri::ImageSpec {
+                        image: name.into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(r.image_ref.starts_with("sha256:"), "{r:?}");
+            let st = c
+                .image
+                .image_status(cri::ImageStatusRequest {
+                    image: Some(cri::ImageSpec {
+                        image: name.into(),
+                        ..Default::default()
+                    }),
+                    verbose: true,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(st.image.unwrap().id, r.image_ref);
+            assert!(st.info["info"].contains("diffIds"));
+        }
+        // Shared with the Docker side.
+        let images = d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+        assert!(images.contains("registry.k8s.io/pause:3.9"), "{images}");
+        let list = c
+            .image
+            .list_images(cri::ListImagesRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .images;
+        assert!(
+            list.iter().any(|i| i
+                .repo_tags
+                .iter()
+                .any(|t| t == "docker.io/library/busybox:mirror" || t == "busybox:mirror")),
+            "{list:?}"
+        );
+        let fs = c
+            .image
+            .image_fs_info(cri::ImageFsInfoRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(fs.image_filesystems[0].used_bytes.as_ref().unwrap().value > 0);
+        // A missing image: an empty status; a failed pull: NotFound.
+        let st = c
+            .image
+            .image_status(cri::ImageStatusRequest {
+                image: Some(cri::ImageSpec {
+                    image: "registry.k8s.io/nosuch:1".into(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(st.image.is_none());
+        let e = c
+            .image
+            .pull_image(cri::PullImageRequest {
+                image: Some(cri::ImageSpec {
+                    image: format!("{}/nosuch:1", reg.host()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{e:?}");
+        // Remove, twice.
+        for _ in 0..2 {
+            c.image
+                .remove_image(cri::RemoveImageRequest {
+                    image: Some(cri::ImageSpec {
+                        image: "registry.k8s.io/pause:3.9".into(),
+                        ..Default::default()
+                    }),
+                })
+                .await
+                .unwrap();
+        }
+        let images = d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+        assert!(!images.contains("pause"), "{images}");
+    });
+}
