@@ -32,3 +32,124 @@ pub async fn connect(path: impl Into<PathBuf>) -> Result<Client, tonic::transpor
         image: ImageServiceClient::new(channel),
     })
 }
+
+/// A WebSocket session on a streaming URL, speaking the channel protocol.
+pub struct Stream {
+    /// Buffered: the server may send right after its handshake.
+    read: tokio::io::BufReader<tokio::io::ReadHalf<tokio::net::TcpStream>>,
+    write: tokio::io::WriteHalf<tokio::net::TcpStream>,
+    messages: crate::ws::MessageReader,
+    /// The subprotocol the server chose.
+    pub protocol: String,
+}
+
+/// Opens `url` (as Exec, Attach or PortForward returned it, plus any
+/// query) offering `protocols`. Err carries the server's refusal.
+pub async fn stream(url: &str, protocols: &[&str]) -> Result<Stream, String> {
+    use base64::Engine as _;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url}: not an http:// URL"))?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let tcp = tokio::net::TcpStream::connect(host)
+        .await
+        .map_err(|e| format!("{host}: {e}"))?;
+    let key = base64::engine::general_purpose::STANDARD.encode(
+        silo_sys::id::random_id()
+            .as_bytes()
+            .get(..16)
+            .unwrap_or_default(),
+    );
+    let (read, mut write) = tokio::io::split(tcp);
+    let request = format!(
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Protocol: {}\r\n\r\n",
+        protocols.join(", ")
+    );
+    write
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut reader = tokio::io::BufReader::new(read);
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader
+            .read_line(&mut line)
+            .await
+            .map_err(|e| e.to_string())?
+            == 0
+        {
+            return Err("the server closed the connection".into());
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push(line.trim_end().to_string());
+    }
+    let find = |name: &str| {
+        head.iter()
+            .find_map(|h| {
+                let (k, v) = h.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    let status = head.first().cloned().unwrap_or_default();
+    if !status.contains(" 101 ") {
+        // The refusal's body (the connection stays open: read no further).
+        let len: usize = find("content-length").parse().unwrap_or(0);
+        let mut body = vec![0u8; len.min(64 * 1024)];
+        let _ = tokio::io::AsyncReadExt::read_exact(&mut reader, &mut body).await;
+        return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
+    }
+    if find("sec-websocket-accept") != crate::ws::accept_key(&key) {
+        return Err("the server's Sec-WebSocket-Accept does not match".into());
+    }
+    Ok(Stream {
+        read: reader,
+        write,
+        messages: crate::ws::MessageReader::default(),
+        protocol: find("sec-websocket-protocol"),
+    })
+}
+
+impl Stream {
+    /// Sends `data` on `channel` (masked, as a client must).
+    pub async fn send(&mut self, channel: u8, data: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let mask: [u8; 4] = silo_sys::id::random_id()
+            .as_bytes()
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .unwrap_or([1, 2, 3, 4]);
+        self.write
+            .write_all(&crate::ws::channel_frame(channel, data, Some(mask)))
+            .await
+    }
+
+    /// The next channel message; None once the server closes.
+    pub async fn recv(&mut self) -> std::io::Result<Option<(u8, Vec<u8>)>> {
+        loop {
+            match self.messages.next(&mut self.read).await? {
+                None => return Ok(None),
+                Some((crate::ws::OP_CLOSE, _)) => return Ok(None),
+                Some((crate::ws::OP_BINARY, p)) if !p.is_empty() => {
+                    return Ok(Some((p[0], p[1..].to_vec())))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Everything until the server closes, by channel.
+    pub async fn collect(&mut self) -> std::io::Result<std::collections::BTreeMap<u8, Vec<u8>>> {
+        let mut out = std::collections::BTreeMap::<u8, Vec<u8>>::new();
+        while let Some((ch, data)) = self.recv().await? {
+            out.entry(ch).or_default().extend(data);
+        }
+        Ok(out)
+    }
+}

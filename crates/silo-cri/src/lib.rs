@@ -9,7 +9,9 @@ pub mod cni;
 mod exec;
 mod images;
 mod runtime;
+pub mod streaming;
 pub mod translate;
+pub mod ws;
 
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod proto {
@@ -31,7 +33,14 @@ pub struct Cri {
     host: Arc<dyn translate::Host + Send + Sync>,
     /// None: pods always use silo's own network.
     cni: Option<Arc<cni::CniConfig>>,
+    /// The streaming server's URLs.
+    streams: Arc<streaming::Streams>,
+    /// The image of the pause container of pods that share a PID namespace.
+    pause_image: String,
 }
+
+/// The pause image unless configured (what the kubelet of 1.28–1.30 uses).
+pub const DEFAULT_PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.9";
 
 /// This host, for the translation.
 pub struct RealHost {
@@ -85,12 +94,25 @@ impl translate::Host for RealHost {
 }
 
 impl Cri {
-    pub fn new(engine: Arc<Engine>, cni: Option<cni::CniConfig>) -> Cri {
+    /// `stream_addr` is where the streaming server listens (its URLs point there).
+    pub fn new(
+        engine: Arc<Engine>,
+        cni: Option<cni::CniConfig>,
+        stream_addr: std::net::SocketAddr,
+    ) -> Cri {
         Cri {
             engine,
             host: Arc::new(RealHost::new()),
             cni: cni.map(Arc::new),
+            streams: Arc::new(streaming::Streams::new(stream_addr)),
+            pause_image: DEFAULT_PAUSE_IMAGE.to_string(),
         }
+    }
+
+    /// The image of the pause container a pod with a shared PID namespace gets.
+    pub fn with_pause_image(mut self, image: impl Into<String>) -> Cri {
+        self.pause_image = image.into();
+        self
     }
 }
 
@@ -120,6 +142,23 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Status::internal(format!("the CRI worker failed: {e}")))?
+}
+
+impl Cri {
+    /// The streaming server on `listener` (bound at the address given to
+    /// [`Cri::new`]) until `shutdown`.
+    pub fn serve_streams(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> impl std::future::Future<Output = ()> {
+        streaming::serve(
+            listener,
+            self.engine.clone(),
+            self.streams.clone(),
+            shutdown,
+        )
+    }
 }
 
 /// Serves both services on `listener` until `shutdown` completes.

@@ -362,6 +362,7 @@ impl RuntimeService for Cri {
             record.cni = true;
         }
         let engine = self.engine.clone();
+        let pause_image = self.pause_image.clone();
         blocking(move || {
             // A retry of an attempt whose pod exists answers with it.
             if let Ok(p) = engine.pod(&pod.name) {
@@ -369,6 +370,14 @@ impl RuntimeService for Cri {
             }
             let ext = extension(&record)?;
             let p = engine.create_pod(pod, ext).map_err(status)?;
+            if record.shared_pid {
+                if let Err(e) = start_pause(&engine, &p, &pause_image) {
+                    if let Err(r) = engine.remove_pod(&p.id) {
+                        tracing::warn!(pod = %p.id, "removing the pod after its pause container failed: {r}");
+                    }
+                    return Err(e);
+                }
+            }
             if let (Some(cni), Some(list), true) = (&cni, &list, record.cni) {
                 let netns = engine.pod_netns(&p.id);
                 if let Err(e) = cni.add(list, &pod_info(&p, &record, &netns)) {
@@ -546,9 +555,20 @@ impl RuntimeService for Cri {
                 Status::not_found(format!("image {wanted:?} is not present (pull it first)"))
             })?;
             let meta = config.metadata.clone().unwrap_or_default();
-            let (cfg, crec) =
-                translate::container_config(&config, &pod.id, &record, &image, host.as_ref())
-                    .map_err(refused)?;
+            let pause = record
+                .shared_pid
+                .then(|| engine.container(&translate::pause_name(&pod.name)).ok())
+                .flatten()
+                .map(|c| c.id);
+            let (cfg, crec) = translate::container_config(
+                &config,
+                &pod.id,
+                &record,
+                pause.as_deref(),
+                &image,
+                host.as_ref(),
+            )
+            .map_err(refused)?;
             let created = engine
                 .create(silo_engine::CreateRequest {
                     id: None,
@@ -745,19 +765,91 @@ impl RuntimeService for Cri {
         .map(Response::new)
     }
 
-    async fn exec(&self, _: Request<cri::ExecRequest>) -> R<cri::ExecResponse> {
-        Err(no_streaming("Exec"))
+    async fn exec(&self, req: Request<cri::ExecRequest>) -> R<cri::ExecResponse> {
+        let req = req.into_inner();
+        if req.cmd.is_empty() {
+            return Err(Status::invalid_argument("cmd is empty"));
+        }
+        if !(req.stdout || req.stderr || req.stdin) {
+            return Err(Status::invalid_argument(
+                "one of stdin, stdout and stderr must be set",
+            ));
+        }
+        if req.tty && req.stderr {
+            return Err(Status::invalid_argument(
+                "tty and stderr cannot both be set (a terminal has one output)",
+            ));
+        }
+        let id = self.running(&req.container_id).await?;
+        let url = self.streams.issue(crate::streaming::Pending::Exec {
+            container: id,
+            cmd: req.cmd,
+            tty: req.tty,
+            stdin: req.stdin,
+            stdout: req.stdout,
+            stderr: req.stderr,
+        });
+        Ok(Response::new(cri::ExecResponse { url }))
     }
 
-    async fn attach(&self, _: Request<cri::AttachRequest>) -> R<cri::AttachResponse> {
-        Err(no_streaming("Attach"))
+    async fn attach(&self, req: Request<cri::AttachRequest>) -> R<cri::AttachResponse> {
+        let req = req.into_inner();
+        if !(req.stdout || req.stderr || req.stdin) {
+            return Err(Status::invalid_argument(
+                "one of stdin, stdout and stderr must be set",
+            ));
+        }
+        let id = self.running(&req.container_id).await?;
+        let engine = self.engine.clone();
+        let (cid, tty) = (id.clone(), req.tty);
+        blocking(move || {
+            let c = engine.container(&cid).map_err(status)?;
+            if c.config.process.terminal != tty {
+                return Err(Status::invalid_argument(format!(
+                    "tty is {tty}, but container {cid} was created with tty {}",
+                    c.config.process.terminal
+                )));
+            }
+            Ok(())
+        })
+        .await?;
+        let url = self.streams.issue(crate::streaming::Pending::Attach {
+            container: id,
+            stdin: req.stdin,
+            stdout: req.stdout,
+            stderr: req.stderr,
+        });
+        Ok(Response::new(cri::AttachResponse { url }))
     }
 
     async fn port_forward(
         &self,
-        _: Request<cri::PortForwardRequest>,
+        req: Request<cri::PortForwardRequest>,
     ) -> R<cri::PortForwardResponse> {
-        Err(no_streaming("PortForward"))
+        let req = req.into_inner();
+        let engine = self.engine.clone();
+        let id = req.pod_sandbox_id.clone();
+        let pod = blocking(move || {
+            let (p, _) = cri_pod(&engine, &id)?;
+            if p.status != PodStatus::Ready {
+                return Err(Status::failed_precondition(format!(
+                    "pod {} is not ready",
+                    p.id
+                )));
+            }
+            Ok(p.id)
+        })
+        .await?;
+        if let Some(bad) = req.port.iter().find(|p| !(1..=65535).contains(*p)) {
+            return Err(Status::invalid_argument(format!(
+                "port {bad} is not a port number"
+            )));
+        }
+        let url = self.streams.issue(crate::streaming::Pending::PortForward {
+            pod,
+            ports: req.port,
+        });
+        Ok(Response::new(cri::PortForwardResponse { url }))
     }
 
     async fn container_stats(
@@ -971,6 +1063,72 @@ impl RuntimeService for Cri {
     }
 }
 
+/// Starts the pause container that is PID 1 of a pod's shared PID
+/// namespace (pulled if missing). It carries no CRI record, so the CRI
+/// lists it nowhere; it goes with the pod.
+fn start_pause(engine: &Engine, p: &Pod, image: &str) -> Result<(), Status> {
+    let img = match engine.image(image) {
+        Ok(i) => i,
+        Err(_) => engine
+            .pull(
+                &silo_engine::TransferRequest {
+                    reference: image.to_string(),
+                    credentials: None,
+                    platform: None,
+                },
+                &|_| {},
+            )
+            .map_err(|e| {
+                Status::failed_precondition(format!(
+                    "the pause image {image} (--cri-pause-image) for a shared PID namespace: {e}"
+                ))
+            })?,
+    };
+    let ic = &img.config.config;
+    let args: Vec<String> = ic
+        .entrypoint
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .chain(ic.cmd.clone().unwrap_or_default())
+        .collect();
+    if args.is_empty() {
+        return Err(Status::failed_precondition(format!(
+            "the pause image {image} names no command"
+        )));
+    }
+    let created = engine
+        .create(silo_engine::CreateRequest {
+            id: None,
+            name: Some(translate::pause_name(&p.name)),
+            config: silo_engine::ContainerConfig {
+                image: silo_engine::ImageRef {
+                    name: image.to_string(),
+                    id: img.id.clone(),
+                },
+                process: silo_engine::ProcessConfig {
+                    args,
+                    env: ic.env.clone().unwrap_or_default(),
+                    cwd: "/".into(),
+                    capabilities: Vec::new(),
+                    no_new_privileges: true,
+                    ..Default::default()
+                },
+                pod: Some(p.id.clone()),
+                labels: p.config.labels.clone(),
+                log: silo_engine::LogConfig {
+                    enabled: false,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            extensions: Default::default(),
+        })
+        .map_err(status)?;
+    engine.start(&created.id).map_err(status)?;
+    Ok(())
+}
+
 fn pod_info<'a>(
     p: &'a Pod,
     r: &'a PodRecord,
@@ -1012,8 +1170,21 @@ fn refused(r: translate::Refused) -> Status {
     Status::invalid_argument(r.to_string())
 }
 
-fn no_streaming(what: &str) -> Status {
-    Status::unimplemented(format!(
-        "{what}: silo's CRI has no streaming server yet (ExecSync works; use it for probes and one-shot commands)"
-    ))
+impl Cri {
+    /// The engine id of a CRI container that is running.
+    async fn running(&self, id: &str) -> Result<String, Status> {
+        let engine = self.engine.clone();
+        let id = id.to_string();
+        blocking(move || {
+            let (c, _) = cri_container(&engine, &id)?;
+            if !c.state.status.is_running() {
+                return Err(Status::failed_precondition(format!(
+                    "container {} is not running",
+                    c.id
+                )));
+            }
+            Ok(c.id)
+        })
+        .await
+    }
 }

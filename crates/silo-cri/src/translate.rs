@@ -42,6 +42,9 @@ pub struct PodRecord {
     pub cgroup_parent: Option<String>,
     /// The pod's PID namespace mode for its containers: the host's.
     pub host_pid: bool,
+    /// One PID namespace for the whole pod, held by its pause container.
+    #[serde(default)]
+    pub shared_pid: bool,
     pub privileged: bool,
     pub port_mappings: Vec<(i32, i32, i32, String)>,
     /// Its network came from CNI plugins (not silo's network).
@@ -131,15 +134,11 @@ pub fn pod_config(c: &cri::PodSandboxConfig) -> Result<(PodConfig, PodRecord), R
             ))
         }
     };
-    let host_pid = match mode(ns.pid, "namespace_options.pid")? {
-        Mode::Node => true,
-        Mode::Container => false,
-        Mode::Pod => {
-            return Err(refuse(
-                "namespace_options.pid",
-                "a PID namespace shared by the whole pod (shareProcessNamespace) is not supported by silo yet",
-            ))
-        }
+    let (host_pid, shared_pid) = match mode(ns.pid, "namespace_options.pid")? {
+        Mode::Node => (true, false),
+        Mode::Container => (false, false),
+        // shareProcessNamespace: a pause container is PID 1 of it.
+        Mode::Pod => (false, true),
         Mode::Target => {
             return Err(refuse(
                 "namespace_options.pid",
@@ -147,6 +146,12 @@ pub fn pod_config(c: &cri::PodSandboxConfig) -> Result<(PodConfig, PodRecord), R
             ))
         }
     };
+    if shared_pid && network == NetworkMode::Host {
+        return Err(refuse(
+            "namespace_options.pid",
+            "a shared PID namespace needs the pod's own network (its pause container joins it)",
+        ));
+    }
     if ns.userns_options.as_ref().is_some_and(|u| u.mode != 2) {
         return Err(refuse(
             "namespace_options.userns_options",
@@ -257,6 +262,7 @@ pub fn pod_config(c: &cri::PodSandboxConfig) -> Result<(PodConfig, PodRecord), R
         sysctls: sorted(&linux.sysctls),
         cgroup_parent,
         host_pid,
+        shared_pid,
         privileged: sc.privileged,
         port_mappings: mappings,
         cni: false,
@@ -374,10 +380,18 @@ fn profile(p: Option<&cri::SecurityProfile>, legacy: &str) -> (i32, String) {
 
 /// A container config, in the pod it belongs to, as the engine's config and
 /// the CRI's record.
+/// The container name of a pod's pause container (shared PID namespace).
+pub fn pause_name(pod_name: &str) -> String {
+    format!("{pod_name}_pause")
+}
+
+/// `pause` is the id of the pod's pause container, when the pod shares
+/// one PID namespace.
 pub fn container_config(
     c: &cri::ContainerConfig,
     pod_id: &str,
     pod: &PodRecord,
+    pause: Option<&str>,
     image: &silo_storage::Image,
     host: &dyn Host,
 ) -> Result<(ContainerConfig, ContainerRecord), Refused> {
@@ -532,12 +546,15 @@ pub fn container_config(
                 .map(|n| n.target_id.clone())
                 .unwrap_or_default(),
         ),
-        Mode::Pod => {
-            return Err(refuse(
-                "namespace_options.pid",
-                "a PID namespace shared by the whole pod is not supported by silo yet",
-            ))
-        }
+        Mode::Pod => match pause {
+            Some(p) => Sharing::Container(p.to_string()),
+            None => {
+                return Err(refuse(
+                    "namespace_options.pid",
+                    "POD: the pod sandbox does not share a PID namespace",
+                ))
+            }
+        },
     };
     let pid = if pod.host_pid { Sharing::Host } else { pid };
     let mut mounts = Vec::new();

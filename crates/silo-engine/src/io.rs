@@ -1083,7 +1083,11 @@ impl Engine {
         let host = self.compute_host()?;
         Ok(silo_compute::list(&host)
             .iter()
-            .map(Self::hcs_view)
+            .map(|sys| {
+                let mut v = Self::hcs_view(sys);
+                self.add_pod(&mut v, sys.id());
+                v
+            })
             .collect())
     }
 
@@ -1102,6 +1106,7 @@ impl Engine {
             }
         };
         let mut v = Self::hcs_view(&sys);
+        self.add_pod(&mut v, sys.id());
         v["Document"] =
             serde_json::to_value(&sys.record.spec).map_err(|e| Error::internal("spec", e))?;
         v["Properties"] = serde_json::json!({

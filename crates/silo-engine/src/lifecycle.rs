@@ -638,7 +638,6 @@ impl Engine {
         let mut out = Vec::new();
         if let Some(pod) = &c.config.pod {
             out.extend(self.pod_namespaces(pod)?);
-            return Ok(out);
         }
         let target_pid = |t: &str, what: &str| -> Result<i32> {
             let other = self.get(t)?;
@@ -651,6 +650,8 @@ impl Engine {
         };
         let proc_ns =
             |pid: i32, t: NamespaceType| PathBuf::from(format!("/proc/{pid}/ns/{}", t.proc_name()));
+        // A pod's container may still join another's PID namespace (the
+        // pod's pause container, when the pod shares one).
         if let NetworkMode::Container(t) = &c.config.namespaces.network {
             let pid = target_pid(t, "network")?;
             let pinned = self.netns_path(t);

@@ -243,10 +243,26 @@ impl Engine {
         let mut out = Vec::new();
         for n in self.networks()? {
             for ep in n.endpoints.values() {
-                out.push(silo_network::view::endpoint(&n, ep, nl.as_mut()));
+                let mut v = silo_network::view::endpoint(&n, ep, nl.as_mut());
+                self.add_pod(&mut v, &ep.owner);
+                out.push(v);
             }
         }
         Ok(out)
+    }
+
+    /// Names the pod behind an endpoint or compute system: its owner is
+    /// the pod itself (a pod's endpoint) or a container of it.
+    pub(crate) fn add_pod(&self, v: &mut serde_json::Value, owner: &str) {
+        let pod = if self.pods_lock().contains_key(owner) {
+            Some(owner.to_string())
+        } else {
+            self.lock().get(owner).and_then(|c| c.config.pod.clone())
+        };
+        if let Some(p) = pod {
+            let name = self.pods_lock().get(&p).map(|p| p.name.clone());
+            v["Pod"] = serde_json::json!({ "Id": p, "Name": name });
+        }
     }
 
     /// Every endpoint policy, with the endpoint it applies to.
@@ -277,7 +293,9 @@ impl Engine {
         match hits.as_slice() {
             [(n, ep)] => {
                 let mut nl = silo_network::netlink::Netlink::open().ok();
-                Ok(silo_network::view::endpoint(n, ep, nl.as_mut()))
+                let mut v = silo_network::view::endpoint(n, ep, nl.as_mut());
+                self.add_pod(&mut v, &ep.owner);
+                Ok(v)
             }
             [] => Err(Error::not_found(Kind::Network, format!("endpoint {id}"))),
             _ => Err(Error::invalid(

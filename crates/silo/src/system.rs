@@ -285,6 +285,10 @@ pub fn hcs_row(v: &Value) -> String {
         id.chars().take(12).collect::<String>(),
         s(&v["State"]),
         s(&v["Owner"]),
+        match v["Pod"]["Id"].as_str() {
+            Some(p) => p.chars().take(12).collect(),
+            None => "-".into(),
+        },
         s(&v["RuntimeId"]).chars().take(12).collect(),
         format!("{:.2}s", cpu_ns / 1e9),
         mem,
@@ -297,7 +301,7 @@ pub fn hcs_row(v: &Value) -> String {
 pub fn hcs_list(app: &App) -> Result<()> {
     let list: Vec<Value> = app.get("/silo/hcs")?;
     let mut rows = vec![
-        "ID\tSTATE\tOWNER\tRUNTIME ID\tCPU\tMEMORY (CURRENT / PEAK / LIMIT)\tPIDS\tOOM KILLS"
+        "ID\tSTATE\tOWNER\tPOD\tRUNTIME ID\tCPU\tMEMORY (CURRENT / PEAK / LIMIT)\tPIDS\tOOM KILLS"
             .to_string(),
     ];
     rows.extend(list.iter().map(hcs_row));
@@ -624,7 +628,14 @@ mod tests {
         });
         assert_eq!(
             hcs_row(&v),
-            "0123456789ab\trunning\tsilod\t0123456789ab\t1.50s\t1MiB / 2MiB / unlimited\t2/10\t1"
+            "0123456789ab\trunning\tsilod\t-\t0123456789ab\t1.50s\t1MiB / 2MiB / unlimited\t2/10\t1"
+        );
+        let mut in_pod = v.clone();
+        in_pod["Pod"] = serde_json::json!({"Id": "feedfacecafe0123", "Name": "k8s_POD_web"});
+        assert!(
+            hcs_row(&in_pod).contains("\tfeedfacecafe\t"),
+            "{}",
+            hcs_row(&in_pod)
         );
     }
 }

@@ -22,6 +22,8 @@ pub enum ConfigError {
     ExecRootTooLong { path: PathBuf, len: usize },
     #[error("finding the silod binary's directory: {0}")]
     CurrentExe(std::io::Error),
+    #[error("CRI stream address {address:?}: want IP:PORT, such as 127.0.0.1:0")]
+    StreamAddress { address: String },
     #[error("registry mirror {mirror:?}: want an http:// or https:// URL with a host and no path")]
     Mirror { mirror: String },
     #[error("storage option {option:?}: {reason}")]
@@ -66,6 +68,12 @@ pub struct FileConfig {
     /// The CRI socket (default `<exec-root>/cri.sock`).
     #[serde(rename = "cri-socket")]
     pub cri_socket: Option<PathBuf>,
+    /// The pause image for CRI pods that share a PID namespace.
+    #[serde(rename = "cri-pause-image")]
+    pub cri_pause_image: Option<String>,
+    /// Where the CRI's streaming server listens (default 127.0.0.1:0).
+    #[serde(rename = "cri-stream-address")]
+    pub cri_stream_address: Option<String>,
     /// CNI network configs for CRI pods (default /etc/cni/net.d).
     #[serde(rename = "cni-conf-dir")]
     pub cni_conf_dir: Option<PathBuf>,
@@ -146,6 +154,14 @@ pub struct Flags {
     /// The CRI socket (default: cri.sock in the exec root, /run/silo/cri.sock).
     #[arg(long = "cri-socket")]
     pub cri_socket: Option<PathBuf>,
+    /// The image of the pause container that is PID 1 of a CRI pod sharing
+    /// one PID namespace (shareProcessNamespace); default registry.k8s.io/pause:3.9.
+    #[arg(long = "cri-pause-image")]
+    pub cri_pause_image: Option<String>,
+    /// Where the CRI's streaming server (exec, attach, port-forward)
+    /// listens: HOST:PORT (default 127.0.0.1:0, a free port).
+    #[arg(long = "cri-stream-address")]
+    pub cri_stream_address: Option<String>,
     /// CNI network configs for CRI pods (default /etc/cni/net.d; with none
     /// there, pods use silo's own network).
     #[arg(long = "cni-conf-dir")]
@@ -175,6 +191,8 @@ pub struct Settings {
     pub registry_host_mirrors: std::collections::BTreeMap<String, Vec<String>>,
     /// The CRI socket; None: no CRI.
     pub cri_socket: Option<PathBuf>,
+    pub cri_stream_address: std::net::SocketAddr,
+    pub cri_pause_image: String,
     pub cni_conf_dir: PathBuf,
     pub cni_bin_dirs: Vec<PathBuf>,
 }
@@ -292,9 +310,21 @@ pub fn merge(flags: Flags, file: FileConfig, bin_dir: &Path) -> Result<Settings,
     } else {
         vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")]
     };
+    let stream = flags
+        .cri_stream_address
+        .or(file.cri_stream_address)
+        .unwrap_or_else(|| "127.0.0.1:0".to_string());
+    let cri_stream_address = stream
+        .parse()
+        .map_err(|_| ConfigError::StreamAddress { address: stream })?;
     Ok(Settings {
         registry_host_mirrors,
         cri_socket,
+        cri_stream_address,
+        cri_pause_image: flags
+            .cri_pause_image
+            .or(file.cri_pause_image)
+            .unwrap_or_else(|| silo_cri::DEFAULT_PAUSE_IMAGE.to_string()),
         cni_conf_dir: flags
             .cni_conf_dir
             .or(file.cni_conf_dir)

@@ -223,7 +223,15 @@ fn run(started: Instant) -> Result<(), StartError> {
 
     let std_listener = bind(&s.socket)?;
     let cri_listener = match &s.cri_socket {
-        Some(path) => Some(bind(path)?),
+        Some(path) => {
+            let streams = std::net::TcpListener::bind(s.cri_stream_address)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|source| StartError::Listen {
+                    path: PathBuf::from(s.cri_stream_address.to_string()),
+                    source,
+                })?;
+            Some((bind(path)?, streams))
+        }
         None => None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -260,10 +268,20 @@ fn run(started: Instant) -> Result<(), StartError> {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|v| *v).await;
         };
-        if let (Some(l), Some(path)) = (cri_listener, &s.cri_socket) {
+        if let (Some((l, streams)), Some(path)) = (cri_listener, &s.cri_socket) {
             let l = tokio::net::UnixListener::from_std(l).map_err(|source| StartError::Listen {
                 path: path.clone(),
                 source,
+            })?;
+            let stream_addr = streams.local_addr().map_err(|source| StartError::Listen {
+                path: PathBuf::from(s.cri_stream_address.to_string()),
+                source,
+            })?;
+            let streams = tokio::net::TcpListener::from_std(streams).map_err(|source| {
+                StartError::Listen {
+                    path: PathBuf::from(stream_addr.to_string()),
+                    source,
+                }
             })?;
             let cri = silo_cri::Cri::new(
                 engine.clone(),
@@ -272,8 +290,11 @@ fn run(started: Instant) -> Result<(), StartError> {
                     bin_dirs: s.cni_bin_dirs.clone(),
                     state_dir: s.data_root.join("cri").join("cni"),
                 }),
-            );
-            tracing::info!(socket = %path.display(), "serving the Kubernetes CRI");
+                stream_addr,
+            )
+            .with_pause_image(s.cri_pause_image.clone());
+            tokio::spawn(cri.serve_streams(streams, stopped(stop_rx.clone())));
+            tracing::info!(socket = %path.display(), streaming = %stream_addr, "serving the Kubernetes CRI");
             let done = stopped(stop_rx.clone());
             tokio::spawn(async move {
                 if let Err(e) = silo_cri::serve(l, cri, done).await {

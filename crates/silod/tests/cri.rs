@@ -151,11 +151,45 @@ async fn wait_status(
     );
 }
 
+/// Runs `f` on a thread that joined silod's network namespace (where the
+/// streaming server's 127.0.0.1 is); the CRI socket is a file, so the
+/// client reaches it from anywhere.
+fn in_daemon_netns<F: std::future::Future<Output = ()>>(d: &Daemon, f: impl FnOnce() -> F + Send) {
+    use std::os::fd::AsRawFd;
+    let ns = std::fs::File::open(d.netns_file()).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns on a namespace file held open for the call; it
+            // moves only this thread.
+            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns into silod's namespace");
+            rt().block_on(f());
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p));
+    });
+}
+
 fn daemon(extra: &[&str]) -> (Daemon, PathBuf) {
     let d = Daemon::start_in_netns_with(Path::new(SILOD), Cli::Docker, extra);
     d.import_busybox();
     let sock = d.exec_root().join("cri.sock");
     (d, sock)
+}
+
+/// Asserts silod's namespace holds no veth once the reaper (which deletes
+/// detached veths off the exit path) has caught up.
+fn no_veths(d: &Daemon) {
+    let mut left = String::new();
+    for _ in 0..100 {
+        let out = d.in_netns(&["ip", "-o", "link", "show", "type", "veth"]);
+        left = silo_testsupport::stdout(&out).trim().to_string();
+        if left.is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("veths left behind:\n{left}");
 }
 
 #[test]
@@ -449,6 +483,30 @@ fn a_pod_lives_its_whole_life_through_the_cri() {
             96 << 20
         );
 
+        // The node's views name the pod behind each compute system and endpoint.
+        let (_, hcs) = d.http("GET", "/silo/hcs");
+        let hcs: serde_json::Value = serde_json::from_str(&hcs).unwrap();
+        let mine: Vec<_> = hcs
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["Pod"]["Id"] == pod.as_str())
+            .collect();
+        assert_eq!(mine.len(), 2, "{hcs}");
+        assert!(mine[0]["Pod"]["Name"]
+            .as_str()
+            .unwrap()
+            .starts_with("k8s_POD_web_default_uid-web"));
+        let (_, eps) = d.http("GET", "/hns/endpoints");
+        let eps: serde_json::Value = serde_json::from_str(&eps).unwrap();
+        assert!(
+            eps.as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["Pod"]["Id"] == pod.as_str()),
+            "{eps}"
+        );
+
         // Stop a container: exited, with its reason; then stop and remove twice.
         c.runtime
             .stop_container(cri::StopContainerRequest {
@@ -559,12 +617,7 @@ fn a_pod_lives_its_whole_life_through_the_cri() {
             .containers;
         assert!(left.is_empty(), "{left:?}");
         assert!(d.ok(&["ps", "-aq"]).trim().is_empty());
-        let veths = d.in_netns(&["ip", "-o", "link", "show", "type", "veth"]);
-        assert!(
-            silo_testsupport::stdout(&veths).trim().is_empty(),
-            "{}",
-            silo_testsupport::stdout(&veths)
-        );
+        no_veths(&d);
     });
 }
 
@@ -633,21 +686,6 @@ fn bad_cri_input_gets_clear_codes_and_leaves_nothing() {
         let e = create(&mut c, &pod, &sandbox, cfg).await.unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
         assert!(e.message().contains("/nonexistent/profile.json"), "{e:?}");
-        // A shared PID namespace for the pod is refused by name.
-        let mut shared = pod_config("shared", &logs);
-        shared
-            .linux
-            .as_mut()
-            .unwrap()
-            .security_context
-            .as_mut()
-            .unwrap()
-            .namespace_options
-            .as_mut()
-            .unwrap()
-            .pid = 0;
-        let e = run_pod(&mut c, &shared).await.unwrap_err();
-        assert!(e.message().contains("namespace_options.pid"), "{e:?}");
         // A hostPort already in use.
         let mut a = pod_config("porta", &logs);
         a.port_mappings = vec![cri::PortMapping {
@@ -681,8 +719,7 @@ fn bad_cri_input_gets_clear_codes_and_leaves_nothing() {
                 .await
                 .unwrap();
         }
-        let veths = d.in_netns(&["ip", "-o", "link", "show", "type", "veth"]);
-        assert!(silo_testsupport::stdout(&veths).trim().is_empty());
+        no_veths(&d);
         let nft = d.in_netns(&["nft", "list", "map", "ip", "silo-ports", "tcp-ports"]);
         assert!(
             !silo_testsupport::stdout(&nft).contains("18080"),
@@ -949,5 +986,431 @@ fn images_pull_through_mirrors_and_are_shared_with_docker() {
         }
         let images = d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
         assert!(!images.contains("pause"), "{images}");
+    });
+}
+
+#[test]
+fn exec_attach_and_port_forward_stream_over_websocket() {
+    use silo_cri::client::stream;
+    let empty = tempfile::tempdir().unwrap();
+    let conf = empty.path().to_string_lossy().into_owned();
+    let (d, sock) = daemon(&["--cni-conf-dir", &conf]);
+    let logs = d.dir().join("pods");
+    in_daemon_netns(&d, || async {
+        let mut c = connect(&sock).await.unwrap();
+        let sandbox = pod_config("stream", &logs);
+        let pod = run_pod(&mut c, &sandbox).await.unwrap();
+        let srv = create(
+            &mut c,
+            &pod,
+            &sandbox,
+            container(
+                "srv",
+                &["sh", "-c", "while true; do echo pong | nc -l -p 8000; done"],
+            ),
+        )
+        .await
+        .unwrap();
+        let mut shell_cfg = container(
+            "shell",
+            &["sh", "-c", "read line; echo got:$line; sleep 1000"],
+        );
+        shell_cfg.stdin = true;
+        let shell = create(&mut c, &pod, &sandbox, shell_cfg).await.unwrap();
+        start(&mut c, &srv).await;
+        start(&mut c, &shell).await;
+        let protocols = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+
+        // Exec of output alone.
+        let url = c
+            .runtime
+            .exec(cri::ExecRequest {
+                container_id: srv.clone(),
+                cmd: vec!["echo".into(), "probe".into()],
+                stdout: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let mut s = stream(&url, &protocols).await.unwrap();
+        let out = s.collect().await.unwrap();
+        assert_eq!(
+            out.get(&1).map(Vec::as_slice),
+            Some(&b"probe\n"[..]),
+            "{out:?}"
+        );
+        let url = c
+            .runtime
+            .exec(cri::ExecRequest {
+                container_id: srv.clone(),
+                cmd: vec!["sh".into(), "-c".into(), "read x; echo got:$x".into()],
+                stdin: true,
+                stdout: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let mut s = stream(&url, &protocols).await.unwrap();
+        s.send(0, b"hello\n").await.unwrap();
+        let out = s.collect().await.unwrap();
+        assert_eq!(
+            out.get(&1).map(Vec::as_slice),
+            Some(&b"got:hello\n"[..]),
+            "{out:?}"
+        );
+        assert!(String::from_utf8_lossy(&out[&3]).contains("Success"));
+        // Exec with stdin, stdout, stderr and an exit code.
+        let url = c
+            .runtime
+            .exec(cri::ExecRequest {
+                container_id: srv.clone(),
+                cmd: vec!["sh".into(), "-c".into(), "cat; echo err >&2; exit 5".into()],
+                stdin: true,
+                stdout: true,
+                stderr: true,
+                tty: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        let mut s = stream(&url, &protocols).await.unwrap();
+        assert_eq!(s.protocol, "v5.channel.k8s.io");
+        s.send(0, b"hello\n").await.unwrap();
+        s.send(255, &[0]).await.unwrap();
+        let out = s.collect().await.unwrap();
+        assert_eq!(
+            out.get(&1).map(Vec::as_slice),
+            Some(&b"hello\n"[..]),
+            "{out:?}"
+        );
+        assert_eq!(
+            out.get(&2).map(Vec::as_slice),
+            Some(&b"err\n"[..]),
+            "{out:?}"
+        );
+        let status = String::from_utf8_lossy(&out[&3]).to_string();
+        assert!(
+            status.contains("NonZeroExitCode") && status.contains(r#""message":"5""#),
+            "{status}"
+        );
+        // A URL is good once.
+        let e = stream(&url, &protocols).await.err().unwrap();
+        assert!(e.contains("404"), "{e}");
+
+        // Exec with a terminal, resized.
+        let url = c
+            .runtime
+            .exec(cri::ExecRequest {
+                container_id: srv.clone(),
+                cmd: vec!["sh".into(), "-c".into(), "read x; stty size".into()],
+                stdin: true,
+                stdout: true,
+                stderr: false,
+                tty: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let mut s = stream(&url, &["v4.channel.k8s.io"]).await.unwrap();
+        s.send(4, br#"{"Width":100,"Height":40}"#).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        s.send(0, b"\n").await.unwrap();
+        let out = s.collect().await.unwrap();
+        let text = String::from_utf8_lossy(&out[&1]).to_string();
+        assert!(text.contains("40 100"), "{text:?}");
+        assert!(String::from_utf8_lossy(&out[&3]).contains("Success"));
+
+        // Attach to the container's own stdin and stdout.
+        let url = c
+            .runtime
+            .attach(cri::AttachRequest {
+                container_id: shell.clone(),
+                stdin: true,
+                stdout: true,
+                stderr: false,
+                tty: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let mut s = stream(&url, &protocols).await.unwrap();
+        s.send(0, b"hi\n").await.unwrap();
+        let mut seen = Vec::new();
+        while let Ok(Ok(Some((ch, data)))) =
+            tokio::time::timeout(Duration::from_secs(10), s.recv()).await
+        {
+            if ch == 1 {
+                seen.extend(data);
+                if String::from_utf8_lossy(&seen).contains("got:hi") {
+                    break;
+                }
+            }
+        }
+        assert!(
+            String::from_utf8_lossy(&seen).contains("got:hi"),
+            "{seen:?}"
+        );
+        drop(s);
+
+        // Port forwarding to 127.0.0.1:8000 inside the pod.
+        let url = c
+            .runtime
+            .port_forward(cri::PortForwardRequest {
+                pod_sandbox_id: pod.clone(),
+                port: vec![8000],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let mut s = stream(&format!("{url}?port=8000"), &["v4.channel.k8s.io"])
+            .await
+            .unwrap();
+        let mut opened = Vec::new();
+        for _ in 0..2 {
+            opened.push(s.recv().await.unwrap().unwrap());
+        }
+        assert_eq!(
+            opened,
+            vec![
+                (0, 8000u16.to_le_bytes().to_vec()),
+                (1, 8000u16.to_le_bytes().to_vec())
+            ]
+        );
+        s.send(0, b"ping\n").await.unwrap();
+        let mut got = Vec::new();
+        while let Ok(Ok(Some((ch, data)))) =
+            tokio::time::timeout(Duration::from_secs(10), s.recv()).await
+        {
+            assert_ne!(ch, 1, "an error: {}", String::from_utf8_lossy(&data));
+            got.extend(data);
+            if got.ends_with(b"pong\n") {
+                break;
+            }
+        }
+        assert_eq!(got, b"pong\n");
+        drop(s);
+        // A port nobody listens on: the error channel says so.
+        let url = c
+            .runtime
+            .port_forward(cri::PortForwardRequest {
+                pod_sandbox_id: pod.clone(),
+                port: vec![],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let mut s = stream(&format!("{url}?port=8001"), &["v4.channel.k8s.io"])
+            .await
+            .unwrap();
+        let all = s.collect().await.unwrap();
+        assert!(
+            String::from_utf8_lossy(&all[&1]).contains("8001"),
+            "{all:?}"
+        );
+
+        // Refusals: SPDY, an exec in a stopped container, no stream at all.
+        let url = c
+            .runtime
+            .exec(cri::ExecRequest {
+                container_id: srv.clone(),
+                cmd: vec!["true".into()],
+                stdout: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let e = stream(&url, &["v4.channel.k8s.io"]).await.map(|_| ());
+        assert!(e.is_ok(), "{e:?}");
+        let url = c
+            .runtime
+            .exec(cri::ExecRequest {
+                container_id: srv.clone(),
+                cmd: vec!["true".into()],
+                stdout: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let host = url
+            .strip_prefix("http://")
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let path = url.split_once(&host).unwrap().1.to_string();
+        let raw = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut t = std::net::TcpStream::connect(&host).unwrap();
+            write!(t, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n").unwrap();
+            let mut out = vec![0u8; 4096];
+            let n = t.read(&mut out).unwrap();
+            String::from_utf8_lossy(&out[..n]).to_string()
+        }).await.unwrap();
+        assert!(
+            raw.starts_with("HTTP/1.1 400") && raw.contains("WebSocket"),
+            "{raw}"
+        );
+        let e = c
+            .runtime
+            .exec(cri::ExecRequest {
+                container_id: srv.clone(),
+                cmd: vec!["true".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        c.runtime
+            .stop_container(cri::StopContainerRequest {
+                container_id: srv.clone(),
+                timeout: 0,
+            })
+            .await
+            .unwrap();
+        let e = c
+            .runtime
+            .exec(cri::ExecRequest {
+                container_id: srv.clone(),
+                cmd: vec!["true".into()],
+                stdout: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+        c.runtime
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await
+            .unwrap();
+        c.runtime
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: pod,
+            })
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn a_pod_can_share_one_pid_namespace() {
+    let empty = tempfile::tempdir().unwrap();
+    let conf = empty.path().to_string_lossy().into_owned();
+    let (d, sock) = daemon(&[
+        "--cni-conf-dir",
+        &conf,
+        "--cri-pause-image",
+        "silo.test/pause:1",
+    ]);
+    let ctx = d.dir().join("pause-ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nENTRYPOINT [\"sleep\", \"2147483647\"]\n",
+    )
+    .unwrap();
+    let logs = d.dir().join("pods");
+    rt().block_on(async {
+        let mut c = connect(&sock).await.unwrap();
+        let mut sandbox = pod_config("shared", &logs);
+        let ns = sandbox
+            .linux
+            .as_mut()
+            .unwrap()
+            .security_context
+            .as_mut()
+            .unwrap()
+            .namespace_options
+            .as_mut()
+            .unwrap();
+        ns.pid = 0;
+        // Without the pause image: a clear error naming it, and no pod left.
+        let e = run_pod(&mut c, &sandbox).await.unwrap_err();
+        assert!(e.message().contains("silo.test/pause:1"), "{e:?}");
+        assert!(c
+            .runtime
+            .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items
+            .is_empty());
+        assert!(d.ok(&["ps", "-aq"]).trim().is_empty());
+        d.ok(&[
+            "build",
+            "-q",
+            "-t",
+            "silo.test/pause:1",
+            ctx.to_str().unwrap(),
+        ]);
+        let pod = run_pod(&mut c, &sandbox).await.unwrap();
+        let mut ids = Vec::new();
+        for (name, secs) in [("a", "1000"), ("b", "1001")] {
+            let mut cfg = container(name, &["sleep", secs]);
+            cfg.linux = Some(cri::LinuxContainerConfig {
+                security_context: Some(cri::LinuxContainerSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption::default()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            let id = create(&mut c, &pod, &sandbox, cfg).await.unwrap();
+            start(&mut c, &id).await;
+            ids.push(id);
+        }
+        let ps = exec(&mut c, &ids[1], &["ps", "-o", "pid,args"], 5)
+            .await
+            .unwrap();
+        let ps = String::from_utf8_lossy(&ps.stdout).to_string();
+        assert!(
+            ps.contains("sleep 1000") && ps.contains("sleep 1001"),
+            "{ps}"
+        );
+        assert!(
+            ps.lines()
+                .any(|l| l.trim().starts_with("1 ") && l.contains("sleep 2147483647")),
+            "the pause container is PID 1: {ps}"
+        );
+        // The pause container is the CRI's own business: not listed.
+        let listed = c
+            .runtime
+            .list_containers(cri::ListContainersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        assert_eq!(listed.len(), 2);
+        c.runtime
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await
+            .unwrap();
+        c.runtime
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: pod,
+            })
+            .await
+            .unwrap();
+        assert!(
+            d.ok(&["ps", "-aq"]).trim().is_empty(),
+            "the pause container went with the pod"
+        );
     });
 }

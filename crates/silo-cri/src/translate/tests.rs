@@ -84,7 +84,15 @@ fn ctr() -> cri::ContainerConfig {
 
 fn translate(c: &cri::ContainerConfig) -> Result<ContainerConfig, Refused> {
     let (_, rec) = pod_config(&sandbox()).unwrap();
-    container_config(c, "pod1", &rec, &image(), &FakeHost { lower_oom: false }).map(|(c, _)| c)
+    container_config(
+        c,
+        "pod1",
+        &rec,
+        None,
+        &image(),
+        &FakeHost { lower_oom: false },
+    )
+    .map(|(c, _)| c)
 }
 
 #[test]
@@ -156,6 +164,24 @@ fn a_pod_config_maps_names_namespaces_ports_and_dns() {
         Some("/kubepods/besteffort/podu1")
     );
     // Refusals name the field.
+    s.linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .namespace_options
+        .as_mut()
+        .unwrap()
+        .pid = 0;
+    let e = pod_config(&s).unwrap_err();
+    assert!(
+        e.field == "namespace_options.pid" && e.message.contains("own network"),
+        "{e}"
+    );
+    let (_, r) = pod_config(&sandbox()).unwrap();
+    assert!(!r.shared_pid);
+    s.linux.as_mut().unwrap().security_context = None;
     s.linux.as_mut().unwrap().cgroup_parent = "kubepods.slice".into();
     assert_eq!(pod_config(&s).unwrap_err().field, "linux.cgroup_parent");
     let mut bad = sandbox();
@@ -243,8 +269,35 @@ fn a_container_config_maps_the_process_and_its_sandbox() {
     // With CAP_SYS_RESOURCE the value is kept.
     let (_, rec) = pod_config(&sandbox()).unwrap();
     let (kept, _) =
-        container_config(&c, "p", &rec, &image(), &FakeHost { lower_oom: true }).unwrap();
+        container_config(&c, "p", &rec, None, &image(), &FakeHost { lower_oom: true }).unwrap();
     assert_eq!(kept.process.oom_score_adj, Some(-999));
+}
+
+#[test]
+fn a_shared_pid_namespace_joins_the_pause_container() {
+    let mut s = sandbox();
+    s.linux = Some(cri::LinuxPodSandboxConfig {
+        security_context: Some(cri::LinuxSandboxSecurityContext {
+            namespace_options: Some(cri::NamespaceOption::default()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let (_, rec) = pod_config(&s).unwrap();
+    assert!(rec.shared_pid);
+    let mut c = ctr();
+    c.linux = Some(cri::LinuxContainerConfig {
+        security_context: Some(cri::LinuxContainerSecurityContext {
+            namespace_options: Some(cri::NamespaceOption::default()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let host = FakeHost { lower_oom: false };
+    let (cfg, _) = container_config(&c, "p", &rec, Some("pause1"), &image(), &host).unwrap();
+    assert_eq!(cfg.namespaces.pid, Sharing::Container("pause1".into()));
+    let e = container_config(&c, "p", &rec, None, &image(), &host).unwrap_err();
+    assert_eq!(e.field, "namespace_options.pid");
 }
 
 #[test]

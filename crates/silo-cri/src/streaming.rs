@@ -1,0 +1,641 @@
+//! The streaming server: Exec, Attach and PortForward answer with a
+//! one-time URL on it (valid for a minute), and the client (the kubelet's
+//! proxy, crictl) upgrades that URL to a WebSocket speaking Kubernetes'
+//! channel protocols: `v5.channel.k8s.io`/`v4.channel.k8s.io` for exec and
+//! attach (channel 0 stdin, 1 stdout, 2 stderr, 3 the final status, 4
+//! resize; 255 closes stdin in v5) and `v4.channel.k8s.io` for port
+//! forwarding (channels 2i and 2i+1 carry the data and errors of the i-th
+//! port, each opened by the port number). SPDY is refused with a clear
+//! answer. Listens on 127.0.0.1 by default.
+
+use crate::ws::{self, MessageReader};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use silo_engine::{AttachOptions, Engine, ExecSpec};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// How long a URL stays valid.
+const TOKEN_TTL: Duration = Duration::from_secs(60);
+
+/// What a URL was issued for.
+#[derive(Debug, Clone)]
+pub(crate) enum Pending {
+    Exec {
+        container: String,
+        cmd: Vec<String>,
+        tty: bool,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    },
+    Attach {
+        container: String,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    },
+    PortForward {
+        pod: String,
+        ports: Vec<i32>,
+    },
+}
+
+impl Pending {
+    fn kind(&self) -> &'static str {
+        match self {
+            Pending::Exec { .. } => "exec",
+            Pending::Attach { .. } => "attach",
+            Pending::PortForward { .. } => "portforward",
+        }
+    }
+}
+
+/// The issued URLs.
+pub struct Streams {
+    base: String,
+    pending: Mutex<HashMap<String, (Pending, Instant)>>,
+}
+
+impl Streams {
+    /// URLs will point at `addr` (where [`serve`] listens).
+    pub fn new(addr: std::net::SocketAddr) -> Streams {
+        Streams {
+            base: format!("http://{addr}"),
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Pending, Instant)>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A one-time URL for `p`.
+    pub(crate) fn issue(&self, p: Pending) -> String {
+        let token: String = silo_sys::id::random_id().chars().take(32).collect();
+        let url = format!("{}/{}/{token}", self.base, p.kind());
+        let mut map = self.lock();
+        map.retain(|_, (_, at)| at.elapsed() < TOKEN_TTL);
+        map.insert(token, (p, Instant::now()));
+        url
+    }
+
+    fn take(&self, kind: &str, token: &str) -> Option<Pending> {
+        let mut map = self.lock();
+        let (p, at) = map.remove(token)?;
+        (p.kind() == kind && at.elapsed() < TOKEN_TTL).then_some(p)
+    }
+}
+
+fn reply(code: StatusCode, text: impl Into<String>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(text.into())));
+    *r.status_mut() = code;
+    r
+}
+
+fn header<'a>(req: &'a Request<hyper::body::Incoming>, name: &str) -> &'a str {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// Serves the streaming URLs on `listener` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    engine: Arc<Engine>,
+    streams: Arc<Streams>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (conn, _) = tokio::select! {
+            _ = &mut shutdown => return,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("streaming server: accept: {e}");
+                    continue;
+                }
+            },
+        };
+        let (engine, streams) = (engine.clone(), streams.clone());
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let (engine, streams) = (engine.clone(), streams.clone());
+                async move { Ok::<_, std::convert::Infallible>(handle(req, engine, streams)) }
+            });
+            let io = hyper_util::rt::TokioIo::new(conn);
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, svc)
+                .with_upgrades()
+                .await
+            {
+                tracing::debug!("streaming connection: {e}");
+            }
+        });
+    }
+}
+
+fn handle(
+    req: Request<hyper::body::Incoming>,
+    engine: Arc<Engine>,
+    streams: Arc<Streams>,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path().trim_matches('/').to_string();
+    let Some((kind, token)) = path.split_once('/') else {
+        return reply(
+            StatusCode::NOT_FOUND,
+            "want /exec/TOKEN, /attach/TOKEN or /portforward/TOKEN",
+        );
+    };
+    let Some(pending) = streams.take(kind, token) else {
+        return reply(
+            StatusCode::NOT_FOUND,
+            "unknown or expired stream URL (they are good for one use within a minute)",
+        );
+    };
+    let upgrade = header(&req, "upgrade").to_ascii_lowercase();
+    if upgrade.starts_with("spdy") {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "silo's streaming server speaks WebSocket (v5.channel.k8s.io, v4.channel.k8s.io), not SPDY",
+        );
+    }
+    if upgrade != "websocket" || header(&req, "sec-websocket-key").is_empty() {
+        return reply(StatusCode::BAD_REQUEST, "a WebSocket upgrade is required");
+    }
+    let offered: Vec<String> = header(&req, "sec-websocket-protocol")
+        .split(',')
+        .map(|p| p.trim().to_string())
+        .collect();
+    let wanted: &[&str] = match pending {
+        Pending::PortForward { .. } => &["v4.channel.k8s.io"],
+        _ => &["v5.channel.k8s.io", "v4.channel.k8s.io"],
+    };
+    let Some(protocol) = wanted.iter().find(|w| offered.iter().any(|o| o == *w)) else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "no supported subprotocol offered (silo speaks {})",
+                wanted.join(", ")
+            ),
+        );
+    };
+    let v5 = *protocol == "v5.channel.k8s.io";
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let accept = ws::accept_key(header(&req, "sec-websocket-key"));
+    let mut req = req;
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let io = match on_upgrade.await {
+            Ok(u) => {
+                tracing::debug!("stream upgraded");
+                hyper_util::rt::TokioIo::new(u)
+            }
+            Err(e) => {
+                tracing::warn!("streaming upgrade failed: {e}");
+                return;
+            }
+        };
+        let result = match pending {
+            Pending::PortForward { pod, ports } => {
+                port_forward(io, engine, pod, ports, &query).await
+            }
+            other => remote_command(io, engine, other, v5).await,
+        };
+        if let Err(e) = result {
+            tracing::info!("stream ended: {e}");
+        }
+    });
+    let mut r = reply(StatusCode::SWITCHING_PROTOCOLS, "");
+    let h = r.headers_mut();
+    h.insert(
+        "upgrade",
+        hyper::header::HeaderValue::from_static("websocket"),
+    );
+    h.insert(
+        "connection",
+        hyper::header::HeaderValue::from_static("Upgrade"),
+    );
+    if let Ok(v) = accept.parse() {
+        h.insert("sec-websocket-accept", v);
+    }
+    h.insert(
+        "sec-websocket-protocol",
+        hyper::header::HeaderValue::from_static(protocol),
+    );
+    r
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("worker: {e}"))?
+}
+
+/// The writer side: every frame goes through one task.
+fn writer<W: AsyncWrite + Unpin + Send + 'static>(
+    mut w: W,
+) -> (mpsc::Sender<Vec<u8>>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
+    let task = tokio::spawn(async move {
+        while let Some(f) = rx.recv().await {
+            if let Err(e) = w.write_all(&f).await {
+                tracing::trace!("the stream's writer: {e}");
+                break;
+            }
+        }
+        tracing::trace!("the stream's writer ends");
+        let _ = w.shutdown().await;
+    });
+    (tx, task)
+}
+
+/// The final status of the channel protocol (channel 3), as the kubelet
+/// writes it (a metav1.Status).
+fn exit_status(code: Option<i64>) -> String {
+    match code {
+        None | Some(0) => r#"{"metadata":{},"status":"Success"}"#.to_string(),
+        Some(c) => serde_json::json!({
+            "metadata": {},
+            "status": "Failure",
+            "message": format!("command terminated with non-zero exit code: exit status {c}"),
+            "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": c.to_string()}]},
+        })
+        .to_string(),
+    }
+}
+
+fn failure(message: &str) -> String {
+    serde_json::json!({"metadata": {}, "status": "Failure", "message": message}).to_string()
+}
+
+async fn remote_command<IO: AsyncRead + AsyncWrite + Send + 'static>(
+    io: IO,
+    engine: Arc<Engine>,
+    pending: Pending,
+    v5: bool,
+) -> Result<(), String> {
+    let (mut ws_r, ws_w) = tokio::io::split(io);
+    let (tx, write_task) = writer(ws_w);
+    let e2 = engine.clone();
+    let started = blocking(move || match pending {
+        Pending::Exec {
+            container,
+            cmd,
+            tty,
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            let id = e2
+                .exec_create(
+                    &container,
+                    ExecSpec {
+                        args: cmd,
+                        terminal: tty,
+                        stdin,
+                        stdout,
+                        stderr: stderr && !tty,
+                        ..Default::default()
+                    },
+                )
+                .map_err(|e| e.to_string())?;
+            let s = e2.exec_start(&id, false, tty).map_err(|e| e.to_string())?;
+            let s = s.ok_or("the exec gave no stream")?;
+            Ok((s, Some(id), container))
+        }
+        Pending::Attach {
+            container,
+            stdin,
+            stdout,
+            stderr,
+            ..
+        } => {
+            let s = e2
+                .attach(
+                    &container,
+                    AttachOptions {
+                        stdin,
+                        stdout,
+                        stderr,
+                        stream: true,
+                        ..Default::default()
+                    },
+                )
+                .map_err(|e| e.to_string())?;
+            Ok((s, None, container))
+        }
+        Pending::PortForward { .. } => Err("not a command".into()),
+    })
+    .await;
+    tracing::debug!(ok = started.is_ok(), "stream's process started");
+    let (stream, exec_id, container) = match started {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = tx
+                .send(ws::channel_frame(3, failure(&e).as_bytes(), None))
+                .await;
+            let _ = tx
+                .send(ws::encode(ws::OP_CLOSE, &1000u16.to_be_bytes(), None))
+                .await;
+            drop(tx);
+            let _ = write_task.await;
+            return Err(e);
+        }
+    };
+    let tty = stream.tty;
+    stream
+        .socket
+        .set_nonblocking(true)
+        .map_err(|e| e.to_string())?;
+    let sock = tokio::net::UnixStream::from_std(stream.socket).map_err(|e| e.to_string())?;
+    let (mut s_r, mut s_w) = sock.into_split();
+    // Input: stdin, resizes, stdin's close, pings.
+    let in_tx = tx.clone();
+    let (e3, exec3, cont3) = (engine.clone(), exec_id.clone(), container.clone());
+    let input = tokio::spawn(async move {
+        let mut m = MessageReader::default();
+        while let Ok(Some((op, p))) = m.next(&mut ws_r).await {
+            match op {
+                ws::OP_BINARY if !p.is_empty() => match p[0] {
+                    0 if s_w.write_all(&p[1..]).await.is_err() => break,
+                    0 => {}
+                    4 => {
+                        #[derive(serde::Deserialize)]
+                        #[serde(rename_all = "PascalCase")]
+                        struct Size {
+                            width: u16,
+                            height: u16,
+                        }
+                        if let Ok(s) = serde_json::from_slice::<Size>(&p[1..]) {
+                            let (e, x, c) = (e3.clone(), exec3.clone(), cont3.clone());
+                            let _ = tokio::task::spawn_blocking(move || match x {
+                                Some(x) => e.exec_resize(&x, s.height, s.width),
+                                None => e.resize(&c, s.height, s.width),
+                            })
+                            .await;
+                        }
+                    }
+                    255 if v5 && p.get(1) == Some(&0) => {
+                        let _ = s_w.shutdown().await;
+                    }
+                    _ => {}
+                },
+                ws::OP_PING => {
+                    let _ = in_tx.send(ws::encode(ws::OP_PONG, &p, None)).await;
+                }
+                ws::OP_CLOSE => break,
+                _ => {}
+            }
+        }
+    });
+    // Output: the process's (raw with a terminal, else Docker's frames).
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        if tty {
+            match s_r.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx
+                        .send(ws::channel_frame(1, &buf[..n], None))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        } else {
+            let mut head = [0u8; silo_sys::frame::HEADER_LEN];
+            if let Err(e) = s_r.read_exact(&mut head).await {
+                tracing::trace!("the stream's output: {e}");
+                break;
+            }
+            let len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
+            let mut data = vec![0u8; len];
+            if s_r.read_exact(&mut data).await.is_err() {
+                break;
+            }
+            let ch = match silo_sys::frame::Stream::from_byte(head[0]) {
+                silo_sys::frame::Stream::Stderr => 2,
+                _ => 1,
+            };
+            if tx.send(ws::channel_frame(ch, &data, None)).await.is_err() {
+                break;
+            }
+        }
+    }
+    tracing::debug!("the stream's output ended");
+    let code = match exec_id {
+        Some(id) => blocking(move || {
+            let until = Instant::now() + Duration::from_secs(5);
+            loop {
+                let info = engine.exec_info(&id).map_err(|e| e.to_string())?;
+                match info.exit_code {
+                    Some(c) if !info.running => return Ok(Some(c)),
+                    _ if Instant::now() > until => return Ok(None),
+                    _ => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        })
+        .await
+        .unwrap_or(None),
+        None => None,
+    };
+    let _ = tx
+        .send(ws::channel_frame(3, exit_status(code).as_bytes(), None))
+        .await;
+    close(tx, write_task, input).await;
+    Ok(())
+}
+
+/// Ends a session: the close frame, then the client's own close (or its
+/// end, at most a few seconds) before the connection goes, so nothing
+/// the client has not read yet is lost to a reset.
+async fn close(
+    tx: mpsc::Sender<Vec<u8>>,
+    write_task: tokio::task::JoinHandle<()>,
+    mut input: tokio::task::JoinHandle<()>,
+) {
+    let _ = tx
+        .send(ws::encode(ws::OP_CLOSE, &1000u16.to_be_bytes(), None))
+        .await;
+    drop(tx);
+    if tokio::time::timeout(Duration::from_secs(5), &mut input)
+        .await
+        .is_err()
+    {
+        input.abort();
+    }
+    let _ = write_task.await;
+}
+
+/// `port=80&port=443` of the query.
+fn query_ports(query: &str) -> Result<Vec<u16>, String> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| *k == "port")
+        .map(|(_, v)| {
+            v.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("port {v:?} is not a port number"))
+        })
+        .collect()
+}
+
+async fn port_forward<IO: AsyncRead + AsyncWrite + Send + 'static>(
+    io: IO,
+    engine: Arc<Engine>,
+    pod: String,
+    allowed: Vec<i32>,
+    query: &str,
+) -> Result<(), String> {
+    let (mut ws_r, ws_w) = tokio::io::split(io);
+    let (tx, write_task) = writer(ws_w);
+    let ports = query_ports(query)?;
+    let mut conns = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let (data, err) = ((2 * i) as u8, (2 * i + 1) as u8);
+        let le = port.to_le_bytes();
+        let _ = tx.send(ws::channel_frame(data, &le, None)).await;
+        let _ = tx.send(ws::channel_frame(err, &le, None)).await;
+        if !allowed.is_empty() && !allowed.contains(&i32::from(*port)) {
+            let msg = format!("port {port} was not asked for in PortForward");
+            let _ = tx.send(ws::channel_frame(err, msg.as_bytes(), None)).await;
+            conns.push(None);
+            continue;
+        }
+        let (e, p, port) = (engine.clone(), pod.clone(), *port);
+        match blocking(move || connect_in_pod(&e, &p, port)).await {
+            Ok(s) => conns.push(Some(s)),
+            Err(msg) => {
+                let _ = tx.send(ws::channel_frame(err, msg.as_bytes(), None)).await;
+                conns.push(None);
+            }
+        }
+    }
+    let mut writers = Vec::new();
+    let mut readers = Vec::new();
+    for (i, c) in conns.into_iter().enumerate() {
+        let Some(c) = c else {
+            writers.push(None);
+            continue;
+        };
+        let (mut r, w) = c.into_split();
+        writers.push(Some(w));
+        let tx = tx.clone();
+        readers.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match r.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if tx
+                            .send(ws::channel_frame((2 * i) as u8, &buf[..n], None))
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    let in_tx = tx.clone();
+    let input = tokio::spawn(async move {
+        let mut m = MessageReader::default();
+        while let Ok(Some((op, p))) = m.next(&mut ws_r).await {
+            match op {
+                ws::OP_BINARY if !p.is_empty() && p[0] % 2 == 0 => {
+                    if let Some(Some(w)) = writers.get_mut(usize::from(p[0] / 2)) {
+                        if w.write_all(&p[1..]).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                ws::OP_PING => {
+                    let _ = in_tx.send(ws::encode(ws::OP_PONG, &p, None)).await;
+                }
+                ws::OP_CLOSE => return,
+                _ => {}
+            }
+        }
+    });
+    // The stream lasts while the client keeps it and any connection is open.
+    for r in readers {
+        let _ = r.await;
+    }
+    close(tx, write_task, input).await;
+    Ok(())
+}
+
+/// A TCP connection to 127.0.0.1:`port` inside the pod's network namespace
+/// (made on a thread of its own; the socket stays in that namespace).
+fn connect_in_pod(engine: &Engine, pod: &str, port: u16) -> Result<tokio::net::TcpStream, String> {
+    let p = engine.pod(pod).map_err(|e| e.to_string())?;
+    let connect = || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .map_err(|e| format!("connecting to port {port} in pod {}: {e}", p.id))
+    };
+    let s = if p.config.network == silo_engine::NetworkMode::Host {
+        connect()?
+    } else {
+        let path = engine.pod_netns(&p.id);
+        let ns = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        use std::os::fd::AsFd;
+        silo_network::nat::in_ns(ns.as_fd(), connect).map_err(|e| e.to_string())??
+    };
+    s.set_nonblocking(true).map_err(|e| e.to_string())?;
+    tokio::net::TcpStream::from_std(s).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_one_time_and_by_kind() {
+        let s = Streams::new("127.0.0.1:1234".parse().unwrap());
+        let url = s.issue(Pending::PortForward {
+            pod: "p".into(),
+            ports: vec![],
+        });
+        assert!(
+            url.starts_with("http://127.0.0.1:1234/portforward/"),
+            "{url}"
+        );
+        let token = url.rsplit('/').next().unwrap().to_string();
+        assert!(s.take("exec", &token).is_none(), "wrong kind");
+        let url = s.issue(Pending::PortForward {
+            pod: "p".into(),
+            ports: vec![],
+        });
+        let token = url.rsplit('/').next().unwrap().to_string();
+        assert!(s.take("portforward", &token).is_some());
+        assert!(s.take("portforward", &token).is_none(), "used once");
+    }
+
+    #[test]
+    fn statuses_and_ports() {
+        assert!(exit_status(Some(0)).contains("Success"));
+        let f = exit_status(Some(3));
+        assert!(
+            f.contains("NonZeroExitCode") && f.contains(r#""message":"3""#),
+            "{f}"
+        );
+        assert_eq!(query_ports("port=80&port=443&x=1").unwrap(), [80, 443]);
+        assert!(query_ports("port=0").is_err() && query_ports("port=x").is_err());
+    }
+}
