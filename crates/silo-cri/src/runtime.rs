@@ -220,6 +220,111 @@ fn linux_resources(r: &silo_oci::Resources) -> cri::LinuxContainerResources {
     }
 }
 
+/// A pod sandbox's status: its state, IP (from CNI or silo's network) and
+/// namespace modes.
+fn sandbox_status(
+    engine: &Engine,
+    cni: Option<&crate::cni::CniConfig>,
+    p: &Pod,
+    r: &PodRecord,
+) -> cri::PodSandboxStatus {
+    let ip = if p.status != PodStatus::Ready {
+        String::new()
+    } else if let (true, Some(c)) = (r.cni, cni) {
+        c.ip(&p.id).unwrap_or_default()
+    } else {
+        engine
+            .endpoints_of(&p.id)
+            .first()
+            .map(|(_, ep)| ep.ip.to_string())
+            .unwrap_or_default()
+    };
+    let node = |host: bool, own: i32| if host { 2 } else { own };
+    let ns = cri::NamespaceOption {
+        network: node(p.config.network == silo_engine::NetworkMode::Host, 0),
+        pid: node(r.host_pid, if r.shared_pid { 0 } else { 1 }),
+        ipc: node(p.config.host_ipc, 0),
+        ..Default::default()
+    };
+    cri::PodSandboxStatus {
+        id: p.id.clone(),
+        metadata: Some(pod_metadata(r)),
+        state: pod_state(p),
+        created_at: nanos(&p.created),
+        network: Some(cri::PodSandboxNetworkStatus {
+            ip,
+            additional_ips: vec![],
+        }),
+        linux: Some(cri::LinuxPodSandboxStatus {
+            namespaces: Some(cri::Namespace { options: Some(ns) }),
+        }),
+        labels: map(&p.config.labels),
+        annotations: map(&r.annotations),
+        runtime_handler: r.runtime_handler.clone(),
+    }
+}
+
+/// The engine's events about CRI pods and containers as the CRI's
+/// container events (the kubelet's evented PLEG): a pod's creation is its
+/// sandbox created and started, its stop stopped, its removal deleted.
+fn container_event(
+    engine: &Engine,
+    cni: Option<&crate::cni::CniConfig>,
+    e: &silo_engine::Event,
+    pods_of: &mut HashMap<String, String>,
+) -> Option<Vec<cri::ContainerEventResponse>> {
+    use cri::ContainerEventType as T;
+    use silo_engine::{Action, Scope};
+    let kinds: Vec<T> = match (&e.scope, &e.action) {
+        (Scope::Container, Action::Create) => vec![T::ContainerCreatedEvent],
+        (Scope::Container, Action::Start) => vec![T::ContainerStartedEvent],
+        (Scope::Container, Action::Die { .. }) => vec![T::ContainerStoppedEvent],
+        (Scope::Container, Action::Destroy) => vec![T::ContainerDeletedEvent],
+        (Scope::Pod, Action::Create) => vec![T::ContainerCreatedEvent, T::ContainerStartedEvent],
+        (Scope::Pod, Action::Stop) => vec![T::ContainerStoppedEvent],
+        (Scope::Pod, Action::Destroy) => vec![T::ContainerDeletedEvent],
+        _ => return None,
+    };
+    let pod_id = match e.scope {
+        Scope::Pod => e.id.clone(),
+        _ => match engine.container(&e.id) {
+            Ok(c) => {
+                container_record(&c)?;
+                let p = c.config.pod.clone()?;
+                pods_of.insert(c.id.clone(), p.clone());
+                p
+            }
+            // Gone (deleted): known if it was seen before.
+            Err(_) => pods_of.remove(&e.id)?,
+        },
+    };
+    let pod = engine
+        .pod(&pod_id)
+        .ok()
+        .and_then(|p| pod_record(&p).map(|r| (p, r)));
+    if e.scope == Scope::Pod && pod.is_none() && e.action != Action::Destroy {
+        return None;
+    }
+    let statuses: Vec<cri::ContainerStatus> = cri_containers(engine)
+        .iter()
+        .filter(|(c, _)| c.config.pod.as_deref() == Some(pod_id.as_str()))
+        .map(|(c, r)| container_status(engine, c, r))
+        .collect();
+    let sandbox = pod.as_ref().map(|(p, r)| sandbox_status(engine, cni, p, r));
+    Some(
+        kinds
+            .into_iter()
+            .map(|k| cri::ContainerEventResponse {
+                container_id: e.id.clone(),
+                container_event_type: k as i32,
+                created_at: e.time_nano,
+                pod_sandbox_status: sandbox.clone(),
+                containers_statuses: statuses.clone(),
+            })
+            .collect(),
+    )
+}
+
 fn container_stats(engine: &Engine, c: &Container, r: &ContainerRecord) -> cri::ContainerStats {
     let ts = now_nanos();
     let u = |v: u64| Some(cri::UInt64Value { value: v });
@@ -443,27 +548,6 @@ impl RuntimeService for Cri {
         let cni = self.cni.clone();
         blocking(move || {
             let (p, r) = cri_pod(&engine, &req.pod_sandbox_id)?;
-            let ip = if p.status != PodStatus::Ready {
-                String::new()
-            } else if let (true, Some(c)) = (r.cni, &cni) {
-                c.ip(&p.id).unwrap_or_default()
-            } else {
-                engine
-                    .endpoints_of(&p.id)
-                    .first()
-                    .map(|(_, ep)| ep.ip.to_string())
-                    .unwrap_or_default()
-            };
-            let ns = cri::NamespaceOption {
-                network: if p.config.network == silo_engine::NetworkMode::Host {
-                    2
-                } else {
-                    0
-                },
-                pid: if r.host_pid { 2 } else { 1 },
-                ipc: if p.config.host_ipc { 2 } else { 0 },
-                ..Default::default()
-            };
             let mut info = HashMap::new();
             if req.verbose {
                 let v = serde_json::json!({
@@ -478,22 +562,7 @@ impl RuntimeService for Cri {
                 info.insert("info".to_string(), v.to_string());
             }
             Ok(cri::PodSandboxStatusResponse {
-                status: Some(cri::PodSandboxStatus {
-                    id: p.id.clone(),
-                    metadata: Some(pod_metadata(&r)),
-                    state: pod_state(&p),
-                    created_at: nanos(&p.created),
-                    network: Some(cri::PodSandboxNetworkStatus {
-                        ip,
-                        additional_ips: vec![],
-                    }),
-                    linux: Some(cri::LinuxPodSandboxStatus {
-                        namespaces: Some(cri::Namespace { options: Some(ns) }),
-                    }),
-                    labels: map(&p.config.labels),
-                    annotations: map(&r.annotations),
-                    runtime_handler: r.runtime_handler.clone(),
-                }),
+                status: Some(sandbox_status(&engine, cni.as_deref(), &p, &r)),
                 info,
                 containers_statuses: vec![],
                 timestamp: now_nanos(),
@@ -1028,9 +1097,31 @@ impl RuntimeService for Cri {
         &self,
         _: Request<cri::GetEventsRequest>,
     ) -> R<Self::GetContainerEventsStream> {
-        Err(Status::unimplemented(
-            "GetContainerEvents: silo has no evented PLEG yet; the kubelet falls back to relisting",
-        ))
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let engine = self.engine.clone();
+        let cni = self.cni.clone();
+        let events = engine.events(None, None);
+        // A thread per watcher: the engine's subscription is a blocking
+        // channel. It ends when the watcher goes (the next send fails).
+        std::thread::Builder::new()
+            .name("cri-events".into())
+            .spawn(move || {
+                let mut pods_of = HashMap::new();
+                for e in events {
+                    for ev in container_event(&engine, cni.as_deref(), &e, &mut pods_of)
+                        .into_iter()
+                        .flatten()
+                    {
+                        if tx.blocking_send(Ok(ev)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            })
+            .map_err(|e| Status::internal(format!("starting the event thread: {e}")))?;
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
     }
 
     async fn list_metric_descriptors(

@@ -277,7 +277,10 @@ impl Engine {
                 std::io::Error::other(errors.join("; ")),
             ));
         }
-        self.emit_with(Scope::Pod, Action::Stop, &pod.id, pod_attributes(&pod));
+        // A second stop of a stopped pod changes nothing to announce.
+        if pod.status == PodStatus::Ready {
+            self.emit_with(Scope::Pod, Action::Stop, &pod.id, pod_attributes(&pod));
+        }
         Ok(())
     }
 

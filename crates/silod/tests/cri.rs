@@ -231,6 +231,14 @@ fn a_pod_lives_its_whole_life_through_the_cri() {
         );
 
         // A pod of two containers: one serves on 127.0.0.1:9000, the other reaches it.
+        // The evented PLEG's stream, from before the pod exists.
+        let mut events = c
+            .runtime
+            .clone()
+            .get_container_events(cri::GetEventsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
         let sandbox = pod_config("web", &logs);
         let pod = run_pod(&mut c, &sandbox).await.unwrap();
         let server = create(
@@ -616,6 +624,39 @@ fn a_pod_lives_its_whole_life_through_the_cri() {
             .into_inner()
             .containers;
         assert!(left.is_empty(), "{left:?}");
+        // Events: the sandbox created and started, each container created,
+        // started and stopped, and all of them deleted, in order per id.
+        let mut seen: Vec<(String, i32)> = Vec::new();
+        let want_last = (
+            pod.clone(),
+            cri::ContainerEventType::ContainerDeletedEvent as i32,
+        );
+        while !seen.contains(&want_last) {
+            let m = tokio::time::timeout(Duration::from_secs(10), events.message())
+                .await
+                .expect("events within 10 s")
+                .unwrap()
+                .unwrap();
+            if m.container_id == pod {
+                assert_eq!(
+                    m.pod_sandbox_status
+                        .as_ref()
+                        .map(|s| s.id.as_str())
+                        .unwrap_or(&pod),
+                    pod
+                );
+            }
+            seen.push((m.container_id, m.container_event_type));
+        }
+        let of = |id: &str| -> Vec<i32> {
+            seen.iter()
+                .filter(|(i, _)| i == id)
+                .map(|(_, t)| *t)
+                .collect()
+        };
+        assert_eq!(of(&pod), vec![0, 1, 2, 3], "{seen:?}");
+        assert_eq!(of(&server), vec![0, 1, 2, 3], "{seen:?}");
+        assert_eq!(of(&hog), vec![0, 1, 2, 3], "{seen:?}");
         assert!(d.ok(&["ps", "-aq"]).trim().is_empty());
         no_veths(&d);
     });
@@ -737,7 +778,8 @@ fn pods_on_a_cni_bridge_network() {
         r#"{"cniVersion":"0.4.0","name":"testnet","plugins":[
             {"type":"bridge","bridge":"cni-test0","isGateway":true,"ipMasq":false,
              "ipam":{"type":"host-local","ranges":[[{"subnet":"10.233.0.0/24"}]],
-                     "dataDir":"DATADIR"}}]}"#
+                     "dataDir":"DATADIR"}},
+            {"type":"portmap","capabilities":{"portMappings":true},"snat":true}]}"#
             .replace("DATADIR", &conf.path().join("ipam").to_string_lossy()),
     )
     .unwrap();
@@ -749,7 +791,16 @@ fn pods_on_a_cni_bridge_network() {
         let mut pods = Vec::new();
         let mut ips = Vec::new();
         for name in ["one", "two"] {
-            let sandbox = pod_config(name, &logs);
+            let mut sandbox = pod_config(name, &logs);
+            if name == "two" {
+                // hostPort through the portmap plugin of the chain.
+                sandbox.port_mappings = vec![cri::PortMapping {
+                    protocol: 0,
+                    container_port: 7000,
+                    host_port: 18090,
+                    host_ip: String::new(),
+                }];
+            }
             let pod = run_pod(&mut c, &sandbox).await.unwrap();
             let ctr = create(
                 &mut c,
@@ -794,6 +845,23 @@ fn pods_on_a_cni_bridge_network() {
             }
         }
         assert_eq!(got, "hi");
+        // The hostPort answers on the node's address (the bridge's gateway).
+        let mut got = String::new();
+        for _ in 0..30 {
+            let out = d.in_netns(&[
+                "timeout",
+                "5",
+                "bash",
+                "-c",
+                "exec 3<>/dev/tcp/10.233.0.1/18090; cat <&3",
+            ]);
+            got = silo_testsupport::stdout(&out).trim().to_string();
+            if got == "hi" {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(got, "hi", "hostPort 18090 through portmap");
         for (pod, _) in &pods {
             c.runtime
                 .stop_pod_sandbox(cri::StopPodSandboxRequest {
@@ -818,6 +886,12 @@ fn pods_on_a_cni_bridge_network() {
             })
             .unwrap_or_default();
         assert!(leases.is_empty(), "{leases:?}");
+        let rules = d.in_netns(&["iptables-save", "-t", "nat"]);
+        assert!(
+            !silo_testsupport::stdout(&rules).contains("18090"),
+            "portmap's rules left: {}",
+            silo_testsupport::stdout(&rules)
+        );
         assert!(d
             .data_root()
             .join("cri/cni")
@@ -1412,5 +1486,51 @@ fn a_pod_can_share_one_pid_namespace() {
             d.ok(&["ps", "-aq"]).trim().is_empty(),
             "the pause container went with the pod"
         );
+    });
+}
+
+#[test]
+fn pulls_with_credentials() {
+    let reg = silo_testsupport::Registry::start_auth(Some(("kube", "s3cret")));
+    let d = Daemon::start_with(Path::new(SILOD), Cli::Docker, &[]);
+    d.import_busybox();
+    let tag = format!("{}/private/busybox:1", reg.host());
+    d.ok(&["login", &reg.host(), "-u", "kube", "-p", "s3cret"]);
+    d.ok(&["tag", "busybox", &tag]);
+    d.ok(&["push", &tag]);
+    d.ok(&["rmi", &tag]);
+    d.ok(&["logout", &reg.host()]);
+    let sock = d.exec_root().join("cri.sock");
+    rt().block_on(async {
+        let mut c = connect(&sock).await.unwrap();
+        let pull = |auth: Option<cri::AuthConfig>| cri::PullImageRequest {
+            image: Some(cri::ImageSpec {
+                image: tag.clone(),
+                ..Default::default()
+            }),
+            auth,
+            sandbox_config: None,
+        };
+        let e = c.image.pull_image(pull(None)).await.unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+        let bad = cri::AuthConfig {
+            username: "kube".into(),
+            password: "wrong".into(),
+            ..Default::default()
+        };
+        let e = c.image.pull_image(pull(Some(bad))).await.unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+        // Docker-style `auth` (base64 of user:password).
+        let good = cri::AuthConfig {
+            auth: "a3ViZTpzM2NyZXQ=".into(),
+            ..Default::default()
+        };
+        let r = c
+            .image
+            .pull_image(pull(Some(good)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.image_ref.starts_with("sha256:"), "{r:?}");
     });
 }
