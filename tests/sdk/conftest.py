@@ -81,7 +81,19 @@ class Silod:
                 pass
         return out
 
-    def zombies(self):
+    def zombies(self, settle=1.5):
+        # A child that just exited is a zombie until the engine's own wait
+        # (a monitor's pidfd watch) collects it, which takes a moment: only
+        # one that stays a zombie past `settle` seconds counts. silod's
+        # reaper would collect a true orphan after 3 s, so it is still seen.
+        deadline = time.monotonic() + settle
+        while True:
+            found = self._zombies_now()
+            if not found or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.05)
+
+    def _zombies_now(self):
         found = []
         for pid in self.children():
             try:
