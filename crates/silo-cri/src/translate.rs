@@ -471,6 +471,12 @@ pub fn container_config(
             ));
         }
     }
+    if sc.supplemental_groups_policy != 0 {
+        return Err(refuse(
+            "security_context.supplemental_groups_policy",
+            "Strict is not supported by silo yet (only Merge: the image's groups of the user are added)",
+        ));
+    }
     let mut user = if !sc.run_as_username.is_empty() {
         sc.run_as_username.clone()
     } else if let Some(u) = &sc.run_as_user {
@@ -581,10 +587,13 @@ pub fn container_config(
                 "image volumes are not supported by silo yet",
             ));
         }
-        if m.recursive_read_only && !m.readonly {
+        if m.recursive_read_only {
             return Err(refuse(
                 "mounts",
-                format!("{}: recursive_read_only needs readonly", m.container_path),
+                format!(
+                    "{}: recursive read-only mounts are not supported by silo yet (its runtime handler reports recursive_read_only_mounts false)",
+                    m.container_path
+                ),
             ));
         }
         let propagation = match m.propagation {

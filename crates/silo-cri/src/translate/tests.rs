@@ -396,6 +396,23 @@ fn bad_container_configs_are_refused_by_name() {
     }];
     assert_eq!(translate(&c).unwrap_err().field, "mounts");
     let mut c = ctr();
+    c.mounts = vec![cri::Mount {
+        container_path: "/d".into(),
+        host_path: "/x".into(),
+        readonly: true,
+        recursive_read_only: true,
+        ..Default::default()
+    }];
+    assert!(translate(&c)
+        .unwrap_err()
+        .message
+        .contains("recursive read-only"));
+    let e = with_sc(cri::LinuxContainerSecurityContext {
+        supplemental_groups_policy: 1,
+        ..Default::default()
+    });
+    assert_eq!(e.field, "security_context.supplemental_groups_policy");
+    let mut c = ctr();
     c.linux = Some(cri::LinuxContainerConfig {
         resources: Some(cri::LinuxContainerResources {
             unified: [("memory.high".to_string(), "1".to_string())].into(),
