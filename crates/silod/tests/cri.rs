@@ -1534,3 +1534,98 @@ fn pulls_with_credentials() {
         assert!(r.image_ref.starts_with("sha256:"), "{r:?}");
     });
 }
+
+#[test]
+fn cri_pods_survive_a_killed_daemon() {
+    let empty = tempfile::tempdir().unwrap();
+    let conf = empty.path().to_string_lossy().into_owned();
+    let (mut d, sock) = daemon(&["--cni-conf-dir", &conf]);
+    let logs = d.dir().join("pods");
+    let sandbox = pod_config("durable", &logs);
+    let (pod, ctr, ip) = rt().block_on(async {
+        let mut c = connect(&sock).await.unwrap();
+        let pod = run_pod(&mut c, &sandbox).await.unwrap();
+        let ctr = create(
+            &mut c,
+            &pod,
+            &sandbox,
+            container(
+                "ticker",
+                &[
+                    "sh",
+                    "-c",
+                    "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+                ],
+            ),
+        )
+        .await
+        .unwrap();
+        start(&mut c, &ctr).await;
+        let st = c
+            .runtime
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        (pod, ctr, st.status.unwrap().network.unwrap().ip)
+    });
+    let log = logs.join("durable/ticker/0.log");
+    std::thread::sleep(Duration::from_millis(300));
+    d.kill9();
+    let before = std::fs::read_to_string(&log).unwrap().lines().count();
+    std::thread::sleep(Duration::from_millis(500));
+    d.spawn();
+    rt().block_on(async {
+        let mut c = connect(&sock).await.unwrap();
+        // The pod, its address and its container came back as they were.
+        let st = c
+            .runtime
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(st.state, cri::PodSandboxState::SandboxReady as i32);
+        assert_eq!(st.network.unwrap().ip, ip);
+        assert_eq!(
+            status(&mut c, &ctr).await.state,
+            cri::ContainerState::ContainerRunning as i32
+        );
+        let r = exec(&mut c, &ctr, &["hostname"], 5).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "durable");
+        // The log kept growing while silod was away (the monitor writes it).
+        let after = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            after.lines().count() > before,
+            "{before} lines before, now:\n{after}"
+        );
+        let n: Vec<u64> = after
+            .lines()
+            .filter_map(|l| l.rsplit_once("tick ").and_then(|(_, n)| n.parse().ok()))
+            .collect();
+        assert!(
+            n.windows(2).all(|w| w[1] == w[0] + 1),
+            "no line lost: {n:?}"
+        );
+        c.runtime
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await
+            .unwrap();
+        c.runtime
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: pod,
+            })
+            .await
+            .unwrap();
+    });
+    no_veths(&d);
+}
