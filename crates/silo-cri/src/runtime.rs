@@ -141,7 +141,7 @@ fn to_sandbox(p: &Pod, r: &PodRecord) -> cri::PodSandbox {
 
 /// The container's status as the CRI reports it (reason OOMKilled,
 /// Completed or Error for an exited one, as containerd does).
-fn container_status(engine: &Engine, c: &Container, r: &ContainerRecord) -> cri::ContainerStatus {
+fn container_status(c: &Container, r: &ContainerRecord) -> cri::ContainerStatus {
     let (mut started, mut finished, mut code) = (0, 0, 0);
     let (mut reason, mut message) = (String::new(), String::new());
     match &c.state.status {
@@ -166,7 +166,6 @@ fn container_status(engine: &Engine, c: &Container, r: &ContainerRecord) -> cri:
             }
         }
     }
-    let _ = engine;
     cri::ContainerStatus {
         id: c.id.clone(),
         metadata: Some(cri::ContainerMetadata {
@@ -308,7 +307,7 @@ fn container_event(
     let statuses: Vec<cri::ContainerStatus> = cri_containers(engine)
         .iter()
         .filter(|(c, _)| c.config.pod.as_deref() == Some(pod_id.as_str()))
-        .map(|(c, r)| container_status(engine, c, r))
+        .map(|(c, r)| container_status(c, r))
         .collect();
     let sandbox = pod.as_ref().map(|(p, r)| sandbox_status(engine, cni, p, r));
     Some(
@@ -772,7 +771,7 @@ impl RuntimeService for Cri {
                 info.insert("info".to_string(), v.to_string());
             }
             Ok(cri::ContainerStatusResponse {
-                status: Some(container_status(&engine, &c, &r)),
+                status: Some(container_status(&c, &r)),
                 info,
             })
         })

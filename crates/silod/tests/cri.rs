@@ -736,6 +736,35 @@ fn bad_cri_input_gets_clear_codes_and_leaves_nothing() {
             host_ip: String::new(),
         }];
         let pa = run_pod(&mut c, &a).await.unwrap();
+        // The hostPort works on silo's own network too (from 127.0.0.1).
+        let web = create(
+            &mut c,
+            &pa,
+            &a,
+            container(
+                "web",
+                &["sh", "-c", "while true; do echo served | nc -l -p 80; done"],
+            ),
+        )
+        .await
+        .unwrap();
+        start(&mut c, &web).await;
+        let mut got = String::new();
+        for _ in 0..30 {
+            let out = d.in_netns(&[
+                "timeout",
+                "5",
+                "bash",
+                "-c",
+                "exec 3<>/dev/tcp/127.0.0.1/18080; cat <&3",
+            ]);
+            got = silo_testsupport::stdout(&out).trim().to_string();
+            if got == "served" {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(got, "served", "hostPort 18080 on silo's network");
         let mut b = pod_config("portb", &logs);
         b.port_mappings = a.port_mappings.clone();
         let e = run_pod(&mut c, &b).await.unwrap_err();
