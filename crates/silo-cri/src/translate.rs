@@ -233,6 +233,14 @@ pub fn pod_config(c: &cri::PodSandboxConfig) -> Result<(PodConfig, PodRecord), R
             options: d.options.clone(),
         },
     };
+    if !c.log_directory.is_empty()
+        && (!c.log_directory.starts_with('/') || c.log_directory.split('/').any(|p| p == ".."))
+    {
+        return Err(refuse(
+            "log_directory",
+            format!("{:?}: want an absolute path without '..'", c.log_directory),
+        ));
+    }
     let cgroup_parent = Some(linux.cgroup_parent.clone()).filter(|p| !p.is_empty());
     if let Some(p) = &cgroup_parent {
         if !p.starts_with('/') {
@@ -639,6 +647,16 @@ pub fn container_config(
         return Err(refuse(
             "cdi_devices",
             "CDI devices are not supported by silo",
+        ));
+    }
+    let escapes = |p: &str| p.split('/').any(|c| c == "..");
+    if c.log_path.starts_with('/') || escapes(&c.log_path) {
+        return Err(refuse(
+            "log_path",
+            format!(
+                "{:?}: want a path relative to the pod's log directory, without '..'",
+                c.log_path
+            ),
         ));
     }
     let log_path = if pod.log_directory.is_empty() || c.log_path.is_empty() {

@@ -192,6 +192,9 @@ fn a_pod_config_maps_names_namespaces_ports_and_dns() {
     assert_eq!(pod_config(&bad).unwrap_err().field, "dns_config.servers");
     bad.metadata = None;
     assert_eq!(pod_config(&bad).unwrap_err().field, "metadata");
+    let mut bad = sandbox();
+    bad.log_directory = "/var/log/pods/../../etc".into();
+    assert_eq!(pod_config(&bad).unwrap_err().field, "log_directory");
 }
 
 #[test]
@@ -388,6 +391,11 @@ fn bad_container_configs_are_refused_by_name() {
         permissions: "rwm".into(),
     }];
     assert_eq!(translate(&c).unwrap_err().field, "devices");
+    for bad in ["/etc/passwd", "../../x.log", "a/../../b"] {
+        let mut c = ctr();
+        c.log_path = bad.into();
+        assert_eq!(translate(&c).unwrap_err().field, "log_path", "{bad}");
+    }
     let mut c = ctr();
     c.mounts = vec![cri::Mount {
         container_path: "rel".into(),
