@@ -9,6 +9,64 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// How long one plugin call may take before it is killed.
+const PLUGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// The most of a plugin's stdout or stderr that is kept.
+const MAX_PLUGIN_OUTPUT: u64 = 1 << 20;
+
+/// Waits for `child` at most `limit` (then kills it), keeping at most
+/// [`MAX_PLUGIN_OUTPUT`] bytes of each of its outputs.
+fn bounded_output(
+    mut child: std::process::Child,
+    limit: std::time::Duration,
+) -> std::io::Result<std::process::Output> {
+    use std::io::Read;
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(r) = r {
+                let mut r = r.take(MAX_PLUGIN_OUTPUT);
+                let _ = r.read_to_end(&mut v);
+                // Keep the pipe drained so the plugin never blocks on it.
+                let _ = std::io::copy(&mut r.into_inner(), &mut std::io::sink());
+            }
+            v
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|o| Box::new(o) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|e| Box::new(e) as Box<dyn Read + Send>),
+    );
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} s; killed", limit.as_secs()),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}
+
 /// Where the configs and plugins are.
 #[derive(Debug, Clone)]
 pub struct CniConfig {
@@ -206,9 +264,8 @@ impl CniConfig {
         if let Some(mut stdin) = child.stdin.take() {
             let _ = stdin.write_all(conf.to_string().as_bytes());
         }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| fail(format!("waiting for {}: {e}", bin.display())))?;
+        let out = bounded_output(child, PLUGIN_TIMEOUT)
+            .map_err(|e| fail(format!("{}: {e}", bin.display())))?;
         if !out.status.success() {
             let msg = serde_json::from_slice::<Value>(&out.stdout)
                 .ok()
@@ -278,7 +335,14 @@ impl CniConfig {
     pub fn del(&self, pod: &PodInfo<'_>) -> Result<(), Vec<CniError>> {
         let path = self.state_path(pod.id);
         let state: Value = match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).unwrap_or(Value::Null),
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                vec![CniError::State {
+                    path: path.clone(),
+                    source: std::io::Error::other(format!(
+                        "not JSON ({e}): the pod's network cannot be released from it"
+                    )),
+                }]
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(source) => return Err(vec![CniError::State { path, source }]),
         };
@@ -389,6 +453,27 @@ mod tests {
             Some("10.1.0.2")
         );
         assert_eq!(first_ip(&json!({})), None);
+    }
+
+    #[test]
+    fn a_plugin_that_hangs_is_killed_and_its_output_bounded() {
+        let child = Command::new("sleep")
+            .arg("30")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let e = bounded_output(child, std::time::Duration::from_millis(200)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        let child = Command::new("sh")
+            .args(["-c", "head -c 3000000 /dev/zero; echo err >&2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = bounded_output(child, std::time::Duration::from_secs(10)).unwrap();
+        assert_eq!(out.stdout.len() as u64, MAX_PLUGIN_OUTPUT);
+        assert_eq!(out.stderr, b"err\n");
     }
 
     #[test]

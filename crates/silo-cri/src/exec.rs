@@ -4,7 +4,8 @@
 use crate::proto as cri;
 use crate::status;
 use silo_engine::{Engine, ExecSpec};
-use std::io::Read;
+use std::io::Read as _;
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 use tonic::Status;
 
@@ -38,33 +39,45 @@ pub(crate) fn exec_sync(
     let deadline =
         (timeout_secs > 0).then(|| Instant::now() + Duration::from_secs(timeout_secs as u64));
     let mut socket = stream.socket;
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 32 * 1024];
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    // Docker's frames, demultiplexed as they come; each stream keeps at
+    // most MAX_OUTPUT bytes, the rest is read and dropped.
     let mut timed_out = false;
-    loop {
-        if let Some(d) = deadline {
-            let left = d.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+    'frames: loop {
+        let mut head = [0u8; silo_sys::frame::HEADER_LEN];
+        match read_full(&mut socket, &mut head, deadline) {
+            Read::Done => {}
+            Read::End => break,
+            Read::TimedOut => {
                 timed_out = true;
                 break;
             }
-            let _ = socket.set_read_timeout(Some(left));
+            Read::Failed(e) => {
+                return Err(Status::internal(format!("reading the exec's output: {e}")))
+            }
         }
-        match socket.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                if raw.len() < 2 * MAX_OUTPUT + 16 {
-                    raw.extend_from_slice(&buf[..n]);
+        let len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
+        let mut data = vec![0u8; len.min(64 * 1024)];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(data.len());
+            match read_full(&mut socket, &mut data[..n], deadline) {
+                Read::Done => {}
+                Read::TimedOut => {
+                    timed_out = true;
+                    break 'frames;
+                }
+                Read::End | Read::Failed(_) => {
+                    return Err(Status::internal("the exec's output ended inside a frame"))
                 }
             }
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
-            {
-                continue
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Status::internal(format!("reading the exec's output: {e}"))),
+            let out = match silo_sys::frame::Stream::from_byte(head[0]) {
+                silo_sys::frame::Stream::Stderr => &mut stderr,
+                _ => &mut stdout,
+            };
+            let room = MAX_OUTPUT.saturating_sub(out.len());
+            out.extend_from_slice(&data[..n.min(room)]);
+            left -= n;
         }
     }
     if timed_out {
@@ -78,11 +91,6 @@ pub(crate) fn exec_sync(
             "command timed out after {timeout_secs}s and was killed"
         )));
     }
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    silo_sys::frame::demux(&raw[..], &mut stdout, &mut stderr)
-        .map_err(|e| Status::internal(format!("decoding the exec's output: {e}")))?;
-    stdout.truncate(MAX_OUTPUT);
-    stderr.truncate(MAX_OUTPUT);
     // The exit is recorded just after the stream ends.
     let wait_until = Instant::now() + Duration::from_secs(5);
     let code = loop {
@@ -100,4 +108,45 @@ pub(crate) fn exec_sync(
         stderr,
         exit_code: i32::try_from(code).unwrap_or(255),
     })
+}
+
+enum Read {
+    Done,
+    /// The stream ended before the first byte.
+    End,
+    TimedOut,
+    Failed(std::io::Error),
+}
+
+/// Fills `buf` from `s` before `deadline` (None: no limit).
+fn read_full(s: &mut UnixStream, buf: &mut [u8], deadline: Option<Instant>) -> Read {
+    let mut got = 0;
+    while got < buf.len() {
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Read::TimedOut;
+            }
+            let _ = s.set_read_timeout(Some(left));
+        }
+        match s.read(&mut buf[got..]) {
+            Ok(0) if got == 0 => return Read::End,
+            Ok(0) => {
+                return Read::Failed(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the stream ended early",
+                ))
+            }
+            Ok(n) => got += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Read::Failed(e),
+        }
+    }
+    Read::Done
 }

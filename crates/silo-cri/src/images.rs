@@ -10,7 +10,9 @@ use tonic::{Request, Response, Status};
 
 type R<T> = Result<Response<T>, Status>;
 
-fn to_image(i: &silo_storage::Image) -> cri::Image {
+/// `pinned`: the kubelet's image GC leaves it alone (the pause image,
+/// which only containers the CRI hides use).
+fn to_image(i: &silo_storage::Image, pinned: bool) -> cri::Image {
     let user = i.config.config.user.clone().unwrap_or_default();
     let name = user.split(':').next().unwrap_or_default();
     let (uid, username) = match name.parse::<i64>() {
@@ -29,7 +31,7 @@ fn to_image(i: &silo_storage::Image) -> cri::Image {
             image: i.id.clone(),
             ..Default::default()
         }),
-        pinned: false,
+        pinned,
     }
 }
 
@@ -108,13 +110,18 @@ impl ImageService for Cri {
             .map(|i| i.image)
             .filter(|i| !i.is_empty());
         let engine = self.engine.clone();
+        let pause_image = self.pause_image.clone();
         blocking(move || {
             let images = match &wanted {
                 Some(name) => engine.image(name).map(|i| vec![i]).unwrap_or_default(),
                 None => engine.images(),
             };
+            let pause = engine.image(&pause_image).ok().map(|i| i.id);
             Ok(cri::ListImagesResponse {
-                images: images.iter().map(to_image).collect(),
+                images: images
+                    .iter()
+                    .map(|i| to_image(i, pause.as_deref() == Some(i.id.as_str())))
+                    .collect(),
             })
         })
         .await
@@ -128,6 +135,7 @@ impl ImageService for Cri {
         let req = req.into_inner();
         let name = image_name(req.image)?;
         let engine = self.engine.clone();
+        let pause_image = self.pause_image.clone();
         blocking(move || {
             // A missing image is an empty answer, not an error (the kubelet
             // asks before it pulls).
@@ -147,8 +155,9 @@ impl ImageService for Cri {
                     .to_string(),
                 );
             }
+            let pinned = engine.image(&pause_image).is_ok_and(|p| p.id == img.id);
             Ok(cri::ImageStatusResponse {
-                image: Some(to_image(&img)),
+                image: Some(to_image(&img, pinned)),
                 info,
             })
         })
@@ -250,9 +259,10 @@ mod tests {
             repo_digests: vec![],
         };
         i.config.config.user = Some("1000:1000".into());
-        assert_eq!(to_image(&i).uid.unwrap().value, 1000);
+        assert_eq!(to_image(&i, false).uid.unwrap().value, 1000);
         i.config.config.user = Some("nobody".into());
-        let c = to_image(&i);
+        let c = to_image(&i, true);
+        assert!(c.pinned);
         assert!(c.uid.is_none());
         assert_eq!(c.username, "nobody");
     }

@@ -37,10 +37,15 @@ pub struct Cri {
     streams: Arc<streaming::Streams>,
     /// The image of the pause container of pods that share a PID namespace.
     pause_image: String,
+    /// Pod names whose RunPodSandbox is under way.
+    creating: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// The pause image unless configured (what the kubelet of 1.28–1.30 uses).
 pub const DEFAULT_PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.9";
+
+/// The largest Localhost seccomp profile read (Docker's default is 20 KiB).
+const MAX_PROFILE: u64 = 1 << 20;
 
 /// This host, for the translation.
 pub struct RealHost {
@@ -85,6 +90,12 @@ impl translate::Host for RealHost {
                 "seccomp profile {path:?}: a Localhost profile is an absolute path"
             ));
         }
+        let meta = std::fs::metadata(path).map_err(|e| format!("seccomp profile {path}: {e}"))?;
+        if !meta.is_file() || meta.len() > MAX_PROFILE {
+            return Err(format!(
+                "seccomp profile {path}: want a regular file of at most {MAX_PROFILE} bytes"
+            ));
+        }
         std::fs::read(path).map_err(|e| format!("seccomp profile {path}: {e}"))
     }
 
@@ -106,6 +117,7 @@ impl Cri {
             cni: cni.map(Arc::new),
             streams: Arc::new(streaming::Streams::new(stream_addr)),
             pause_image: DEFAULT_PAUSE_IMAGE.to_string(),
+            creating: Default::default(),
         }
     }
 

@@ -61,6 +61,10 @@ fn pod_state(p: &Pod) -> i32 {
 fn container_state(c: &Container) -> i32 {
     use cri::ContainerState as S;
     match &c.state.status {
+        // A start that failed ended the container's life, as for containerd:
+        // CREATED would make the kubelet start it again whatever the
+        // pod's restart policy.
+        CStatus::Created if !c.state.error.is_empty() => S::ContainerExited as i32,
         CStatus::Created | CStatus::Creating => S::ContainerCreated as i32,
         CStatus::Running(_) | CStatus::Paused(_) => S::ContainerRunning as i32,
         CStatus::Exited(_) | CStatus::Restarting(_) | CStatus::Dead | CStatus::Removing => {
@@ -163,6 +167,13 @@ fn container_status(c: &Container, r: &ContainerRecord) -> cri::ContainerStatus 
             if !c.state.error.is_empty() {
                 reason = "StartError".into();
                 message = c.state.error.clone();
+                code = match c.state.error_code {
+                    0 => 128,
+                    n => i32::try_from(n).unwrap_or(128),
+                };
+                if finished == 0 {
+                    finished = now_nanos();
+                }
             }
         }
     }
@@ -453,41 +464,54 @@ impl RuntimeService for Cri {
         let (mut pod, mut record) = translate::pod_config(&config).map_err(refused)?;
         record.runtime_handler = req.runtime_handler;
         let cni = self.cni.clone();
-        let list = match &cni {
-            Some(c) => c
-                .load()
-                .map_err(|e| Status::failed_precondition(e.to_string()))?,
-            None => None,
-        };
-        if list.is_some() && pod.network == silo_engine::NetworkMode::Default {
-            // The plugins make the pod's interface and publish its ports.
-            pod.network = silo_engine::NetworkMode::None;
-            pod.ports.clear();
-            record.cni = true;
-        }
         let engine = self.engine.clone();
         let pause_image = self.pause_image.clone();
+        let creating = self.creating.clone();
         blocking(move || {
-            // A retry of an attempt whose pod exists answers with it.
+            let list = match &cni {
+                Some(c) => c
+                    .load()
+                    .map_err(|e| Status::failed_precondition(e.to_string()))?,
+                None => None,
+            };
+            if list.is_some() && pod.network == silo_engine::NetworkMode::Default {
+                // The plugins make the pod's interface and publish its ports.
+                pod.network = silo_engine::NetworkMode::None;
+                pod.ports.clear();
+                record.cni = true;
+            }
+            // One RunPodSandbox per pod at a time.
+            let _making = Making::take(&creating, &pod.name).ok_or_else(|| {
+                Status::unavailable(format!("pod {} is being created; retry", pod.name))
+            })?;
+            // A retry of an attempt whose pod is complete answers with it;
+            // one left half-made (a crash, a failed cleanup) is made again.
             if let Ok(p) = engine.pod(&pod.name) {
-                return Ok(p.id);
+                if pod_complete(&engine, cni.as_deref(), &p) {
+                    return Ok(p.id);
+                }
+                if let Some(r) = pod_record(&p) {
+                    cni_del(cni.as_deref(), &engine, &p, &r)?;
+                }
+                engine.remove_pod(&p.id).map_err(status)?;
             }
             let ext = extension(&record)?;
             let p = engine.create_pod(pod, ext).map_err(status)?;
+            let undo = |why: &str| {
+                if let Err(r) = engine.remove_pod(&p.id) {
+                    tracing::warn!(pod = %p.id, "removing the pod after {why}: {r}");
+                }
+            };
             if record.shared_pid {
                 if let Err(e) = start_pause(&engine, &p, &pause_image) {
-                    if let Err(r) = engine.remove_pod(&p.id) {
-                        tracing::warn!(pod = %p.id, "removing the pod after its pause container failed: {r}");
-                    }
+                    undo("its pause container failed");
                     return Err(e);
                 }
             }
             if let (Some(cni), Some(list), true) = (&cni, &list, record.cni) {
                 let netns = engine.pod_netns(&p.id);
                 if let Err(e) = cni.add(list, &pod_info(&p, &record, &netns)) {
-                    if let Err(r) = engine.remove_pod(&p.id) {
-                        tracing::warn!(pod = %p.id, "removing the pod after a CNI failure: {r}");
-                    }
+                    undo("a CNI failure");
                     return Err(Status::internal(e.to_string()));
                 }
             }
@@ -511,6 +535,14 @@ impl RuntimeService for Cri {
                 Err(e) if e.code() == tonic::Code::NotFound => return Ok(()),
                 Err(e) => return Err(e),
             };
+            // Its processes first (the kubelet already gave them their
+            // grace period), then its network, then its namespaces: a
+            // failed CNI DEL leaves a stopped, still ready pod to retry.
+            for c in engine.containers() {
+                if c.config.pod.as_deref() == Some(p.id.as_str()) && c.state.status.is_running() {
+                    engine.stop(&c.id, None, Some(0)).map_err(status)?;
+                }
+            }
             cni_del(cni.as_deref(), &engine, &p, &r)?;
             engine.stop_pod(&p.id, Some(0)).map_err(status)
         })
@@ -637,6 +669,19 @@ impl RuntimeService for Cri {
                 host.as_ref(),
             )
             .map_err(refused)?;
+            // TARGET: only a container of the same pod.
+            if let silo_engine::Sharing::Container(t) = &cfg.namespaces.pid {
+                if pause.as_deref() != Some(t.as_str()) {
+                    let same_pod = cri_container(&engine, t)
+                        .is_ok_and(|(c, _)| c.config.pod.as_deref() == Some(pod.id.as_str()));
+                    if !same_pod {
+                        return Err(Status::invalid_argument(format!(
+                            "namespace_options.target_id {t:?} is not a container of pod {}",
+                            pod.id
+                        )));
+                    }
+                }
+            }
             let created = engine
                 .create(silo_engine::CreateRequest {
                     id: None,
@@ -1020,9 +1065,12 @@ impl RuntimeService for Cri {
     async fn status(&self, req: Request<cri::StatusRequest>) -> R<cri::StatusResponse> {
         let verbose = req.into_inner().verbose;
         let cni = self.cni.clone();
-        let network = match &cni {
-            Some(c) => c.load().map(|_| ()).map_err(|e| e.to_string()),
-            None => Ok(()),
+        // Read the config directory once, off the runtime's thread.
+        let c2 = cni.clone();
+        let loaded = blocking(move || Ok(c2.map(|c| c.load().map_err(|e| e.to_string())))).await?;
+        let network = match &loaded {
+            Some(Err(e)) => Err(e.clone()),
+            _ => Ok(()),
         };
         let (net_ok, net_reason, net_msg) = match network {
             Ok(()) => (true, String::new(), String::new()),
@@ -1033,14 +1081,14 @@ impl RuntimeService for Cri {
             info.insert(
                 "config".into(),
                 serde_json::json!({
-                    "network": match cni.as_ref().map(|c| c.load()) {
+                    "network": match &loaded {
                         Some(Ok(Some(_))) => "cni",
                         Some(Err(_)) => "cni (config broken)",
                         _ => "silo nat",
                     },
                     "cni": cni.as_ref().map(|c| serde_json::json!({
                         "confDir": c.conf_dir, "binDirs": c.bin_dirs,
-                        "config": c.load().ok().flatten().map(|l| l.path),
+                        "config": loaded.as_ref().and_then(|l| l.as_ref().ok()).and_then(|l| l.as_ref()).map(|l| l.path.clone()),
                     })),
                     "apparmor": "unsupported",
                     "selinux": "unsupported",
@@ -1106,13 +1154,30 @@ impl RuntimeService for Cri {
             .name("cri-events".into())
             .spawn(move || {
                 let mut pods_of = HashMap::new();
-                for e in events {
+                loop {
+                    let e = match events.recv_timeout(std::time::Duration::from_secs(1)) {
+                        Ok(e) => e,
+                        // Notice a watcher that went away even when quiet.
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !tx.is_closed() => {
+                            continue
+                        }
+                        Err(_) => return,
+                    };
                     for ev in container_event(&engine, cni.as_deref(), &e, &mut pods_of)
                         .into_iter()
                         .flatten()
                     {
-                        if tx.blocking_send(Ok(ev)).is_err() {
-                            return;
+                        match tx.try_send(Ok(ev)) {
+                            Ok(()) => {}
+                            // A watcher that stopped reading is let go (the
+                            // kubelet then relists), so nothing piles up.
+                            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                                tracing::warn!(
+                                    "a container-event watcher fell behind; its stream is closed"
+                                );
+                                return;
+                            }
+                            Err(_) => return,
                         }
                     }
                 }
@@ -1151,6 +1216,51 @@ impl RuntimeService for Cri {
             }),
         }))
     }
+}
+
+/// A pod name being created (removed from the set when dropped).
+struct Making {
+    set: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    name: String,
+}
+
+impl Making {
+    fn take(
+        set: &std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+        name: &str,
+    ) -> Option<Making> {
+        let fresh = set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string());
+        fresh.then(|| Making {
+            set: set.clone(),
+            name: name.to_string(),
+        })
+    }
+}
+
+impl Drop for Making {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.name);
+    }
+}
+
+/// Whether a pod got everything RunPodSandbox gives: ready, its CNI
+/// result, its running pause container.
+fn pod_complete(engine: &Engine, cni: Option<&crate::cni::CniConfig>, p: &Pod) -> bool {
+    let Some(r) = pod_record(p) else {
+        return false;
+    };
+    let network = !r.cni || cni.is_some_and(|c| c.ip(&p.id).is_some());
+    let pause = !r.shared_pid
+        || engine
+            .container(&translate::pause_name(&p.name))
+            .is_ok_and(|c| c.state.status.is_running());
+    p.status == PodStatus::Ready && network && pause
 }
 
 /// Starts the pause container that is PID 1 of a pod's shared PID

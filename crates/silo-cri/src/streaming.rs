@@ -362,7 +362,10 @@ async fn remote_command<IO: AsyncRead + AsyncWrite + Send + 'static>(
     // Input: stdin, resizes, stdin's close, pings.
     let in_tx = tx.clone();
     let (e3, exec3, cont3) = (engine.clone(), exec_id.clone(), container.clone());
+    // Dropped when the client's side ends: the output then stops too.
+    let (gone_tx, mut gone) = tokio::sync::oneshot::channel::<()>();
     let input = tokio::spawn(async move {
+        let _gone_tx = gone_tx;
         let mut m = MessageReader::default();
         while let Ok(Some((op, p))) = m.next(&mut ws_r).await {
             match op {
@@ -398,41 +401,50 @@ async fn remote_command<IO: AsyncRead + AsyncWrite + Send + 'static>(
             }
         }
     });
-    // Output: the process's (raw with a terminal, else Docker's frames).
-    let mut buf = vec![0u8; 32 * 1024];
-    loop {
-        if tty {
-            match s_r.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if tx
-                        .send(ws::channel_frame(1, &buf[..n], None))
-                        .await
-                        .is_err()
-                    {
-                        break;
+    // Output: the process's (raw with a terminal, else Docker's frames),
+    // until it ends or the client goes.
+    let pump = async {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            if tty {
+                match s_r.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if tx
+                            .send(ws::channel_frame(1, &buf[..n], None))
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
                     }
                 }
-            }
-        } else {
-            let mut head = [0u8; silo_sys::frame::HEADER_LEN];
-            if let Err(e) = s_r.read_exact(&mut head).await {
-                tracing::trace!("the stream's output: {e}");
-                break;
-            }
-            let len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
-            let mut data = vec![0u8; len];
-            if s_r.read_exact(&mut data).await.is_err() {
-                break;
-            }
-            let ch = match silo_sys::frame::Stream::from_byte(head[0]) {
-                silo_sys::frame::Stream::Stderr => 2,
-                _ => 1,
-            };
-            if tx.send(ws::channel_frame(ch, &data, None)).await.is_err() {
-                break;
+            } else {
+                let mut head = [0u8; silo_sys::frame::HEADER_LEN];
+                if s_r.read_exact(&mut head).await.is_err() {
+                    break;
+                }
+                let len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
+                if len > ws::MAX_MESSAGE {
+                    break;
+                }
+                let mut data = vec![0u8; len];
+                if s_r.read_exact(&mut data).await.is_err() {
+                    break;
+                }
+                let ch = match silo_sys::frame::Stream::from_byte(head[0]) {
+                    silo_sys::frame::Stream::Stderr => 2,
+                    _ => 1,
+                };
+                if tx.send(ws::channel_frame(ch, &data, None)).await.is_err() {
+                    break;
+                }
             }
         }
+    };
+    tokio::select! {
+        () = pump => {}
+        _ = &mut gone => {}
     }
     tracing::debug!("the stream's output ended");
     let code = match exec_id {
@@ -504,6 +516,10 @@ async fn port_forward<IO: AsyncRead + AsyncWrite + Send + 'static>(
     let (mut ws_r, ws_w) = tokio::io::split(io);
     let (tx, write_task) = writer(ws_w);
     let ports = query_ports(query)?;
+    if ports.len() > 127 {
+        // Two channels a port, numbered by one byte.
+        return Err(format!("{} ports in one stream: at most 127", ports.len()));
+    }
     let mut conns = Vec::new();
     for (i, port) in ports.iter().enumerate() {
         let (data, err) = ((2 * i) as u8, (2 * i + 1) as u8);
@@ -526,7 +542,7 @@ async fn port_forward<IO: AsyncRead + AsyncWrite + Send + 'static>(
         }
     }
     let mut writers = Vec::new();
-    let mut readers = Vec::new();
+    let mut readers = tokio::task::JoinSet::new();
     for (i, c) in conns.into_iter().enumerate() {
         let Some(c) = c else {
             writers.push(None);
@@ -535,7 +551,7 @@ async fn port_forward<IO: AsyncRead + AsyncWrite + Send + 'static>(
         let (mut r, w) = c.into_split();
         writers.push(Some(w));
         let tx = tx.clone();
-        readers.push(tokio::spawn(async move {
+        readers.spawn(async move {
             let mut buf = vec![0u8; 32 * 1024];
             loop {
                 match r.read(&mut buf).await {
@@ -551,10 +567,12 @@ async fn port_forward<IO: AsyncRead + AsyncWrite + Send + 'static>(
                     }
                 }
             }
-        }));
+        });
     }
     let in_tx = tx.clone();
+    let (gone_tx, mut gone) = tokio::sync::oneshot::channel::<()>();
     let input = tokio::spawn(async move {
+        let _gone_tx = gone_tx;
         let mut m = MessageReader::default();
         while let Ok(Some((op, p))) = m.next(&mut ws_r).await {
             match op {
@@ -573,10 +591,12 @@ async fn port_forward<IO: AsyncRead + AsyncWrite + Send + 'static>(
             }
         }
     });
-    // The stream lasts while the client keeps it and any connection is open.
-    for r in readers {
-        let _ = r.await;
+    // The stream lasts while the client keeps it and a connection is open.
+    tokio::select! {
+        () = async { while readers.join_next().await.is_some() {} } => {}
+        _ = &mut gone => {}
     }
+    readers.abort_all();
     close(tx, write_task, input).await;
     Ok(())
 }

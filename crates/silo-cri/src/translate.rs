@@ -42,6 +42,11 @@ pub struct PodRecord {
     pub cgroup_parent: Option<String>,
     /// The pod's PID namespace mode for its containers: the host's.
     pub host_pid: bool,
+    /// The pod is on the node's network, and shares the node's IPC.
+    #[serde(default)]
+    pub host_network: bool,
+    #[serde(default)]
+    pub host_ipc: bool,
     /// One PID namespace for the whole pod, held by its pause container.
     #[serde(default)]
     pub shared_pid: bool,
@@ -250,6 +255,7 @@ pub fn pod_config(c: &cri::PodSandboxConfig) -> Result<(PodConfig, PodRecord), R
             ));
         }
     }
+    let host_network = network == NetworkMode::Host;
     let config = PodConfig {
         name: pod_name(m),
         hostname: c.hostname.clone(),
@@ -270,6 +276,8 @@ pub fn pod_config(c: &cri::PodSandboxConfig) -> Result<(PodConfig, PodRecord), R
         sysctls: sorted(&linux.sysctls),
         cgroup_parent,
         host_pid,
+        host_network,
+        host_ipc,
         shared_pid,
         privileged: sc.privileged,
         port_mappings: mappings,
@@ -571,6 +579,23 @@ pub fn container_config(
         },
     };
     let pid = if pod.host_pid { Sharing::Host } else { pid };
+    // The pod decides the network and IPC namespaces; a container may only
+    // say the same.
+    if let Some(ns) = &sc.namespace_options {
+        let want = |host: bool| if host { 2 } else { 0 };
+        if ns.network != want(pod.host_network) || ns.ipc != want(pod.host_ipc) {
+            return Err(refuse(
+                "namespace_options",
+                "a container's network and IPC namespaces are its pod's (POD, or NODE for a pod on the node's)",
+            ));
+        }
+    }
+    if c.stdin_once {
+        return Err(refuse(
+            "stdin_once",
+            "closing stdin after the first attach is not supported by silo yet",
+        ));
+    }
     let mut mounts = Vec::new();
     let mut recorded = Vec::new();
     for m in &c.mounts {
@@ -633,6 +658,20 @@ pub fn container_config(
     }
     let mut devices = Vec::new();
     for d in &c.devices {
+        let perms = if d.permissions.is_empty() {
+            "rwm"
+        } else {
+            &d.permissions
+        };
+        if perms.len() != 3 || !"rwm".chars().all(|p| perms.contains(p)) {
+            return Err(refuse(
+                "devices.permissions",
+                format!(
+                    "device {}: permissions {perms:?} are not supported by silo yet (only rwm)",
+                    d.host_path
+                ),
+            ));
+        }
         let inside = if d.container_path.is_empty() {
             &d.host_path
         } else {

@@ -712,6 +712,45 @@ fn bad_cri_input_gets_clear_codes_and_leaves_nothing() {
         let e = create(&mut c, &pod, &sandbox, cfg).await.unwrap_err();
         assert_eq!(e.code(), Code::NotFound, "{e:?}");
         assert!(e.message().contains("nosuch:1"), "{e:?}");
+        // A command that is not there: the start fails and the container
+        // is EXITED with StartError (CREATED would make the kubelet retry).
+        let bad_cmd = create(&mut c, &pod, &sandbox, container("nocmd", &["/nosuchcmd"]))
+            .await
+            .unwrap();
+        let e = c
+            .runtime
+            .start_container(cri::StartContainerRequest {
+                container_id: bad_cmd.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert!(e.message().contains("nosuchcmd"), "{e:?}");
+        let st = status(&mut c, &bad_cmd).await;
+        assert_eq!(
+            st.state,
+            cri::ContainerState::ContainerExited as i32,
+            "{st:?}"
+        );
+        assert_eq!(
+            (st.reason.as_str(), st.exit_code),
+            ("StartError", 127),
+            "{st:?}"
+        );
+        // A TARGET that is not a container of the pod.
+        let mut cfg = container("t", &["true"]);
+        cfg.linux = Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    pid: 3,
+                    target_id: "nosuch".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let e = create(&mut c, &pod, &sandbox, cfg).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
         // An invalid seccomp profile path.
         let mut cfg = container("x", &["true"]);
         cfg.linux = Some(cri::LinuxContainerConfig {
