@@ -336,10 +336,20 @@ fn container_event(
 }
 
 fn container_stats(engine: &Engine, c: &Container, r: &ContainerRecord) -> cri::ContainerStats {
+    let sample = engine.stats(&c.id).ok().flatten();
+    stats_of(engine, c, r, sample.as_ref())
+}
+
+/// A container's stats from an engine sample (None: not running).
+fn stats_of(
+    engine: &Engine,
+    c: &Container,
+    r: &ContainerRecord,
+    sample: Option<&silo_engine::StatsSample>,
+) -> cri::ContainerStats {
     let ts = now_nanos();
     let u = |v: u64| Some(cri::UInt64Value { value: v });
-    let sample = engine.stats(&c.id).ok().flatten();
-    let (cpu, memory) = match &sample {
+    let (cpu, memory) = match sample {
         Some(s) => (
             Some(cri::CpuUsage {
                 timestamp: ts,
@@ -387,11 +397,43 @@ fn sandbox_stats(engine: &Engine, p: &Pod, r: &PodRecord) -> cri::PodSandboxStat
         .into_iter()
         .filter(|(c, _)| c.config.pod.as_deref() == Some(p.id.as_str()))
         .collect();
+    let samples: Vec<_> = members
+        .iter()
+        .map(|(c, _)| engine.stats(&c.id).ok().flatten())
+        .collect();
     let stats: Vec<cri::ContainerStats> = members
         .iter()
-        .map(|(c, cr)| container_stats(engine, c, cr))
+        .zip(&samples)
+        .map(|((c, cr), s)| stats_of(engine, c, cr, s.as_ref()))
         .collect();
     let ts = now_nanos();
+    let u = |v: u64| Some(cri::UInt64Value { value: v });
+    // The pod's interfaces, as any of its running containers sees them
+    // (they share its network namespace).
+    let network = samples.iter().flatten().next().map(|s| {
+        let iface =
+            |(name, n): &(String, silo_engine::InterfaceCounters)| cri::NetworkInterfaceUsage {
+                name: name.clone(),
+                rx_bytes: u(n.rx_bytes),
+                rx_errors: u(n.rx_errors),
+                tx_bytes: u(n.tx_bytes),
+                tx_errors: u(n.tx_errors),
+            };
+        let all: Vec<_> = s.networks.iter().map(iface).collect();
+        cri::NetworkUsage {
+            timestamp: ts,
+            default_interface: all
+                .iter()
+                .find(|i| i.name == "eth0")
+                .or(all.first())
+                .cloned(),
+            interfaces: all,
+        }
+    });
+    let process = cri::ProcessUsage {
+        timestamp: ts,
+        process_count: u(samples.iter().flatten().map(|s| s.job.pids.current).sum()),
+    };
     let sum = |f: &dyn Fn(&cri::ContainerStats) -> Option<u64>| -> u64 {
         stats.iter().filter_map(f).sum()
     };
@@ -428,8 +470,8 @@ fn sandbox_stats(engine: &Engine, p: &Pod, r: &PodRecord) -> cri::PodSandboxStat
                 usage_bytes: Some(cri::UInt64Value { value: mem }),
                 ..Default::default()
             }),
-            network: None,
-            process: None,
+            network,
+            process: Some(process),
             containers: stats,
         }),
         windows: None,

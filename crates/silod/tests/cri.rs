@@ -448,6 +448,19 @@ fn a_pod_lives_its_whole_life_through_the_cri() {
             .unwrap();
         assert!(stats.memory.unwrap().working_set_bytes.unwrap().value > 0);
         assert!(stats.cpu.unwrap().usage_core_nano_seconds.unwrap().value > 0);
+        // Some traffic on the pod's interface: a ping of its gateway.
+        exec(
+            &mut c,
+            &server,
+            &[
+                "sh",
+                "-c",
+                "ping -c 2 -W 1 $(ip route | awk '/default/ {print $3}')",
+            ],
+            10,
+        )
+        .await
+        .unwrap();
         let all = c
             .runtime
             .list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest::default())
@@ -457,6 +470,22 @@ fn a_pod_lives_its_whole_life_through_the_cri() {
             .stats;
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].linux.as_ref().unwrap().containers.len(), 2);
+        let linux = all[0].linux.as_ref().unwrap();
+        let net = linux.network.as_ref().unwrap();
+        let eth0 = net.default_interface.as_ref().unwrap();
+        assert_eq!(eth0.name, "eth0");
+        assert!(eth0.rx_bytes.as_ref().unwrap().value > 0, "{net:?}");
+        assert!(
+            linux
+                .process
+                .as_ref()
+                .unwrap()
+                .process_count
+                .as_ref()
+                .unwrap()
+                .value
+                >= 2
+        );
         c.runtime
             .update_container_resources(cri::UpdateContainerResourcesRequest {
                 container_id: client.clone(),
