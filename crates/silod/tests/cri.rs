@@ -194,6 +194,7 @@ fn no_veths(d: &Daemon) {
 
 #[test]
 fn a_pod_lives_its_whole_life_through_the_cri() {
+    let cgroup_parent = format!("/silo-cri-test-{}/pod-web", std::process::id());
     let empty = tempfile::tempdir().unwrap();
     let conf = empty.path().to_string_lossy().into_owned();
     let (d, sock) = daemon(&["--cni-conf-dir", &conf]);
@@ -239,7 +240,8 @@ fn a_pod_lives_its_whole_life_through_the_cri() {
             .await
             .unwrap()
             .into_inner();
-        let sandbox = pod_config("web", &logs);
+        let mut sandbox = pod_config("web", &logs);
+        sandbox.linux.as_mut().unwrap().cgroup_parent = cgroup_parent.clone();
         let pod = run_pod(&mut c, &sandbox).await.unwrap();
         let server = create(
             &mut c,
@@ -298,6 +300,24 @@ fn a_pod_lives_its_whole_life_through_the_cri() {
         assert_eq!(got, "hello", "the pod's containers share 127.0.0.1");
 
         // Security context, from inside.
+        // Its cgroup is under the pod's cgroup parent.
+        let cg = exec(&mut c, &client, &["cat", "/proc/self/cgroup"], 5)
+            .await
+            .unwrap();
+        let cg = String::from_utf8_lossy(&cg.stdout).to_string();
+        let under = format!("{cgroup_parent}/{client}");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let homes: Vec<String> = mounts
+            .lines()
+            .filter(|l| l.contains(" - cgroup ") || l.contains(" - cgroup2 "))
+            .filter_map(|l| l.split(' ').nth(4))
+            .map(|root| format!("{root}{under}"))
+            .filter(|p| std::path::Path::new(p).is_dir())
+            .collect();
+        assert!(
+            !homes.is_empty(),
+            "no cgroup at {under}; the container sees:\n{cg}"
+        );
         let id = exec(&mut c, &client, &["id"], 5).await.unwrap();
         let id = String::from_utf8_lossy(&id.stdout).to_string();
         assert!(
@@ -689,6 +709,29 @@ fn a_pod_lives_its_whole_life_through_the_cri() {
         assert!(d.ok(&["ps", "-aq"]).trim().is_empty());
         no_veths(&d);
     });
+    // The containers' cgroups went with them; the parent is the kubelet's
+    // to remove (here, the test's), in every hierarchy.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for root in mounts
+        .lines()
+        .filter(|l| l.contains(" - cgroup ") || l.contains(" - cgroup2 "))
+        .filter_map(|l| l.split(' ').nth(4))
+    {
+        let parent = format!("{root}{cgroup_parent}");
+        if let Ok(rd) = std::fs::read_dir(&parent) {
+            let left: Vec<_> = rd
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name())
+                .collect();
+            assert!(left.is_empty(), "cgroups left under {parent}: {left:?}");
+        }
+        let _ = std::fs::remove_dir(&parent);
+        let _ = std::fs::remove_dir(format!(
+            "{root}{}",
+            cgroup_parent.rsplit_once('/').map_or("", |(a, _)| a)
+        ));
+    }
 }
 
 #[test]
