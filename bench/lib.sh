@@ -40,8 +40,12 @@ bench_teardown() {
     set +e
     local p
     for p in "${pid[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    # `inns … &` records the subshell's pid, not the daemon's: stop every
+    # process started with a path in $work as well.
+    pkill -TERM -f -- "$work/" 2>/dev/null
     sleep 2
     for p in "${pid[@]}"; do kill -KILL "$p" 2>/dev/null; done
+    pkill -KILL -f -- "$work/" 2>/dev/null
     awk -v root="$work" 'index($5, root) == 1 { print $5 }' /proc/self/mountinfo \
         | awk '{ print length, $0 }' | sort -rn | cut -d' ' -f2- \
         | while read -r mp; do umount -l "$mp" 2>/dev/null; done
