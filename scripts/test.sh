@@ -15,9 +15,9 @@ cargo test --workspace
 echo "== Docker SDK for Python (tests/sdk)"
 # A venv of our own, so the SDK and pytest come from PyPI whatever the host has.
 venv=${SILO_VENV:-/var/tmp/silo-venv}
-if ! "$venv/bin/python" -c 'import docker, pytest' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import docker, pytest, grpc, grpc_tools' 2>/dev/null; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet 'docker>=7,<8' 'pytest>=8'
+    "$venv/bin/pip" install --quiet 'docker>=7,<8' 'pytest>=8' 'grpcio>=1.60,<2' 'grpcio-tools>=1.60,<2'
 fi
 export PYTHONDONTWRITEBYTECODE=1
 exec "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/sdk

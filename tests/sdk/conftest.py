@@ -36,9 +36,10 @@ def rootfs_tar(tmp_path_factory):
 class Silod:
     """silod on a socket, data root and exec root in one temporary directory."""
 
-    def __init__(self, netns=False):
+    def __init__(self, netns=False, extra=()):
         """With netns, silod runs in a network namespace of its own (loopback
-        up), so networks it makes never touch the host's."""
+        up), so networks it makes never touch the host's; `extra` are more
+        silod flags."""
         # Short: the exec root must stay under 28 bytes (unix socket paths).
         self.dir = tempfile.mkdtemp(prefix="sdk.", dir="/tmp")
         self.sock = os.path.join(self.dir, "s.sock")
@@ -51,7 +52,7 @@ class Silod:
              "--exec-root", os.path.join(self.dir, "x"),
              "--monitor", os.path.join(BIN, "silo-monitor"),
              "--runtime", os.path.join(BIN, "silo-runtime"),
-             "--log-level", "debug"],
+             "--log-level", "debug", *extra],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.time() + 20
         while time.time() < deadline:
