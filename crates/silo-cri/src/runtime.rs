@@ -106,6 +106,28 @@ fn cri_pod(engine: &Engine, id: &str) -> Result<(Pod, PodRecord), Status> {
     Ok((p, r))
 }
 
+/// The CRI's pods, with their records.
+fn cri_pods(engine: &Engine) -> Vec<(Pod, PodRecord)> {
+    engine
+        .pods()
+        .into_iter()
+        .filter_map(|p| pod_record(&p).map(|r| (p, r)))
+        .collect()
+}
+
+/// The selection the container list calls share: an id prefix, a pod id
+/// prefix and labels (each empty: any).
+fn selects(id: &str, pod: &str, labels: &HashMap<String, String>, c: &Container) -> bool {
+    c.id.starts_with(id)
+        && (pod.is_empty() || c.config.pod.as_deref().is_some_and(|p| p.starts_with(pod)))
+        && labels_match(&c.config.labels, labels)
+}
+
+/// The selection the pod list calls share: an id prefix and labels.
+fn pod_selected(id: &str, labels: &HashMap<String, String>, p: &Pod) -> bool {
+    p.id.starts_with(id) && labels_match(&p.config.labels, labels)
+}
+
 fn labels_match(
     labels: &std::collections::BTreeMap<String, String>,
     selector: &HashMap<String, String>,
@@ -652,19 +674,16 @@ impl RuntimeService for Cri {
         let filter = req.into_inner().filter.unwrap_or_default();
         let engine = self.engine.clone();
         blocking(move || {
-            let mut items: Vec<cri::PodSandbox> = engine
-                .pods()
+            let mut items: Vec<cri::PodSandbox> = cri_pods(&engine)
                 .iter()
-                .filter_map(|p| pod_record(p).map(|r| (p, r)))
-                .filter(|(p, _)| filter.id.is_empty() || p.id.starts_with(&filter.id))
                 .filter(|(p, _)| {
-                    filter
-                        .state
-                        .as_ref()
-                        .is_none_or(|s| s.state == pod_state(p))
+                    pod_selected(&filter.id, &filter.label_selector, p)
+                        && filter
+                            .state
+                            .as_ref()
+                            .is_none_or(|s| s.state == pod_state(p))
                 })
-                .filter(|(p, _)| labels_match(&p.config.labels, &filter.label_selector))
-                .map(|(p, r)| to_sandbox(p, &r))
+                .map(|(p, r)| to_sandbox(p, r))
                 .collect();
             items.sort_by_key(|s| s.created_at);
             Ok(cri::ListPodSandboxResponse { items })
@@ -815,21 +834,17 @@ impl RuntimeService for Cri {
         blocking(move || {
             let mut containers: Vec<cri::Container> = cri_containers(&engine)
                 .iter()
-                .filter(|(c, _)| filter.id.is_empty() || c.id.starts_with(&filter.id))
                 .filter(|(c, _)| {
-                    filter.pod_sandbox_id.is_empty()
-                        || c.config
-                            .pod
-                            .as_deref()
-                            .is_some_and(|p| p.starts_with(&filter.pod_sandbox_id))
-                })
-                .filter(|(c, _)| {
-                    filter
+                    selects(
+                        &filter.id,
+                        &filter.pod_sandbox_id,
+                        &filter.label_selector,
+                        c,
+                    ) && filter
                         .state
                         .as_ref()
                         .is_none_or(|s| s.state == container_state(c))
                 })
-                .filter(|(c, _)| labels_match(&c.config.labels, &filter.label_selector))
                 .map(|(c, r)| to_container(c, r))
                 .collect();
             containers.sort_by_key(|c| c.created_at);
@@ -1032,15 +1047,14 @@ impl RuntimeService for Cri {
         blocking(move || {
             let stats = cri_containers(&engine)
                 .iter()
-                .filter(|(c, _)| filter.id.is_empty() || c.id.starts_with(&filter.id))
                 .filter(|(c, _)| {
-                    filter.pod_sandbox_id.is_empty()
-                        || c.config
-                            .pod
-                            .as_deref()
-                            .is_some_and(|p| p.starts_with(&filter.pod_sandbox_id))
+                    selects(
+                        &filter.id,
+                        &filter.pod_sandbox_id,
+                        &filter.label_selector,
+                        c,
+                    )
                 })
-                .filter(|(c, _)| labels_match(&c.config.labels, &filter.label_selector))
                 .map(|(c, r)| container_stats(&engine, c, r))
                 .collect();
             Ok(cri::ListContainerStatsResponse { stats })
@@ -1072,13 +1086,10 @@ impl RuntimeService for Cri {
         let filter = req.into_inner().filter.unwrap_or_default();
         let engine = self.engine.clone();
         blocking(move || {
-            let stats = engine
-                .pods()
+            let stats = cri_pods(&engine)
                 .iter()
-                .filter_map(|p| pod_record(p).map(|r| (p, r)))
-                .filter(|(p, _)| filter.id.is_empty() || p.id.starts_with(&filter.id))
-                .filter(|(p, _)| labels_match(&p.config.labels, &filter.label_selector))
-                .map(|(p, r)| sandbox_stats(&engine, p, &r))
+                .filter(|(p, _)| pod_selected(&filter.id, &filter.label_selector, p))
+                .map(|(p, r)| sandbox_stats(&engine, p, r))
                 .collect();
             Ok(cri::ListPodSandboxStatsResponse { stats })
         })

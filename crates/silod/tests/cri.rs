@@ -177,6 +177,53 @@ fn daemon(extra: &[&str]) -> (Daemon, PathBuf) {
     (d, sock)
 }
 
+/// What `script` prints in container `ctr` (a client that needs its
+/// server up), retried until it prints `want` (or for about a minute).
+async fn reply_from(c: &mut Client, ctr: &str, script: &str, want: &str) -> String {
+    let mut got = String::new();
+    for _ in 0..50 {
+        let r = exec(c, ctr, &["sh", "-c", script], 10).await.unwrap();
+        got = String::from_utf8_lossy(&r.stdout).trim().to_string();
+        if got == want {
+            break;
+        }
+    }
+    got
+}
+
+/// StopPodSandbox then RemovePodSandbox.
+async fn end_pod(c: &mut Client, pod: &str) {
+    c.runtime
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod.into(),
+        })
+        .await
+        .unwrap();
+    c.runtime
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.into(),
+        })
+        .await
+        .unwrap();
+}
+
+/// What a TCP server at `addr` says, read from silod's network namespace,
+/// retried until it says `want` (or a few seconds pass).
+fn answer_in_netns(d: &Daemon, addr: &str, want: &str) -> String {
+    let (host, port) = addr.split_once(':').unwrap();
+    let script = format!("exec 3<>/dev/tcp/{host}/{port}; cat <&3");
+    let mut got = String::new();
+    for _ in 0..30 {
+        let out = d.in_netns(&["timeout", "5", "bash", "-c", &script]);
+        got = silo_testsupport::stdout(&out).trim().to_string();
+        if got == want {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    got
+}
+
 /// Asserts silod's namespace holds no veth once the reaper (which deletes
 /// detached veths off the exit path) has caught up.
 fn no_veths(d: &Daemon) {
@@ -282,21 +329,7 @@ fn a_pod_lives_its_whole_life_through_the_cri() {
         let client = create(&mut c, &pod, &sandbox, client_cfg).await.unwrap();
         start(&mut c, &server).await;
         start(&mut c, &client).await;
-        let mut got = String::new();
-        for _ in 0..50 {
-            let r = exec(
-                &mut c,
-                &client,
-                &["sh", "-c", "sleep 1 | nc 127.0.0.1 9000"],
-                10,
-            )
-            .await
-            .unwrap();
-            got = String::from_utf8_lossy(&r.stdout).trim().to_string();
-            if got == "hello" {
-                break;
-            }
-        }
+        let got = reply_from(&mut c, &client, "sleep 1 | nc 127.0.0.1 9000", "hello").await;
         assert_eq!(got, "hello", "the pod's containers share 127.0.0.1");
 
         // Security context, from inside.
@@ -860,22 +893,11 @@ fn bad_cri_input_gets_clear_codes_and_leaves_nothing() {
         .await
         .unwrap();
         start(&mut c, &web).await;
-        let mut got = String::new();
-        for _ in 0..30 {
-            let out = d.in_netns(&[
-                "timeout",
-                "5",
-                "bash",
-                "-c",
-                "exec 3<>/dev/tcp/127.0.0.1/18080; cat <&3",
-            ]);
-            got = silo_testsupport::stdout(&out).trim().to_string();
-            if got == "served" {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        assert_eq!(got, "served", "hostPort 18080 on silo's network");
+        assert_eq!(
+            answer_in_netns(&d, "127.0.0.1:18080", "served"),
+            "served",
+            "hostPort 18080 on silo's network"
+        );
         let mut b = pod_config("portb", &logs);
         b.port_mappings = a.port_mappings.clone();
         let e = run_pod(&mut c, &b).await.unwrap_err();
@@ -889,16 +911,7 @@ fn bad_cri_input_gets_clear_codes_and_leaves_nothing() {
             .items;
         assert_eq!(pods.len(), 2, "the refused pod left nothing: {pods:?}");
         for p in [pod, pa] {
-            c.runtime
-                .stop_pod_sandbox(cri::StopPodSandboxRequest {
-                    pod_sandbox_id: p.clone(),
-                })
-                .await
-                .unwrap();
-            c.runtime
-                .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: p })
-                .await
-                .unwrap();
+            end_pod(&mut c, &p).await;
         }
         no_veths(&d);
         let nft = d.in_netns(&["nft", "list", "map", "ip", "silo-ports", "tcp-ports"]);
@@ -969,52 +982,22 @@ fn pods_on_a_cni_bridge_network() {
             ips.push(ip);
         }
         // One pod reaches the other over the CNI bridge.
-        let mut got = String::new();
-        for _ in 0..30 {
-            let r = exec(
-                &mut c,
-                &pods[0].1,
-                &["sh", "-c", &format!("sleep 1 | nc {} 7000", ips[1])],
-                10,
-            )
-            .await
-            .unwrap();
-            got = String::from_utf8_lossy(&r.stdout).trim().to_string();
-            if got == "hi" {
-                break;
-            }
-        }
+        let got = reply_from(
+            &mut c,
+            &pods[0].1,
+            &format!("sleep 1 | nc {} 7000", ips[1]),
+            "hi",
+        )
+        .await;
         assert_eq!(got, "hi");
         // The hostPort answers on the node's address (the bridge's gateway).
-        let mut got = String::new();
-        for _ in 0..30 {
-            let out = d.in_netns(&[
-                "timeout",
-                "5",
-                "bash",
-                "-c",
-                "exec 3<>/dev/tcp/10.233.0.1/18090; cat <&3",
-            ]);
-            got = silo_testsupport::stdout(&out).trim().to_string();
-            if got == "hi" {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        assert_eq!(got, "hi", "hostPort 18090 through portmap");
+        assert_eq!(
+            answer_in_netns(&d, "10.233.0.1:18090", "hi"),
+            "hi",
+            "hostPort 18090 through portmap"
+        );
         for (pod, _) in &pods {
-            c.runtime
-                .stop_pod_sandbox(cri::StopPodSandboxRequest {
-                    pod_sandbox_id: pod.clone(),
-                })
-                .await
-                .unwrap();
-            c.runtime
-                .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-                    pod_sandbox_id: pod.clone(),
-                })
-                .await
-                .unwrap();
+            end_pod(&mut c, pod).await;
         }
         // host-local released both leases.
         let leases: Vec<_> = std::fs::read_dir(conf.path().join("ipam/testnet"))
@@ -1507,18 +1490,7 @@ fn exec_attach_and_port_forward_stream_over_websocket() {
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
-        c.runtime
-            .stop_pod_sandbox(cri::StopPodSandboxRequest {
-                pod_sandbox_id: pod.clone(),
-            })
-            .await
-            .unwrap();
-        c.runtime
-            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-                pod_sandbox_id: pod,
-            })
-            .await
-            .unwrap();
+        end_pod(&mut c, &pod).await;
     });
 }
 
@@ -1610,18 +1582,7 @@ fn a_pod_can_share_one_pid_namespace() {
             .into_inner()
             .containers;
         assert_eq!(listed.len(), 2);
-        c.runtime
-            .stop_pod_sandbox(cri::StopPodSandboxRequest {
-                pod_sandbox_id: pod.clone(),
-            })
-            .await
-            .unwrap();
-        c.runtime
-            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-                pod_sandbox_id: pod,
-            })
-            .await
-            .unwrap();
+        end_pod(&mut c, &pod).await;
         assert!(
             d.ok(&["ps", "-aq"]).trim().is_empty(),
             "the pause container went with the pod"
@@ -1754,18 +1715,7 @@ fn cri_pods_survive_a_killed_daemon() {
             n.windows(2).all(|w| w[1] == w[0] + 1),
             "no line lost: {n:?}"
         );
-        c.runtime
-            .stop_pod_sandbox(cri::StopPodSandboxRequest {
-                pod_sandbox_id: pod.clone(),
-            })
-            .await
-            .unwrap();
-        c.runtime
-            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-                pod_sandbox_id: pod,
-            })
-            .await
-            .unwrap();
+        end_pod(&mut c, &pod).await;
     });
     no_veths(&d);
 }
