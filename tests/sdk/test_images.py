@@ -130,3 +130,19 @@ def test_commit_and_history_with_the_sdk(client):
     with pytest.raises(docker.errors.APIError) as e:
         client.api.commit("nosuch", repository="x")
     assert e.value.status_code == 404
+
+
+def test_a_registry_host_mirror_serves_docker_pulls(client, registry):
+    # --registry-host-mirror: a pull of registry.k8s.io/... is served by the
+    # mirror on 127.0.0.1 (no traffic to registry.k8s.io), through the SDK.
+    name = f"{registry}/pause"
+    client.images.get("busybox:latest").tag(name, "3.9")
+    client.images.push(name, tag="3.9")
+    d = Silod(netns=False, extra=["--no-cri", "--registry-host-mirror",
+                                  f"registry.k8s.io=http://{registry}"])
+    try:
+        img = d.client.images.pull("registry.k8s.io/pause", tag="3.9")
+        assert "registry.k8s.io/pause:3.9" in img.tags
+        assert img.id == client.images.get(f"{name}:3.9").id
+    finally:
+        d.stop()

@@ -92,17 +92,10 @@ pub(crate) fn exec_sync(
         )));
     }
     // The exit is recorded just after the stream ends.
-    let wait_until = Instant::now() + Duration::from_secs(5);
-    let code = loop {
-        let info = engine.exec_info(&exec_id).map_err(status)?;
-        match info.exit_code {
-            Some(c) if !info.running => break c,
-            _ if Instant::now() > wait_until => {
-                return Err(Status::internal("the exec's exit status was not recorded"))
-            }
-            _ => std::thread::sleep(Duration::from_millis(2)),
-        }
-    };
+    let code = engine
+        .exec_exit(&exec_id, Duration::from_secs(5))
+        .map_err(status)?
+        .ok_or_else(|| Status::internal("the exec's exit status was not recorded"))?;
     Ok(cri::ExecSyncResponse {
         stdout,
         stderr,

@@ -449,15 +449,9 @@ async fn remote_command<IO: AsyncRead + AsyncWrite + Send + 'static>(
     tracing::debug!("the stream's output ended");
     let code = match exec_id {
         Some(id) => blocking(move || {
-            let until = Instant::now() + Duration::from_secs(5);
-            loop {
-                let info = engine.exec_info(&id).map_err(|e| e.to_string())?;
-                match info.exit_code {
-                    Some(c) if !info.running => return Ok(Some(c)),
-                    _ if Instant::now() > until => return Ok(None),
-                    _ => std::thread::sleep(Duration::from_millis(2)),
-                }
-            }
+            engine
+                .exec_exit(&id, Duration::from_secs(5))
+                .map_err(|e| e.to_string())
         })
         .await
         .unwrap_or(None),

@@ -1033,6 +1033,14 @@ impl Engine {
     }
 
     /// An exec instance.
+    /// Waits (at most `limit`) for an exec to exit; its exit code, or None
+    /// if it still runs.
+    pub fn exec_exit(&self, exec_id: &str, limit: Duration) -> Result<Option<i64>> {
+        self.execs.wait_exit(exec_id, limit);
+        let info = self.exec_info(exec_id)?;
+        Ok(info.exit_code.filter(|_| !info.running))
+    }
+
     pub fn exec_info(&self, exec_id: &str) -> Result<ExecInfo> {
         self.execs
             .lock()

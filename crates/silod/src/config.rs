@@ -416,4 +416,49 @@ mod tests {
         let err = FileConfig::load(&p).unwrap_err().to_string();
         assert!(err.contains("c.json") && err.contains("hostz"), "{err}");
     }
+
+    #[test]
+    fn cri_settings_from_flags_file_and_defaults() {
+        let s = merge(
+            Flags::parse_from(["silod"]),
+            FileConfig::default(),
+            Path::new("/b"),
+        )
+        .unwrap();
+        assert_eq!(s.cri_socket, Some(PathBuf::from("/run/silo/cri.sock")));
+        assert_eq!(s.cri_stream_address.to_string(), "127.0.0.1:0");
+        assert_eq!(s.cni_conf_dir, PathBuf::from("/etc/cni/net.d"));
+        assert_eq!(
+            s.cni_bin_dirs,
+            [PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")]
+        );
+        assert_eq!(s.cri_pause_image, silo_cri::DEFAULT_PAUSE_IMAGE);
+        let file: FileConfig = serde_json::from_str(
+            r#"{"cri":false,"registry-host-mirrors":{"registry.k8s.io":["http://127.0.0.1:5000"]}}"#,
+        )
+        .unwrap();
+        let flags = Flags::parse_from([
+            "silod",
+            "--registry-host-mirror",
+            "registry.k8s.io=http://127.0.0.1:5001",
+        ]);
+        let s = merge(flags, file, Path::new("/b")).unwrap();
+        assert_eq!(s.cri_socket, None, "\"cri\": false turns it off");
+        assert_eq!(
+            s.registry_host_mirrors["registry.k8s.io"],
+            ["http://127.0.0.1:5000", "http://127.0.0.1:5001"]
+        );
+        for bad in [
+            vec!["silod", "--cri-stream-address", "localhost"],
+            vec!["silod", "--registry-host-mirror", "registry.k8s.io"],
+            vec!["silod", "--registry-host-mirror", "r=ftp://x"],
+        ] {
+            let err = merge(
+                Flags::parse_from(&bad),
+                FileConfig::default(),
+                Path::new("/b"),
+            );
+            assert!(err.is_err(), "{bad:?} was accepted");
+        }
+    }
 }

@@ -1183,6 +1183,10 @@ fn images_pull_through_mirrors_and_are_shared_with_docker() {
         }
         let images = d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
         assert!(!images.contains("pause"), "{images}");
+        // The same mirror serves the Docker side's pulls.
+        d.ok(&["pull", "registry.k8s.io/pause:3.9"]);
+        let images = d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+        assert!(images.contains("registry.k8s.io/pause:3.9"), "{images}");
     });
 }
 
