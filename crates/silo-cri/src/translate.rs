@@ -608,6 +608,12 @@ pub fn container_config(
                 ),
             ));
         }
+        if m.selinux_relabel {
+            return Err(refuse(
+                "mounts.selinux_relabel",
+                "SELinux is not supported by silo",
+            ));
+        }
         if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
             return Err(refuse(
                 "mounts",
