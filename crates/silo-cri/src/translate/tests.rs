@@ -415,6 +415,14 @@ fn bad_container_configs_are_refused_by_name() {
         .unwrap_err()
         .message
         .contains("recursive read-only"));
+    let mut c = ctr();
+    c.mounts = vec![cri::Mount {
+        container_path: "/d".into(),
+        host_path: "/x".into(),
+        selinux_relabel: true,
+        ..Default::default()
+    }];
+    assert_eq!(translate(&c).unwrap_err().field, "mounts.selinux_relabel");
     let e = with_sc(cri::LinuxContainerSecurityContext {
         supplemental_groups_policy: 1,
         ..Default::default()
