@@ -43,10 +43,13 @@ pub struct Stream {
     pub protocol: String,
 }
 
-/// Opens `url` (as Exec, Attach or PortForward returned it, plus any
-/// query) offering `protocols`. Err carries the server's refusal.
-pub async fn stream(url: &str, protocols: &[&str]) -> Result<Stream, String> {
-    use base64::Engine as _;
+type Reader = tokio::io::BufReader<tokio::io::ReadHalf<tokio::net::TcpStream>>;
+type Writer = tokio::io::WriteHalf<tokio::net::TcpStream>;
+
+/// Sends an upgrade request for `url` with `headers`: the reader, the
+/// writer, and the answer's headers; Err carries a refusal's status and
+/// body.
+async fn upgrade(url: &str, headers: &str) -> Result<(Reader, Writer, Vec<String>), String> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let rest = url
         .strip_prefix("http://")
@@ -55,17 +58,9 @@ pub async fn stream(url: &str, protocols: &[&str]) -> Result<Stream, String> {
     let tcp = tokio::net::TcpStream::connect(host)
         .await
         .map_err(|e| format!("{host}: {e}"))?;
-    let key = base64::engine::general_purpose::STANDARD.encode(
-        silo_sys::id::random_id()
-            .as_bytes()
-            .get(..16)
-            .unwrap_or_default(),
-    );
     let (read, mut write) = tokio::io::split(tcp);
-    let request = format!(
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Protocol: {}\r\n\r\n",
-        protocols.join(", ")
-    );
+    let request =
+        format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\n{headers}\r\n");
     write
         .write_all(request.as_bytes())
         .await
@@ -87,33 +82,128 @@ pub async fn stream(url: &str, protocols: &[&str]) -> Result<Stream, String> {
         }
         head.push(line.trim_end().to_string());
     }
-    let find = |name: &str| {
-        head.iter()
-            .find_map(|h| {
-                let (k, v) = h.split_once(':')?;
-                k.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().to_string())
-            })
-            .unwrap_or_default()
-    };
     let status = head.first().cloned().unwrap_or_default();
     if !status.contains(" 101 ") {
         // The refusal's body (the connection stays open: read no further).
-        let len: usize = find("content-length").parse().unwrap_or(0);
+        let len: usize = find(&head, "content-length").parse().unwrap_or(0);
         let mut body = vec![0u8; len.min(64 * 1024)];
         let _ = tokio::io::AsyncReadExt::read_exact(&mut reader, &mut body).await;
         return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
     }
-    if find("sec-websocket-accept") != crate::ws::accept_key(&key) {
+    Ok((reader, write, head))
+}
+
+/// Header `name`'s value in an answer's head.
+fn find(head: &[String], name: &str) -> String {
+    head.iter()
+        .find_map(|h| {
+            let (k, v) = h.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// Opens `url` (as Exec, Attach or PortForward returned it, plus any
+/// query) offering `protocols`. Err carries the server's refusal.
+pub async fn stream(url: &str, protocols: &[&str]) -> Result<Stream, String> {
+    use base64::Engine as _;
+    let key = base64::engine::general_purpose::STANDARD.encode(
+        silo_sys::id::random_id()
+            .as_bytes()
+            .get(..16)
+            .unwrap_or_default(),
+    );
+    let (reader, write, head) = upgrade(
+        url,
+        &format!(
+            "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Protocol: {}\r\n",
+            protocols.join(", ")
+        ),
+    )
+    .await?;
+    if find(&head, "sec-websocket-accept") != crate::ws::accept_key(&key) {
         return Err("the server's Sec-WebSocket-Accept does not match".into());
     }
     Ok(Stream {
         read: reader,
         write,
         messages: crate::ws::MessageReader::default(),
-        protocol: find("sec-websocket-protocol"),
+        protocol: find(&head, "sec-websocket-protocol"),
     })
+}
+
+/// A SPDY/3.1 session on a streaming URL, frame by frame (for tests that
+/// need to send what kubectl would not).
+pub struct Spdy {
+    read: Reader,
+    write: Writer,
+    /// Inflates the server's header blocks; the other deflates ours.
+    inflate: crate::spdy::HeaderCodec,
+    deflate: crate::spdy::HeaderCodec,
+    /// The protocol the server chose.
+    pub protocol: String,
+}
+
+/// Opens `url` with a SPDY/3.1 upgrade offering `protocols` (as
+/// `X-Stream-Protocol-Version`s, in order).
+pub async fn spdy(url: &str, protocols: &[&str]) -> Result<Spdy, String> {
+    let offers: String = protocols
+        .iter()
+        .map(|p| format!("X-Stream-Protocol-Version: {p}\r\n"))
+        .collect();
+    let (read, write, head) = upgrade(url, &format!("Upgrade: SPDY/3.1\r\n{offers}")).await?;
+    Ok(Spdy {
+        read,
+        write,
+        inflate: Default::default(),
+        deflate: Default::default(),
+        protocol: find(&head, "x-stream-protocol-version"),
+    })
+}
+
+impl Spdy {
+    /// Sends raw bytes (a frame, or not).
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.write.write_all(bytes).await
+    }
+
+    /// Opens stream `id` with `headers`.
+    pub async fn open(&mut self, id: u32, headers: &[(&str, &str)]) -> std::io::Result<()> {
+        let syn = crate::spdy::SynStream {
+            stream: id,
+            flags: 0,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        };
+        let f = syn
+            .encode(&mut self.deflate)
+            .map_err(std::io::Error::other)?;
+        self.send_raw(&f).await
+    }
+
+    /// The next frame; a SYN_REPLY's or HEADERS' block is inflated (and
+    /// dropped) to keep the session's zlib stream in step.
+    pub async fn next(&mut self) -> std::io::Result<Option<crate::spdy::Frame>> {
+        let f = crate::spdy::read_frame(&mut self.read)
+            .await
+            .map_err(std::io::Error::other)?;
+        if let Some(crate::spdy::Frame::Control {
+            kind: crate::spdy::SYN_REPLY | crate::spdy::HEADERS,
+            payload,
+            ..
+        }) = &f
+        {
+            self.inflate
+                .decode(payload.get(4..).unwrap_or_default())
+                .map_err(std::io::Error::other)?;
+        }
+        Ok(f)
+    }
 }
 
 impl Stream {

@@ -9,6 +9,9 @@ pub mod cni;
 mod exec;
 mod images;
 mod runtime;
+pub mod spdy;
+mod spdy_stream;
+
 pub mod streaming;
 pub mod translate;
 pub mod ws;

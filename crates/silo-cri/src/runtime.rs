@@ -985,6 +985,7 @@ impl RuntimeService for Cri {
         .await?;
         let url = self.streams.issue(crate::streaming::Pending::Attach {
             container: id,
+            tty,
             stdin: req.stdin,
             stdout: req.stdout,
             stderr: req.stderr,

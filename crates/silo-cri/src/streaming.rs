@@ -1,13 +1,15 @@
 //! The streaming server: Exec, Attach and PortForward answer with a
 //! one-time URL on it (valid for a minute), and the client (the kubelet's
-//! proxy, crictl) upgrades that URL to a WebSocket speaking Kubernetes'
-//! channel protocols: `v5.channel.k8s.io`/`v4.channel.k8s.io` for exec and
-//! attach (channel 0 stdin, 1 stdout, 2 stderr, 3 the final status, 4
-//! resize; 255 closes stdin in v5) and `v4.channel.k8s.io` for port
-//! forwarding (channels 2i and 2i+1 carry the data and errors of the i-th
-//! port, each opened by the port number). SPDY is refused with a clear
-//! answer. Listens on 127.0.0.1 by default.
+//! proxy, crictl) upgrades that URL to SPDY/3.1 (see `spdy_stream`) or to
+//! a WebSocket speaking Kubernetes' channel protocols:
+//! `v5.channel.k8s.io`/`v4.channel.k8s.io` for exec and attach (channel 0
+//! stdin, 1 stdout, 2 stderr, 3 the final status, 4 resize; 255 closes
+//! stdin in v5) and `v4.channel.k8s.io` for port forwarding (channels 2i
+//! and 2i+1 carry the data and errors of the i-th port, each opened by the
+//! port number). The process behind exec and attach is run here, the same
+//! for both transports. Listens on 127.0.0.1 by default.
 
+use crate::spdy_stream;
 use crate::ws::{self, MessageReader};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -35,6 +37,7 @@ pub(crate) enum Pending {
     },
     Attach {
         container: String,
+        tty: bool,
         stdin: bool,
         stdout: bool,
         stderr: bool,
@@ -160,11 +163,8 @@ fn handle(
         );
     };
     let upgrade = header(&req, "upgrade").to_ascii_lowercase();
-    if upgrade.starts_with("spdy") {
-        return reply(
-            StatusCode::BAD_REQUEST,
-            "silo's streaming server speaks WebSocket (v5.channel.k8s.io, v4.channel.k8s.io), not SPDY",
-        );
+    if upgrade.starts_with("spdy/") {
+        return spdy_upgrade(req, engine, pending, &upgrade);
     }
     if upgrade != "websocket" || header(&req, "sec-websocket-key").is_empty() {
         return reply(StatusCode::BAD_REQUEST, "a WebSocket upgrade is required");
@@ -232,7 +232,87 @@ fn handle(
     r
 }
 
-async fn blocking<T: Send + 'static>(
+/// Takes a SPDY/3.1 upgrade: the first protocol the client offers (in
+/// `X-Stream-Protocol-Version`) that silo speaks for this kind of stream.
+fn spdy_upgrade(
+    mut req: Request<hyper::body::Incoming>,
+    engine: Arc<Engine>,
+    pending: Pending,
+    upgrade: &str,
+) -> Response<Full<Bytes>> {
+    if upgrade != "spdy/3.1" {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            format!("SPDY version {upgrade:?}: silo speaks SPDY/3.1 (and WebSocket)"),
+        );
+    }
+    let ours = match pending {
+        Pending::PortForward { .. } => spdy_stream::PORT_FORWARD,
+        _ => spdy_stream::REMOTE_COMMAND,
+    };
+    let offered: Vec<String> = req
+        .headers()
+        .get_all("x-stream-protocol-version")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_string())
+        .collect();
+    let Some(protocol) = offered
+        .iter()
+        .find_map(|o| ours.iter().copied().find(|p| p == o))
+    else {
+        let mut r = reply(
+            StatusCode::FORBIDDEN,
+            format!(
+                "no X-Stream-Protocol-Version that silo speaks was offered ({:?}; silo speaks {})",
+                offered,
+                ours.join(", ")
+            ),
+        );
+        if let Ok(v) = ours.join(", ").parse() {
+            r.headers_mut()
+                .insert("x-accepted-stream-protocol-versions", v);
+        }
+        return r;
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let io = match on_upgrade.await {
+            Ok(u) => hyper_util::rt::TokioIo::new(u),
+            Err(e) => {
+                tracing::warn!("streaming upgrade failed: {e}");
+                return;
+            }
+        };
+        let result = match pending {
+            Pending::PortForward { pod, ports } => {
+                spdy_stream::port_forward(io, engine, pod, ports).await
+            }
+            other => spdy_stream::remote_command(io, engine, other, protocol).await,
+        };
+        if let Err(e) = result {
+            tracing::info!("SPDY stream ended: {e}");
+        }
+    });
+    let mut r = reply(StatusCode::SWITCHING_PROTOCOLS, "");
+    let h = r.headers_mut();
+    h.insert(
+        "upgrade",
+        hyper::header::HeaderValue::from_static("SPDY/3.1"),
+    );
+    h.insert(
+        "connection",
+        hyper::header::HeaderValue::from_static("Upgrade"),
+    );
+    h.insert(
+        "x-stream-protocol-version",
+        hyper::header::HeaderValue::from_static(protocol),
+    );
+    r
+}
+
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
     tokio::task::spawn_blocking(f)
@@ -241,7 +321,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The writer side: every frame goes through one task.
-fn writer<W: AsyncWrite + Unpin + Send + 'static>(
+pub(crate) fn writer<W: AsyncWrite + Unpin + Send + 'static>(
     mut w: W,
 ) -> (mpsc::Sender<Vec<u8>>, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
@@ -260,7 +340,7 @@ fn writer<W: AsyncWrite + Unpin + Send + 'static>(
 
 /// The final status of the channel protocol (channel 3), as the kubelet
 /// writes it (a metav1.Status).
-fn exit_status(code: Option<i64>) -> String {
+pub(crate) fn exit_status(code: Option<i64>) -> String {
     match code {
         None | Some(0) => r#"{"metadata":{},"status":"Success"}"#.to_string(),
         Some(c) => serde_json::json!({
@@ -274,20 +354,46 @@ fn exit_status(code: Option<i64>) -> String {
     }
 }
 
-fn failure(message: &str) -> String {
+pub(crate) fn failure(message: &str) -> String {
     serde_json::json!({"metadata": {}, "status": "Failure", "message": message}).to_string()
 }
 
-async fn remote_command<IO: AsyncRead + AsyncWrite + Send + 'static>(
-    io: IO,
+/// What a client sends a running command, whatever its transport.
+#[derive(Debug)]
+pub(crate) enum Input {
+    Stdin(Vec<u8>),
+    CloseStdin,
+    Resize { width: u16, height: u16 },
+}
+
+/// What a running command sends its client.
+#[derive(Debug)]
+pub(crate) enum Output {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+}
+
+/// A terminal size as the channel protocols send it (`{"Width":80,
+/// "Height":24}`).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct Size {
+    pub width: u16,
+    pub height: u16,
+}
+
+/// Runs what `pending` names (an exec, or an attach to the container's
+/// own process) for one client: `input` feeds it, and closes when the
+/// client goes (which ends the output too); `output` carries what it
+/// prints. The exit code (None for an attach) or why it could not start.
+pub(crate) async fn run_command(
     engine: Arc<Engine>,
     pending: Pending,
-    v5: bool,
-) -> Result<(), String> {
-    let (mut ws_r, ws_w) = tokio::io::split(io);
-    let (tx, write_task) = writer(ws_w);
+    mut input: mpsc::Receiver<Input>,
+    output: mpsc::Sender<Output>,
+) -> Result<Option<i64>, String> {
     let e2 = engine.clone();
-    let started = blocking(move || match pending {
+    let (stream, exec_id, container) = blocking(move || match pending {
         Pending::Exec {
             container,
             cmd,
@@ -336,22 +442,8 @@ async fn remote_command<IO: AsyncRead + AsyncWrite + Send + 'static>(
         }
         Pending::PortForward { .. } => Err("not a command".into()),
     })
-    .await;
-    tracing::debug!(ok = started.is_ok(), "stream's process started");
-    let (stream, exec_id, container) = match started {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = tx
-                .send(ws::channel_frame(3, failure(&e).as_bytes(), None))
-                .await;
-            let _ = tx
-                .send(ws::encode(ws::OP_CLOSE, &1000u16.to_be_bytes(), None))
-                .await;
-            drop(tx);
-            let _ = write_task.await;
-            return Err(e);
-        }
-    };
+    .await?;
+    tracing::debug!("stream's process started");
     let tty = stream.tty;
     stream
         .socket
@@ -359,45 +451,32 @@ async fn remote_command<IO: AsyncRead + AsyncWrite + Send + 'static>(
         .map_err(|e| e.to_string())?;
     let sock = tokio::net::UnixStream::from_std(stream.socket).map_err(|e| e.to_string())?;
     let (mut s_r, mut s_w) = sock.into_split();
-    // Input: stdin, resizes, stdin's close, pings.
-    let in_tx = tx.clone();
-    let (e3, exec3, cont3) = (engine.clone(), exec_id.clone(), container.clone());
+    let (e3, exec3) = (engine.clone(), exec_id.clone());
     // Dropped when the client's side ends: the output then stops too.
     let (gone_tx, mut gone) = tokio::sync::oneshot::channel::<()>();
-    let input = tokio::spawn(async move {
+    let feeder = tokio::spawn(async move {
         let _gone_tx = gone_tx;
-        let mut m = MessageReader::default();
-        while let Ok(Some((op, p))) = m.next(&mut ws_r).await {
-            match op {
-                ws::OP_BINARY if !p.is_empty() => match p[0] {
-                    0 if s_w.write_all(&p[1..]).await.is_err() => break,
-                    0 => {}
-                    4 => {
-                        #[derive(serde::Deserialize)]
-                        #[serde(rename_all = "PascalCase")]
-                        struct Size {
-                            width: u16,
-                            height: u16,
-                        }
-                        if let Ok(s) = serde_json::from_slice::<Size>(&p[1..]) {
-                            let (e, x, c) = (e3.clone(), exec3.clone(), cont3.clone());
-                            let _ = tokio::task::spawn_blocking(move || match x {
-                                Some(x) => e.exec_resize(&x, s.height, s.width),
-                                None => e.resize(&c, s.height, s.width),
-                            })
-                            .await;
-                        }
+        let mut open = true;
+        while let Some(i) = input.recv().await {
+            match i {
+                Input::Stdin(d) => {
+                    // A process that closed its stdin may still print.
+                    if open && s_w.write_all(&d).await.is_err() {
+                        open = false;
                     }
-                    255 if v5 && p.get(1) == Some(&0) => {
-                        let _ = s_w.shutdown().await;
-                    }
-                    _ => {}
-                },
-                ws::OP_PING => {
-                    let _ = in_tx.send(ws::encode(ws::OP_PONG, &p, None)).await;
                 }
-                ws::OP_CLOSE => break,
-                _ => {}
+                Input::CloseStdin => {
+                    let _ = s_w.shutdown().await;
+                    open = false;
+                }
+                Input::Resize { width, height } => {
+                    let (e, x, c) = (e3.clone(), exec3.clone(), container.clone());
+                    let _ = tokio::task::spawn_blocking(move || match x {
+                        Some(x) => e.exec_resize(&x, height, width),
+                        None => e.resize(&c, height, width),
+                    })
+                    .await;
+                }
             }
         }
     });
@@ -406,18 +485,10 @@ async fn remote_command<IO: AsyncRead + AsyncWrite + Send + 'static>(
     let pump = async {
         let mut buf = vec![0u8; 32 * 1024];
         loop {
-            if tty {
+            let out = if tty {
                 match s_r.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if tx
-                            .send(ws::channel_frame(1, &buf[..n], None))
-                            .await
-                            .is_err()
-                        {
-                            break;
-                        }
-                    }
+                    Ok(n) => Output::Stdout(buf[..n].to_vec()),
                 }
             } else {
                 let mut head = [0u8; silo_sys::frame::HEADER_LEN];
@@ -432,13 +503,13 @@ async fn remote_command<IO: AsyncRead + AsyncWrite + Send + 'static>(
                 if s_r.read_exact(&mut data).await.is_err() {
                     break;
                 }
-                let ch = match silo_sys::frame::Stream::from_byte(head[0]) {
-                    silo_sys::frame::Stream::Stderr => 2,
-                    _ => 1,
-                };
-                if tx.send(ws::channel_frame(ch, &data, None)).await.is_err() {
-                    break;
+                match silo_sys::frame::Stream::from_byte(head[0]) {
+                    silo_sys::frame::Stream::Stderr => Output::Stderr(data),
+                    _ => Output::Stdout(data),
                 }
+            };
+            if output.send(out).await.is_err() {
+                break;
             }
         }
     };
@@ -446,8 +517,9 @@ async fn remote_command<IO: AsyncRead + AsyncWrite + Send + 'static>(
         () = pump => {}
         _ = &mut gone => {}
     }
+    feeder.abort();
     tracing::debug!("the stream's output ended");
-    let code = match exec_id {
+    Ok(match exec_id {
         Some(id) => blocking(move || {
             engine
                 .exec_exit(&id, Duration::from_secs(5))
@@ -456,12 +528,71 @@ async fn remote_command<IO: AsyncRead + AsyncWrite + Send + 'static>(
         .await
         .unwrap_or(None),
         None => None,
+    })
+}
+
+/// Exec and attach over WebSocket: channel 0 stdin, 1 stdout, 2 stderr, 3
+/// the final status, 4 resize, and (v5) 255 closing stdin.
+async fn remote_command<IO: AsyncRead + AsyncWrite + Send + 'static>(
+    io: IO,
+    engine: Arc<Engine>,
+    pending: Pending,
+    v5: bool,
+) -> Result<(), String> {
+    let (mut ws_r, ws_w) = tokio::io::split(io);
+    let (tx, write_task) = writer(ws_w);
+    let (in_tx, in_rx) = mpsc::channel::<Input>(64);
+    let (out_tx, mut out_rx) = mpsc::channel::<Output>(64);
+    let pong = tx.clone();
+    let input = tokio::spawn(async move {
+        let mut m = MessageReader::default();
+        while let Ok(Some((op, p))) = m.next(&mut ws_r).await {
+            let i = match op {
+                ws::OP_BINARY if !p.is_empty() => match p[0] {
+                    0 => Input::Stdin(p[1..].to_vec()),
+                    4 => match serde_json::from_slice::<Size>(&p[1..]) {
+                        Ok(s) => Input::Resize {
+                            width: s.width,
+                            height: s.height,
+                        },
+                        Err(_) => continue,
+                    },
+                    255 if v5 && p.get(1) == Some(&0) => Input::CloseStdin,
+                    _ => continue,
+                },
+                ws::OP_PING => {
+                    let _ = pong.send(ws::encode(ws::OP_PONG, &p, None)).await;
+                    continue;
+                }
+                ws::OP_CLOSE => break,
+                _ => continue,
+            };
+            // Once the command has ended this fails; the client's close
+            // is still read.
+            let _ = in_tx.send(i).await;
+        }
+    });
+    let out_ws = tx.clone();
+    let forward = tokio::spawn(async move {
+        while let Some(o) = out_rx.recv().await {
+            let (ch, d) = match o {
+                Output::Stdout(d) => (1, d),
+                Output::Stderr(d) => (2, d),
+            };
+            if out_ws.send(ws::channel_frame(ch, &d, None)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let ended = run_command(engine, pending, in_rx, out_tx).await;
+    let _ = forward.await;
+    let status = match &ended {
+        Ok(code) => exit_status(*code),
+        Err(e) => failure(e),
     };
-    let _ = tx
-        .send(ws::channel_frame(3, exit_status(code).as_bytes(), None))
-        .await;
+    let _ = tx.send(ws::channel_frame(3, status.as_bytes(), None)).await;
     close(tx, write_task, input).await;
-    Ok(())
+    ended.map(|_| ())
 }
 
 /// Ends a session: the close frame, then the client's own close (or its
@@ -597,7 +728,11 @@ async fn port_forward<IO: AsyncRead + AsyncWrite + Send + 'static>(
 
 /// A TCP connection to 127.0.0.1:`port` inside the pod's network namespace
 /// (made on a thread of its own; the socket stays in that namespace).
-fn connect_in_pod(engine: &Engine, pod: &str, port: u16) -> Result<tokio::net::TcpStream, String> {
+pub(crate) fn connect_in_pod(
+    engine: &Engine,
+    pod: &str,
+    port: u16,
+) -> Result<tokio::net::TcpStream, String> {
     let p = engine.pod(pod).map_err(|e| e.to_string())?;
     let connect = || {
         std::net::TcpStream::connect(("127.0.0.1", port))

@@ -1419,7 +1419,8 @@ fn exec_attach_and_port_forward_stream_over_websocket() {
             "{all:?}"
         );
 
-        // Refusals: SPDY, an exec in a stopped container, no stream at all.
+        // Refusals: SPDY with no protocol, an exec in a stopped container,
+        // no stream at all.
         let url = c
             .runtime
             .exec(cri::ExecRequest {
@@ -1462,8 +1463,9 @@ fn exec_attach_and_port_forward_stream_over_websocket() {
             let n = t.read(&mut out).unwrap();
             String::from_utf8_lossy(&out[..n]).to_string()
         }).await.unwrap();
+        // SPDY without a protocol offered: refused, naming those silo speaks.
         assert!(
-            raw.starts_with("HTTP/1.1 400") && raw.contains("WebSocket"),
+            raw.starts_with("HTTP/1.1 403") && raw.contains("v4.channel.k8s.io"),
             "{raw}"
         );
         let e = c
@@ -1722,4 +1724,370 @@ fn cri_pods_survive_a_killed_daemon() {
         end_pod(&mut c, &pod).await;
     });
     no_veths(&d);
+}
+
+mod kubeshim;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A real kubectl execs, attaches and port-forwards into a pod over
+/// SPDY/3.1, its session relayed to silo's streaming URL by a stand-in for
+/// the API server and the kubelet (tests/kubeshim); a kubectl new enough
+/// to speak WebSocket does so too.
+#[test]
+fn kubectl_exec_attach_and_port_forward_over_spdy() {
+    let empty = tempfile::tempdir().unwrap();
+    let conf = empty.path().to_string_lossy().into_owned();
+    let (d, sock) = daemon(&["--cni-conf-dir", &conf]);
+    let logs = d.dir().join("pods");
+    let sandbox = pod_config("kube", &logs);
+    let (pod, srv, shell) = rt().block_on(async {
+        let mut c = connect(&sock).await.unwrap();
+        let pod = run_pod(&mut c, &sandbox).await.unwrap();
+        let srv = create(
+            &mut c,
+            &pod,
+            &sandbox,
+            container(
+                "srv",
+                &["sh", "-c", "while true; do echo pong | nc -l -p 8000; done"],
+            ),
+        )
+        .await
+        .unwrap();
+        let mut shell_cfg = container("shell", &["sh", "-c", "read line; echo got:$line"]);
+        shell_cfg.stdin = true;
+        let shell = create(&mut c, &pod, &sandbox, shell_cfg).await.unwrap();
+        start(&mut c, &srv).await;
+        start(&mut c, &shell).await;
+        (pod, srv, shell)
+    });
+    let shim = kubeshim::Shim::start(
+        &d.netns_file(),
+        &sock,
+        kubeshim::Target {
+            name: "kube".into(),
+            pod_id: pod.clone(),
+            containers: vec![("srv".into(), srv.clone()), ("shell".into(), shell.clone())],
+        },
+    );
+    // A kubectl from 1.30 on tries WebSocket first: these make it SPDY.
+    let spdy = [
+        ("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false"),
+        ("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false"),
+    ];
+    let why = |o: &std::process::Output| {
+        format!(
+            "status {:?}\nstdout {:?}\nstderr {}\nrequests:\n{}",
+            o.status,
+            text(&o.stdout),
+            text(&o.stderr),
+            shim.requests()
+        )
+    };
+
+    // Output alone.
+    let o = shim.run(
+        &spdy,
+        &["exec", "kube", "-c", "srv", "--", "echo", "probe"],
+        b"",
+    );
+    assert!(o.status.success(), "{}", why(&o));
+    assert_eq!(text(&o.stdout), "probe\n", "{}", why(&o));
+    // stdin, stdout, stderr and an exit code kubectl passes on.
+    let o = shim.run(
+        &spdy,
+        &[
+            "exec",
+            "-i",
+            "kube",
+            "-c",
+            "srv",
+            "--",
+            "sh",
+            "-c",
+            "cat; echo err >&2; exit 5",
+        ],
+        b"hello\n",
+    );
+    assert_eq!(o.status.code(), Some(5), "{}", why(&o));
+    assert_eq!(text(&o.stdout), "hello\n", "{}", why(&o));
+    assert!(text(&o.stderr).contains("err"), "{}", why(&o));
+    // A MiB each way, past SPDY's initial 64 KiB windows.
+    let big = vec![b'x'; 1 << 20];
+    let o = shim.run(
+        &spdy,
+        &["exec", "-i", "kube", "-c", "srv", "--", "wc", "-c"],
+        &big,
+    );
+    assert_eq!(text(&o.stdout).trim(), "1048576", "{}", why(&o));
+    let o = shim.run(
+        &spdy,
+        &[
+            "exec",
+            "kube",
+            "-c",
+            "srv",
+            "--",
+            "head",
+            "-c",
+            "1048576",
+            "/dev/zero",
+        ],
+        b"",
+    );
+    assert!(o.status.success(), "{}", why(&o));
+    assert_eq!(o.stdout.len(), 1 << 20, "{}", text(&o.stderr));
+    // A command that does not exist: 127, as from a shell, with the reason.
+    let o = shim.run(&spdy, &["exec", "kube", "-c", "srv", "--", "/no/such"], b"");
+    assert_eq!(o.status.code(), Some(127), "{}", why(&o));
+    assert!(
+        text(&o.stdout).contains("\"/no/such\": no such file"),
+        "{}",
+        why(&o)
+    );
+
+    // A terminal: kubectl sends its own size on the resize stream.
+    let inner = shim.kubectl_line(
+        &spdy,
+        &[
+            "exec",
+            "-it",
+            "kube",
+            "-c",
+            "srv",
+            "--",
+            "sh",
+            "-c",
+            "for i in $(seq 100); do s=$(stty size); [ \"$s\" = \"40 100\" ] && break; sleep 0.05; done; echo size:$s",
+        ],
+    );
+    let o = d.in_netns(&[
+        "timeout",
+        "60",
+        "script",
+        "-qec",
+        &format!("stty rows 40 cols 100; {inner}"),
+        "/dev/null",
+    ]);
+    assert!(text(&o.stdout).contains("size:40 100"), "{}", why(&o));
+
+    // Attach to the shell container's own process.
+    let o = shim.run(&spdy, &["attach", "-i", "kube", "-c", "shell"], b"hi\n");
+    assert!(text(&o.stdout).contains("got:hi"), "{}", why(&o));
+
+    // Port forwarding: a server in the pod, and a port nobody serves.
+    let mut pf = shim
+        .kubectl(&spdy, &["port-forward", "kube", "18080:8000", "18081:8001"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(pf.stdout.take().unwrap()));
+    let mut said = String::new();
+    while !said.contains("127.0.0.1:18081") {
+        match lines.next() {
+            Some(Ok(l)) => said.push_str(&l),
+            _ => break,
+        }
+    }
+    assert!(said.contains("Forwarding from 127.0.0.1:18080"), "{said}");
+    assert_eq!(answer_in_netns(&d, "127.0.0.1:18080", "pong"), "pong");
+    // Twice: each connection is a new pair of streams.
+    assert_eq!(answer_in_netns(&d, "127.0.0.1:18080", "pong"), "pong");
+    let refused = d.in_netns(&[
+        "timeout",
+        "10",
+        "bash",
+        "-c",
+        "exec 3<>/dev/tcp/127.0.0.1/18081; cat <&3",
+    ]);
+    assert_eq!(silo_testsupport::stdout(&refused), "");
+    let _ = pf.kill();
+    let pf = pf.wait_with_output().unwrap();
+    let err = text(&pf.stderr);
+    assert!(
+        err.contains("port 8001") && err.to_lowercase().contains("refused"),
+        "{err}\nrequests:\n{}",
+        shim.requests()
+    );
+
+    in_daemon_netns(&d, || spdy_by_hand(&sock, &srv));
+
+    // All of that was SPDY.
+    let seen = shim.requests();
+    let upgrades: Vec<&str> = seen.lines().filter(|l| l.contains("pgrade:")).collect();
+    assert_eq!(upgrades.len(), 8, "{seen}");
+    assert!(
+        upgrades.iter().all(|l| l.contains("Upgrade: SPDY/3.1")),
+        "{seen}"
+    );
+
+    // A kubectl that speaks WebSocket (1.30 on) by default: the same exec.
+    if kubeshim::kubectl_minor() >= 30 {
+        let o = shim.run(
+            &[],
+            &[
+                "exec",
+                "-i",
+                "kube",
+                "-c",
+                "srv",
+                "--",
+                "sh",
+                "-c",
+                "cat; echo err >&2; exit 5",
+            ],
+            b"hello\n",
+        );
+        assert_eq!(o.status.code(), Some(5), "{}", why(&o));
+        assert_eq!(text(&o.stdout), "hello\n", "{}", why(&o));
+        assert!(text(&o.stderr).contains("err"), "{}", why(&o));
+        let seen = shim.requests();
+        assert!(
+            seen.lines().last().unwrap().contains("Upgrade: websocket"),
+            "{seen}"
+        );
+    }
+
+    rt().block_on(async {
+        let mut c = connect(&sock).await.unwrap();
+        end_pod(&mut c, &pod).await;
+    });
+}
+
+/// SPDY frame by frame, for what kubectl would not send: a refused
+/// protocol, a session's exact frames, and broken or abandoned sessions,
+/// which start nothing.
+async fn spdy_by_hand(sock: &Path, srv: &str) {
+    use silo_cri::client::spdy;
+    use silo_cri::spdy::{self as s, Frame};
+    let mut c = connect(sock).await.unwrap();
+    let url = |cmd: &str, stdin: bool| {
+        let mut c = c.clone();
+        let (srv, cmd) = (srv.to_string(), cmd.to_string());
+        async move {
+            c.runtime
+                .exec(cri::ExecRequest {
+                    container_id: srv,
+                    cmd: vec!["sh".into(), "-c".into(), cmd],
+                    stdin,
+                    stdout: true,
+                    stderr: true,
+                    tty: false,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .url
+        }
+    };
+    // No protocol silo speaks.
+    let e = spdy(&url("true", false).await, &["v9.channel.k8s.io"])
+        .await
+        .err()
+        .unwrap();
+    assert!(e.contains("403") && e.contains("v4.channel.k8s.io"), "{e}");
+
+    // One exec's whole session.
+    let mut x = spdy(
+        &url("echo out; echo err >&2; exit 3", false).await,
+        &[
+            "v9.channel.k8s.io",
+            "v4.channel.k8s.io",
+            "v3.channel.k8s.io",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(x.protocol, "v4.channel.k8s.io");
+    for (id, kind) in [(1, "error"), (3, "stdout"), (5, "stderr")] {
+        x.open(id, &[("streamtype", kind)]).await.unwrap();
+    }
+    let (mut replies, mut data, mut fins, mut goaway) =
+        (vec![], HashMap::<u32, Vec<u8>>::new(), vec![], false);
+    while let Some(f) = x.next().await.unwrap() {
+        match f {
+            Frame::Control {
+                kind: s::SYN_REPLY,
+                payload,
+                ..
+            } => replies.push(s::stream_of(&payload).unwrap()),
+            Frame::Control {
+                kind: s::GOAWAY, ..
+            } => {
+                goaway = true;
+                break;
+            }
+            Frame::Data {
+                stream,
+                flags,
+                data: d,
+            } => {
+                data.entry(stream).or_default().extend(d);
+                if flags & s::FLAG_FIN != 0 {
+                    fins.push(stream);
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(replies, [1, 3, 5]);
+    assert_eq!(data.get(&3).map(Vec::as_slice), Some(&b"out\n"[..]));
+    assert_eq!(data.get(&5).map(Vec::as_slice), Some(&b"err\n"[..]));
+    let status = String::from_utf8_lossy(&data[&1]).to_string();
+    assert!(
+        status.contains("NonZeroExitCode") && status.contains(r#""message":"3""#),
+        "{status}"
+    );
+    fins.sort_unstable();
+    assert_eq!(fins, [1, 3, 5]);
+    assert!(goaway);
+
+    // Broken: an even stream id, an unknown stream type, then a header
+    // block that is not zlib. Each is refused; the last ends the session.
+    let mut x = spdy(&url("sleep 777", false).await, &["v4.channel.k8s.io"])
+        .await
+        .unwrap();
+    x.open(2, &[("streamtype", "error")]).await.unwrap();
+    x.open(1, &[("streamtype", "bogus")]).await.unwrap();
+    let mut junk = 3u32.to_be_bytes().to_vec();
+    junk.extend_from_slice(&[0; 6]);
+    junk.extend_from_slice(b"not a zlib block");
+    x.send_raw(&s::control(s::SYN_STREAM, 0, &junk))
+        .await
+        .unwrap();
+    let mut got = vec![];
+    while let Ok(Some(f)) = x.next().await {
+        if let Frame::Control { kind, payload, .. } = f {
+            got.push((kind, u32::from_be_bytes(payload[4..8].try_into().unwrap())));
+        }
+    }
+    assert_eq!(
+        got,
+        [
+            (s::RST_STREAM, s::PROTOCOL_ERROR),
+            (s::RST_STREAM, s::PROTOCOL_ERROR),
+            (s::GOAWAY, s::GOAWAY_PROTOCOL_ERROR)
+        ]
+    );
+    // Abandoned: the client leaves with one of its three streams open.
+    let mut x = spdy(&url("sleep 778", true).await, &["v4.channel.k8s.io"])
+        .await
+        .unwrap();
+    x.open(1, &[("streamtype", "error")]).await.unwrap();
+    assert!(matches!(
+        x.next().await.unwrap(),
+        Some(Frame::Control {
+            kind: s::SYN_REPLY,
+            ..
+        })
+    ));
+    drop(x);
+    // Neither command ran.
+    let ps = exec(&mut c, srv, &["ps", "-o", "args"], 10).await.unwrap();
+    let ps = text(&ps.stdout);
+    assert!(!ps.contains("sleep 77"), "{ps}");
 }
