@@ -8,7 +8,10 @@
 # running `sleep`). Both use the same CNI bridge + host-local config
 # (Debian's containernetworking-plugins), each in a network namespace of
 # its own. Runs are interleaved; figures are medians, and the target is
-# silo at most 0.25x containerd's time. Run as root.
+# silo at most 0.25x containerd's time. A second row times `kubectl exec`
+# as a node serves it: one `echo` through each streaming server over
+# SPDY/3.1 (the Exec call, the upgrade, the streams, to the GOAWAY), in a
+# running pod, from the engine's own network namespace. Run as root.
 # Environment: RUNS (pods per engine, default 30), SILO_BIN_DIR, DOCKER.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh" 30
 command -v containerd >/dev/null || { echo "bench: containerd is required (apt-get install containerd)" >&2; exit 1; }
@@ -76,9 +79,18 @@ for _ in $(seq 1 "$RUNS"); do
         "$client" "$(crisock "$n")" busybox:latest 1 "$work/$n-logs" >>"$work/$n.ms"
     done
 done
+for n in silod containerd; do
+    inns "$n" "$client" exec "$(crisock "$n")" busybox:latest "$RUNS" >"$work/$n.exec.ms" \
+        || { echo "bench: exec on $n failed; its log ends:" >&2; tail -20 "$work/$n.log" >&2; exit 1; }
+done
 mid() { sort -n "$1" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-s=$(mid "$work/silod.ms")
-c=$(mid "$work/containerd.ms")
-printf '%-44s %10s %12s %8s\n' "pod lifecycle (ms, median of $RUNS)" silo containerd ratio
-printf '%-44s %10.1f %12.1f %8.3f\n' "run+create+start+stop+remove pod" "$s" "$c" "$(echo "$s $c" | awk '{ printf "%.3f", $1 / $2 }')"
-echo "(target: ratio <= 0.25; CNI bridge + host-local for both; containerd $(containerd --version | awk '{ print $3 }'), runc, overlayfs)"
+row() {
+    local s c
+    s=$(mid "$work/silod$2.ms")
+    c=$(mid "$work/containerd$2.ms")
+    printf '%-44s %10.1f %12.1f %8.3f\n' "$1" "$s" "$c" "$(echo "$s $c" | awk '{ printf "%.3f", $1 / $2 }')"
+}
+printf '%-44s %10s %12s %8s\n' "CRI (ms, median of $RUNS)" silo containerd ratio
+row "run+create+start+stop+remove pod" ""
+row "exec echo over SPDY (kubectl exec)" .exec
+echo "(target: pod lifecycle ratio <= 0.25; CNI bridge + host-local for both; containerd $(containerd --version | awk '{ print $3 }'), runc, overlayfs)"

@@ -140,8 +140,8 @@ pub struct Spdy {
     read: Reader,
     write: Writer,
     /// Inflates the server's header blocks; the other deflates ours.
-    inflate: crate::spdy::HeaderCodec,
-    deflate: crate::spdy::HeaderCodec,
+    inflate: crate::spdy::Inflater,
+    deflate: crate::spdy::Deflater,
     /// The protocol the server chose.
     pub protocol: String,
 }

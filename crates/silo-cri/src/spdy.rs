@@ -25,6 +25,7 @@ pub const FLAG_FIN: u8 = 0x01;
 /// RST_STREAM statuses.
 pub const PROTOCOL_ERROR: u32 = 1;
 pub const REFUSED_STREAM: u32 = 3;
+pub const CANCEL: u32 = 5;
 /// GOAWAY statuses.
 pub const GOAWAY_OK: u32 = 0;
 pub const GOAWAY_PROTOCOL_ERROR: u32 = 1;
@@ -263,19 +264,33 @@ pub fn header<'a>(h: &'a Headers, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.split('\0').next().unwrap_or_default())
 }
 
-/// One session's header compression: a zlib stream each way, flushed at
-/// the end of every block.
-pub struct HeaderCodec {
-    inflate: Decompress,
-    deflate: Compress,
+/// The reading half of a session's header compression: one zlib stream
+/// for every block the peer sends.
+pub struct Inflater {
+    z: Decompress,
+}
+
+impl Default for Inflater {
+    fn default() -> Self {
+        Inflater {
+            z: Decompress::new(true),
+        }
+    }
+}
+
+/// The writing half: one zlib stream for every block sent, flushed at the
+/// end of each. Its window is the smallest zlib has (512 bytes, so about
+/// 8 KiB of state a session instead of about 256): what silo sends is
+/// small, and a peer's inflater reads any window.
+pub struct Deflater {
+    z: Compress,
     primed: bool,
 }
 
-impl Default for HeaderCodec {
+impl Default for Deflater {
     fn default() -> Self {
-        HeaderCodec {
-            inflate: Decompress::new(true),
-            deflate: Compress::new(Compression::default(), true),
+        Deflater {
+            z: Compress::new_with_window_bits(Compression::default(), true, 9),
             primed: false,
         }
     }
@@ -299,40 +314,39 @@ fn take_str(b: &mut &[u8]) -> Result<String, SpdyError> {
     String::from_utf8(s.to_vec()).map_err(|_| SpdyError::Headers("not UTF-8".into()))
 }
 
-impl HeaderCodec {
+impl Inflater {
     /// The pairs of one compressed block (the rest of a SYN_STREAM,
     /// SYN_REPLY or HEADERS frame).
     pub fn decode(&mut self, block: &[u8]) -> Result<Headers, SpdyError> {
         let mut out = Vec::with_capacity(256);
         let mut input = block;
         loop {
-            let (before_in, before_out) = (self.inflate.total_in(), self.inflate.total_out());
+            let (before_in, before_out) = (self.z.total_in(), self.z.total_out());
             if out.capacity() - out.len() < 256 {
                 out.reserve(out.len().max(1024));
             }
             let st = match self
-                .inflate
+                .z
                 .decompress_vec(input, &mut out, FlushDecompress::Sync)
             {
                 Ok(st) => st,
                 Err(e) if e.needs_dictionary().is_some() => {
-                    let used = (self.inflate.total_in() - before_in) as usize;
+                    let used = (self.z.total_in() - before_in) as usize;
                     input = &input[used..];
-                    self.inflate
+                    self.z
                         .set_dictionary(dictionary())
                         .map_err(|e| SpdyError::Headers(format!("the dictionary: {e}")))?;
                     continue;
                 }
                 Err(e) => return Err(SpdyError::Headers(format!("inflating: {e}"))),
             };
-            input = &input[(self.inflate.total_in() - before_in) as usize..];
+            input = &input[(self.z.total_in() - before_in) as usize..];
             if out.len() > MAX_HEADERS {
                 return Err(SpdyError::Headers(format!(
                     "more than {MAX_HEADERS} bytes inflated"
                 )));
             }
-            let stuck =
-                self.inflate.total_in() == before_in && self.inflate.total_out() == before_out;
+            let stuck = self.z.total_in() == before_in && self.z.total_out() == before_out;
             if st == Status::StreamEnd || (stuck && !input.is_empty()) {
                 return Err(SpdyError::Headers(
                     "the compressed stream ended or stalled".into(),
@@ -360,11 +374,13 @@ impl HeaderCodec {
         }
         Ok(h)
     }
+}
 
+impl Deflater {
     /// A compressed block of `pairs` (names lowercased).
     pub fn encode(&mut self, pairs: &[(&str, &str)]) -> Result<Vec<u8>, SpdyError> {
         if !self.primed {
-            self.deflate
+            self.z
                 .set_dictionary(dictionary())
                 .map_err(|e| SpdyError::Headers(format!("the dictionary: {e}")))?;
             self.primed = true;
@@ -379,13 +395,13 @@ impl HeaderCodec {
         let mut out = Vec::with_capacity(raw.len() + 64);
         let mut input = raw.as_slice();
         loop {
-            let before = self.deflate.total_in();
+            let before = self.z.total_in();
             out.reserve(64 + input.len());
             let st = self
-                .deflate
+                .z
                 .compress_vec(input, &mut out, FlushCompress::Sync)
                 .map_err(|e| SpdyError::Headers(format!("deflating: {e}")))?;
-            input = &input[(self.deflate.total_in() - before) as usize..];
+            input = &input[(self.z.total_in() - before) as usize..];
             // Done once all is in and the flush fit in what was left.
             if input.is_empty() && out.len() < out.capacity() && st != Status::BufError {
                 break;
@@ -404,7 +420,7 @@ pub struct SynStream {
 }
 
 impl SynStream {
-    pub fn parse(flags: u8, payload: &[u8], codec: &mut HeaderCodec) -> Result<Self, SpdyError> {
+    pub fn parse(flags: u8, payload: &[u8], codec: &mut Inflater) -> Result<Self, SpdyError> {
         if payload.len() < 10 {
             return Err(SpdyError::Malformed("a SYN_STREAM shorter than 10 bytes"));
         }
@@ -418,7 +434,7 @@ impl SynStream {
     }
 
     /// The frame (priority 0), as a client sends it.
-    pub fn encode(&self, codec: &mut HeaderCodec) -> Result<Vec<u8>, SpdyError> {
+    pub fn encode(&self, codec: &mut Deflater) -> Result<Vec<u8>, SpdyError> {
         let mut p = self.stream.to_be_bytes().to_vec();
         p.extend_from_slice(&[0; 6]);
         let pairs: Vec<(&str, &str)> = self
@@ -432,7 +448,7 @@ impl SynStream {
 }
 
 /// A SYN_REPLY with no headers: the stream is taken.
-pub fn syn_reply(stream: u32, codec: &mut HeaderCodec) -> Result<Vec<u8>, SpdyError> {
+pub fn syn_reply(stream: u32, codec: &mut Deflater) -> Result<Vec<u8>, SpdyError> {
     let mut p = stream.to_be_bytes().to_vec();
     p.extend(codec.encode(&[])?);
     Ok(control(SYN_REPLY, 0, &p))
@@ -457,7 +473,7 @@ mod tests {
 
     #[test]
     fn header_blocks_round_trip_across_one_session() {
-        let (mut tx, mut rx) = (HeaderCodec::default(), HeaderCodec::default());
+        let (mut tx, mut rx) = (Deflater::default(), Inflater::default());
         for i in 0..50 {
             let v = format!("value {i} {}", "x".repeat(i * 40));
             let block = tx
@@ -476,7 +492,7 @@ mod tests {
 
     #[test]
     fn hostile_blocks_are_refused() {
-        let mut rx = HeaderCodec::default();
+        let mut rx = Inflater::default();
         assert!(rx.decode(b"not zlib at all").is_err());
         // A block that claims more pairs than it has, and one with an
         // upper-case name.
@@ -496,19 +512,19 @@ mod tests {
             let mut z = Vec::with_capacity(256);
             c.compress_vec(&raw, &mut z, FlushCompress::Sync).unwrap();
             assert!(matches!(
-                HeaderCodec::default().decode(&z),
+                Inflater::default().decode(&z),
                 Err(SpdyError::Headers(_))
             ));
         }
         // No pairs at all is fine.
-        let z = HeaderCodec::default().encode(&[]).unwrap();
-        assert!(HeaderCodec::default().decode(&z).unwrap().is_empty());
+        let z = Deflater::default().encode(&[]).unwrap();
+        assert!(Inflater::default().decode(&z).unwrap().is_empty());
         // A bomb: zeros that inflate past the cap.
         let mut c = Compress::new(Compression::best(), true);
         let zeros = vec![0u8; MAX_HEADERS * 4];
         let mut z = Vec::with_capacity(MAX_HEADERS);
         c.compress_vec(&zeros, &mut z, FlushCompress::Sync).unwrap();
-        assert!(HeaderCodec::default().decode(&z).is_err());
+        assert!(Inflater::default().decode(&z).is_err());
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@
 //! `portforward.k8s.io` pairs a data and an error stream per connection
 //! by their `requestid`.
 
-use crate::spdy::{self, Frame, HeaderCodec, SynStream};
+use crate::spdy::{self, Deflater, Frame, Inflater, SynStream};
 use crate::streaming::{self, Input, Output, Pending};
 use silo_engine::Engine;
 use std::collections::HashMap;
@@ -33,6 +33,13 @@ const MAX_PAIRS: usize = 512;
 /// WINDOW_UPDATE once this much has been read (SPDY/3.1's windows start
 /// at 64 KiB).
 const WINDOW_STEP: u32 = 32 << 10;
+/// At most this many streams' windows are kept.
+const MAX_WINDOWS: usize = 1024;
+/// A port-forward request id longer than this is refused.
+const MAX_REQUEST_ID: usize = 64;
+/// A port-forward session with no connection and no word from the client
+/// for this long ends (the kubelet's default stream idle timeout).
+const IDLE: Duration = Duration::from_secs(4 * 3600);
 /// How long the server waits for the client to hang up once all is sent.
 const LINGER: Duration = Duration::from_secs(5);
 
@@ -59,8 +66,11 @@ fn reader<R: AsyncRead + Unpin + Send + 'static>(
 ) -> (mpsc::Receiver<Event>, tokio::task::JoinHandle<()>) {
     let (ev_tx, ev_rx) = mpsc::channel::<Event>(64);
     let task = tokio::spawn(async move {
-        let mut codec = HeaderCodec::default();
-        let mut unacked: HashMap<u32, u32> = HashMap::new();
+        let mut codec = Inflater::default();
+        // What has been read of the session (0) and of each stream the
+        // client opened (at most MAX_WINDOWS of them; the rest go without
+        // updates, which only a strict client would miss).
+        let mut unacked: HashMap<u32, u32> = HashMap::from([(0, 0)]);
         let end = loop {
             let f = match spdy::read_frame(&mut r).await {
                 Ok(Some(f)) => f,
@@ -74,14 +84,15 @@ fn reader<R: AsyncRead + Unpin + Send + 'static>(
                     data,
                 } => {
                     for id in [0, stream] {
-                        let n = unacked.entry(id).or_default();
-                        *n += data.len() as u32;
-                        if *n >= WINDOW_STEP {
-                            let _ = tx.send(spdy::window_update(id, *n)).await;
-                            *n = 0;
+                        if let Some(n) = unacked.get_mut(&id) {
+                            *n += data.len() as u32;
+                            if *n >= WINDOW_STEP {
+                                let _ = tx.send(spdy::window_update(id, *n)).await;
+                                *n = 0;
+                            }
                         }
                     }
-                    if flags & spdy::FLAG_FIN != 0 {
+                    if flags & spdy::FLAG_FIN != 0 && stream != 0 {
                         unacked.remove(&stream);
                     }
                     Event::Data {
@@ -96,7 +107,12 @@ fn reader<R: AsyncRead + Unpin + Send + 'static>(
                     payload,
                 } => match kind {
                     spdy::SYN_STREAM => match SynStream::parse(flags, &payload, &mut codec) {
-                        Ok(s) => Event::Syn(s),
+                        Ok(s) => {
+                            if s.stream != 0 && unacked.len() <= MAX_WINDOWS {
+                                unacked.entry(s.stream).or_insert(0);
+                            }
+                            Event::Syn(s)
+                        }
                         Err(e) => break Some(e.to_string()),
                     },
                     // Their header blocks keep the zlib stream in step.
@@ -108,7 +124,12 @@ fn reader<R: AsyncRead + Unpin + Send + 'static>(
                         continue;
                     }
                     spdy::RST_STREAM => match spdy::stream_of(&payload) {
-                        Ok(id) => Event::Reset(id),
+                        Ok(id) => {
+                            if id != 0 {
+                                unacked.remove(&id);
+                            }
+                            Event::Reset(id)
+                        }
                         Err(e) => break Some(e.to_string()),
                     },
                     spdy::PING => {
@@ -118,7 +139,9 @@ fn reader<R: AsyncRead + Unpin + Send + 'static>(
                         let _ = tx.send(spdy::control(spdy::PING, 0, &payload)).await;
                         continue;
                     }
-                    spdy::GOAWAY => break None,
+                    // No new streams: those open go on, to the client's
+                    // hang-up.
+                    spdy::GOAWAY => continue,
                     // SETTINGS, WINDOW_UPDATE (the server does not hold its
                     // output to the client's windows, as the kubelet does
                     // not), and what a later version may add.
@@ -147,14 +170,14 @@ async fn broken(why: &Option<String>, last: u32, tx: &mpsc::Sender<Vec<u8>>) {
 /// Takes the streams the client opens (with a SYN_REPLY), or refuses
 /// them (with a RST_STREAM).
 struct Taker {
-    codec: HeaderCodec,
+    codec: Deflater,
     last: u32,
 }
 
 impl Taker {
     fn new() -> Taker {
         Taker {
-            codec: HeaderCodec::default(),
+            codec: Deflater::default(),
             last: 0,
         }
     }
@@ -233,6 +256,59 @@ fn final_status(protocol: &str, ended: &Result<Option<i64>, String>) -> Vec<u8> 
     }
 }
 
+/// Passes a client's input on to its command. Before the command starts
+/// nothing reads the queue, so input then is only what the queue holds: a
+/// client that sends more before opening its streams is cut off (an await
+/// would hang the session). Once it runs, a process slow to read holds the
+/// client back, as the kubelet's does. None: the client is gone.
+async fn deliver(
+    to: &Option<mpsc::Sender<Input>>,
+    inputs: Vec<Input>,
+    started: bool,
+) -> Result<(), String> {
+    let Some(to) = to else { return Ok(()) };
+    for i in inputs {
+        if started {
+            // An error here means the command has ended: nothing to feed.
+            let _ = to.send(i).await;
+        } else if let Err(mpsc::error::TrySendError::Full(_)) = to.try_send(i) {
+            return Err("the client sent more input than it may before opening its streams".into());
+        }
+    }
+    Ok(())
+}
+
+/// The terminal sizes in `buf`, a run of JSON objects split anywhere: the
+/// whole ones are taken out, a partial one is kept (up to 4 KiB), and
+/// garbage is dropped.
+fn sizes(buf: &mut Vec<u8>) -> Vec<streaming::Size> {
+    let mut it = serde_json::Deserializer::from_slice(buf).into_iter::<streaming::Size>();
+    let (mut out, mut used, mut bad) = (Vec::new(), 0, false);
+    loop {
+        match it.next() {
+            Some(Ok(s)) => {
+                out.push(s);
+                used = it.byte_offset();
+            }
+            Some(Err(e)) if e.is_eof() => break,
+            Some(Err(_)) => {
+                bad = true;
+                break;
+            }
+            None => {
+                used = it.byte_offset();
+                break;
+            }
+        }
+    }
+    if bad || buf.len() - used > 4096 {
+        buf.clear();
+    } else {
+        buf.drain(..used);
+    }
+    out
+}
+
 /// Sends `d` on `stream` in frames of at most 32 KiB.
 async fn send_data(tx: &mpsc::Sender<Vec<u8>>, stream: u32, d: &[u8]) -> bool {
     for chunk in d.chunks(32 << 10) {
@@ -308,8 +384,8 @@ pub(crate) async fn remote_command<IO: AsyncRead + AsyncWrite + Send + 'static>(
                     }
                     ids.insert(kind, s.stream);
                     if kind == "stdin" && s.flags & spdy::FLAG_FIN != 0 {
-                        if let Some(t) = &in_tx {
-                            let _ = t.send(Input::CloseStdin).await;
+                        if let Err(e) = deliver(&in_tx, vec![Input::CloseStdin], command.is_some()).await {
+                            break Err(e);
                         }
                     }
                     if command.is_none() && want.iter().all(|k| ids.contains_key(k)) {
@@ -336,62 +412,33 @@ pub(crate) async fn remote_command<IO: AsyncRead + AsyncWrite + Send + 'static>(
                 }
                 Event::Data { stream, fin, data } => {
                     let kind = ids.iter().find(|(_, id)| **id == stream).map(|(k, _)| *k);
-                    let Some(t) = &in_tx else { continue };
+                    let mut inputs = Vec::new();
                     match kind {
                         Some("stdin") => {
-                            // Before the command starts, only what the
-                            // channel holds: a client that sends more
-                            // before opening its streams is cut off.
-                            if command.is_none() && !data.is_empty() {
-                                if t.try_send(Input::Stdin(data)).is_err() {
-                                    break Err("too much stdin before the streams were all open".into());
-                                }
-                            } else if !data.is_empty() {
-                                let _ = t.send(Input::Stdin(data)).await;
+                            if !data.is_empty() {
+                                inputs.push(Input::Stdin(data));
                             }
                             if fin {
-                                let _ = t.send(Input::CloseStdin).await;
+                                inputs.push(Input::CloseStdin);
                             }
                         }
                         Some("resize") => {
-                            // A run of JSON objects, split anywhere.
                             resize.extend_from_slice(&data);
-                            let mut it = serde_json::Deserializer::from_slice(&resize)
-                                .into_iter::<streaming::Size>();
-                            let (mut sizes, mut used, mut bad) = (Vec::new(), 0, false);
-                            loop {
-                                match it.next() {
-                                    Some(Ok(s)) => {
-                                        sizes.push(s);
-                                        used = it.byte_offset();
-                                    }
-                                    Some(Err(e)) if e.is_eof() => break,
-                                    Some(Err(_)) => {
-                                        bad = true;
-                                        break;
-                                    }
-                                    None => {
-                                        used = it.byte_offset();
-                                        break;
-                                    }
-                                }
-                            }
-                            if bad || resize.len() - used > 4096 {
-                                resize.clear();
-                            } else {
-                                resize.drain(..used);
-                            }
-                            for s in sizes {
-                                let _ = t.send(Input::Resize { width: s.width, height: s.height }).await;
-                            }
+                            inputs.extend(sizes(&mut resize).into_iter().map(|s| Input::Resize {
+                                width: s.width,
+                                height: s.height,
+                            }));
                         }
                         _ => {}
+                    }
+                    if let Err(e) = deliver(&in_tx, inputs, command.is_some()).await {
+                        break Err(e);
                     }
                 }
                 Event::Reset(stream) => {
                     if ids.get("stdin") == Some(&stream) {
-                        if let Some(t) = &in_tx {
-                            let _ = t.send(Input::CloseStdin).await;
+                        if let Err(e) = deliver(&in_tx, vec![Input::CloseStdin], command.is_some()).await {
+                            break Err(e);
                         }
                     }
                 }
@@ -440,13 +487,20 @@ pub(crate) async fn remote_command<IO: AsyncRead + AsyncWrite + Send + 'static>(
 }
 
 /// One forwarded connection's two streams.
-#[derive(Default)]
 struct Pair {
     port: u16,
     error: Option<u32>,
     data: Option<u32>,
+    /// The client's data, queued from the data stream's opening to the
+    /// connection's start.
+    feed: Option<mpsc::Receiver<Vec<u8>>>,
+    since: std::time::Instant,
     started: bool,
 }
+
+/// How long one connection's pod side may refuse the client's data
+/// before that connection is cut (the whole session waits meanwhile).
+const STALL: Duration = Duration::from_secs(60);
 
 /// Port forwarding over SPDY: every pair of streams with one `requestid`
 /// (an error stream, then a data stream, both naming the `port`) is one
@@ -465,12 +519,32 @@ pub(crate) async fn port_forward<IO: AsyncRead + AsyncWrite + Send + 'static>(
     let mut feeds: HashMap<u32, mpsc::Sender<Vec<u8>>> = HashMap::new();
     let mut conns = tokio::task::JoinSet::new();
     let why = loop {
-        let ev = match events.recv().await {
-            Some(ev) => ev,
-            None => break None,
+        let ev = match tokio::time::timeout(IDLE, events.recv()).await {
+            Ok(Some(ev)) => ev,
+            Ok(None) => break None,
+            Err(_) if conns.is_empty() => {
+                tracing::info!("SPDY port forward idle for {IDLE:?}: ended");
+                let _ = tx.send(spdy::goaway(taker.last, spdy::GOAWAY_OK)).await;
+                break None;
+            }
+            Err(_) => continue,
         };
         match ev {
             Event::Syn(s) => {
+                // Pairs that never completed are given up after a while.
+                let stale: Vec<String> = pairs
+                    .iter()
+                    .filter(|(_, p)| !p.started && p.since.elapsed() > STREAM_WAIT)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in stale {
+                    if let Some(p) = pairs.remove(&k) {
+                        for id in [p.error, p.data].into_iter().flatten() {
+                            feeds.remove(&id);
+                            let _ = tx.send(spdy::rst_stream(id, spdy::CANCEL)).await;
+                        }
+                    }
+                }
                 let kind = spdy::header(&s.headers, "streamtype").unwrap_or_default();
                 let port = spdy::header(&s.headers, "port").unwrap_or_default();
                 let Some(port) = port.parse::<u16>().ok().filter(|p| *p > 0) else {
@@ -490,9 +564,13 @@ pub(crate) async fn port_forward<IO: AsyncRead + AsyncWrite + Send + 'static>(
                     (None, "error") => s.stream.to_string(),
                     (None, _) => s.stream.saturating_sub(2).to_string(),
                 };
-                if !matches!(kind, "error" | "data") {
+                if !matches!(kind, "error" | "data") || request.len() > MAX_REQUEST_ID {
                     taker
-                        .refuse(s.stream, &format!("stream type {kind:?}"), &tx)
+                        .refuse(
+                            s.stream,
+                            &format!("stream type {kind:?}, request id {request:?}"),
+                            &tx,
+                        )
                         .await;
                     continue;
                 }
@@ -507,13 +585,20 @@ pub(crate) async fn port_forward<IO: AsyncRead + AsyncWrite + Send + 'static>(
                         .await;
                     continue;
                 }
-                let pair = pairs.entry(request.clone()).or_default();
+                let pair = pairs.entry(request.clone()).or_insert_with(|| Pair {
+                    port,
+                    error: None,
+                    data: None,
+                    feed: None,
+                    since: std::time::Instant::now(),
+                    started: false,
+                });
                 let slot = if kind == "error" {
                     &mut pair.error
                 } else {
                     &mut pair.data
                 };
-                if slot.is_some() || (pair.port != 0 && pair.port != port) {
+                if slot.is_some() || pair.port != port {
                     taker
                         .refuse(
                             s.stream,
@@ -529,18 +614,26 @@ pub(crate) async fn port_forward<IO: AsyncRead + AsyncWrite + Send + 'static>(
                     continue;
                 }
                 *slot = Some(s.stream);
-                pair.port = port;
+                if kind == "data" {
+                    let (feed_tx, feed_rx) = mpsc::channel::<Vec<u8>>(64);
+                    // A data stream opened with FIN sends nothing.
+                    if s.flags & spdy::FLAG_FIN == 0 {
+                        feeds.insert(s.stream, feed_tx);
+                    }
+                    pair.feed = Some(feed_rx);
+                }
                 if let (Some(err), Some(data), false) = (pair.error, pair.data, pair.started) {
                     pair.started = true;
-                    let (feed_tx, feed_rx) = mpsc::channel::<Vec<u8>>(16);
-                    feeds.insert(data, feed_tx);
+                    let Some(feed) = pair.feed.take() else {
+                        continue;
+                    };
                     let f = forward(
                         engine.clone(),
                         pod.clone(),
                         allowed.clone(),
                         port,
                         (data, err),
-                        feed_rx,
+                        feed,
                         tx.clone(),
                     );
                     conns.spawn(async move {
@@ -551,8 +644,21 @@ pub(crate) async fn port_forward<IO: AsyncRead + AsyncWrite + Send + 'static>(
             }
             Event::Data { stream, fin, data } => {
                 if let Some(f) = feeds.get(&stream) {
-                    if !data.is_empty() && f.send(data).await.is_err() {
-                        feeds.remove(&stream);
+                    // Data waits for the pod's side to take it (as the
+                    // kubelet's does: SPDY as Kubernetes speaks it has no
+                    // working flow control), but not forever.
+                    if !data.is_empty() {
+                        match tokio::time::timeout(STALL, f.send(data)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => {
+                                feeds.remove(&stream);
+                            }
+                            Err(_) => {
+                                tracing::info!("SPDY port forward: stream {stream}'s pod side took nothing for {STALL:?}: cut");
+                                feeds.remove(&stream);
+                                let _ = tx.send(spdy::rst_stream(stream, spdy::CANCEL)).await;
+                            }
+                        }
                     }
                 }
                 if fin {
@@ -669,6 +775,20 @@ mod tests {
             wanted(&exec(true, false), "v2.channel.k8s.io"),
             ["error", "stdout"]
         );
+    }
+
+    #[test]
+    fn resizes_split_anywhere() {
+        let mut buf = br#"{"Width":80,"Height":24}{"Wid"#.to_vec();
+        let got = sizes(&mut buf);
+        assert_eq!((got.len(), got[0].width, got[0].height), (1, 80, 24));
+        assert_eq!(buf, br#"{"Wid"#);
+        buf.extend_from_slice(br#"th":100,"Height":40}"#);
+        let got = sizes(&mut buf);
+        assert_eq!((got[0].width, got[0].height), (100, 40));
+        assert!(buf.is_empty());
+        buf.extend_from_slice(b"]garbage");
+        assert!(sizes(&mut buf).is_empty() && buf.is_empty());
     }
 
     #[test]

@@ -1914,7 +1914,7 @@ fn kubectl_exec_attach_and_port_forward_over_spdy() {
         shim.requests()
     );
 
-    in_daemon_netns(&d, || spdy_by_hand(&sock, &srv));
+    in_daemon_netns(&d, || spdy_by_hand(&sock, &pod, &srv));
 
     // All of that was SPDY.
     let seen = shim.requests();
@@ -1961,7 +1961,7 @@ fn kubectl_exec_attach_and_port_forward_over_spdy() {
 /// SPDY frame by frame, for what kubectl would not send: a refused
 /// protocol, a session's exact frames, and broken or abandoned sessions,
 /// which start nothing.
-async fn spdy_by_hand(sock: &Path, srv: &str) {
+async fn spdy_by_hand(sock: &Path, pod: &str, srv: &str) {
     use silo_cri::client::spdy;
     use silo_cri::spdy::{self as s, Frame};
     let mut c = connect(sock).await.unwrap();
@@ -2086,8 +2086,91 @@ async fn spdy_by_hand(sock: &Path, srv: &str) {
         })
     ));
     drop(x);
-    // Neither command ran.
+    // Flooding: more stdin than may wait before the streams are all open.
+    let mut x = spdy(&url("sleep 779", true).await, &["v4.channel.k8s.io"])
+        .await
+        .unwrap();
+    x.open(1, &[("streamtype", "error")]).await.unwrap();
+    x.open(3, &[("streamtype", "stdin")]).await.unwrap();
+    for _ in 0..200 {
+        x.send_raw(&s::data(3, 0, b"x")).await.unwrap();
+    }
+    let mut status = Vec::new();
+    while let Ok(Some(f)) = x.next().await {
+        match f {
+            Frame::Data {
+                stream: 1, data, ..
+            } => status.extend(data),
+            Frame::Control {
+                kind: s::GOAWAY, ..
+            } => break,
+            _ => {}
+        }
+    }
+    let status = text(&status);
+    assert!(status.contains("more input than it may"), "{status}");
+    // None of these commands ran.
     let ps = exec(&mut c, srv, &["ps", "-o", "args"], 10).await.unwrap();
     let ps = text(&ps.stdout);
     assert!(!ps.contains("sleep 77"), "{ps}");
+
+    // Port forwarding by hand: a request id too long is refused; a pair
+    // of streams reaches the server in the pod, and both end with it.
+    let url = c
+        .runtime
+        .port_forward(cri::PortForwardRequest {
+            pod_sandbox_id: pod.into(),
+            port: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let mut x = spdy(&url, &["portforward.k8s.io"]).await.unwrap();
+    assert_eq!(x.protocol, "portforward.k8s.io");
+    let long = "9".repeat(100);
+    for (id, kind, request) in [
+        (1, "error", long.as_str()),
+        (3, "error", "0"),
+        (5, "data", "0"),
+    ] {
+        let h = [
+            ("streamtype", kind),
+            ("port", "8000"),
+            ("requestid", request),
+        ];
+        x.open(id, &h).await.unwrap();
+    }
+    let (mut resets, mut replies, mut got, mut fins) = (vec![], vec![], Vec::new(), vec![]);
+    while fins.len() < 2 {
+        match x.next().await.unwrap().expect("the session ended early") {
+            Frame::Control {
+                kind: s::RST_STREAM,
+                payload,
+                ..
+            } => resets.push(s::stream_of(&payload).unwrap()),
+            Frame::Control {
+                kind: s::SYN_REPLY,
+                payload,
+                ..
+            } => replies.push(s::stream_of(&payload).unwrap()),
+            Frame::Data {
+                stream,
+                flags,
+                data,
+            } => {
+                if stream == 5 {
+                    got.extend(data);
+                }
+                if flags & s::FLAG_FIN != 0 {
+                    fins.push(stream);
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!((resets, replies), (vec![1], vec![3, 5]));
+    assert_eq!(text(&got), "pong\n");
+    fins.sort_unstable();
+    assert_eq!(fins, [3, 5]);
 }
