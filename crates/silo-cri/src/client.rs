@@ -58,6 +58,7 @@ async fn upgrade(url: &str, headers: &str) -> Result<(Reader, Writer, Vec<String
     let tcp = tokio::net::TcpStream::connect(host)
         .await
         .map_err(|e| format!("{host}: {e}"))?;
+    tcp.set_nodelay(true).map_err(|e| format!("{host}: {e}"))?;
     let (read, mut write) = tokio::io::split(tcp);
     let request =
         format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\n{headers}\r\n");

@@ -46,11 +46,17 @@ fn bounded_output(
             .map(|e| Box::new(e) as Box<dyn Read + Send>),
     );
     let deadline = std::time::Instant::now() + limit;
+    // Woken by the exit itself (a pidfd), not by a polling tick: a plugin
+    // runs twice in every pod's life.
+    let pidfd = i32::try_from(child.id())
+        .ok()
+        .and_then(|pid| silo_sys::pidfd::PidFd::open(pid).ok());
     let status = loop {
         if let Some(s) = child.try_wait()? {
             break s;
         }
-        if std::time::Instant::now() >= deadline {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
             let _ = child.kill();
             let _ = child.wait();
             return Err(std::io::Error::new(
@@ -58,7 +64,12 @@ fn bounded_output(
                 format!("no answer within {} s; killed", limit.as_secs()),
             ));
         }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        match &pidfd {
+            Some(fd) => {
+                fd.wait(Some(left));
+            }
+            None => std::thread::sleep(left.min(std::time::Duration::from_millis(5))),
+        }
     };
     Ok(std::process::Output {
         status,

@@ -126,6 +126,11 @@ pub async fn serve(
                 }
             },
         };
+        // Sessions are many small frames: Nagle's wait for an ACK the
+        // peer delays would add 40 ms to an exec.
+        if let Err(e) = conn.set_nodelay(true) {
+            tracing::debug!("streaming connection: TCP_NODELAY: {e}");
+        }
         let (engine, streams) = (engine.clone(), streams.clone());
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
@@ -320,13 +325,20 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| format!("worker: {e}"))?
 }
 
-/// The writer side: every frame goes through one task.
+/// The writer side: every frame goes through one task, and the frames
+/// queued at once go out in one write.
 pub(crate) fn writer<W: AsyncWrite + Unpin + Send + 'static>(
     mut w: W,
 ) -> (mpsc::Sender<Vec<u8>>, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
     let task = tokio::spawn(async move {
-        while let Some(f) = rx.recv().await {
+        while let Some(mut f) = rx.recv().await {
+            while f.len() < 64 << 10 {
+                match rx.try_recv() {
+                    Ok(more) => f.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
             if let Err(e) = w.write_all(&f).await {
                 tracing::trace!("the stream's writer: {e}");
                 break;
