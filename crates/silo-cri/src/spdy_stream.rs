@@ -495,7 +495,13 @@ struct Pair {
     /// connection's start.
     feed: Option<mpsc::Receiver<Vec<u8>>>,
     since: std::time::Instant,
-    started: bool,
+}
+
+impl Pair {
+    /// Both streams are open: its connection has been started.
+    fn complete(&self) -> bool {
+        self.error.is_some() && self.data.is_some()
+    }
 }
 
 /// How long one connection's pod side may refuse the client's data
@@ -534,7 +540,7 @@ pub(crate) async fn port_forward<IO: AsyncRead + AsyncWrite + Send + 'static>(
                 // Pairs that never completed are given up after a while.
                 let stale: Vec<String> = pairs
                     .iter()
-                    .filter(|(_, p)| !p.started && p.since.elapsed() > STREAM_WAIT)
+                    .filter(|(_, p)| !p.complete() && p.since.elapsed() > STREAM_WAIT)
                     .map(|(k, _)| k.clone())
                     .collect();
                 for k in stale {
@@ -591,7 +597,6 @@ pub(crate) async fn port_forward<IO: AsyncRead + AsyncWrite + Send + 'static>(
                     data: None,
                     feed: None,
                     since: std::time::Instant::now(),
-                    started: false,
                 });
                 let slot = if kind == "error" {
                     &mut pair.error
@@ -622,11 +627,12 @@ pub(crate) async fn port_forward<IO: AsyncRead + AsyncWrite + Send + 'static>(
                     }
                     pair.feed = Some(feed_rx);
                 }
-                if let (Some(err), Some(data), false) = (pair.error, pair.data, pair.started) {
-                    pair.started = true;
-                    let Some(feed) = pair.feed.take() else {
-                        continue;
-                    };
+                // The stream that completes the pair starts its connection
+                // (a second stream of either kind was refused above).
+                let complete = pair.complete();
+                if let (Some(err), Some(data), Some(feed)) =
+                    (pair.error, pair.data, pair.feed.take_if(|_| complete))
+                {
                     let f = forward(
                         engine.clone(),
                         pod.clone(),

@@ -194,38 +194,18 @@ fn handle(
     let v5 = *protocol == "v5.channel.k8s.io";
     let query = req.uri().query().unwrap_or_default().to_string();
     let accept = ws::accept_key(header(&req, "sec-websocket-key"));
-    let mut req = req;
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
-        let io = match on_upgrade.await {
-            Ok(u) => {
-                tracing::debug!("stream upgraded");
-                hyper_util::rt::TokioIo::new(u)
-            }
-            Err(e) => {
-                tracing::warn!("streaming upgrade failed: {e}");
-                return;
-            }
-        };
-        let result = match pending {
+    let mut r = switch(req, move |io| async move {
+        match pending {
             Pending::PortForward { pod, ports } => {
                 port_forward(io, engine, pod, ports, &query).await
             }
             other => remote_command(io, engine, other, v5).await,
-        };
-        if let Err(e) = result {
-            tracing::info!("stream ended: {e}");
         }
     });
-    let mut r = reply(StatusCode::SWITCHING_PROTOCOLS, "");
     let h = r.headers_mut();
     h.insert(
         "upgrade",
         hyper::header::HeaderValue::from_static("websocket"),
-    );
-    h.insert(
-        "connection",
-        hyper::header::HeaderValue::from_static("Upgrade"),
     );
     if let Ok(v) = accept.parse() {
         h.insert("sec-websocket-accept", v);
@@ -237,10 +217,36 @@ fn handle(
     r
 }
 
+/// The 101 answer to `req` (its caller adds the protocol's headers), with
+/// `session` spawned on the connection once hyper hands it over.
+fn switch<F, Fut>(mut req: Request<hyper::body::Incoming>, session: F) -> Response<Full<Bytes>>
+where
+    F: FnOnce(hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(u) => {
+                if let Err(e) = session(hyper_util::rt::TokioIo::new(u)).await {
+                    tracing::info!("stream ended: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("streaming upgrade failed: {e}"),
+        }
+    });
+    let mut r = reply(StatusCode::SWITCHING_PROTOCOLS, "");
+    r.headers_mut().insert(
+        "connection",
+        hyper::header::HeaderValue::from_static("Upgrade"),
+    );
+    r
+}
+
 /// Takes a SPDY/3.1 upgrade: the first protocol the client offers (in
 /// `X-Stream-Protocol-Version`) that silo speaks for this kind of stream.
 fn spdy_upgrade(
-    mut req: Request<hyper::body::Incoming>,
+    req: Request<hyper::body::Incoming>,
     engine: Arc<Engine>,
     pending: Pending,
     upgrade: &str,
@@ -281,34 +287,18 @@ fn spdy_upgrade(
         }
         return r;
     };
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
-        let io = match on_upgrade.await {
-            Ok(u) => hyper_util::rt::TokioIo::new(u),
-            Err(e) => {
-                tracing::warn!("streaming upgrade failed: {e}");
-                return;
-            }
-        };
-        let result = match pending {
+    let mut r = switch(req, move |io| async move {
+        match pending {
             Pending::PortForward { pod, ports } => {
                 spdy_stream::port_forward(io, engine, pod, ports).await
             }
             other => spdy_stream::remote_command(io, engine, other, protocol).await,
-        };
-        if let Err(e) = result {
-            tracing::info!("SPDY stream ended: {e}");
         }
     });
-    let mut r = reply(StatusCode::SWITCHING_PROTOCOLS, "");
     let h = r.headers_mut();
     h.insert(
         "upgrade",
         hyper::header::HeaderValue::from_static("SPDY/3.1"),
-    );
-    h.insert(
-        "connection",
-        hyper::header::HeaderValue::from_static("Upgrade"),
     );
     h.insert(
         "x-stream-protocol-version",

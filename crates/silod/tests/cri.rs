@@ -155,14 +155,10 @@ async fn wait_status(
 /// streaming server's 127.0.0.1 is); the CRI socket is a file, so the
 /// client reaches it from anywhere.
 fn in_daemon_netns<F: std::future::Future<Output = ()>>(d: &Daemon, f: impl FnOnce() -> F + Send) {
-    use std::os::fd::AsRawFd;
-    let ns = std::fs::File::open(d.netns_file()).unwrap();
+    let ns = d.netns_file();
     std::thread::scope(|s| {
         s.spawn(|| {
-            // SAFETY: setns on a namespace file held open for the call; it
-            // moves only this thread.
-            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns into silod's namespace");
+            kubeshim::in_netns(&ns);
             rt().block_on(f());
         })
         .join()

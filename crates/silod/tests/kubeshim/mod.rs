@@ -33,7 +33,9 @@ pub struct Shim {
     pub seen: Arc<Mutex<Vec<String>>>,
 }
 
-fn in_netns(netns: &Path) {
+/// Moves this thread (and the threads it starts) into the network
+/// namespace at `netns`.
+pub fn in_netns(netns: &Path) {
     let ns = std::fs::File::open(netns).unwrap();
     // SAFETY: setns on a namespace file held open for the call; it moves
     // only this thread (and the threads it starts).
@@ -91,7 +93,19 @@ impl Shim {
     /// adds to its environment. (nsenter execs it: killing the child
     /// kills kubectl.)
     pub fn kubectl(&self, env: &[(&str, &str)], args: &[&str]) -> Command {
-        let mut c = Command::new("nsenter");
+        self.command(None, env, args)
+    }
+
+    /// The same, first under `timeout -s KILL limit` when a limit is given.
+    fn command(&self, limit: Option<&str>, env: &[(&str, &str)], args: &[&str]) -> Command {
+        let mut c = match limit {
+            Some(secs) => {
+                let mut c = Command::new("timeout");
+                c.args(["-s", "KILL", secs, "nsenter"]);
+                c
+            }
+            None => Command::new("nsenter"),
+        };
         c.arg(format!("--net={}", self.netns.display()))
             .arg(kubectl())
             .arg(format!(
@@ -106,12 +120,8 @@ impl Shim {
 
     /// Runs kubectl with `input` on its stdin (for a minute at most).
     pub fn run(&self, env: &[(&str, &str)], args: &[&str], input: &[u8]) -> Output {
-        let mut child = Command::new("timeout")
-            .args(["-s", "KILL", "60"])
-            .arg(self.kubectl(env, args).get_program())
-            .args(self.kubectl(env, args).get_args())
-            .env("HOME", self.dir.path())
-            .envs(env.iter().copied())
+        let mut child = self
+            .command(Some("60"), env, args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
